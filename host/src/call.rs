@@ -1,0 +1,384 @@
+//! Per-call state: what a fresh `Store` holds for one invocation (WASI context, memory limiter,
+//! captured logs) and the host side of the `invoke`, `log` and `config` interfaces, implemented
+//! on the narrow [`FnHost`] rather than on the whole store data.
+
+use crate::bindings::cloudfn::function::{config, invoke, log, types};
+use crate::bindings::{CallError, LogLevel};
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Most log text kept per call (stdout, stderr and log lines together); the rest is dropped
+/// and the record says so.
+pub const MAX_LOG_BYTES: usize = 1 << 20;
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr.
+    Stderr,
+    /// The `log` interface.
+    Log,
+}
+
+/// One line of a call's logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Where it came from.
+    pub stream: LogStream,
+    /// Its level, for `log` lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'static str>,
+    /// The text, without the line break.
+    pub message: String,
+}
+
+/// The logs of one call, in the order the guest wrote them.
+#[derive(Debug, Default)]
+pub struct LogSink {
+    lines: Vec<LogLine>,
+    partial: [Vec<u8>; 2],
+    bytes: usize,
+    truncated: bool,
+}
+
+impl LogSink {
+    fn admit(&mut self, len: usize) -> bool {
+        if self.bytes + len > MAX_LOG_BYTES {
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += len;
+        true
+    }
+
+    fn write(&mut self, stream: LogStream, mut data: &[u8]) {
+        if !self.admit(data.len()) {
+            return;
+        }
+        let idx = (stream == LogStream::Stderr) as usize;
+        while let Some(pos) = data.iter().position(|b| *b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial[idx]);
+            line.extend_from_slice(&data[..pos]);
+            self.push_line(stream, None, line);
+            data = &data[pos + 1..];
+        }
+        self.partial[idx].extend_from_slice(data);
+    }
+
+    fn push_line(&mut self, stream: LogStream, level: Option<&'static str>, line: Vec<u8>) {
+        let message = match String::from_utf8(line) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        self.lines.push(LogLine {
+            stream,
+            level,
+            message,
+        });
+    }
+
+    /// The lines, with any unterminated output flushed as a final line.
+    pub fn finish(&mut self) -> Vec<LogLine> {
+        for (idx, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
+            let rest = std::mem::take(&mut self.partial[idx]);
+            if !rest.is_empty() {
+                self.push_line(stream, None, rest);
+            }
+        }
+        if std::mem::take(&mut self.truncated) {
+            self.lines.push(LogLine {
+                stream: LogStream::Stderr,
+                level: None,
+                message: format!("[cloudfn: logs truncated at {MAX_LOG_BYTES} bytes]"),
+            });
+        }
+        std::mem::take(&mut self.lines)
+    }
+
+    /// The last stderr line, which for a panicking Rust guest holds the panic message.
+    pub fn last_stderr(&self) -> Option<String> {
+        let partial = &self.partial[1];
+        if !partial.is_empty() {
+            return Some(String::from_utf8_lossy(partial).into_owned());
+        }
+        self.lines
+            .iter()
+            .rev()
+            .find(|l| l.stream == LogStream::Stderr && !l.message.trim().is_empty())
+            .map(|l| l.message.clone())
+    }
+}
+
+/// The guest's stdout or stderr, feeding a [`LogSink`]. Never fails the guest: output past the
+/// cap is dropped, not an error (a chatty function must not crash on `println!`).
+#[derive(Clone)]
+pub struct LogPipe {
+    sink: Arc<Mutex<LogSink>>,
+    stream: LogStream,
+}
+
+impl LogPipe {
+    /// A pipe writing `stream` lines into `sink`.
+    pub fn new(sink: Arc<Mutex<LogSink>>, stream: LogStream) -> Self {
+        LogPipe { sink, stream }
+    }
+
+    fn put(&self, data: &[u8]) {
+        self.sink
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(self.stream, data);
+    }
+}
+
+impl IsTerminal for LogPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogPipe {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LogPipe {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.put(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LogPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.put(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Enforces a call's memory limit and remembers whether the guest hit it and its peak.
+#[derive(Debug)]
+pub struct MemLimiter {
+    limit: usize,
+    total: usize,
+    /// The most linear memory the call had at once, in bytes.
+    pub peak: usize,
+    /// Whether a growth was refused because of the limit.
+    pub hit: bool,
+}
+
+impl MemLimiter {
+    /// A limiter allowing `limit` bytes of linear memory in total.
+    pub fn new(limit: usize) -> Self {
+        MemLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+            hit: false,
+        }
+    }
+}
+
+impl MemLimiter {
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl ResourceLimiter for MemLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total - current + desired;
+        if total > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.total = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        32
+    }
+}
+
+/// What a running function may do through the host: the nested-call capability.
+pub type CallFunction = Arc<
+    dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Result<String, CallError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The host side of the cloudfn interfaces for one call.
+pub struct FnHost {
+    /// The function's variables.
+    pub vars: Arc<BTreeMap<String, String>>,
+    /// The call's logs (shared with its stdout/stderr pipes).
+    pub logs: Arc<Mutex<LogSink>>,
+    /// Runs another function of the same env with this call's identity.
+    pub call: CallFunction,
+}
+
+impl types::Host for FnHost {}
+
+impl invoke::Host for FnHost {
+    fn call_function(
+        &mut self,
+        name: String,
+        event: String,
+    ) -> impl Future<Output = Result<String, CallError>> + Send {
+        (self.call)(name, event)
+    }
+}
+
+impl log::Host for FnHost {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        let mut sink = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if sink.admit(message.len()) {
+            sink.push_line(LogStream::Log, Some(level), message.into_bytes());
+        }
+    }
+}
+
+impl config::Host for FnHost {
+    fn get_var(&mut self, name: String) -> Option<String> {
+        self.vars.get(&name).cloned()
+    }
+
+    fn get_vars(&mut self) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Everything one call's `Store` holds.
+pub struct CallState {
+    /// WASI: stdio into the log sink, the env directory, no network.
+    pub wasi: WasiCtx,
+    /// WASI resources.
+    pub table: ResourceTable,
+    /// The memory limit.
+    pub limiter: MemLimiter,
+    /// The cloudfn host interfaces.
+    pub host: FnHost,
+    /// When the call's time is up.
+    pub deadline: Instant,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_sink_splits_lines_in_order_and_caps_size() {
+        let mut sink = LogSink::default();
+        sink.write(LogStream::Stdout, b"hel");
+        sink.write(LogStream::Stderr, b"oops\n");
+        sink.write(LogStream::Stdout, b"lo\nworld");
+        let lines = sink.finish();
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.stream, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (LogStream::Stderr, "oops"),
+                (LogStream::Stdout, "hello"),
+                (LogStream::Stdout, "world"),
+            ]
+        );
+        let mut sink = LogSink::default();
+        for _ in 0..(MAX_LOG_BYTES / 1000 + 10) {
+            sink.write(LogStream::Stdout, &[b'x'; 1000]);
+        }
+        let lines = sink.finish();
+        assert!(lines.last().unwrap().message.contains("truncated"));
+    }
+
+    #[test]
+    fn limiter_refuses_growth_past_the_limit_and_tracks_peak() {
+        let mut l = MemLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 1 << 19, None).unwrap());
+        assert!(!l.memory_growing(1 << 19, 2 << 20, None).unwrap());
+        assert!(l.hit);
+        assert_eq!(l.peak, 1 << 19);
+    }
+}

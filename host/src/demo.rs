@@ -1,0 +1,113 @@
+//! The embedded demo: a data dir with example apps, envs and functions (built from
+//! `functions/` and compiled into this binary), so a newcomer sees cloudfn work in one command.
+
+use crate::RegistryError;
+use crate::registry::FunctionConfig;
+use crate::service::{Cloudfn, Identity, InvokeRequest};
+use anyhow::Context;
+use std::path::Path;
+
+/// The owner app of the demo envs.
+pub const OWNER_APPID: &str = "wxdemo0000000000a";
+/// An app of the same company that the owner's `cloudbase_auth` allows.
+pub const PARTNER_APPID: &str = "wxdemo0000000000b";
+/// The production env of the owner app.
+pub const PROD_ENV: &str = "prod-demo";
+/// The development env of the owner app.
+pub const DEV_ENV: &str = "dev-demo";
+
+/// Fills `data_dir` with the demo (keeping anything already there) and makes a first call.
+pub async fn run(data_dir: &Path) -> anyhow::Result<i32> {
+    let svc = Cloudfn::open(data_dir)
+        .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+    populate(&svc)?;
+    eprintln!("demo data dir: {}", data_dir.display());
+    for env in svc.registry().envs()? {
+        let names: Vec<String> = svc
+            .registry()
+            .functions(&env.name)?
+            .into_iter()
+            .map(|f| format!("{}@{}", f.name, f.active_version))
+            .collect();
+        eprintln!(
+            "  env {} (owner {}): {}",
+            env.name,
+            env.owner_appid,
+            names.join(", ")
+        );
+    }
+    let mut req = InvokeRequest::new(
+        PROD_ENV,
+        "users_add",
+        r#"{"name":"Ada","age":36}"#,
+        "wx_client",
+    );
+    req.identity = Identity {
+        appid: Some(OWNER_APPID.into()),
+        openid: Some("o-demo-user-1".into()),
+        ..Identity::default()
+    };
+    eprintln!(
+        "\n$ cloudfn invoke --env {PROD_ENV} --name users_add --appid {OWNER_APPID} --openid o-demo-user-1 --source wx_client --event '{{\"name\":\"Ada\",\"age\":36}}'"
+    );
+    let inv = svc.invoke(req).await;
+    let code = match inv.result {
+        Ok(json) => {
+            println!("{json}");
+            0
+        }
+        Err(e) => {
+            println!("{}", e.to_json());
+            1
+        }
+    };
+    eprintln!(
+        "\nTry next:\n  cloudfn --data-dir {d} invoke --env {PROD_ENV} --name echo --from-appid {PARTNER_APPID} --from-openid o1 --event '{{\"a\":1}}'\n  cloudfn --data-dir {d} ls --env {PROD_ENV}\n  cloudfn --data-dir {d} versions --env {PROD_ENV} --name echo",
+        d = data_dir.display()
+    );
+    Ok(code)
+}
+
+/// Creates the demo envs and deploys the example functions where they are missing.
+pub fn populate(svc: &Cloudfn) -> anyhow::Result<()> {
+    for env in [PROD_ENV, DEV_ENV] {
+        match svc.registry().create_env(env, OWNER_APPID) {
+            Ok(_) | Err(RegistryError::EnvExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (env, name, wasm) in crate::guests::DEMO_FUNCTIONS
+        .iter()
+        .map(|(name, wasm)| (PROD_ENV, *name, *wasm))
+        .chain(std::iter::once((DEV_ENV, "echo", echo_wasm())))
+    {
+        let exists = svc
+            .registry()
+            .functions(env)?
+            .iter()
+            .any(|f| f.name == name);
+        if exists {
+            continue;
+        }
+        let mut config = FunctionConfig::default();
+        if name == "cloudbase_auth" {
+            config
+                .vars
+                .insert("allowed_appids".into(), PARTNER_APPID.into());
+            config
+                .vars
+                .insert("roles".into(), format!("{PARTNER_APPID}=partner"));
+        }
+        svc.deploy(env, name, wasm, config)
+            .with_context(|| format!("deploying demo function {env}/{name}"))?;
+    }
+    Ok(())
+}
+
+fn echo_wasm() -> &'static [u8] {
+    crate::guests::DEMO_FUNCTIONS
+        .iter()
+        .find(|(name, _)| *name == "echo")
+        .map(|(_, wasm)| *wasm)
+        .expect("echo is a demo function")
+}

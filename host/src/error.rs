@@ -1,0 +1,161 @@
+//! Errors a caller matches on, each mapped to its protocol errcode (protocol §3).
+
+use std::time::Duration;
+
+/// Why an invocation failed. [`InvokeError::errcode`] gives the protocol code.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// A parameter is malformed: a bad function name, an event that is not JSON.
+    #[error("parameter error: {0}")]
+    InvalidParam(String),
+    /// The environment does not exist.
+    #[error("env not exists: {0}")]
+    EnvNotFound(String),
+    /// The function (or the requested version) does not exist in the environment.
+    #[error("function not found: {name} in env {env}{}", version.map(|v| format!(" (version {v})")).unwrap_or_default())]
+    FunctionNotFound {
+        /// The environment searched.
+        env: String,
+        /// The function name asked for.
+        name: String,
+        /// The version asked for, when one was.
+        version: Option<u32>,
+    },
+    /// The function ran past its time limit.
+    #[error("function {name} timed out after {} ms", limit.as_millis())]
+    Timeout {
+        /// The function.
+        name: String,
+        /// The limit it hit.
+        limit: Duration,
+    },
+    /// The function tried to grow its memory past its limit.
+    #[error("function {name} exceeded its memory limit of {limit_mb} MB")]
+    MemoryLimit {
+        /// The function.
+        name: String,
+        /// The configured limit.
+        limit_mb: u32,
+    },
+    /// The function failed while running: a trap, a panic, an error it returned, or a result
+    /// that is not JSON.
+    #[error("function {name} failed: {message}")]
+    Failed {
+        /// The function.
+        name: String,
+        /// What went wrong, including the guest's last stderr line where it helps.
+        message: String,
+    },
+    /// Function-to-function calls nested deeper than the host allows.
+    #[error("function call depth limit of {0} exceeded")]
+    DepthExceeded(u32),
+    /// The caller is not allowed to run this function.
+    #[error("unauthorized operation: {0}")]
+    Unauthorized(String),
+    /// Something went wrong in the host itself (storage, compilation of a stored artifact).
+    #[error("system error: {0:#}")]
+    System(#[from] anyhow::Error),
+}
+
+impl InvokeError {
+    /// The protocol errcode for this failure.
+    pub fn errcode(&self) -> i32 {
+        match self {
+            InvokeError::InvalidParam(_) => -501007,
+            InvokeError::EnvNotFound(_) => -501000,
+            InvokeError::FunctionNotFound { .. } => -501009,
+            InvokeError::Timeout { .. } => -501002,
+            InvokeError::MemoryLimit { .. }
+            | InvokeError::Failed { .. }
+            | InvokeError::DepthExceeded(_) => -504002,
+            InvokeError::Unauthorized(_) => -501019,
+            InvokeError::System(_) => -1,
+        }
+    }
+
+    /// The protocol's error body: `{"errcode":N,"errmsg":"…"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "errcode": self.errcode(), "errmsg": self.to_string() })
+    }
+}
+
+/// Why a registry change (env, deploy, rollback, removal) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A name does not follow its pattern.
+    #[error("invalid {kind} name {name:?}: {rule}")]
+    InvalidName {
+        /// "function", "env" or "app".
+        kind: &'static str,
+        /// The rejected name.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// The environment does not exist.
+    #[error("env not exists: {0} (create it with `cloudfn env create {0} --owner APPID`)")]
+    EnvNotFound(String),
+    /// The environment exists already.
+    #[error("env {0} already exists")]
+    EnvExists(String),
+    /// The function does not exist in the environment.
+    #[error("function not found: {name} in env {env}")]
+    FunctionNotFound {
+        /// The environment.
+        env: String,
+        /// The function.
+        name: String,
+    },
+    /// The function exists but not at this version.
+    #[error("function {name} in env {env} has no version {version}")]
+    VersionNotFound {
+        /// The environment.
+        env: String,
+        /// The function.
+        name: String,
+        /// The missing version.
+        version: u32,
+    },
+    /// The uploaded file is not a usable cloud function.
+    #[error("invalid function: {0}")]
+    InvalidWasm(String),
+    /// A configuration value is out of range.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] anyhow::Error),
+}
+
+impl From<rusqlite::Error> for RegistryError {
+    fn from(e: rusqlite::Error) -> Self {
+        RegistryError::Storage(anyhow::Error::new(e).context("registry database"))
+    }
+}
+
+impl From<RegistryError> for InvokeError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::EnvNotFound(env) => InvokeError::EnvNotFound(env),
+            RegistryError::FunctionNotFound { env, name } => InvokeError::FunctionNotFound {
+                env,
+                name,
+                version: None,
+            },
+            RegistryError::VersionNotFound { env, name, version } => {
+                InvokeError::FunctionNotFound {
+                    env,
+                    name,
+                    version: Some(version),
+                }
+            }
+            RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_) => {
+                InvokeError::InvalidParam(e.to_string())
+            }
+            RegistryError::InvalidWasm(_) | RegistryError::EnvExists(_) => {
+                InvokeError::System(anyhow::Error::new(e))
+            }
+            RegistryError::Storage(e) => InvokeError::System(e),
+        }
+    }
+}
