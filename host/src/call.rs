@@ -108,17 +108,22 @@ impl LogSink {
         std::mem::take(&mut self.lines)
     }
 
-    /// The last stderr line, which for a panicking Rust guest holds the panic message.
-    pub fn last_stderr(&self) -> Option<String> {
-        let partial = &self.partial[1];
-        if !partial.is_empty() {
-            return Some(String::from_utf8_lossy(partial).into_owned());
-        }
-        self.lines
+    /// What the guest last said on stderr about failing: for a panicking Rust guest, the
+    /// "panicked at" line and the panic message; otherwise its last meaningful stderr line.
+    pub fn stderr_summary(&self) -> Option<String> {
+        let partial = String::from_utf8_lossy(&self.partial[1]);
+        let lines: Vec<&str> = self
+            .lines
             .iter()
-            .rev()
-            .find(|l| l.stream == LogStream::Stderr && !l.message.trim().is_empty())
-            .map(|l| l.message.clone())
+            .filter(|l| l.stream == LogStream::Stderr)
+            .map(|l| l.message.as_str())
+            .chain(std::iter::once(partial.as_ref()))
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        if let Some(i) = lines.iter().rposition(|l| l.contains(" panicked at ")) {
+            return Some(lines[i..(i + 2).min(lines.len())].join(" "));
+        }
+        lines.last().map(|l| l.to_string())
     }
 }
 

@@ -72,7 +72,7 @@ pub enum Command {
         name: String,
     },
     /// Call a function, deployed or straight from a .wasm file, as any caller.
-    Invoke(InvokeArgs),
+    Invoke(Box<InvokeArgs>),
     /// Fill the data dir with example apps, envs and functions, then call one.
     Demo,
 }
@@ -271,7 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             svc.remove(&env, &name)?;
             println!("removed {env}/{name}");
         }
-        Command::Invoke(args) => return invoke(&cli.data_dir, args).await,
+        Command::Invoke(args) => return invoke(&cli.data_dir, *args).await,
         Command::Demo => return crate::demo::run(&cli.data_dir).await,
     }
     Ok(0)

@@ -482,7 +482,11 @@ impl Cloudfn {
             Some(t) => t.to_string(),
             None => format!("{err:#}"),
         };
-        let message = match sink.lock().unwrap_or_else(|e| e.into_inner()).last_stderr() {
+        let message = match sink
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stderr_summary()
+        {
             Some(line) => format!("{trap}; stderr: {line}"),
             None => trap,
         };

@@ -1,0 +1,377 @@
+//! The `cloudfn` binary end to end: env, deploy, ls, versions, rollback, rm, invoke (deployed
+//! and from a file), the demo, and deploys interrupted by a crash at every step.
+
+mod common;
+
+use cloudfn_host::guests::paths;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cloudfn(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudfn"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("CLOUDFN_CRASH_AT")
+        .output()
+        .expect("running cloudfn")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "cloudfn failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output) -> (String, String) {
+    assert!(!out.status.success(), "expected failure: {out:?}");
+    (
+        String::from_utf8(out.stdout.clone()).unwrap(),
+        String::from_utf8(out.stderr.clone()).unwrap(),
+    )
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&cloudfn(
+        dir.path(),
+        &["env", "create", "prod", "--owner", "wxA"],
+    ));
+    let v = ok(&cloudfn(
+        dir.path(),
+        &["deploy", "--env", "prod", "--name", "echo", paths::ECHO],
+    ));
+    assert_eq!(v.trim(), "1");
+    dir
+}
+
+#[test]
+fn invoke_with_caller_identity_prints_event_and_context() {
+    let dir = setup();
+    let out = ok(&cloudfn(
+        dir.path(),
+        &[
+            "invoke",
+            "--env",
+            "prod",
+            "--name",
+            "echo",
+            "--from-appid",
+            "wxB",
+            "--from-openid",
+            "o1",
+            "--event",
+            r#"{"a":1}"#,
+        ],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["event"], json!({"a":1}));
+    assert_eq!(v["context"]["FROM_APPID"], "wxB");
+    assert_eq!(v["context"]["FROM_OPENID"], "o1");
+    assert_eq!(v["context"]["ENV"], "prod");
+    assert!(v["context"].get("OPENID").is_none());
+}
+
+#[test]
+fn invoke_failures_print_protocol_errors_and_exit_nonzero() {
+    let dir = setup();
+    let (stdout, _) = failed(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "prod", "--name", "nope"],
+    ));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["errcode"], -501009);
+    let (stdout, _) = failed(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "gone", "--name", "echo"],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["errcode"],
+        -501000
+    );
+    ok(&cloudfn(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "prod",
+            "--name",
+            "boom",
+            paths::FAIL_PANIC,
+        ],
+    ));
+    let (stdout, stderr) = failed(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "prod", "--name", "boom"],
+    ));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["errcode"], -504002);
+    assert!(
+        stderr.contains("[stderr]") && stderr.contains("deliberate panic"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn event_from_file_and_version_listing_and_rollback() {
+    let dir = setup();
+    let event_file = dir.path().join("event.json");
+    std::fs::write(&event_file, r#"{"from":"file"}"#).unwrap();
+    let at = format!("@{}", event_file.display());
+    let out = ok(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "prod", "--name", "echo", "--event", &at],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["event"]["from"],
+        "file"
+    );
+
+    let v2 = ok(&cloudfn(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "prod",
+            "--name",
+            "echo",
+            paths::FAIL_ERROR,
+            "--timeout",
+            "1.5",
+            "--memory",
+            "64",
+            "--var",
+            "k=v",
+        ],
+    ));
+    assert_eq!(v2.trim(), "2");
+    let versions = ok(&cloudfn(
+        dir.path(),
+        &["versions", "--env", "prod", "--name", "echo"],
+    ));
+    let rows: Vec<Vec<&str>> = versions
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows[0][0], "2");
+    assert_eq!(rows[0][1], "*");
+    assert_eq!(rows[0][4], "1.5s");
+    assert_eq!(rows[0][5], "64MB");
+    assert_eq!(rows[1][0], "1");
+    ok(&cloudfn(
+        dir.path(),
+        &["rollback", "--env", "prod", "--name", "echo", "--to", "1"],
+    ));
+    let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod"]));
+    assert_eq!(ls.lines().nth(1).unwrap(), "echo\t1\t2");
+    let (_, stderr) = failed(&cloudfn(
+        dir.path(),
+        &["rollback", "--env", "prod", "--name", "echo", "--to", "9"],
+    ));
+    assert!(stderr.contains("has no version 9"), "{stderr}");
+    ok(&cloudfn(
+        dir.path(),
+        &["rm", "--env", "prod", "--name", "echo"],
+    ));
+    let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod"]));
+    assert_eq!(ls.lines().count(), 1, "{ls}");
+}
+
+#[test]
+fn deploy_errors_are_clear() {
+    let dir = setup();
+    let cases = [
+        (
+            vec![
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "x1",
+                paths::WRONG_WORLD,
+            ],
+            "does not export `cloudfn:function/handler`",
+        ),
+        (
+            vec![
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "x1",
+                paths::WRONG_IMPORT,
+            ],
+            "imports `acme:billing/charge`",
+        ),
+        (
+            vec!["deploy", "--env", "prod", "--name=-bad", paths::ECHO],
+            "invalid function name",
+        ),
+        (
+            vec!["deploy", "--env", "nope", "--name", "echo", paths::ECHO],
+            "env not exists: nope",
+        ),
+        (
+            vec!["deploy", "--env", "prod", "--name", "x1", "/no/such.wasm"],
+            "reading /no/such.wasm",
+        ),
+        (
+            vec![
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "x1",
+                paths::ECHO,
+                "--var",
+                "novalue",
+            ],
+            "expected K=V",
+        ),
+        (
+            vec!["env", "create", "prod", "--owner", "wxA"],
+            "env prod already exists",
+        ),
+        (
+            vec!["env", "create", "../x", "--owner", "wxA"],
+            "invalid env name",
+        ),
+    ];
+    for (args, want) in cases {
+        let (_, stderr) = failed(&cloudfn(dir.path(), &args));
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    let envs = ok(&cloudfn(dir.path(), &["env", "ls"]));
+    assert_eq!(envs, "ENV\tOWNER\tFUNCTIONS\nprod\twxA\t1\n");
+}
+
+#[test]
+fn invoke_a_wasm_file_directly_without_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+    let out = ok(&cloudfn(
+        &data,
+        &[
+            "invoke",
+            paths::ECHO,
+            "--openid",
+            "oX",
+            "--appid",
+            "wxA",
+            "--source",
+            "wx_client",
+            "--event",
+            r#"{"local":true}"#,
+        ],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["event"]["local"], true);
+    assert_eq!(v["context"]["OPENID"], "oX");
+    assert_eq!(v["context"]["SOURCE"], "wx_client");
+    assert_eq!(v["context"]["FUNCTION_NAME"], "echo");
+    assert!(!data.exists(), "a file run must not create a data dir");
+    // A file run with variables and a time limit.
+    let out = failed(&cloudfn(
+        &data,
+        &["invoke", paths::FAIL_LOOP, "--timeout", "0.2"],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.0).unwrap()["errcode"],
+        -501002
+    );
+}
+
+#[test]
+fn the_demo_fills_a_data_dir_and_calls_a_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&cloudfn(dir.path(), &["demo"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"]["name"], "Ada");
+    assert_eq!(v["stored"]["context"]["SOURCE"], "wx_client,scf");
+    // Running it again keeps what is there.
+    ok(&cloudfn(dir.path(), &["demo"]));
+    let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod-demo"]));
+    assert_eq!(
+        ls,
+        "NAME\tACTIVE\tVERSIONS\ncloudbase_auth\t1\t1\necho\t1\t1\nusers_add\t1\t1\n"
+    );
+}
+
+#[test]
+fn a_deploy_interrupted_at_any_step_leaves_the_registry_consistent() {
+    for step in [
+        "deploy-after-blob",
+        "deploy-after-artifact",
+        "deploy-before-commit",
+    ] {
+        let dir = setup();
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudfn"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "echo",
+                paths::FAIL_ERROR,
+            ])
+            .env("CLOUDFN_CRASH_AT", step)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{step}: the deploy must have crashed"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("simulated crash"),
+            "{step}"
+        );
+        // Only version 1 exists and it still runs.
+        let versions = ok(&cloudfn(
+            dir.path(),
+            &["versions", "--env", "prod", "--name", "echo"],
+        ));
+        assert_eq!(versions.lines().count(), 2, "{step}: {versions}");
+        let out = ok(&cloudfn(
+            dir.path(),
+            &[
+                "invoke", "--env", "prod", "--name", "echo", "--event", "[1]",
+            ],
+        ));
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap()["event"],
+            json!([1]),
+            "{step}"
+        );
+        // No temp files are left behind, and the next deploy works.
+        let v = ok(&cloudfn(
+            dir.path(),
+            &[
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "echo",
+                paths::FAIL_ERROR,
+            ],
+        ));
+        assert_eq!(v.trim(), "2", "{step}");
+        for sub in ["blobs", "artifacts"] {
+            for entry in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+                let name = entry.unwrap().file_name();
+                assert!(
+                    !name.to_string_lossy().contains(".tmp-"),
+                    "{step}: {name:?}"
+                );
+            }
+        }
+    }
+}

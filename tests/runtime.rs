@@ -1,0 +1,500 @@
+//! The runtime through its library API with real guests: deploy + invoke, WXContext, nested
+//! calls, failures and their errcodes, deploy validation, versions, artifacts, env directory.
+
+mod common;
+
+use cloudfn_host::guests::paths;
+use cloudfn_host::{Cloudfn, FunctionConfig, Identity, InvokeRequest, RegistryError};
+use common::*;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn config(f: impl FnOnce(&mut FunctionConfig)) -> FunctionConfig {
+    let mut c = FunctionConfig::default();
+    f(&mut c);
+    c
+}
+
+#[tokio::test]
+async fn deploy_and_invoke_round_trip() {
+    let (_dir, svc) = service();
+    let inv = call(&svc, "echo", r#"{"a":1,"b":[true,null,"x"]}"#).await;
+    let out = ok_json(&inv);
+    assert_eq!(out["event"], json!({"a":1,"b":[true,null,"x"]}));
+    assert_eq!(inv.version, Some(1));
+    assert!(inv.peak_memory > 0);
+}
+
+#[tokio::test]
+async fn every_wxcontext_field_reaches_the_guest_exactly() {
+    let (_dir, svc) = service();
+    let mut req = InvokeRequest::new("prod", "echo", "{}", "wx_client");
+    req.identity = Identity {
+        appid: Some("wxA".into()),
+        openid: Some("oA-user".into()),
+        unionid: Some("uU-1".into()),
+        from_appid: Some("wxB".into()),
+        from_openid: Some("oB-user".into()),
+        from_unionid: Some("uU-2".into()),
+        client_ip: Some("203.0.113.7".into()),
+    };
+    let inv = svc.invoke(req).await;
+    let out = ok_json(&inv);
+    assert_eq!(
+        out["context"],
+        json!({
+            "ENV": "prod",
+            "SOURCE": "wx_client",
+            "APPID": "wxA",
+            "OPENID": "oA-user",
+            "UNIONID": "uU-1",
+            "FROM_APPID": "wxB",
+            "FROM_OPENID": "oB-user",
+            "FROM_UNIONID": "uU-2",
+            "CLIENTIP": "203.0.113.7",
+            "REQUEST_ID": inv.request_id,
+            "FUNCTION_NAME": "echo",
+        })
+    );
+    // Absent fields stay absent.
+    let inv = call(&svc, "echo", "{}").await;
+    let ctx = ok_json(&inv)["context"].clone();
+    assert_eq!(
+        ctx.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["ENV", "FUNCTION_NAME", "REQUEST_ID", "SOURCE"]
+    );
+}
+
+#[tokio::test]
+async fn call_function_keeps_identity_and_chains_source() {
+    let (_dir, svc) = service();
+    deploy(
+        &svc,
+        "users_add",
+        paths::USERS_ADD,
+        FunctionConfig::default(),
+    );
+    let mut req = InvokeRequest::new(
+        "prod",
+        "users_add",
+        r#"{"name":" Ada ","age":36}"#,
+        "wx_client",
+    );
+    req.identity = Identity {
+        from_appid: Some("wxB".into()),
+        from_openid: Some("oB".into()),
+        from_unionid: Some("uB".into()),
+        ..Identity::default()
+    };
+    let inv = svc.invoke(req).await;
+    let out = ok_json(&inv);
+    assert_eq!(out["added"]["name"], "Ada");
+    assert_eq!(out["added"]["createdBy"], "oB");
+    let callee_ctx = &out["stored"]["context"];
+    assert_eq!(callee_ctx["SOURCE"], "wx_client,scf");
+    assert_eq!(callee_ctx["FROM_APPID"], "wxB");
+    assert_eq!(callee_ctx["FROM_OPENID"], "oB");
+    assert_eq!(callee_ctx["FROM_UNIONID"], "uB");
+    assert_eq!(callee_ctx["FUNCTION_NAME"], "echo");
+    assert!(callee_ctx.get("OPENID").is_none());
+    assert_ne!(callee_ctx["REQUEST_ID"], json!(inv.request_id));
+    // The SDK's log macro reached the call's logs.
+    assert!(
+        inv.logs
+            .iter()
+            .any(|l| l.level == Some("info") && l.message == "adding user Ada"),
+        "{:?}",
+        inv.logs
+    );
+    // A function error from the callee path: users_add validates before calling.
+    let inv = call(&svc, "users_add", r#"{"name":""}"#).await;
+    let (code, msg) = err(&inv);
+    assert_eq!(code, -504002);
+    assert!(
+        msg.contains("INVALID_USER: name must not be empty"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn call_function_to_a_missing_function_reports_its_errcode() {
+    let (_dir, svc) = service();
+    deploy(
+        &svc,
+        "users_add",
+        paths::USERS_ADD,
+        FunctionConfig::default(),
+    );
+    svc.remove("prod", "echo").unwrap();
+    let inv = call(&svc, "users_add", r#"{"name":"Ada"}"#).await;
+    let (code, msg) = err(&inv);
+    assert_eq!(code, -504002);
+    assert!(
+        msg.contains("-501009"),
+        "the callee's errcode is reported: {msg}"
+    );
+}
+
+#[tokio::test]
+async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
+    let (_dir, svc) = service();
+    let fast = |c: &mut FunctionConfig| c.timeout_ms = 300;
+    deploy(
+        &svc,
+        "fail_panic",
+        paths::FAIL_PANIC,
+        FunctionConfig::default(),
+    );
+    deploy(&svc, "fail_loop", paths::FAIL_LOOP, config(fast));
+    deploy(&svc, "fail_sleep", paths::FAIL_SLEEP, config(fast));
+    deploy(
+        &svc,
+        "fail_memory",
+        paths::FAIL_MEMORY,
+        config(|c| c.memory_mb = 32),
+    );
+    deploy(
+        &svc,
+        "fail_badjson",
+        paths::FAIL_BADJSON,
+        FunctionConfig::default(),
+    );
+    deploy(
+        &svc,
+        "fail_error",
+        paths::FAIL_ERROR,
+        FunctionConfig::default(),
+    );
+
+    let cases: &[(&str, i32, &str)] = &[
+        ("fail_panic", -504002, "deliberate panic from fail_panic"),
+        ("fail_loop", -501002, "timed out after 300 ms"),
+        ("fail_sleep", -501002, "timed out after 300 ms"),
+        ("fail_memory", -504002, "exceeded its memory limit of 32 MB"),
+        ("fail_badjson", -504002, "not JSON"),
+        (
+            "fail_error",
+            -504002,
+            "E_DELIBERATE: fail_error always fails",
+        ),
+    ];
+    for (name, code, text) in cases {
+        let inv = call(&svc, name, "{}").await;
+        let (got, msg) = err(&inv);
+        assert_eq!(got, *code, "{name}: {msg}");
+        assert!(msg.contains(text), "{name}: {msg}");
+        // The host is unaffected: the next call works.
+        let inv = call(&svc, "echo", r#"{"after":"x"}"#).await;
+        assert_eq!(ok_json(&inv)["event"]["after"], "x", "after {name}");
+    }
+    // The panic message is in the call's stderr log too.
+    let inv = call(&svc, "fail_panic", "{}").await;
+    assert!(
+        inv.logs
+            .iter()
+            .any(|l| l.message.contains("deliberate panic"))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_guest_does_not_starve_other_calls() {
+    // One thread only: if the looping guest held it, echo could not finish before the loop.
+    let (_dir, svc) = service();
+    deploy(
+        &svc,
+        "fail_loop",
+        paths::FAIL_LOOP,
+        config(|c| c.timeout_ms = 2_000),
+    );
+    let looping = tokio::spawn({
+        let svc = svc.clone();
+        async move { call(&svc, "fail_loop", "{}").await }
+    });
+    tokio::task::yield_now().await;
+    for i in 0..5 {
+        let inv = call(&svc, "echo", &format!(r#"{{"i":{i}}}"#)).await;
+        assert_eq!(ok_json(&inv)["event"]["i"], i);
+    }
+    assert!(
+        !looping.is_finished(),
+        "echo calls finished while the loop still runs"
+    );
+    let (code, _) = err(&looping.await.unwrap());
+    assert_eq!(code, -501002);
+}
+
+#[tokio::test]
+async fn invalid_requests_get_protocol_errcodes() {
+    let (_dir, svc) = service();
+    let cases = [
+        (InvokeRequest::new("nope", "echo", "{}", "wx_http"), -501000),
+        (
+            InvokeRequest::new("prod", "missing", "{}", "wx_http"),
+            -501009,
+        ),
+        (InvokeRequest::new("prod", "1bad", "{}", "wx_http"), -501007),
+        (
+            InvokeRequest::new("prod", "echo", "{not json", "wx_http"),
+            -501007,
+        ),
+        (
+            InvokeRequest {
+                version: Some(7),
+                ..InvokeRequest::new("prod", "echo", "{}", "wx_http")
+            },
+            -501009,
+        ),
+    ];
+    for (req, code) in cases {
+        let what = format!("{}/{} {:?}", req.env, req.name, req.event);
+        let inv = svc.invoke(req).await;
+        assert_eq!(err(&inv).0, code, "{what}: {:?}", inv.result);
+    }
+}
+
+#[tokio::test]
+async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
+    let (_dir, svc) = service();
+    let check = |name: &str, bytes: &[u8], want: &str| {
+        let e = svc
+            .deploy("prod", name, bytes, FunctionConfig::default())
+            .expect_err(want);
+        assert!(e.to_string().contains(want), "{name}: got {e}");
+    };
+    check("junk", b"hello world, not wasm", "not a WebAssembly file");
+    check(
+        "core",
+        b"\0asm\x01\0\0\0",
+        "core wasm module, not a component",
+    );
+    check(
+        "command",
+        &wasm(paths::WRONG_WORLD),
+        "does not export `cloudfn:function/handler` (it exports: wasi:cli/run@",
+    );
+    check(
+        "importer",
+        &wasm(paths::WRONG_IMPORT),
+        "imports `acme:billing/charge`",
+    );
+    check("1bad", &wasm(paths::ECHO), "invalid function name \"1bad\"");
+    let e = svc
+        .deploy(
+            "nope",
+            "echo",
+            &wasm(paths::ECHO),
+            FunctionConfig::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::EnvNotFound(_)), "{e}");
+    let e = svc
+        .deploy(
+            "prod",
+            "echo",
+            &wasm(paths::ECHO),
+            config(|c| c.memory_mb = 99_999),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("memory must be between"), "{e}");
+    // Nothing but the original echo was stored.
+    let fns = svc.registry().functions("prod").unwrap();
+    assert_eq!(fns.len(), 1);
+    assert_eq!(fns[0].versions, 1);
+}
+
+#[tokio::test]
+async fn versions_and_rollback() {
+    let (_dir, svc) = service();
+    // Version 2 is a different function under the same name.
+    let v2 = deploy(&svc, "echo", paths::FAIL_ERROR, FunctionConfig::default());
+    assert_eq!(v2, 2);
+    assert_eq!(err(&call(&svc, "echo", "{}").await).0, -504002);
+    // A qualifier selects a version without changing the active one.
+    let inv = svc
+        .invoke(InvokeRequest {
+            version: Some(1),
+            ..InvokeRequest::new("prod", "echo", r#"{"v":1}"#, "wx_http")
+        })
+        .await;
+    assert_eq!(ok_json(&inv)["event"]["v"], 1);
+    svc.rollback("prod", "echo", 1).unwrap();
+    let inv = call(&svc, "echo", r#"{"back":true}"#).await;
+    assert_eq!(ok_json(&inv)["event"]["back"], true);
+    assert_eq!(inv.version, Some(1));
+    let versions = svc.registry().versions("prod", "echo").unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.active))
+            .collect::<Vec<_>>(),
+        vec![(2, false), (1, true)]
+    );
+    assert!(matches!(
+        svc.rollback("prod", "echo", 3),
+        Err(RegistryError::VersionNotFound { version: 3, .. })
+    ));
+}
+
+#[tokio::test]
+async fn variables_reach_the_guest() {
+    let (_dir, svc) = service();
+    let cfg = config(|c| {
+        c.vars.insert("allowed_appids".into(), "wxB, wxC".into());
+        c.vars.insert("roles".into(), "wxC=admin".into());
+    });
+    deploy(&svc, "cloudbase_auth", paths::CLOUDBASE_AUTH, cfg);
+    let auth = |from: &'static str| {
+        let mut req = InvokeRequest::new(
+            "prod",
+            "cloudbase_auth",
+            r#"{"function":"echo"}"#,
+            "wx_client",
+        );
+        req.identity.from_appid = Some(from.into());
+        req.identity.from_openid = Some("o1".into());
+        let svc = svc.clone();
+        async move { ok_json(&svc.invoke(req).await) }
+    };
+    let granted = auth("wxC").await;
+    assert_eq!(granted["errCode"], 0);
+    let claims: Value = serde_json::from_str(granted["auth"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        claims,
+        json!({"fromAppid":"wxC","fromOpenid":"o1","fromUnionid":null,"role":"admin"})
+    );
+    let member = auth("wxB").await;
+    let claims: Value = serde_json::from_str(member["auth"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["role"], "member");
+    let denied = auth("wxZ").await;
+    assert_ne!(denied["errCode"], 0);
+    assert!(
+        denied["errMsg"]
+            .as_str()
+            .unwrap()
+            .contains("wxZ is not allowed")
+    );
+}
+
+#[tokio::test]
+async fn a_restart_reuses_precompiled_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let svc = Cloudfn::open(dir.path()).unwrap();
+        svc.registry().create_env("prod", "wxA").unwrap();
+        deploy(&svc, "echo", paths::ECHO, FunctionConfig::default());
+        ok_json(&call(&svc, "echo", "{}").await);
+        assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 1);
+    }
+    let svc = Cloudfn::open(dir.path()).unwrap();
+    ok_json(&call(&svc, "echo", "{}").await);
+    ok_json(&call(&svc, "echo", "{}").await);
+    assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 0);
+    assert_eq!(svc.engine().stats.artifact_loads.load(Ordering::Relaxed), 1);
+    // A damaged artifact is recompiled and rewritten, not fatal.
+    drop(svc);
+    for entry in std::fs::read_dir(dir.path().join("artifacts")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    let svc = Cloudfn::open(dir.path()).unwrap();
+    ok_json(&call(&svc, "echo", "{}").await);
+    assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 1);
+    let svc2 = Cloudfn::open(dir.path()).unwrap();
+    ok_json(&call(&svc2, "echo", "{}").await);
+    assert_eq!(
+        svc2.engine().stats.artifact_loads.load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_env_directory_is_sandboxed() {
+    let (dir, svc) = service();
+    let env_dir = svc.registry().env_dir("prod");
+    std::fs::write(env_dir.join("hello.txt"), "hi from the env").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), env_dir.join("link")).unwrap();
+    deploy(&svc, "ro", paths::FS_PROBE, FunctionConfig::default());
+    deploy(&svc, "rw", paths::FS_PROBE, config(|c| c.fs_write = true));
+    let probe = |name: &'static str, op: &str, path: &str| {
+        let event = json!({"op": op, "path": path, "data": "written"}).to_string();
+        let svc = svc.clone();
+        async move { ok_json(&call(&svc, name, &event).await) }
+    };
+    assert_eq!(
+        probe("ro", "read", "/hello.txt").await["value"],
+        "hi from the env"
+    );
+    assert_eq!(
+        probe("ro", "read", "hello.txt").await["value"],
+        "hi from the env"
+    );
+    assert_eq!(probe("ro", "write", "/new.txt").await["ok"], false);
+    assert_eq!(probe("ro", "read", "/../secret.txt").await["ok"], false);
+    assert_eq!(probe("ro", "read", "../secret.txt").await["ok"], false);
+    #[cfg(unix)]
+    assert_eq!(probe("ro", "read", "/link").await["ok"], false);
+    assert_eq!(probe("ro", "read", "/etc/passwd").await["ok"], false);
+    assert!(!env_dir.join("new.txt").exists());
+    assert_eq!(probe("rw", "write", "/new.txt").await["ok"], true);
+    assert_eq!(
+        std::fs::read_to_string(env_dir.join("new.txt")).unwrap(),
+        "written"
+    );
+    assert_eq!(probe("rw", "write", "/../escape.txt").await["ok"], false);
+    assert!(!dir.path().join("escape.txt").exists());
+}
+
+#[tokio::test]
+async fn a_deploy_during_calls_switches_new_calls_only() {
+    let (_dir, svc) = service();
+    deploy(
+        &svc,
+        "slow",
+        paths::FAIL_SLEEP,
+        config(|c| c.timeout_ms = 500),
+    );
+    let inflight = tokio::spawn({
+        let svc = svc.clone();
+        async move { call(&svc, "slow", "{}").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    deploy(&svc, "slow", paths::ECHO, FunctionConfig::default());
+    let inv = call(&svc, "slow", r#"{"new":1}"#).await;
+    assert_eq!(ok_json(&inv)["event"]["new"], 1);
+    assert_eq!(inv.version, Some(2));
+    let old = inflight.await.unwrap();
+    assert_eq!(old.version, Some(1));
+    assert_eq!(err(&old).0, -501002);
+}
+
+#[tokio::test]
+async fn invoke_file_runs_a_component_without_deploying() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Cloudfn::open(dir.path()).unwrap();
+    let mut req = InvokeRequest::new("local", "echo", r#"{"x":1}"#, "wx_devtools");
+    req.identity.from_appid = Some("wxB".into());
+    let inv = svc
+        .invoke_file(&wasm(paths::ECHO), FunctionConfig::default(), None, req)
+        .await
+        .unwrap();
+    let out = ok_json(&inv);
+    assert_eq!(out["context"]["FROM_APPID"], "wxB");
+    assert_eq!(out["context"]["ENV"], "local");
+    assert!(svc.registry().envs().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_change_by_another_process_is_seen_on_the_next_call() {
+    let (dir, svc) = service();
+    ok_json(&call(&svc, "echo", "{}").await);
+    // A second service on the same data dir stands in for another process (e.g. the CLI).
+    let other = Cloudfn::open(dir.path()).unwrap();
+    deploy(&other, "echo", paths::FAIL_ERROR, FunctionConfig::default());
+    let inv = call(&svc, "echo", "{}").await;
+    assert_eq!(inv.version, Some(2));
+    assert_eq!(err(&inv).0, -504002);
+    other.rollback("prod", "echo", 1).unwrap();
+    assert_eq!(call(&svc, "echo", "{}").await.version, Some(1));
+}
