@@ -103,7 +103,7 @@ async fn call_function_keeps_identity_and_chains_source() {
     assert!(
         inv.logs
             .iter()
-            .any(|l| l.level == Some("info") && l.message == "adding user Ada"),
+            .any(|l| l.level.as_deref() == Some("info") && l.message == "adding user Ada"),
         "{:?}",
         inv.logs
     );
@@ -139,7 +139,7 @@ async fn call_function_to_a_missing_function_reports_its_errcode() {
 #[tokio::test]
 async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
     let (_dir, svc) = service();
-    let fast = |c: &mut FunctionConfig| c.timeout_ms = 300;
+    let fast = |c: &mut FunctionConfig| c.timeout_ms = Some(300);
     deploy(
         &svc,
         "fail_panic",
@@ -205,7 +205,7 @@ async fn a_spinning_guest_does_not_starve_other_calls() {
         &svc,
         "fail_loop",
         paths::FAIL_LOOP,
-        config(|c| c.timeout_ms = 2_000),
+        config(|c| c.timeout_ms = Some(2_000)),
     );
     let looping = tokio::spawn({
         let svc = svc.clone();
@@ -453,7 +453,7 @@ async fn a_deploy_during_calls_switches_new_calls_only() {
         &svc,
         "slow",
         paths::FAIL_SLEEP,
-        config(|c| c.timeout_ms = 500),
+        config(|c| c.timeout_ms = Some(500)),
     );
     let inflight = tokio::spawn({
         let svc = svc.clone();

@@ -5,7 +5,8 @@
 use crate::bindings::cloudfn::function::{config, invoke, log, types};
 use crate::bindings::{CallError, LogLevel};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub const MAX_LOG_BYTES: usize = 1 << 20;
 
 /// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// The guest's stdout.
@@ -34,13 +35,13 @@ pub enum LogStream {
 }
 
 /// One line of a call's logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Where it came from.
     pub stream: LogStream,
     /// Its level, for `log` lines.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub level: Option<&'static str>,
+    pub level: Option<Cow<'static, str>>,
     /// The text, without the line break.
     pub message: String,
 }
@@ -79,6 +80,7 @@ impl LogSink {
     }
 
     fn push_line(&mut self, stream: LogStream, level: Option<&'static str>, line: Vec<u8>) {
+        let level = level.map(Cow::Borrowed);
         let message = match String::from_utf8(line) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),

@@ -1,7 +1,13 @@
-//! The `cloudfn` command line: environments, deploys, versions, and local invocation.
+//! The `cloudfn` command line: serving, apps, environments, deploys, versions, invocation
+//! (local, from a file, or against a server), and activation logs.
 
-use crate::registry::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig};
-use crate::service::{Cloudfn, Identity, Invocation, InvokeRequest};
+use crate::activations::ActivationQuery;
+use crate::admin_api::{AdminInvocation, AdminInvoke};
+use crate::client::{AdminClient, Backend};
+use crate::credentials::AppCredentials;
+use crate::registry::{DEFAULT_MEMORY_MB, FunctionConfig};
+use crate::server::{ServeConfig, Server};
+use crate::service::{Cloudfn, Identity, InvokeRequest, Options};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -22,14 +28,41 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// Manage a running server through its admin API (e.g. http://127.0.0.1:8081) instead
+    /// of opening the data dir.
+    #[arg(long, global = true, env = "CLOUDFN_SERVER")]
+    pub server: Option<String>,
+
+    /// The admin API's bearer token (for --server, and for `serve` to set it).
+    #[arg(long, global = true, env = "CLOUDFN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Log format of the host's own diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     /// What to do.
     pub command: Command,
 }
 
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the WeChat-compatible HTTP endpoints and the admin API.
+    Serve(ServeArgs),
+    /// Register apps and manage their credentials.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Create and list environments.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -73,8 +106,69 @@ pub enum Command {
     },
     /// Call a function, deployed or straight from a .wasm file, as any caller.
     Invoke(Box<InvokeArgs>),
+    /// Show activation records (one per call) with the functions' log lines.
+    Logs {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// Only this function.
+        #[arg(long)]
+        name: Option<String>,
+        /// How many of the latest records to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Keep printing new records as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Fill the data dir with example apps, envs and functions, then call one.
     Demo,
+}
+
+/// `cloudfn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the public endpoints (/cgi-bin/token, /tcb/invokecloudfunction, /admin).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the admin API and /metrics.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Most calls running at once per env; more are refused with -501004.
+    #[arg(long, default_value_t = 64)]
+    pub env_concurrency: usize,
+    /// Largest request body, in MB.
+    #[arg(long, default_value_t = 6)]
+    pub max_body_mb: usize,
+    /// Activation records to keep.
+    #[arg(long, default_value_t = crate::activations::DEFAULT_RETENTION)]
+    pub retention: u64,
+    /// Seconds shutdown waits for in-flight calls.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// App subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an app; prints its secret and secretId/secretKey once.
+    Create {
+        /// The appid.
+        appid: String,
+        /// The company (subject) it belongs to.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Replace an app's secret and secretId/secretKey; prints the new ones once.
+    RotateSecret {
+        /// The appid.
+        appid: String,
+    },
+    /// List apps.
+    Ls,
 }
 
 /// Environment subcommands.
@@ -95,9 +189,9 @@ pub enum EnvCommand {
 /// Per-function settings, for `deploy` and for `invoke FILE.wasm`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Time limit of one call, in seconds (up to 900).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_MS as f64 / 1000.0)]
-    pub timeout: f64,
+    /// Time limit of one call, in seconds (up to 900) [default: 3, or 5 for HTTP-API calls].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
     /// Memory limit of one call, in MB (up to 2048).
     #[arg(long, value_name = "MB", default_value_t = DEFAULT_MEMORY_MB)]
     pub memory: u32,
@@ -111,11 +205,13 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     fn to_config(&self) -> anyhow::Result<FunctionConfig> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+        if let Some(t) = self.timeout
+            && !(t.is_finite() && t > 0.0)
+        {
             bail!("--timeout must be a positive number of seconds");
         }
         let config = FunctionConfig {
-            timeout_ms: (self.timeout * 1000.0).round() as u64,
+            timeout_ms: self.timeout.map(|t| (t * 1000.0).round() as u64),
             memory_mb: self.memory,
             vars: self.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
             fs_write: self.fs_write,
@@ -201,17 +297,39 @@ pub struct InvokeArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
+    let backend = || backend(&cli);
+    match &cli.command {
+        Command::Serve(args) => return serve(&cli, args).await,
+        Command::Invoke(args) if args.file.is_some() => return invoke_file(&cli.data_dir, args).await,
+        Command::Invoke(args) => return invoke(&backend()?, args).await,
+        Command::Demo => return crate::demo::run(&cli.data_dir).await,
+        Command::App(AppCommand::Create { appid, subject }) => {
+            let creds = backend()?.create_app(appid, subject.as_deref()).await?;
+            print_credentials(&creds);
+        }
+        Command::App(AppCommand::RotateSecret { appid }) => {
+            let creds = backend()?.rotate_secret(appid).await?;
+            print_credentials(&creds);
+        }
+        Command::App(AppCommand::Ls) => {
+            let mut out = String::from("APPID\tSUBJECT\tSECRET_ID\n");
+            for a in backend()?.apps().await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    a.appid,
+                    a.subject.unwrap_or_default(),
+                    a.secret_id.unwrap_or_else(|| "(no credentials)".into())
+                ));
+            }
+            print!("{out}");
+        }
         Command::Env(EnvCommand::Create { env, owner }) => {
-            let svc = open(&cli.data_dir)?;
-            let info = svc.registry().create_env(&env, &owner)?;
+            let info = backend()?.create_env(env, owner).await?;
             println!("created env {} owned by {}", info.name, info.owner_appid);
         }
         Command::Env(EnvCommand::Ls) => {
-            let svc = open(&cli.data_dir)?;
-            let envs = svc.registry().envs()?;
             let mut out = String::from("ENV\tOWNER\tFUNCTIONS\n");
-            for e in envs {
+            for e in backend()?.envs().await? {
                 out.push_str(&format!("{}\t{}\t{}\n", e.name, e.owner_appid, e.functions));
             }
             print!("{out}");
@@ -220,11 +338,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = args.config.to_config()?;
             let wasm = std::fs::read(&args.file)
                 .with_context(|| format!("reading {}", args.file.display()))?;
-            let svc = open(&cli.data_dir)?;
-            let info = with_spinner(
-                format!("compiling {} ({} KB)", args.name, wasm.len() / 1024),
-                || svc.deploy(&args.env, &args.name, &wasm, config),
-            )?;
+            let backend = backend()?;
+            let msg = format!("compiling {} ({} KB)", args.name, wasm.len() / 1024);
+            let info = with_spinner(msg, backend.deploy(&args.env, &args.name, wasm, config)).await?;
             eprintln!(
                 "deployed {}/{} version {} (sha256 {})",
                 info.env,
@@ -235,56 +351,188 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", info.version);
         }
         Command::Ls { env } => {
-            let svc = open(&cli.data_dir)?;
             let mut out = String::from("NAME\tACTIVE\tVERSIONS\n");
-            for f in svc.registry().functions(&env)? {
-                out.push_str(&format!(
-                    "{}\t{}\t{}\n",
-                    f.name, f.active_version, f.versions
-                ));
+            for f in backend()?.functions(env).await? {
+                out.push_str(&format!("{}\t{}\t{}\n", f.name, f.active_version, f.versions));
             }
             print!("{out}");
         }
         Command::Versions { env, name } => {
-            let svc = open(&cli.data_dir)?;
             let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\n");
-            for v in svc.registry().versions(&env, &name)? {
+            for v in backend()?.versions(env, name).await? {
                 out.push_str(&format!(
-                    "{}\t{}\t{}\t{}\t{}s\t{}MB\n",
+                    "{}\t{}\t{}\t{}\t{}\t{}MB\n",
                     v.version,
                     if v.active { "*" } else { "" },
                     &v.sha256[..12],
                     v.size,
-                    v.config.timeout_ms as f64 / 1000.0,
+                    v.config
+                        .timeout_ms
+                        .map(|ms| format!("{}s", ms as f64 / 1000.0))
+                        .unwrap_or_else(|| "default".into()),
                     v.config.memory_mb
                 ));
             }
             print!("{out}");
         }
         Command::Rollback { env, name, to } => {
-            let svc = open(&cli.data_dir)?;
-            svc.rollback(&env, &name, to)?;
+            backend()?.rollback(env, name, *to).await?;
             println!("{env}/{name} now runs version {to}");
         }
         Command::Rm { env, name } => {
-            let svc = open(&cli.data_dir)?;
-            svc.remove(&env, &name)?;
+            backend()?.remove(env, name).await?;
             println!("removed {env}/{name}");
         }
-        Command::Invoke(args) => return invoke(&cli.data_dir, *args).await,
-        Command::Demo => return crate::demo::run(&cli.data_dir).await,
+        Command::Logs {
+            env,
+            name,
+            limit,
+            follow,
+        } => logs(&backend()?, env, name.clone(), *limit, *follow).await?,
     }
     Ok(0)
+}
+
+fn backend(cli: &Cli) -> anyhow::Result<Backend> {
+    match &cli.server {
+        Some(url) => {
+            let token = cli
+                .admin_token
+                .as_deref()
+                .context("--server needs --admin-token (or CLOUDFN_ADMIN_TOKEN)")?;
+            Ok(Backend::Remote(AdminClient::new(url, token)?))
+        }
+        None => Ok(Backend::Local(open(&cli.data_dir)?)),
+    }
+}
+
+fn print_credentials(c: &AppCredentials) {
+    println!("appid:      {}", c.appid);
+    println!("secret:     {}", c.secret);
+    println!("secretId:   {}", c.secret_id);
+    println!("secretKey:  {}", c.secret_key);
+    eprintln!("These are shown once: cloudfn keeps only what it needs to check them.");
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
+    if cli.server.is_some() {
+        bail!("serve runs a server on this machine's data dir; drop --server");
+    }
+    let options = Options {
+        env_concurrency: args.env_concurrency.max(1),
+        activation_retention: args.retention,
+        ..Options::default()
+    };
+    let svc = Cloudfn::open_with(&cli.data_dir, options)
+        .with_context(|| format!("opening data dir {}", cli.data_dir.display()))?;
+    let demo_credentials = if args.demo {
+        crate::demo::populate(&svc)?;
+        Some(crate::demo::rotate_credentials(&svc)?)
+    } else {
+        None
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        admin_token: cli.admin_token.clone(),
+        max_body: args.max_body_mb.max(1) * 1024 * 1024,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        ..ServeConfig::default()
+    };
+    let server = Server::bind(svc.clone(), config).await?;
+    if let Some(token) = &server.generated_admin_token {
+        eprintln!("admin token (shown once; cloudfn keeps only its hash): {token}");
+    }
+    if let Some(creds) = demo_credentials {
+        crate::demo::print_credentials(&creds, server.public_addr());
+    }
+    println!("Serving HTTP on http://{}/", server.public_addr());
+    println!("Admin API on http://{}/", server.admin_addr());
+    let _ = std::io::stdout().flush();
+    server.run(crate::server::shutdown_signal()).await;
+    svc.flush_records();
+    Ok(0)
+}
+
+async fn logs(
+    backend: &Backend,
+    env: &str,
+    name: Option<String>,
+    limit: u32,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let mut query = ActivationQuery {
+        env: env.to_string(),
+        name,
+        after: None,
+        limit: Some(limit),
+    };
+    loop {
+        let records = backend.activations(&query).await?;
+        let mut out = std::io::stdout().lock();
+        for a in &records {
+            writeln!(
+                out,
+                "{} {} {}/{}@{} {} {:.2}ms {}",
+                format_time(a.started_at_ms),
+                a.request_id,
+                a.env,
+                a.function,
+                a.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                a.caller_appid.as_deref().unwrap_or("-"),
+                a.duration_us as f64 / 1000.0,
+                if a.errcode == 0 {
+                    "ok".to_string()
+                } else {
+                    format!("errcode {} {}", a.errcode, a.errmsg)
+                }
+            )?;
+            for line in &a.logs {
+                let tag = line.level.as_deref().unwrap_or(match line.stream {
+                    crate::call::LogStream::Stdout => "stdout",
+                    crate::call::LogStream::Stderr => "stderr",
+                    crate::call::LogStream::Log => "log",
+                });
+                writeln!(out, "    [{tag}] {}", line.message)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        if !follow {
+            return Ok(());
+        }
+        if let Some(last) = records.last() {
+            query.after = Some(last.seq);
+        } else if query.after.is_none() {
+            query.after = Some(0);
+        }
+        query.limit = Some(1000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of Unix milliseconds.
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        crate::tc3::utc_date(secs),
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<std::sync::Arc<Cloudfn>> {
     Cloudfn::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
 }
 
-fn with_spinner<T>(msg: String, f: impl FnOnce() -> T) -> T {
+async fn with_spinner<T>(msg: String, f: impl Future<Output = T>) -> T {
     let bar = indicatif::ProgressBar::new_spinner().with_message(msg);
     bar.enable_steady_tick(Duration::from_millis(80));
-    let out = f();
+    let out = f.await;
     bar.finish_and_clear();
     out
 }
@@ -300,62 +548,66 @@ fn read_event(event: &str) -> anyhow::Result<String> {
     })
 }
 
-async fn invoke(data_dir: &Path, args: InvokeArgs) -> anyhow::Result<i32> {
-    let event = read_event(&args.event)?;
-    let identity = Identity {
-        appid: args.appid,
-        openid: args.openid,
-        unionid: args.unionid,
-        from_appid: args.from_appid,
-        from_openid: args.from_openid,
-        from_unionid: args.from_unionid,
-        client_ip: args.client_ip,
-    };
-    let inv = match &args.file {
-        Some(file) => {
-            let wasm =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let name = match args.name {
-                Some(n) => n,
-                None => file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "main".into()),
-            };
-            let env = args.env.unwrap_or_else(|| "local".into());
-            // A file run needs no data dir; use one only if it is already there.
-            let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
-                (open(data_dir)?, None)
-            } else {
-                let tmp = tempdir()?;
-                (open(&tmp)?, Some(TempDir(tmp)))
-            };
-            let mut req = InvokeRequest::new(&env, &name, event, &args.source);
-            req.identity = identity;
-            let config = args.config.to_config()?;
-            svc.invoke_file(&wasm, config, args.dir.as_deref(), req)
-                .await?
+impl InvokeArgs {
+    fn identity(&self) -> Identity {
+        Identity {
+            appid: self.appid.clone(),
+            openid: self.openid.clone(),
+            unionid: self.unionid.clone(),
+            from_appid: self.from_appid.clone(),
+            from_openid: self.from_openid.clone(),
+            from_unionid: self.from_unionid.clone(),
+            client_ip: self.client_ip.clone(),
         }
-        None => {
-            let (Some(env), Some(name)) = (args.env, args.name) else {
-                bail!("invoke needs --env and --name, or a .wasm file to run directly");
-            };
-            let svc = open(data_dir)?;
-            let mut req = InvokeRequest::new(&env, &name, event, &args.source);
-            req.identity = identity;
-            req.version = args.version;
-            svc.invoke(req).await
-        }
+    }
+}
+
+async fn invoke(backend: &Backend, args: &InvokeArgs) -> anyhow::Result<i32> {
+    let (Some(env), Some(name)) = (&args.env, &args.name) else {
+        bail!("invoke needs --env and --name, or a .wasm file to run directly");
     };
+    let call = AdminInvoke {
+        event: read_event(&args.event)?,
+        identity: args.identity(),
+        source: Some(args.source.clone()),
+        version: args.version,
+    };
+    let inv = backend.invoke(env, name, call).await?;
     Ok(print_invocation(&inv, args.quiet))
 }
 
+async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> {
+    let file = args.file.as_ref().expect("checked by the caller");
+    let event = read_event(&args.event)?;
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "main".into()),
+    };
+    let env = args.env.clone().unwrap_or_else(|| "local".into());
+    // A file run needs no data dir; use one only if it is already there.
+    let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
+        (open(data_dir)?, None)
+    } else {
+        let tmp = tempdir()?;
+        (open(&tmp)?, Some(TempDir(tmp)))
+    };
+    let mut req = InvokeRequest::new(&env, &name, event, &args.source);
+    req.identity = args.identity();
+    let config = args.config.to_config()?;
+    let inv = svc.invoke_file(&wasm, config, args.dir.as_deref(), req).await?;
+    Ok(print_invocation(&inv.into(), args.quiet))
+}
+
 /// Prints logs on stderr and the result (or the protocol error) on stdout; returns the exit code.
-fn print_invocation(inv: &Invocation, quiet: bool) -> i32 {
+fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
     if !quiet {
         let mut err = std::io::stderr().lock();
         for line in &inv.logs {
-            let tag = line.level.unwrap_or(match line.stream {
+            let tag = line.level.as_deref().unwrap_or(match line.stream {
                 crate::call::LogStream::Stdout => "stdout",
                 crate::call::LogStream::Stderr => "stderr",
                 crate::call::LogStream::Log => "log",
@@ -366,20 +618,18 @@ fn print_invocation(inv: &Invocation, quiet: bool) -> i32 {
             err,
             "[cloudfn] request {} version {} in {:.1} ms, peak memory {} KB",
             inv.request_id,
-            inv.version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "-".into()),
-            inv.duration.as_secs_f64() * 1000.0,
+            inv.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            inv.duration_us as f64 / 1000.0,
             inv.peak_memory / 1024
         );
     }
-    match &inv.result {
-        Ok(json) => {
+    match (&inv.result, &inv.error) {
+        (Some(json), _) => {
             println!("{json}");
             0
         }
-        Err(e) => {
-            println!("{}", e.to_json());
+        (None, error) => {
+            println!("{}", error.clone().unwrap_or_default());
             1
         }
     }

@@ -2,6 +2,7 @@
 //! `functions/` and compiled into this binary), so a newcomer sees cloudfn work in one command.
 
 use crate::RegistryError;
+use crate::credentials::AppCredentials;
 use crate::registry::FunctionConfig;
 use crate::service::{Cloudfn, Identity, InvokeRequest};
 use anyhow::Context;
@@ -68,8 +69,41 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Creates the demo envs and deploys the example functions where they are missing.
+/// The company both demo apps belong to.
+pub const SUBJECT: &str = "Demo Co";
+
+/// Gives the demo apps fresh credentials (only hashes are kept, so a restart cannot show the
+/// old ones) and returns them.
+pub fn rotate_credentials(svc: &Cloudfn) -> anyhow::Result<Vec<AppCredentials>> {
+    [OWNER_APPID, PARTNER_APPID]
+        .iter()
+        .map(|a| Ok(svc.registry().rotate_secret(a)?))
+        .collect()
+}
+
+/// Prints the demo credentials and a curl session against `addr`.
+pub fn print_credentials(creds: &[AppCredentials], addr: std::net::SocketAddr) {
+    eprintln!("demo apps (credentials rotated at each `serve --demo` start):");
+    for c in creds {
+        eprintln!(
+            "  {}  secret {}  secretId {}  secretKey {}",
+            c.appid, c.secret, c.secret_id, c.secret_key
+        );
+    }
+    let owner = &creds[0];
+    eprintln!(
+        "try:\n  TOKEN=$(curl -s 'http://{addr}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n  curl -s -X POST \"http://{addr}/tcb/invokecloudfunction?access_token=$TOKEN&env={PROD_ENV}&name=echo\" -d '{{\"hello\":\"world\"}}'",
+        owner.appid, owner.secret
+    );
+}
+
+/// Creates the demo apps and envs and deploys the example functions where they are missing.
 pub fn populate(svc: &Cloudfn) -> anyhow::Result<()> {
+    for appid in [OWNER_APPID, PARTNER_APPID] {
+        if svc.registry().app(appid).is_err() {
+            svc.registry().create_app(appid, Some(SUBJECT))?;
+        }
+    }
     for env in [PROD_ENV, DEV_ENV] {
         match svc.registry().create_env(env, OWNER_APPID) {
             Ok(_) | Err(RegistryError::EnvExists(_)) => {}

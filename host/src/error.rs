@@ -49,6 +49,14 @@ pub enum InvokeError {
     /// Function-to-function calls nested deeper than the host allows.
     #[error("function call depth limit of {0} exceeded")]
     DepthExceeded(u32),
+    /// The env's concurrency cap is reached.
+    #[error("too many concurrent calls in env {env} (limit {limit})")]
+    TooBusy {
+        /// The environment.
+        env: String,
+        /// Its cap.
+        limit: usize,
+    },
     /// The caller is not allowed to run this function.
     #[error("unauthorized operation: {0}")]
     Unauthorized(String),
@@ -69,6 +77,7 @@ impl InvokeError {
             | InvokeError::Failed { .. }
             | InvokeError::DepthExceeded(_) => -504002,
             InvokeError::Unauthorized(_) => -501019,
+            InvokeError::TooBusy { .. } => -501004,
             InvokeError::System(_) => -1,
         }
     }
@@ -95,6 +104,9 @@ pub enum RegistryError {
     /// The environment does not exist.
     #[error("env not exists: {0} (create it with `cloudfn env create {0} --owner APPID`)")]
     EnvNotFound(String),
+    /// The app does not exist.
+    #[error("app not found: {0} (create it with `cloudfn app create {0}`)")]
+    AppNotFound(String),
     /// The environment exists already.
     #[error("env {0} already exists")]
     EnvExists(String),
@@ -152,7 +164,9 @@ impl From<RegistryError> for InvokeError {
             RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_) => {
                 InvokeError::InvalidParam(e.to_string())
             }
-            RegistryError::InvalidWasm(_) | RegistryError::EnvExists(_) => {
+            RegistryError::InvalidWasm(_)
+            | RegistryError::EnvExists(_)
+            | RegistryError::AppNotFound(_) => {
                 InvokeError::System(anyhow::Error::new(e))
             }
             RegistryError::Storage(e) => InvokeError::System(e),

@@ -7,14 +7,23 @@
 //! - [`service`]: [`Cloudfn`], the invocation path every entry point shares.
 //! - [`cli`]: the `cloudfn` command line; [`demo`]: the embedded example data dir.
 
+pub mod activations;
+pub mod admin_api;
 mod bindings;
 pub mod call;
 pub mod cli;
+pub mod client;
+pub mod credentials;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod gateway;
+mod http;
+pub mod metrics;
 pub mod registry;
+pub mod server;
 pub mod service;
+pub mod tc3;
 
 pub use error::{InvokeError, RegistryError};
 pub use registry::{FunctionConfig, Registry};

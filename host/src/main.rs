@@ -4,13 +4,20 @@ use clap::Parser;
 
 fn main() {
     let cli = cloudfn_host::cli::Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDFN_LOG").unwrap_or_else(|_| {
+        let default = match cli.command {
+            cloudfn_host::cli::Command::Serve(_) => "info",
+            _ => "warn",
+        };
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CLOUDFN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        cloudfn_host::cli::LogFormat::Json => logs.json().init(),
+        cloudfn_host::cli::LogFormat::Text => logs.init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

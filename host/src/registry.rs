@@ -14,10 +14,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Default time limit of a call (protocol §8: 3 s).
-pub const DEFAULT_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default time limit of an HTTP-API call (protocol §3: 5 s).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default memory limit of a call.
 pub const DEFAULT_MEMORY_MB: u32 = 256;
 /// Largest memory limit a function may ask for (protocol §8).
@@ -54,14 +56,56 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (env, name, version),
         FOREIGN KEY (env, name) REFERENCES functions(env, name) ON DELETE CASCADE
     );",
+    // 2: apps and their credentials, access tokens, activation records, settings. Env owners
+    // from a schema-1 data dir become apps without credentials (`app rotate-secret` issues them).
+    "CREATE TABLE apps (
+        appid TEXT PRIMARY KEY,
+        subject TEXT,
+        secret_sha256 TEXT,
+        secret_id TEXT UNIQUE,
+        secret_key TEXT,
+        created_at INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO apps (appid, created_at)
+        SELECT owner_appid, MIN(created_at) FROM envs GROUP BY owner_appid;
+    CREATE TABLE tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL,
+        appid TEXT NOT NULL REFERENCES apps(appid) ON DELETE CASCADE,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        superseded_at INTEGER
+    );
+    CREATE INDEX tokens_by_app ON tokens (appid, issued_at);
+    CREATE TABLE activations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL,
+        env TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version INTEGER,
+        caller_appid TEXT,
+        source TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        errcode INTEGER NOT NULL,
+        errmsg TEXT NOT NULL,
+        peak_memory INTEGER NOT NULL,
+        logs TEXT NOT NULL
+    );
+    CREATE INDEX activations_by_fn ON activations (env, function, seq);
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
 ];
 
 /// A function version's configuration, fixed when it is deployed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FunctionConfig {
-    /// Time limit of one call, in milliseconds.
-    pub timeout_ms: u64,
+    /// Time limit of one call, in milliseconds; `None` takes the platform default for the
+    /// call's path (3 s, 5 s for HTTP-API calls: protocol §3, §8).
+    pub timeout_ms: Option<u64>,
     /// Memory limit of one call, in MiB.
     pub memory_mb: u32,
     /// Variables the function reads with `var(name)`.
@@ -73,7 +117,7 @@ pub struct FunctionConfig {
 impl Default for FunctionConfig {
     fn default() -> Self {
         FunctionConfig {
-            timeout_ms: DEFAULT_TIMEOUT_MS,
+            timeout_ms: None,
             memory_mb: DEFAULT_MEMORY_MB,
             vars: BTreeMap::new(),
             fs_write: false,
@@ -85,11 +129,12 @@ impl FunctionConfig {
     /// Checks every value is within the platform's limits.
     pub fn validate(&self) -> Result<(), RegistryError> {
         let bad = |msg: String| Err(RegistryError::InvalidConfig(msg));
-        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+        if let Some(ms) = self.timeout_ms
+            && (ms == 0 || ms > MAX_TIMEOUT_MS)
+        {
             return bad(format!(
-                "timeout must be between 1 ms and {} s, got {} ms",
-                MAX_TIMEOUT_MS / 1000,
-                self.timeout_ms
+                "timeout must be between 1 ms and {} s, got {ms} ms",
+                MAX_TIMEOUT_MS / 1000
             ));
         }
         if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
@@ -122,7 +167,7 @@ impl FunctionConfig {
 }
 
 /// One environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvInfo {
     /// Its id, e.g. `prod-01`.
     pub name: String,
@@ -135,7 +180,7 @@ pub struct EnvInfo {
 }
 
 /// One function and its active version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionInfo {
     /// The environment.
     pub env: String,
@@ -150,7 +195,7 @@ pub struct FunctionInfo {
 }
 
 /// One immutable version of a function.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// The environment.
     pub env: String,
@@ -284,7 +329,7 @@ impl Registry {
         &self.root
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-applied change (SQLite rolls the
         // transaction back), so a poisoned lock is safe to reuse.
         self.db.lock().unwrap_or_else(|e| e.into_inner())
@@ -297,7 +342,13 @@ impl Registry {
         std::fs::create_dir_all(self.env_dir(name))
             .with_context(|| format!("creating the directory of env {name}"))?;
         let now = now();
-        let db = self.db();
+        let mut db = self.db();
+        let db = db.transaction()?;
+        // An owner not yet registered becomes an app without credentials.
+        db.execute(
+            "INSERT OR IGNORE INTO apps (appid, created_at) VALUES (?1, ?2)",
+            params![owner, now],
+        )?;
         let inserted = db.execute(
             "INSERT INTO envs (name, owner_appid, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO NOTHING",
@@ -306,6 +357,7 @@ impl Registry {
         if inserted == 0 {
             return Err(RegistryError::EnvExists(name.to_string()));
         }
+        db.commit()?;
         Ok(EnvInfo {
             name: name.to_string(),
             owner_appid: owner.to_string(),
@@ -602,7 +654,7 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -727,9 +779,9 @@ mod tests {
         };
         assert!(cfg.validate().is_err());
         cfg.memory_mb = 128;
-        cfg.timeout_ms = 0;
+        cfg.timeout_ms = Some(0);
         assert!(cfg.validate().is_err());
-        cfg.timeout_ms = 1000;
+        cfg.timeout_ms = Some(1000);
         cfg.vars.insert("bad name".into(), "x".into());
         assert!(cfg.validate().is_err());
     }

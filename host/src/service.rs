@@ -7,7 +7,9 @@ use crate::bindings::{CallError, CloudFunctionPre, WxContext};
 use crate::call::{
     CallFunction, CallState, FnHost, LogLine, LogPipe, LogSink, LogStream, MemLimiter,
 };
+use crate::activations::{Activation, Recorder};
 use crate::engine::WasmEngine;
+use crate::metrics::{CallLabels, Metrics};
 use crate::error::{InvokeError, RegistryError};
 use crate::registry::{FunctionConfig, Registry, VersionInfo, validate_function_name};
 use anyhow::Context;
@@ -24,9 +26,33 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// How deep function-to-function calls may nest.
 pub const MAX_CALL_DEPTH: u32 = 8;
+/// Largest result a function may return (protocol §8: 6 MB sync responses).
+pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
+
+/// Service-wide limits and settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most calls running at once in one env (nested calls count too); more get -501004.
+    pub env_concurrency: usize,
+    /// Largest result a function may return.
+    pub max_result_bytes: usize,
+    /// Activation records kept.
+    pub activation_retention: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            env_concurrency: 64,
+            max_result_bytes: MAX_RESULT_BYTES,
+            activation_retention: crate::activations::DEFAULT_RETENTION,
+        }
+    }
+}
 
 /// Who is calling (protocol §4). Empty fields are absent from the function's WXContext.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Identity {
     /// The caller's app, when it is the env's own app.
     pub appid: Option<String>,
@@ -59,7 +85,9 @@ pub struct InvokeRequest {
     pub source: String,
     /// A specific version instead of the active one.
     pub version: Option<u32>,
-    /// A cap on the function's own time limit (HTTP calls get 5 s, protocol §3).
+    /// The time limit when the function sets none (3 s; HTTP-API calls 5 s, protocol §3).
+    pub default_timeout: Duration,
+    /// A cap on the time limit: a nested call gets at most its caller's remaining time.
     pub timeout_cap: Option<Duration>,
 }
 
@@ -73,6 +101,7 @@ impl InvokeRequest {
             identity: Identity::default(),
             source: source.to_string(),
             version: None,
+            default_timeout: crate::registry::DEFAULT_TIMEOUT,
             timeout_cap: None,
         }
     }
@@ -107,10 +136,16 @@ pub(crate) struct Prepared {
 pub struct Cloudfn {
     registry: Registry,
     engine: WasmEngine,
+    options: Options,
+    recorder: Recorder,
+    metrics: Metrics,
+    env_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Prepared versions by (env, name, version).
     prepared: RwLock<HashMap<(String, String, u32), Arc<Prepared>>>,
     /// The active version of each function, as last resolved.
     active: RwLock<HashMap<(String, String), Arc<Prepared>>>,
+    /// Environments, as last read.
+    envs: RwLock<HashMap<String, crate::registry::EnvInfo>>,
     /// SQLite's data_version when `active` was last valid: another process's commit changes it.
     active_data_version: AtomicU64,
     request_prefix: String,
@@ -118,9 +153,15 @@ pub struct Cloudfn {
 }
 
 impl Cloudfn {
-    /// Opens the data dir and builds the engine.
+    /// Opens the data dir and builds the engine, with default options.
     pub fn open(data_dir: impl Into<PathBuf>) -> anyhow::Result<Arc<Cloudfn>> {
+        Self::open_with(data_dir, Options::default())
+    }
+
+    /// Opens the data dir and builds the engine.
+    pub fn open_with(data_dir: impl Into<PathBuf>, options: Options) -> anyhow::Result<Arc<Cloudfn>> {
         let registry = Registry::open(data_dir)?;
+        let recorder = Recorder::start(&registry.root().join("cloudfn.db"), options.activation_retention)?;
         let engine = WasmEngine::new()?;
         let data_version = registry.data_version()?;
         let nanos = std::time::SystemTime::now()
@@ -130,8 +171,13 @@ impl Cloudfn {
         Ok(Arc::new(Cloudfn {
             registry,
             engine,
+            options,
+            recorder,
+            metrics: Metrics::default(),
+            env_slots: Mutex::default(),
             prepared: RwLock::default(),
             active: RwLock::default(),
+            envs: RwLock::default(),
             active_data_version: AtomicU64::new(data_version),
             request_prefix: format!(
                 "{:x}{:04x}",
@@ -150,6 +196,59 @@ impl Cloudfn {
     /// The engine.
     pub fn engine(&self) -> &WasmEngine {
         &self.engine
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Waits until every activation record so far is stored.
+    pub fn flush_records(&self) {
+        self.recorder.flush();
+    }
+
+    fn record(&self, req: &InvokeRequest, inv: &Invocation, started_at_ms: i64) {
+        let (errcode, errmsg) = match &inv.result {
+            Ok(_) => (0, "ok".to_string()),
+            Err(e) => (e.errcode(), e.to_string()),
+        };
+        self.metrics.calls.get_or_create(&CallLabels { errcode }).inc();
+        self.metrics.latency.observe(inv.duration.as_secs_f64());
+        self.recorder.record(Activation {
+            seq: 0,
+            request_id: inv.request_id.clone(),
+            env: req.env.clone(),
+            function: req.name.clone(),
+            version: inv.version,
+            caller_appid: req.identity.from_appid.clone().or_else(|| req.identity.appid.clone()),
+            source: req.source.clone(),
+            started_at_ms,
+            duration_us: inv.duration.as_micros() as i64,
+            errcode,
+            errmsg,
+            peak_memory: inv.peak_memory as i64,
+            logs: inv.logs.clone(),
+        });
+    }
+
+    /// Takes a slot of the env's concurrency cap, or says it is full.
+    fn env_slot(&self, env: &str) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        let sem = {
+            let mut slots = self.env_slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.get(env) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(tokio::sync::Semaphore::new(self.options.env_concurrency));
+                    slots.insert(env.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        sem.try_acquire_owned().map_err(|_| InvokeError::TooBusy {
+            env: env.to_string(),
+            limit: self.options.env_concurrency,
+        })
     }
 
     /// Validates and stores a new version of `env/name` and makes it active. `progress` is
@@ -237,7 +336,10 @@ impl Cloudfn {
             info,
             pre,
         });
-        Ok(self.run(prepared, req, 0).await)
+        let started_at_ms = unix_ms();
+        let inv = self.run(prepared, req.clone(), 0).await;
+        self.record(&req, &inv, started_at_ms);
+        Ok(inv)
     }
 
     fn invoke_at_depth(
@@ -247,8 +349,12 @@ impl Cloudfn {
     ) -> std::pin::Pin<Box<dyn Future<Output = Invocation> + Send + '_>> {
         Box::pin(async move {
             let started = Instant::now();
-            match self.lookup(&req) {
-                Ok(prepared) => self.run(prepared, req, depth).await,
+            let started_at_ms = unix_ms();
+            let ready = self
+                .lookup(&req)
+                .and_then(|prepared| Ok((prepared, self.env_slot(&req.env)?)));
+            let inv = match ready {
+                Ok((prepared, _slot)) => self.run(prepared, req.clone(), depth).await,
                 Err(e) => Invocation {
                     request_id: self.next_request_id(),
                     version: None,
@@ -257,8 +363,39 @@ impl Cloudfn {
                     logs: Vec::new(),
                     result: Err(e),
                 },
-            }
+            };
+            self.record(&req, &inv, started_at_ms);
+            inv
         })
+    }
+
+    /// A fresh request id (for responses that fail before any call runs).
+    pub fn new_request_id(&self) -> String {
+        self.next_request_id()
+    }
+
+    /// An environment, from a cache that another process's change invalidates.
+    pub fn env(&self, env: &str) -> Result<crate::registry::EnvInfo, InvokeError> {
+        self.refresh_caches()?;
+        if let Some(info) = self.envs.read().unwrap_or_else(|e| e.into_inner()).get(env) {
+            return Ok(info.clone());
+        }
+        let info = self.registry.env(env)?;
+        self.envs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(env.to_string(), info.clone());
+        Ok(info)
+    }
+
+    /// Drops cached registry state when another process changed the registry.
+    fn refresh_caches(&self) -> Result<(), InvokeError> {
+        let data_version = self.registry.data_version()?;
+        if self.active_data_version.swap(data_version, Ordering::AcqRel) != data_version {
+            self.active.write().unwrap_or_else(|e| e.into_inner()).clear();
+            self.envs.write().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        Ok(())
     }
 
     fn next_request_id(&self) -> String {
@@ -348,7 +485,10 @@ impl Cloudfn {
         let started = Instant::now();
         let request_id = self.next_request_id();
         let cfg = &prepared.info.config;
-        let mut timeout = Duration::from_millis(cfg.timeout_ms);
+        let mut timeout = cfg
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(req.default_timeout);
         if let Some(cap) = req.timeout_cap {
             timeout = timeout.min(cap);
         }
@@ -413,6 +553,7 @@ impl Cloudfn {
             })
         });
 
+        self.metrics.in_flight.inc();
         let outcome = tokio::time::timeout(timeout, async {
             let instance = prepared.pre.instantiate_async(&mut store).await?;
             instance
@@ -517,6 +658,7 @@ impl Cloudfn {
                 identity: identity.clone(),
                 source: source.clone(),
                 version: None,
+                default_timeout: crate::registry::DEFAULT_TIMEOUT,
                 timeout_cap: Some(deadline.saturating_duration_since(Instant::now())),
             };
             Box::pin(async move {
@@ -541,6 +683,13 @@ impl Cloudfn {
             })
         })
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn limiter_limit_mb(limiter: &MemLimiter) -> u32 {

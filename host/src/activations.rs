@@ -1,0 +1,229 @@
+//! Activation records: one per call (request id, env, function, version, caller app, start,
+//! duration, outcome, peak memory, logs), written by a background thread in batches on its own
+//! SQLite connection so the call path never waits for a disk sync; old records are pruned to a
+//! retention limit.
+
+use crate::call::LogLine;
+use anyhow::Context;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+/// Records kept by default.
+pub const DEFAULT_RETENTION: u64 = 10_000;
+
+/// One call's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// Order of insertion; `logs --follow` resumes after the last one seen.
+    #[serde(default)]
+    pub seq: i64,
+    /// The call's id.
+    pub request_id: String,
+    /// The environment.
+    pub env: String,
+    /// The function.
+    pub function: String,
+    /// The version that ran, if one was found.
+    pub version: Option<u32>,
+    /// The calling app (FROM_APPID under sharing, else APPID), if known.
+    pub caller_appid: Option<String>,
+    /// SOURCE.
+    pub source: String,
+    /// Start, Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Duration in microseconds.
+    pub duration_us: i64,
+    /// 0 on success, else the protocol errcode.
+    pub errcode: i32,
+    /// "ok" or the error message.
+    pub errmsg: String,
+    /// Peak linear memory in bytes.
+    pub peak_memory: i64,
+    /// The call's log lines.
+    pub logs: Vec<LogLine>,
+}
+
+enum Msg {
+    Record(Box<Activation>),
+    Flush(Sender<()>),
+}
+
+/// The background writer.
+pub struct Recorder {
+    tx: Mutex<Option<Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer on `db_path`, keeping at most `retention` records.
+    pub fn start(db_path: &Path, retention: u64) -> anyhow::Result<Recorder> {
+        let conn = Connection::open(db_path)
+            .with_context(|| format!("opening {} for activation records", db_path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Records are diagnostics: losing the last few to a power cut is acceptable, a sync per
+        // batch is not needed.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("cloudfn-activations".into())
+            .spawn(move || writer(conn, rx, retention))
+            .context("starting the activation writer")?;
+        Ok(Recorder {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a record.
+    pub fn record(&self, activation: Activation) {
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(Msg::Record(Box::new(activation)));
+        }
+    }
+
+    /// Waits until every queued record is written.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        if sent {
+            let _ = done_rx.recv();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
+    let mut since_prune = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut waiters = Vec::new();
+        let mut records = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Record(r) => records.push(r),
+                Msg::Flush(w) => waiters.push(w),
+            }
+        }
+        if !records.is_empty() {
+            since_prune += records.len() as u64;
+            if let Err(e) = insert(&mut conn, &records) {
+                tracing::error!("writing {} activation records failed: {e:#}", records.len());
+            }
+            if since_prune >= 256 {
+                since_prune = 0;
+                if let Err(e) = conn.execute(
+                    "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
+                    [retention as i64],
+                ) {
+                    tracing::error!("pruning activation records failed: {e}");
+                }
+            }
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
+                started_at_ms, duration_us, errcode, errmsg, peak_memory, logs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for r in records {
+            stmt.execute(params![
+                r.request_id,
+                r.env,
+                r.function,
+                r.version,
+                r.caller_appid,
+                r.source,
+                r.started_at_ms,
+                r.duration_us,
+                r.errcode,
+                r.errmsg,
+                r.peak_memory,
+                serde_json::to_string(&r.logs)?,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Which records to list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActivationQuery {
+    /// The environment.
+    pub env: String,
+    /// Only this function.
+    pub name: Option<String>,
+    /// Only records after this `seq` (for following).
+    pub after: Option<i64>,
+    /// At most this many, newest ones (default 100).
+    pub limit: Option<u32>,
+}
+
+impl crate::registry::Registry {
+    /// Activation records matching `q`, oldest first.
+    pub fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, crate::RegistryError> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT * FROM (
+                SELECT seq, request_id, env, function, version, caller_appid, source, started_at_ms,
+                       duration_us, errcode, errmsg, peak_memory, logs
+                FROM activations
+                WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
+                ORDER BY seq DESC LIMIT ?4
+             ) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(
+            params![q.env, q.name, q.after.unwrap_or(0), q.limit.unwrap_or(100)],
+            |r| {
+                let logs: String = r.get(12)?;
+                Ok(Activation {
+                    seq: r.get(0)?,
+                    request_id: r.get(1)?,
+                    env: r.get(2)?,
+                    function: r.get(3)?,
+                    version: r.get(4)?,
+                    caller_appid: r.get(5)?,
+                    source: r.get(6)?,
+                    started_at_ms: r.get(7)?,
+                    duration_us: r.get(8)?,
+                    errcode: r.get(9)?,
+                    errmsg: r.get(10)?,
+                    peak_memory: r.get(11)?,
+                    logs: serde_json::from_str(&logs).unwrap_or_default(),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

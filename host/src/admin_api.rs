@@ -1,0 +1,273 @@
+//! The admin API, on its own listener and behind a bearer token: apps, envs, deploys
+//! (wasm upload), functions, versions, rollback, removal, invocation, activation records, and
+//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it.
+
+use crate::activations::ActivationQuery;
+use crate::credentials::{constant_time_eq, hash_secret};
+use crate::error::RegistryError;
+use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
+use crate::registry::FunctionConfig;
+use crate::service::{Cloudfn, Identity, InvokeRequest, Invocation};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Largest component a deploy may upload.
+pub const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
+
+/// The settings key holding the admin token's SHA-256.
+pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// `POST /v1/envs/{env}/functions/{name}/invoke`: a call as any caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminInvoke {
+    /// The event: JSON text.
+    pub event: String,
+    /// The caller.
+    #[serde(default)]
+    pub identity: Identity,
+    /// SOURCE (default `wx_devtools`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A version instead of the active one.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// What an admin invocation returns: the record and the result or error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminInvocation {
+    /// The call's id.
+    pub request_id: String,
+    /// The version that ran.
+    pub version: Option<u32>,
+    /// Duration in microseconds.
+    pub duration_us: u64,
+    /// Peak linear memory in bytes.
+    pub peak_memory: u64,
+    /// The call's logs.
+    pub logs: Vec<crate::call::LogLine>,
+    /// The JSON result, on success.
+    pub result: Option<String>,
+    /// `{errcode, errmsg}`, on failure.
+    pub error: Option<Value>,
+}
+
+impl From<Invocation> for AdminInvocation {
+    fn from(inv: Invocation) -> Self {
+        let (result, error) = match inv.result {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_json())),
+        };
+        AdminInvocation {
+            request_id: inv.request_id,
+            version: inv.version,
+            duration_us: inv.duration.as_micros() as u64,
+            peak_memory: inv.peak_memory as u64,
+            logs: inv.logs,
+            result,
+            error,
+        }
+    }
+}
+
+/// The admin endpoints.
+#[derive(Clone)]
+pub struct AdminApi {
+    /// The service.
+    pub svc: Arc<Cloudfn>,
+    /// SHA-256 of the bearer token.
+    pub token_sha256: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &json!({ "error": message.into() }))
+}
+
+fn registry_error(e: RegistryError) -> Response<Body> {
+    let status = match &e {
+        RegistryError::InvalidName { .. }
+        | RegistryError::InvalidWasm(_)
+        | RegistryError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+        RegistryError::EnvNotFound(_)
+        | RegistryError::AppNotFound(_)
+        | RegistryError::FunctionNotFound { .. }
+        | RegistryError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::EnvExists(_) => StatusCode::CONFLICT,
+        RegistryError::Storage(err) => {
+            tracing::error!("admin API storage error: {err:#}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    error(status, e.to_string())
+}
+
+fn ok<T: Serialize>(value: &T) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::to_value(value).expect("admin types serialize"),
+    )
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(body: Incoming) -> Result<T, Response<Body>> {
+    let bytes = read_body(body, 1024 * 1024)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the JSON body is over 1 MB"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+struct NewApp {
+    appid: String,
+    subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewEnv {
+    env: String,
+    owner: String,
+}
+
+#[derive(Deserialize)]
+struct Rollback {
+    to: u32,
+}
+
+impl AdminApi {
+    /// Routes one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if path == "/metrics" && req.method() == Method::GET {
+            return text(
+                StatusCode::OK,
+                self.svc.metrics().encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            );
+        }
+        if path == "/healthz" {
+            return json(StatusCode::OK, &json!({ "ok": true }));
+        }
+        let bearer = header(req.headers(), "authorization");
+        let authorized = bearer
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| {
+                constant_time_eq(hash_secret(t.trim()).as_bytes(), self.token_sha256.as_bytes())
+            });
+        if !authorized {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong admin token (Authorization: Bearer TOKEN)",
+            );
+        }
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        let registry = self.svc.registry();
+        match (method, segs.as_slice()) {
+            (Method::GET, ["v1", "apps"]) => registry.apps().map_or_else(registry_error, |a| ok(&a)),
+            (Method::POST, ["v1", "apps"]) => match json_body::<NewApp>(req.into_body()).await {
+                Ok(n) => registry
+                    .create_app(&n.appid, n.subject.as_deref())
+                    .map_or_else(registry_error, |c| ok(&c)),
+                Err(r) => r,
+            },
+            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => {
+                registry.rotate_secret(appid).map_or_else(registry_error, |c| ok(&c))
+            }
+            (Method::GET, ["v1", "envs"]) => registry.envs().map_or_else(registry_error, |e| ok(&e)),
+            (Method::POST, ["v1", "envs"]) => match json_body::<NewEnv>(req.into_body()).await {
+                Ok(n) => registry
+                    .create_env(&n.env, &n.owner)
+                    .map_or_else(registry_error, |e| ok(&e)),
+                Err(r) => r,
+            },
+            (Method::GET, ["v1", "envs", env, "functions"]) => {
+                registry.functions(env).map_or_else(registry_error, |f| ok(&f))
+            }
+            (Method::PUT, ["v1", "envs", env, "functions", name]) => {
+                self.deploy(env, name, req).await
+            }
+            (Method::DELETE, ["v1", "envs", env, "functions", name]) => self
+                .svc
+                .remove(env, name)
+                .map_or_else(registry_error, |()| ok(&json!({ "removed": name }))),
+            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => {
+                registry.versions(env, name).map_or_else(registry_error, |v| ok(&v))
+            }
+            (Method::POST, ["v1", "envs", env, "functions", name, "rollback"]) => {
+                match json_body::<Rollback>(req.into_body()).await {
+                    Ok(r) => self
+                        .svc
+                        .rollback(env, name, r.to)
+                        .map_or_else(registry_error, |()| ok(&json!({ "active_version": r.to }))),
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "envs", env, "functions", name, "invoke"]) => {
+                match json_body::<AdminInvoke>(req.into_body()).await {
+                    Ok(call) => {
+                        let mut r = InvokeRequest::new(
+                            env,
+                            name,
+                            call.event,
+                            call.source.as_deref().unwrap_or("wx_devtools"),
+                        );
+                        r.identity = call.identity;
+                        r.version = call.version;
+                        ok(&AdminInvocation::from(self.svc.invoke(r).await))
+                    }
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, ["v1", "envs", env, "activations"]) => {
+                let q = query_map(req.uri().query());
+                let query = ActivationQuery {
+                    env: env.to_string(),
+                    name: q.get("name").cloned(),
+                    after: q.get("after").and_then(|a| a.parse().ok()),
+                    limit: q.get("limit").and_then(|l| l.parse().ok()),
+                };
+                registry.activations(&query).map_or_else(registry_error, |a| ok(&a))
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+        }
+    }
+
+    async fn deploy(&self, env: &str, name: &str, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
+            Some(c) => match serde_json::from_str(&c) {
+                Ok(c) => c,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid cloudfn-config header: {e}")),
+            },
+            None => FunctionConfig::default(),
+        };
+        let wasm = match read_body(body, MAX_WASM_BYTES).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("the component is over {limit} bytes"));
+            }
+            Err(BodyError::Io(e)) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let svc = self.svc.clone();
+        let (env, name) = (env.to_string(), name.to_string());
+        // Compiling takes tens of milliseconds or more: keep it off the async workers.
+        match tokio::task::spawn_blocking(move || svc.deploy(&env, &name, &wasm, config)).await {
+            Ok(result) => result.map_or_else(registry_error, |v| ok(&v)),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("deploy task failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The public, WeChat-compatible HTTP endpoints: `/cgi-bin/token`, `/cgi-bin/stable_token`
+//! (protocol §2), `/tcb/invokecloudfunction` (§3), and the server SDK's `/admin` (§11). Every
+//! error comes back in the endpoint's own shape with the protocol's codes.
+
+use crate::credentials::{IssueError, TokenPolicy};
+use crate::error::InvokeError;
+use crate::http::{Body, BodyError, header, json, query_map, read_body};
+use crate::registry::DEFAULT_HTTP_TIMEOUT;
+use crate::service::{Cloudfn, Identity, InvokeRequest};
+use crate::tc3;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest request body (protocol §8: 6 MB sync events).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// The public endpoints.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The service.
+    pub svc: Arc<Cloudfn>,
+    /// Token lifetimes.
+    pub policy: TokenPolicy,
+    /// Largest request body.
+    pub max_body: usize,
+}
+
+fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &json!({ "errcode": errcode, "errmsg": errmsg.into() }),
+    )
+}
+
+impl Gateway {
+    /// Routes one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        match req.uri().path() {
+            "/cgi-bin/token" => self.token(req).await,
+            "/cgi-bin/stable_token" => self.stable_token(req).await,
+            "/tcb/invokecloudfunction" => self.invoke(req, peer).await,
+            "/admin" => self.admin(req, peer).await,
+            path => json(
+                StatusCode::NOT_FOUND,
+                &json!({ "errcode": 404, "errmsg": format!("no endpoint {path}") }),
+            ),
+        }
+    }
+
+    async fn token(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::POST {
+            return wx_error(43001, "require GET method");
+        }
+        let q = query_map(req.uri().query());
+        self.issue(
+            q.get("grant_type").map(String::as_str),
+            q.get("appid").map(String::as_str),
+            q.get("secret").map(String::as_str),
+            None,
+        )
+    }
+
+    async fn stable_token(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return wx_error(43002, "require POST method");
+        }
+        let body = match read_body(req.into_body(), 64 * 1024).await {
+            Ok(b) => b,
+            Err(_) => return wx_error(47001, "data format error: body unreadable or over 64 KB"),
+        };
+        let body: Value = match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return wx_error(47001, "data format error: the body must be a JSON object"),
+        };
+        let force_refresh = body["force_refresh"].as_bool().unwrap_or(false);
+        self.issue(
+            body["grant_type"].as_str(),
+            body["appid"].as_str(),
+            body["secret"].as_str(),
+            Some(force_refresh),
+        )
+    }
+
+    /// Shared by both token endpoints; `stable` is `Some(force_refresh)` for stable_token.
+    fn issue(
+        &self,
+        grant_type: Option<&str>,
+        appid: Option<&str>,
+        secret: Option<&str>,
+        stable: Option<bool>,
+    ) -> Response<Body> {
+        if grant_type != Some("client_credential") {
+            return wx_error(40002, "invalid grant_type: must be client_credential");
+        }
+        let Some(appid) = appid.filter(|a| !a.is_empty()) else {
+            return wx_error(41002, "appid missing");
+        };
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            return wx_error(41004, "appsecret missing");
+        };
+        let registry = self.svc.registry();
+        let issued = registry.check_secret(appid, secret).and_then(|()| match stable {
+            Some(force_refresh) => registry.stable_token(appid, force_refresh, self.policy),
+            None => registry.issue_token(appid, self.policy),
+        });
+        match issued {
+            Ok((token, expires_in)) => json(
+                StatusCode::OK,
+                &json!({ "access_token": token, "expires_in": expires_in }),
+            ),
+            Err(e) => {
+                if let IssueError::System(err) = &e {
+                    tracing::error!("issuing a token for {appid}: {err:#}");
+                }
+                wx_error(e.errcode(), e.to_string())
+            }
+        }
+    }
+
+    async fn invoke(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.method() != Method::POST {
+            return wx_error(43002, "require POST method");
+        }
+        let (parts, body) = req.into_parts();
+        let q = query_map(parts.uri.query());
+        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
+            return wx_error(41001, "access_token missing");
+        };
+        let appid = match self.svc.registry().verify_token(token, self.policy) {
+            Ok(Ok(appid)) => appid,
+            Ok(Err(e)) => return wx_error(e.errcode(), e.to_string()),
+            Err(e) => {
+                tracing::error!("verifying an access token: {e:#}");
+                return wx_error(-1, "system error");
+            }
+        };
+        let (Some(env), Some(name)) = (
+            q.get("env").filter(|s| !s.is_empty()),
+            q.get("name").filter(|s| !s.is_empty()),
+        ) else {
+            let missing = if q.get("env").is_none_or(|s| s.is_empty()) { "env" } else { "name" };
+            return wx_error(40101, format!("missing parameter {missing}"));
+        };
+        let body = match read_body(body, self.max_body).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return wx_error(-501007, format!("parameter error: the body is over {limit} bytes"));
+            }
+            Err(BodyError::Io(e)) => return wx_error(-501007, format!("parameter error: {e}")),
+        };
+        if body.is_empty() {
+            return wx_error(44002, "empty post data");
+        }
+        let Ok(event) = String::from_utf8(body.to_vec()) else {
+            return wx_error(-501007, "parameter error: the body is not UTF-8 JSON");
+        };
+        if let Err(e) = self.owned_by(env, &appid) {
+            return wx_error(e.errcode(), e.to_string());
+        }
+        let mut call = InvokeRequest::new(env, name, event, "wx_http");
+        call.default_timeout = DEFAULT_HTTP_TIMEOUT;
+        call.identity = Identity {
+            appid: Some(appid),
+            openid: header(&parts.headers, "x-wx-openid").filter(|s| !s.is_empty()),
+            unionid: header(&parts.headers, "x-wx-unionid").filter(|s| !s.is_empty()),
+            client_ip: Some(peer.ip().to_string()),
+            ..Identity::default()
+        };
+        let inv = self.svc.invoke(call).await;
+        match inv.result {
+            Ok(result) => json(
+                StatusCode::OK,
+                &json!({ "errcode": 0, "errmsg": "ok", "resp_data": result }),
+            ),
+            Err(e) => wx_error(e.errcode(), e.to_string()),
+        }
+    }
+
+    /// The env exists and `appid` owns it. Calls into other apps' envs wait for sharing.
+    fn owned_by(&self, env: &str, appid: &str) -> Result<(), InvokeError> {
+        let info = self.svc.env(env)?;
+        if info.owner_appid != appid {
+            return Err(InvokeError::Unauthorized(format!(
+                "app {appid} does not own env {env} and no share grants it access"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn admin(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let request_id = self.svc.new_request_id();
+        let fail = |code: &str, message: String| {
+            json(
+                StatusCode::OK,
+                &json!({ "code": code, "message": message, "requestId": request_id }),
+            )
+        };
+        if req.method() != Method::POST {
+            return fail("INVALID_REQUEST", "require POST method".into());
+        }
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, self.max_body).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return fail("FUNCTION_PARAM_INVALID", format!("the body is over {limit} bytes"));
+            }
+            Err(BodyError::Io(e)) => return fail("FUNCTION_PARAM_INVALID", e),
+        };
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+            return fail("FUNCTION_PARAM_INVALID", "the body must be a JSON object".into());
+        };
+        let headers = |name: &str| header(&parts.headers, name);
+        let host = headers("host").unwrap_or_default();
+        let signed = tc3::SignedRequest {
+            host: &host,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            header: &headers,
+            body: &fields,
+        };
+        let registry = self.svc.registry();
+        let mut app = None;
+        let verified = tc3::verify(&signed, crate::registry::now(), |id| {
+            let found = registry.secret_key(id).ok().flatten()?;
+            app = Some(found.0);
+            Some(found.1)
+        });
+        if let Err(e) = verified {
+            return fail(e.code(), e.to_string());
+        }
+        let appid = app.expect("verified implies a key was found");
+
+        let q = query_map(parts.uri.query());
+        let env = q
+            .get("env")
+            .cloned()
+            .filter(|e| !e.is_empty())
+            .or_else(|| fields.get("envName").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
+        if action != "functions.invokeFunction" {
+            return fail("ACTION_FORBIDDEN", format!("action {action:?} is not supported"));
+        }
+        let name = fields.get("function_name").and_then(Value::as_str).unwrap_or("");
+        let event = match fields.get("request_data").and_then(Value::as_str) {
+            None | Some("") => "{}".to_string(),
+            Some(data) => data.to_string(),
+        };
+        let version = match fields.get("qualifier").and_then(Value::as_str) {
+            None | Some("") | Some("$LATEST") => None,
+            Some(q) => match q.parse::<u32>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    return fail(
+                        "FUNCTION_PARAM_INVALID",
+                        format!("qualifier {q:?} is not a version number"),
+                    );
+                }
+            },
+        };
+        if env.is_empty() || name.is_empty() {
+            return fail(
+                "FUNCTION_PARAM_INVALID",
+                "env and function_name are required".into(),
+            );
+        }
+        if let Err(e) = self.owned_by(&env, &appid) {
+            return fail(admin_code(&e), e.to_string());
+        }
+        let mut call = InvokeRequest::new(&env, name, event, "wx_http");
+        call.default_timeout = DEFAULT_HTTP_TIMEOUT;
+        call.version = version;
+        call.identity = Identity {
+            appid: Some(appid),
+            client_ip: Some(peer.ip().to_string()),
+            ..Identity::default()
+        };
+        let inv = self.svc.invoke(call).await;
+        match inv.result {
+            Ok(result) => json(
+                StatusCode::OK,
+                &json!({ "requestId": inv.request_id, "data": { "response_data": result } }),
+            ),
+            Err(e) => json(
+                StatusCode::OK,
+                &json!({ "code": admin_code(&e), "message": e.to_string(), "requestId": inv.request_id }),
+            ),
+        }
+    }
+}
+
+/// The §11 `code` of an invocation error.
+pub fn admin_code(e: &InvokeError) -> &'static str {
+    match e {
+        InvokeError::InvalidParam(_) => "FUNCTION_PARAM_INVALID",
+        InvokeError::EnvNotFound(_) => "INVALID_ENV",
+        InvokeError::FunctionNotFound { .. } => "FUNCTION_NOT_FOUND",
+        InvokeError::Timeout { .. } => "FUNCTION_TIME_LIMIT_EXCEEDED",
+        InvokeError::MemoryLimit { .. } => "FUNCTION_MEMORY_LIMIT_EXCEEDED",
+        InvokeError::Failed { .. } | InvokeError::DepthExceeded(_) => "FUNCTION_INVOCATION_FAILED",
+        InvokeError::Unauthorized(_) => "EXCEED_AUTHORITY",
+        InvokeError::TooBusy { .. } => "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED",
+        InvokeError::System(_) => "SYS_ERR",
+    }
+}
