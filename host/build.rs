@@ -18,6 +18,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("fail_badjson", false),
     ("fail_error", false),
     ("fs_probe", false),
+    ("sleepy", false),
     ("wrong_import", false),
     ("wrong_world", false),
 ];

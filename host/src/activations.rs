@@ -110,7 +110,6 @@ impl Drop for Recorder {
 }
 
 fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
-    let mut since_prune = 0u64;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -128,18 +127,15 @@ fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
             }
         }
         if !records.is_empty() {
-            since_prune += records.len() as u64;
             if let Err(e) = insert(&mut conn, &records) {
                 tracing::error!("writing {} activation records failed: {e:#}", records.len());
             }
-            if since_prune >= 256 {
-                since_prune = 0;
-                if let Err(e) = conn.execute(
-                    "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
-                    [retention as i64],
-                ) {
-                    tracing::error!("pruning activation records failed: {e}");
-                }
+            // A range delete on the primary key: cheap enough for every batch.
+            if let Err(e) = conn.execute(
+                "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
+                [retention as i64],
+            ) {
+                tracing::error!("pruning activation records failed: {e}");
             }
         }
         for w in waiters {
@@ -149,7 +145,7 @@ fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
 }
 
 fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
@@ -192,7 +188,10 @@ pub struct ActivationQuery {
 
 impl crate::registry::Registry {
     /// Activation records matching `q`, oldest first.
-    pub fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, crate::RegistryError> {
+    pub fn activations(
+        &self,
+        q: &ActivationQuery,
+    ) -> Result<Vec<Activation>, crate::RegistryError> {
         let db = self.db();
         let mut stmt = db.prepare_cached(
             "SELECT * FROM (

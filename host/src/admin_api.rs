@@ -7,7 +7,7 @@ use crate::credentials::{constant_time_eq, hash_secret};
 use crate::error::RegistryError;
 use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
 use crate::registry::FunctionConfig;
-use crate::service::{Cloudfn, Identity, InvokeRequest, Invocation};
+use crate::service::{Cloudfn, Identity, Invocation, InvokeRequest};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,10 @@ impl AdminApi {
             .as_deref()
             .and_then(|h| h.strip_prefix("Bearer "))
             .is_some_and(|t| {
-                constant_time_eq(hash_secret(t.trim()).as_bytes(), self.token_sha256.as_bytes())
+                constant_time_eq(
+                    hash_secret(t.trim()).as_bytes(),
+                    self.token_sha256.as_bytes(),
+                )
             });
         if !authorized {
             return error(
@@ -177,26 +180,30 @@ impl AdminApi {
         let method = req.method().clone();
         let registry = self.svc.registry();
         match (method, segs.as_slice()) {
-            (Method::GET, ["v1", "apps"]) => registry.apps().map_or_else(registry_error, |a| ok(&a)),
+            (Method::GET, ["v1", "apps"]) => {
+                registry.apps().map_or_else(registry_error, |a| ok(&a))
+            }
             (Method::POST, ["v1", "apps"]) => match json_body::<NewApp>(req.into_body()).await {
                 Ok(n) => registry
                     .create_app(&n.appid, n.subject.as_deref())
                     .map_or_else(registry_error, |c| ok(&c)),
                 Err(r) => r,
             },
-            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => {
-                registry.rotate_secret(appid).map_or_else(registry_error, |c| ok(&c))
+            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => registry
+                .rotate_secret(appid)
+                .map_or_else(registry_error, |c| ok(&c)),
+            (Method::GET, ["v1", "envs"]) => {
+                registry.envs().map_or_else(registry_error, |e| ok(&e))
             }
-            (Method::GET, ["v1", "envs"]) => registry.envs().map_or_else(registry_error, |e| ok(&e)),
             (Method::POST, ["v1", "envs"]) => match json_body::<NewEnv>(req.into_body()).await {
                 Ok(n) => registry
                     .create_env(&n.env, &n.owner)
                     .map_or_else(registry_error, |e| ok(&e)),
                 Err(r) => r,
             },
-            (Method::GET, ["v1", "envs", env, "functions"]) => {
-                registry.functions(env).map_or_else(registry_error, |f| ok(&f))
-            }
+            (Method::GET, ["v1", "envs", env, "functions"]) => registry
+                .functions(env)
+                .map_or_else(registry_error, |f| ok(&f)),
             (Method::PUT, ["v1", "envs", env, "functions", name]) => {
                 self.deploy(env, name, req).await
             }
@@ -204,9 +211,9 @@ impl AdminApi {
                 .svc
                 .remove(env, name)
                 .map_or_else(registry_error, |()| ok(&json!({ "removed": name }))),
-            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => {
-                registry.versions(env, name).map_or_else(registry_error, |v| ok(&v))
-            }
+            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => registry
+                .versions(env, name)
+                .map_or_else(registry_error, |v| ok(&v)),
             (Method::POST, ["v1", "envs", env, "functions", name, "rollback"]) => {
                 match json_body::<Rollback>(req.into_body()).await {
                     Ok(r) => self
@@ -240,7 +247,9 @@ impl AdminApi {
                     after: q.get("after").and_then(|a| a.parse().ok()),
                     limit: q.get("limit").and_then(|l| l.parse().ok()),
                 };
-                registry.activations(&query).map_or_else(registry_error, |a| ok(&a))
+                registry
+                    .activations(&query)
+                    .map_or_else(registry_error, |a| ok(&a))
             }
             _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
         }
@@ -251,14 +260,22 @@ impl AdminApi {
         let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
             Some(c) => match serde_json::from_str(&c) {
                 Ok(c) => c,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid cloudfn-config header: {e}")),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid cloudfn-config header: {e}"),
+                    );
+                }
             },
             None => FunctionConfig::default(),
         };
         let wasm = match read_body(body, MAX_WASM_BYTES).await {
             Ok(b) => b,
             Err(BodyError::TooLarge(limit)) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("the component is over {limit} bytes"));
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the component is over {limit} bytes"),
+                );
             }
             Err(BodyError::Io(e)) => return error(StatusCode::BAD_REQUEST, e),
         };
@@ -267,7 +284,10 @@ impl AdminApi {
         // Compiling takes tens of milliseconds or more: keep it off the async workers.
         match tokio::task::spawn_blocking(move || svc.deploy(&env, &name, &wasm, config)).await {
             Ok(result) => result.map_or_else(registry_error, |v| ok(&v)),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("deploy task failed: {e}")),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("deploy task failed: {e}"),
+            ),
         }
     }
 }

@@ -34,7 +34,12 @@ pub struct Cli {
     pub server: Option<String>,
 
     /// The admin API's bearer token (for --server, and for `serve` to set it).
-    #[arg(long, global = true, env = "CLOUDFN_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDFN_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 
     /// Log format of the host's own diagnostics on stderr.
@@ -300,7 +305,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let backend = || backend(&cli);
     match &cli.command {
         Command::Serve(args) => return serve(&cli, args).await,
-        Command::Invoke(args) if args.file.is_some() => return invoke_file(&cli.data_dir, args).await,
+        Command::Invoke(args) if args.file.is_some() => {
+            return invoke_file(&cli.data_dir, args).await;
+        }
         Command::Invoke(args) => return invoke(&backend()?, args).await,
         Command::Demo => return crate::demo::run(&cli.data_dir).await,
         Command::App(AppCommand::Create { appid, subject }) => {
@@ -340,7 +347,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("reading {}", args.file.display()))?;
             let backend = backend()?;
             let msg = format!("compiling {} ({} KB)", args.name, wasm.len() / 1024);
-            let info = with_spinner(msg, backend.deploy(&args.env, &args.name, wasm, config)).await?;
+            let info =
+                with_spinner(msg, backend.deploy(&args.env, &args.name, wasm, config)).await?;
             eprintln!(
                 "deployed {}/{} version {} (sha256 {})",
                 info.env,
@@ -353,7 +361,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls { env } => {
             let mut out = String::from("NAME\tACTIVE\tVERSIONS\n");
             for f in backend()?.functions(env).await? {
-                out.push_str(&format!("{}\t{}\t{}\n", f.name, f.active_version, f.versions));
+                out.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    f.name, f.active_version, f.versions
+                ));
             }
             print!("{out}");
         }
@@ -478,7 +489,9 @@ async fn logs(
                 a.request_id,
                 a.env,
                 a.function,
-                a.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                a.version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 a.caller_appid.as_deref().unwrap_or("-"),
                 a.duration_us as f64 / 1000.0,
                 if a.errcode == 0 {
@@ -598,7 +611,9 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
     let mut req = InvokeRequest::new(&env, &name, event, &args.source);
     req.identity = args.identity();
     let config = args.config.to_config()?;
-    let inv = svc.invoke_file(&wasm, config, args.dir.as_deref(), req).await?;
+    let inv = svc
+        .invoke_file(&wasm, config, args.dir.as_deref(), req)
+        .await?;
     Ok(print_invocation(&inv.into(), args.quiet))
 }
 
@@ -618,7 +633,9 @@ fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
             err,
             "[cloudfn] request {} version {} in {:.1} ms, peak memory {} KB",
             inv.request_id,
-            inv.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            inv.version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
             inv.duration_us as f64 / 1000.0,
             inv.peak_memory / 1024
         );

@@ -40,7 +40,9 @@ impl AdminClient {
     /// A client of the admin API at `base` (e.g. `http://127.0.0.1:8081`) with a bearer token.
     pub fn new(base: &str, token: &str) -> anyhow::Result<AdminClient> {
         if !base.starts_with("http://") {
-            bail!("--server must be an http:// URL of the admin listener, e.g. http://127.0.0.1:8081");
+            bail!(
+                "--server must be an http:// URL of the admin listener, e.g. http://127.0.0.1:8081"
+            );
         }
         Ok(AdminClient {
             base: base.trim_end_matches('/').to_string(),
@@ -86,7 +88,11 @@ impl AdminClient {
         self.call(Method::GET, path, Bytes::new(), None).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> anyhow::Result<T> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
         self.call(Method::POST, path, Bytes::from(body.to_string()), None)
             .await
     }
@@ -97,7 +103,10 @@ impl Backend {
     pub async fn create_env(&self, env: &str, owner: &str) -> anyhow::Result<EnvInfo> {
         match self {
             Backend::Local(s) => Ok(s.registry().create_env(env, owner)?),
-            Backend::Remote(c) => c.post("/v1/envs", json!({ "env": env, "owner": owner })).await,
+            Backend::Remote(c) => {
+                c.post("/v1/envs", json!({ "env": env, "owner": owner }))
+                    .await
+            }
         }
     }
 
@@ -121,7 +130,8 @@ impl Backend {
             Backend::Local(s) => Ok(s.deploy(env, name, &wasm, config)?),
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
-                c.call(Method::PUT, &path, Bytes::from(wasm), Some(&config)).await
+                c.call(Method::PUT, &path, Bytes::from(wasm), Some(&config))
+                    .await
             }
         }
     }
@@ -139,8 +149,12 @@ impl Backend {
         match self {
             Backend::Local(s) => Ok(s.registry().versions(env, name)?),
             Backend::Remote(c) => {
-                c.get(&format!("/v1/envs/{}/functions/{}/versions", enc(env), enc(name)))
-                    .await
+                c.get(&format!(
+                    "/v1/envs/{}/functions/{}/versions",
+                    enc(env),
+                    enc(name)
+                ))
+                .await
             }
         }
     }
@@ -151,7 +165,9 @@ impl Backend {
             Backend::Local(s) => Ok(s.rollback(env, name, to)?),
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}/rollback", enc(env), enc(name));
-                c.post::<serde_json::Value>(&path, json!({ "to": to })).await.map(drop)
+                c.post::<serde_json::Value>(&path, json!({ "to": to }))
+                    .await
+                    .map(drop)
             }
         }
     }
@@ -170,7 +186,12 @@ impl Backend {
     }
 
     /// Calls a deployed function.
-    pub async fn invoke(&self, env: &str, name: &str, call: AdminInvoke) -> anyhow::Result<AdminInvocation> {
+    pub async fn invoke(
+        &self,
+        env: &str,
+        name: &str,
+        call: AdminInvoke,
+    ) -> anyhow::Result<AdminInvocation> {
         match self {
             Backend::Local(s) => {
                 let source = call.source.as_deref().unwrap_or("wx_devtools");
@@ -207,10 +228,17 @@ impl Backend {
     }
 
     /// Registers an app.
-    pub async fn create_app(&self, appid: &str, subject: Option<&str>) -> anyhow::Result<AppCredentials> {
+    pub async fn create_app(
+        &self,
+        appid: &str,
+        subject: Option<&str>,
+    ) -> anyhow::Result<AppCredentials> {
         match self {
             Backend::Local(s) => Ok(s.registry().create_app(appid, subject)?),
-            Backend::Remote(c) => c.post("/v1/apps", json!({ "appid": appid, "subject": subject })).await,
+            Backend::Remote(c) => {
+                c.post("/v1/apps", json!({ "appid": appid, "subject": subject }))
+                    .await
+            }
         }
     }
 
@@ -219,7 +247,8 @@ impl Backend {
         match self {
             Backend::Local(s) => Ok(s.registry().rotate_secret(appid)?),
             Backend::Remote(c) => {
-                c.post(&format!("/v1/apps/{}/rotate-secret", enc(appid)), json!({})).await
+                c.post(&format!("/v1/apps/{}/rotate-secret", enc(appid)), json!({}))
+                    .await
             }
         }
     }

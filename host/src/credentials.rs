@@ -159,7 +159,7 @@ impl Registry {
         validate_appid(appid)?;
         let creds = new_credentials(appid);
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing: Option<Option<String>> = tx
             .query_row(
                 "SELECT secret_sha256 FROM apps WHERE appid = ?1",
@@ -177,7 +177,13 @@ impl Registry {
                 tx.execute(
                     "UPDATE apps SET subject = COALESCE(?2, subject), secret_sha256 = ?3,
                      secret_id = ?4, secret_key = ?5 WHERE appid = ?1",
-                    params![appid, subject, sha256_hex(&creds.secret), creds.secret_id, creds.secret_key],
+                    params![
+                        appid,
+                        subject,
+                        sha256_hex(&creds.secret),
+                        creds.secret_id,
+                        creds.secret_key
+                    ],
                 )?;
             }
             None => {
@@ -198,7 +204,12 @@ impl Registry {
         let creds = new_credentials(appid);
         let changed = self.db().execute(
             "UPDATE apps SET secret_sha256 = ?2, secret_id = ?3, secret_key = ?4 WHERE appid = ?1",
-            params![appid, sha256_hex(&creds.secret), creds.secret_id, creds.secret_key],
+            params![
+                appid,
+                sha256_hex(&creds.secret),
+                creds.secret_id,
+                creds.secret_key
+            ],
         )?;
         if changed == 0 {
             return Err(RegistryError::AppNotFound(appid.to_string()));
@@ -279,7 +290,9 @@ impl Registry {
             .optional()?;
         match stored {
             None => Err(IssueError::UnknownApp),
-            Some(Some(hash)) if constant_time_eq(hash.as_bytes(), sha256_hex(secret).as_bytes()) => {
+            Some(Some(hash))
+                if constant_time_eq(hash.as_bytes(), sha256_hex(secret).as_bytes()) =>
+            {
                 Ok(())
             }
             Some(_) => Err(IssueError::WrongSecret),
@@ -288,12 +301,16 @@ impl Registry {
 
     /// Issues a new token for `appid`; tokens issued before it keep working for
     /// `policy.overlap`. Returns the token and its lifetime in seconds.
-    pub fn issue_token(&self, appid: &str, policy: TokenPolicy) -> Result<(String, u64), IssueError> {
+    pub fn issue_token(
+        &self,
+        appid: &str,
+        policy: TokenPolicy,
+    ) -> Result<(String, u64), IssueError> {
         let id = random_hex(16);
         let token = self.token_for(&id)?;
         let now = now();
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE tokens SET superseded_at = ?2 WHERE appid = ?1 AND superseded_at IS NULL",
             params![appid, now],
@@ -301,12 +318,19 @@ impl Registry {
         tx.execute(
             "INSERT INTO tokens (token_sha256, token_id, appid, issued_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![sha256_hex(&token), id, appid, now, now + policy.ttl.as_secs() as i64],
+            params![
+                sha256_hex(&token),
+                id,
+                appid,
+                now,
+                now + policy.ttl.as_secs() as i64
+            ],
         )?;
-        // Forget tokens that can no longer be valid.
+        // Forget expired tokens. Replaced ones stay until then, so they are refused as "not the
+        // latest" (40001) rather than as unknown.
         tx.execute(
-            "DELETE FROM tokens WHERE appid = ?1 AND (expires_at <= ?2 OR superseded_at <= ?3)",
-            params![appid, now, now - policy.overlap.as_secs() as i64],
+            "DELETE FROM tokens WHERE appid = ?1 AND expires_at <= ?2",
+            params![appid, now],
         )?;
         tx.commit()?;
         Ok((token, policy.ttl.as_secs()))
@@ -340,19 +364,27 @@ impl Registry {
     }
 
     /// The app a token belongs to, or why it is refused.
-    pub fn verify_token(&self, token: &str, policy: TokenPolicy) -> Result<Result<String, TokenError>, RegistryError> {
+    pub fn verify_token(
+        &self,
+        token: &str,
+        policy: TokenPolicy,
+    ) -> Result<Result<String, TokenError>, RegistryError> {
         let row: Option<(String, i64, Option<i64>)> = self
             .db()
             .prepare_cached(
                 "SELECT appid, expires_at, superseded_at FROM tokens WHERE token_sha256 = ?1",
             )?
-            .query_row([sha256_hex(token)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([sha256_hex(token)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         let now = now();
         Ok(match row {
             None => Err(TokenError::Invalid),
             Some((_, expires_at, _)) if now >= expires_at => Err(TokenError::Expired),
-            Some((_, _, Some(superseded))) if now >= superseded + policy.overlap.as_secs() as i64 => {
+            Some((_, _, Some(superseded)))
+                if now >= superseded + policy.overlap.as_secs() as i64 =>
+            {
                 Err(TokenError::NotLatest)
             }
             Some((appid, _, _)) => Ok(appid),
@@ -363,7 +395,9 @@ impl Registry {
     pub fn setting(&self, key: &str) -> Result<Option<String>, RegistryError> {
         Ok(self
             .db()
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -402,14 +436,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::open(dir.path()).unwrap();
         let creds = reg.create_app("wxA", Some("Acme")).unwrap();
-        assert!(matches!(reg.check_secret("wxA", "nope"), Err(IssueError::WrongSecret)));
-        assert!(matches!(reg.check_secret("wxZ", "nope"), Err(IssueError::UnknownApp)));
+        assert!(matches!(
+            reg.check_secret("wxA", "nope"),
+            Err(IssueError::WrongSecret)
+        ));
+        assert!(matches!(
+            reg.check_secret("wxZ", "nope"),
+            Err(IssueError::UnknownApp)
+        ));
         reg.check_secret("wxA", &creds.secret).unwrap();
         let policy = TokenPolicy::default();
         let (t1, ttl) = reg.issue_token("wxA", policy).unwrap();
         assert_eq!(ttl, 7200);
         assert!(t1.len() >= 64 && t1.len() <= 512);
-        assert_eq!(reg.verify_token(&t1, policy).unwrap(), Ok("wxA".to_string()));
+        assert_eq!(
+            reg.verify_token(&t1, policy).unwrap(),
+            Ok("wxA".to_string())
+        );
         // stable_token hands back the current token, also after a reopen.
         drop(reg);
         let reg = Registry::open(dir.path()).unwrap();
@@ -417,13 +460,27 @@ mod tests {
         let (t2, _) = reg.stable_token("wxA", true, policy).unwrap();
         assert_ne!(t1, t2);
         // The replaced token works during the overlap, not after.
-        assert_eq!(reg.verify_token(&t1, policy).unwrap(), Ok("wxA".to_string()));
-        let no_overlap = TokenPolicy { overlap: Duration::ZERO, ..policy };
-        assert_eq!(reg.verify_token(&t1, no_overlap).unwrap(), Err(TokenError::NotLatest));
-        assert_eq!(reg.verify_token("bogus", policy).unwrap(), Err(TokenError::Invalid));
+        assert_eq!(
+            reg.verify_token(&t1, policy).unwrap(),
+            Ok("wxA".to_string())
+        );
+        let no_overlap = TokenPolicy {
+            overlap: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(
+            reg.verify_token(&t1, no_overlap).unwrap(),
+            Err(TokenError::NotLatest)
+        );
+        assert_eq!(
+            reg.verify_token("bogus", policy).unwrap(),
+            Err(TokenError::Invalid)
+        );
         // Nothing secret is stored in plain text except the TC3 key.
         for name in ["cloudfn.db", "cloudfn.db-wal"] {
-            let Ok(bytes) = std::fs::read(dir.path().join(name)) else { continue };
+            let Ok(bytes) = std::fs::read(dir.path().join(name)) else {
+                continue;
+            };
             let text = String::from_utf8_lossy(&bytes);
             assert!(!text.contains(&creds.secret), "{name}");
             assert!(!text.contains(&t1), "{name}");

@@ -166,9 +166,7 @@ impl From<RegistryError> for InvokeError {
             }
             RegistryError::InvalidWasm(_)
             | RegistryError::EnvExists(_)
-            | RegistryError::AppNotFound(_) => {
-                InvokeError::System(anyhow::Error::new(e))
-            }
+            | RegistryError::AppNotFound(_) => InvokeError::System(anyhow::Error::new(e)),
             RegistryError::Storage(e) => InvokeError::System(e),
         }
     }

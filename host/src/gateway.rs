@@ -102,10 +102,12 @@ impl Gateway {
             return wx_error(41004, "appsecret missing");
         };
         let registry = self.svc.registry();
-        let issued = registry.check_secret(appid, secret).and_then(|()| match stable {
-            Some(force_refresh) => registry.stable_token(appid, force_refresh, self.policy),
-            None => registry.issue_token(appid, self.policy),
-        });
+        let issued = registry
+            .check_secret(appid, secret)
+            .and_then(|()| match stable {
+                Some(force_refresh) => registry.stable_token(appid, force_refresh, self.policy),
+                None => registry.issue_token(appid, self.policy),
+            });
         match issued {
             Ok((token, expires_in)) => json(
                 StatusCode::OK,
@@ -141,13 +143,20 @@ impl Gateway {
             q.get("env").filter(|s| !s.is_empty()),
             q.get("name").filter(|s| !s.is_empty()),
         ) else {
-            let missing = if q.get("env").is_none_or(|s| s.is_empty()) { "env" } else { "name" };
+            let missing = if q.get("env").is_none_or(|s| s.is_empty()) {
+                "env"
+            } else {
+                "name"
+            };
             return wx_error(40101, format!("missing parameter {missing}"));
         };
         let body = match read_body(body, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge(limit)) => {
-                return wx_error(-501007, format!("parameter error: the body is over {limit} bytes"));
+                return wx_error(
+                    -501007,
+                    format!("parameter error: the body is over {limit} bytes"),
+                );
             }
             Err(BodyError::Io(e)) => return wx_error(-501007, format!("parameter error: {e}")),
         };
@@ -205,12 +214,18 @@ impl Gateway {
         let body = match read_body(body, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge(limit)) => {
-                return fail("FUNCTION_PARAM_INVALID", format!("the body is over {limit} bytes"));
+                return fail(
+                    "FUNCTION_PARAM_INVALID",
+                    format!("the body is over {limit} bytes"),
+                );
             }
             Err(BodyError::Io(e)) => return fail("FUNCTION_PARAM_INVALID", e),
         };
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
-            return fail("FUNCTION_PARAM_INVALID", "the body must be a JSON object".into());
+            return fail(
+                "FUNCTION_PARAM_INVALID",
+                "the body must be a JSON object".into(),
+            );
         };
         let headers = |name: &str| header(&parts.headers, name);
         let host = headers("host").unwrap_or_default();
@@ -238,13 +253,24 @@ impl Gateway {
             .get("env")
             .cloned()
             .filter(|e| !e.is_empty())
-            .or_else(|| fields.get("envName").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                fields
+                    .get("envName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
         if action != "functions.invokeFunction" {
-            return fail("ACTION_FORBIDDEN", format!("action {action:?} is not supported"));
+            return fail(
+                "ACTION_FORBIDDEN",
+                format!("action {action:?} is not supported"),
+            );
         }
-        let name = fields.get("function_name").and_then(Value::as_str).unwrap_or("");
+        let name = fields
+            .get("function_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let event = match fields.get("request_data").and_then(Value::as_str) {
             None | Some("") => "{}".to_string(),
             Some(data) => data.to_string(),

@@ -34,7 +34,11 @@ impl Default for Metrics {
             0.000_05, 2.0, 18,
         ));
         let in_flight = Gauge::default();
-        registry.register("calls", "Function calls by errcode (0 = success)", calls.clone());
+        registry.register(
+            "calls",
+            "Function calls by errcode (0 = success)",
+            calls.clone(),
+        );
         registry.register(
             "call_duration_seconds",
             "Wall-clock duration of function calls",

@@ -343,7 +343,7 @@ impl Registry {
             .with_context(|| format!("creating the directory of env {name}"))?;
         let now = now();
         let mut db = self.db();
-        let db = db.transaction()?;
+        let db = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // An owner not yet registered becomes an app without credentials.
         db.execute(
             "INSERT OR IGNORE INTO apps (appid, created_at) VALUES (?1, ?2)",
@@ -434,7 +434,7 @@ impl Registry {
         let config_json = serde_json::to_string(config).context("encoding function config")?;
         let now = now();
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         ensure_env(&tx, env)?;
         let version: u32 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE env = ?1 AND name = ?2",
@@ -536,7 +536,7 @@ impl Registry {
     /// Makes `version` the active version of `env/name` again.
     pub fn rollback(&self, env: &str, name: &str, version: u32) -> Result<(), RegistryError> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         ensure_function(&tx, env, name)?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM versions WHERE env = ?1 AND name = ?2 AND version = ?3)",
@@ -561,7 +561,7 @@ impl Registry {
     /// Removes a function and all its versions. Blobs stay (other versions may share them).
     pub fn remove_function(&self, env: &str, name: &str) -> Result<(), RegistryError> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         ensure_function(&tx, env, name)?;
         tx.execute(
             "DELETE FROM versions WHERE env = ?1 AND name = ?2",
@@ -645,7 +645,7 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)
             .with_context(|| format!("schema migration {}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -654,7 +654,8 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn now() -> i64 {
+/// The current Unix time in seconds.
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -104,12 +104,16 @@ impl Server {
 
     /// The public listener's address.
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().expect("a bound listener has an address")
+        self.public
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("a bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -117,15 +121,25 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let gateway = self.gateway.clone();
-        let public = tokio::spawn(accept_loop(self.public, stop_rx.clone(), graceful.clone(), move |req, peer| {
-            let gateway = gateway.clone();
-            async move { gateway.handle(req, peer).await }
-        }));
+        let public = tokio::spawn(accept_loop(
+            self.public,
+            stop_rx.clone(),
+            graceful.clone(),
+            move |req, peer| {
+                let gateway = gateway.clone();
+                async move { gateway.handle(req, peer).await }
+            },
+        ));
         let admin_api = self.admin_api.clone();
-        let admin = tokio::spawn(accept_loop(self.admin, stop_rx, graceful.clone(), move |req, _peer| {
-            let admin_api = admin_api.clone();
-            async move { admin_api.handle(req).await }
-        }));
+        let admin = tokio::spawn(accept_loop(
+            self.admin,
+            stop_rx,
+            graceful.clone(),
+            move |req, _peer| {
+                let admin_api = admin_api.clone();
+                async move { admin_api.handle(req).await }
+            },
+        ));
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight calls");
         let _ = stop_tx.send(true);

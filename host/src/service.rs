@@ -3,14 +3,14 @@
 //! (compiled, linked, with their WASI filesystem template) are cached per version, so a call
 //! only builds a fresh `Store` and instantiates.
 
+use crate::activations::{Activation, Recorder};
 use crate::bindings::{CallError, CloudFunctionPre, WxContext};
 use crate::call::{
     CallFunction, CallState, FnHost, LogLine, LogPipe, LogSink, LogStream, MemLimiter,
 };
-use crate::activations::{Activation, Recorder};
 use crate::engine::WasmEngine;
-use crate::metrics::{CallLabels, Metrics};
 use crate::error::{InvokeError, RegistryError};
+use crate::metrics::{CallLabels, Metrics};
 use crate::registry::{FunctionConfig, Registry, VersionInfo, validate_function_name};
 use anyhow::Context;
 use serde::Serialize;
@@ -159,9 +159,15 @@ impl Cloudfn {
     }
 
     /// Opens the data dir and builds the engine.
-    pub fn open_with(data_dir: impl Into<PathBuf>, options: Options) -> anyhow::Result<Arc<Cloudfn>> {
+    pub fn open_with(
+        data_dir: impl Into<PathBuf>,
+        options: Options,
+    ) -> anyhow::Result<Arc<Cloudfn>> {
         let registry = Registry::open(data_dir)?;
-        let recorder = Recorder::start(&registry.root().join("cloudfn.db"), options.activation_retention)?;
+        let recorder = Recorder::start(
+            &registry.root().join("cloudfn.db"),
+            options.activation_retention,
+        )?;
         let engine = WasmEngine::new()?;
         let data_version = registry.data_version()?;
         let nanos = std::time::SystemTime::now()
@@ -213,7 +219,10 @@ impl Cloudfn {
             Ok(_) => (0, "ok".to_string()),
             Err(e) => (e.errcode(), e.to_string()),
         };
-        self.metrics.calls.get_or_create(&CallLabels { errcode }).inc();
+        self.metrics
+            .calls
+            .get_or_create(&CallLabels { errcode })
+            .inc();
         self.metrics.latency.observe(inv.duration.as_secs_f64());
         self.recorder.record(Activation {
             seq: 0,
@@ -221,7 +230,11 @@ impl Cloudfn {
             env: req.env.clone(),
             function: req.name.clone(),
             version: inv.version,
-            caller_appid: req.identity.from_appid.clone().or_else(|| req.identity.appid.clone()),
+            caller_appid: req
+                .identity
+                .from_appid
+                .clone()
+                .or_else(|| req.identity.appid.clone()),
             source: req.source.clone(),
             started_at_ms,
             duration_us: inv.duration.as_micros() as i64,
@@ -391,8 +404,15 @@ impl Cloudfn {
     /// Drops cached registry state when another process changed the registry.
     fn refresh_caches(&self) -> Result<(), InvokeError> {
         let data_version = self.registry.data_version()?;
-        if self.active_data_version.swap(data_version, Ordering::AcqRel) != data_version {
-            self.active.write().unwrap_or_else(|e| e.into_inner()).clear();
+        if self
+            .active_data_version
+            .swap(data_version, Ordering::AcqRel)
+            != data_version
+        {
+            self.active
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             self.envs.write().unwrap_or_else(|e| e.into_inner()).clear();
         }
         Ok(())
@@ -553,7 +573,8 @@ impl Cloudfn {
             })
         });
 
-        self.metrics.in_flight.inc();
+        // A guard, so a call dropped mid-way (its client went away) still counts down.
+        let _in_flight = InFlight::new(&self.metrics.in_flight);
         let outcome = tokio::time::timeout(timeout, async {
             let instance = prepared.pre.instantiate_async(&mut store).await?;
             instance
@@ -682,6 +703,21 @@ impl Cloudfn {
                 })
             })
         })
+    }
+}
+
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

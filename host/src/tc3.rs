@@ -64,7 +64,10 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, Tc3Error> {
         .ok_or_else(|| bad("expected the TC3-HMAC-SHA256 algorithm"))?;
     let (mut credential, mut params, mut headers, mut signature) = (None, None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or_else(|| bad("expected key=value parts"))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| bad("expected key=value parts"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedParams" => params = Some(v),
@@ -75,9 +78,13 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, Tc3Error> {
     }
     let credential = credential.ok_or_else(|| bad("no Credential"))?;
     let mut scope = credential.split('/');
-    let (Some(secret_id), Some(date), Some("tcb"), Some("tc3_request"), None) =
-        (scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
-    else {
+    let (Some(secret_id), Some(date), Some("tcb"), Some("tc3_request"), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
         return Err(bad("Credential must be SECRET_ID/DATE/tcb/tc3_request"));
     };
     let list = |v: Option<&str>| -> Vec<String> {
@@ -136,7 +143,8 @@ pub fn verify(
 ) -> Result<String, Tc3Error> {
     let header = |name: &str| (req.header)(name);
     let auth = parse_authorization(
-        &header("authorization").ok_or_else(|| Tc3Error::Invalid("no authorization header".into()))?,
+        &header("authorization")
+            .ok_or_else(|| Tc3Error::Invalid("no authorization header".into()))?,
     )?;
     let timestamp: i64 = header("x-timestamp")
         .and_then(|t| t.trim().parse().ok())
@@ -164,7 +172,9 @@ pub fn verify(
     }
     for required in ["host", "content-type"] {
         if !auth.signed_headers.iter().any(|h| h == required) {
-            return Err(Tc3Error::Invalid(format!("header {required} must be signed")));
+            return Err(Tc3Error::Invalid(format!(
+                "header {required} must be signed"
+            )));
         }
     }
     let params = signable_params(req.body);
@@ -179,7 +189,11 @@ pub fn verify(
     }
     let mut payload = Sha256::new();
     for key in &auth.signed_params {
-        let value = &params.iter().find(|(k, _)| k == key).expect("checked above").1;
+        let value = &params
+            .iter()
+            .find(|(k, _)| k == key)
+            .expect("checked above")
+            .1;
         payload.update(format!("&{key}={value}\r\n").as_bytes());
     }
     let mut canonical_headers = String::new();
@@ -279,22 +293,39 @@ mod tests {
             header: &headers,
             body: &body,
         };
-        verify(&req, now, |id| (id == "AKIDtest123").then(|| key.to_string()))
+        verify(&req, now, |id| {
+            (id == "AKIDtest123").then(|| key.to_string())
+        })
     }
 
     #[test]
     fn accepts_the_sdks_own_signature() {
-        assert_eq!(check(BODY, 1795311814, "sk_test_456").unwrap(), "AKIDtest123");
+        assert_eq!(
+            check(BODY, 1795311814, "sk_test_456").unwrap(),
+            "AKIDtest123"
+        );
     }
 
     #[test]
     fn refuses_tampering_wrong_keys_and_stale_timestamps() {
         let tampered = BODY.replace("hello", "hellp");
-        assert!(matches!(check(&tampered, 1795311814, "sk_test_456"), Err(Tc3Error::Invalid(_))));
+        assert!(matches!(
+            check(&tampered, 1795311814, "sk_test_456"),
+            Err(Tc3Error::Invalid(_))
+        ));
         let smuggled = BODY.replace(r#""wxCloudApiToken":"""#, r#""wxCloudApiToken":"x""#);
-        assert!(matches!(check(&smuggled, 1795311814, "sk_test_456"), Err(Tc3Error::Invalid(_))));
-        assert!(matches!(check(BODY, 1795311814, "other"), Err(Tc3Error::Invalid(_))));
-        assert!(matches!(check(BODY, 1795311813 + 601, "sk_test_456"), Err(Tc3Error::Expired { .. })));
+        assert!(matches!(
+            check(&smuggled, 1795311814, "sk_test_456"),
+            Err(Tc3Error::Invalid(_))
+        ));
+        assert!(matches!(
+            check(BODY, 1795311814, "other"),
+            Err(Tc3Error::Invalid(_))
+        ));
+        assert!(matches!(
+            check(BODY, 1795311813 + 601, "sk_test_456"),
+            Err(Tc3Error::Expired { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,950 @@
+//! `cloudfn serve` over real HTTP on 127.0.0.1: tokens (§2), `/tcb/invokecloudfunction` (§3),
+//! `/admin` driven by the real `@cloudbase/node-sdk` (§11), the admin API and the CLI's
+//! `--server` mode, limits, activation records, metrics, restarts, graceful drain.
+
+mod common;
+
+use bytes::Bytes;
+use cloudfn_host::credentials::{AppCredentials, TokenPolicy};
+use cloudfn_host::guests::paths;
+use cloudfn_host::server::{ServeConfig, Server};
+use cloudfn_host::service::Options;
+use cloudfn_host::{Cloudfn, FunctionConfig};
+use common::wasm;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+struct TestServer {
+    dir: tempfile::TempDir,
+    svc: Arc<Cloudfn>,
+    public: SocketAddr,
+    admin: SocketAddr,
+    owner: AppCredentials,
+    other: AppCredentials,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    async fn start(options: Options, config: ServeConfig) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Cloudfn::open_with(dir.path(), options).unwrap();
+        let reg = svc.registry();
+        let owner = reg.create_app("wxA", Some("Acme")).unwrap();
+        let other = reg.create_app("wxB", Some("Acme")).unwrap();
+        reg.create_env("prod", "wxA").unwrap();
+        reg.create_env("bprod", "wxB").unwrap();
+        let cfg = |ms: Option<u64>| FunctionConfig {
+            timeout_ms: ms,
+            ..FunctionConfig::default()
+        };
+        for (env, name, path, timeout) in [
+            ("prod", "echo", paths::ECHO, None),
+            ("prod", "users_add", paths::USERS_ADD, None),
+            ("prod", "fail_panic", paths::FAIL_PANIC, None),
+            ("prod", "fail_loop", paths::FAIL_LOOP, Some(300)),
+            ("prod", "sleepy", paths::SLEEPY, Some(10_000)),
+            ("bprod", "echo", paths::ECHO, None),
+        ] {
+            svc.deploy(env, name, &wasm(path), cfg(timeout)).unwrap();
+        }
+        Self::serve(dir, svc, owner, other, config).await
+    }
+
+    async fn serve(
+        dir: tempfile::TempDir,
+        svc: Arc<Cloudfn>,
+        owner: AppCredentials,
+        other: AppCredentials,
+        config: ServeConfig,
+    ) -> TestServer {
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..config
+        };
+        let server = Server::bind(svc.clone(), config).await.unwrap();
+        let (public, admin) = (server.public_addr(), server.admin_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            dir,
+            svc,
+            public,
+            admin,
+            owner,
+            other,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn default() -> TestServer {
+        Self::start(Options::default(), ServeConfig::default()).await
+    }
+
+    /// Stops serving and waits for the drain.
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.public)
+    }
+
+    async fn token(&self, creds: &AppCredentials) -> String {
+        let (_, v) = get(&self.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+            creds.appid, creds.secret
+        )))
+        .await;
+        v["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .to_string()
+    }
+
+    async fn invoke(&self, token: &str, env: &str, name: &str, body: &str) -> Value {
+        let url = self.url(&format!(
+            "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
+        ));
+        request("POST", &url, &[], body.to_string()).await.1
+    }
+}
+
+async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    request("GET", url, &[], Bytes::new()).await
+}
+
+fn errcode(v: &Value) -> i64 {
+    v["errcode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no errcode in {v}"))
+}
+
+#[tokio::test]
+async fn token_endpoint_produces_every_protocol_errcode() {
+    let s = TestServer::default().await;
+    let a = &s.owner;
+    let token_url = |q: &str| s.url(&format!("/cgi-bin/token?{q}"));
+    let cases = [
+        (
+            format!("grant_type=password&appid={}&secret={}", a.appid, a.secret),
+            40002,
+        ),
+        (format!("appid={}&secret={}", a.appid, a.secret), 40002),
+        (
+            format!("grant_type=client_credential&secret={}", a.secret),
+            41002,
+        ),
+        (
+            format!("grant_type=client_credential&appid={}", a.appid),
+            41004,
+        ),
+        (
+            format!(
+                "grant_type=client_credential&appid=wxNope&secret={}",
+                a.secret
+            ),
+            40013,
+        ),
+        (
+            format!("grant_type=client_credential&appid={}&secret=0123", a.appid),
+            40125,
+        ),
+    ];
+    for (q, code) in cases {
+        let (status, v) = get(&token_url(&q)).await;
+        assert_eq!((status, errcode(&v)), (200, code), "{q}: {v}");
+        assert!(v["errmsg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (_, v) = get(&token_url(&format!(
+        "grant_type=client_credential&appid={}&secret={}",
+        a.appid, a.secret
+    )))
+    .await;
+    assert_eq!(v["expires_in"], 7200);
+    let token = v["access_token"].as_str().unwrap();
+    assert!(token.len() >= 32 && token.len() <= 512, "{token}");
+    assert!(v.get("errcode").is_none());
+
+    // -1: the token store fails underneath (its table is gone).
+    let db = rusqlite::Connection::open(s.dir.path().join("cloudfn.db")).unwrap();
+    db.execute_batch("DROP TABLE tokens").unwrap();
+    let (_, v) = get(&token_url(&format!(
+        "grant_type=client_credential&appid={}&secret={}",
+        a.appid, a.secret
+    )))
+    .await;
+    assert_eq!(errcode(&v), -1, "{v}");
+}
+
+#[tokio::test]
+async fn stable_token_returns_the_current_token_unless_forced() {
+    let s = TestServer::default().await;
+    let a = &s.owner;
+    let url = s.url("/cgi-bin/stable_token");
+    let body = |force: bool| {
+        json!({"grant_type":"client_credential","appid":a.appid,"secret":a.secret,"force_refresh":force})
+            .to_string()
+    };
+    let (_, first) = request("POST", &url, &[], body(false)).await;
+    let (_, again) = request("POST", &url, &[], body(false)).await;
+    assert_eq!(first["access_token"], again["access_token"]);
+    assert!(again["expires_in"].as_u64().unwrap() <= 7200);
+    let (_, forced) = request("POST", &url, &[], body(true)).await;
+    assert_ne!(first["access_token"], forced["access_token"]);
+    assert_eq!(forced["expires_in"], 7200);
+    // The replaced token keeps working during the 5-minute overlap; the new one works too.
+    for t in [&first, &forced] {
+        let v = s
+            .invoke(t["access_token"].as_str().unwrap(), "prod", "echo", "{}")
+            .await;
+        assert_eq!(errcode(&v), 0, "{v}");
+    }
+    // Errors in the same shape.
+    let bad = [
+        (
+            json!({"grant_type":"x","appid":a.appid,"secret":a.secret}),
+            40002,
+        ),
+        (
+            json!({"grant_type":"client_credential","secret":a.secret}),
+            41002,
+        ),
+        (
+            json!({"grant_type":"client_credential","appid":a.appid}),
+            41004,
+        ),
+        (
+            json!({"grant_type":"client_credential","appid":"wxNo","secret":"x"}),
+            40013,
+        ),
+        (
+            json!({"grant_type":"client_credential","appid":a.appid,"secret":"x"}),
+            40125,
+        ),
+    ];
+    for (b, code) in bad {
+        let (_, v) = request("POST", &url, &[], b.to_string()).await;
+        assert_eq!(errcode(&v), code, "{b}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn superseded_and_expired_tokens_are_refused() {
+    // No overlap: a replaced token is "not the latest" at once; a 1 s lifetime expires fast.
+    let policy = TokenPolicy {
+        ttl: Duration::from_secs(1),
+        overlap: Duration::ZERO,
+    };
+    let config = ServeConfig {
+        token_policy: policy,
+        ..ServeConfig::default()
+    };
+    let s = TestServer::start(Options::default(), config).await;
+    let old = s.token(&s.owner).await;
+    let new = s.token(&s.owner).await;
+    assert_eq!(errcode(&s.invoke(&old, "prod", "echo", "{}").await), 40001);
+    assert_eq!(errcode(&s.invoke(&new, "prod", "echo", "{}").await), 0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(errcode(&s.invoke(&new, "prod", "echo", "{}").await), 42001);
+}
+
+#[tokio::test]
+async fn invoke_produces_every_protocol_errcode() {
+    let config = ServeConfig {
+        max_body: 64 * 1024,
+        ..ServeConfig::default()
+    };
+    let s = TestServer::start(Options::default(), config).await;
+    let t = s.token(&s.owner).await;
+    let inv = |q: String| s.url(&format!("/tcb/invokecloudfunction?{q}"));
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(70 * 1024));
+    let cases: Vec<(&str, String, String, i64)> = vec![
+        (
+            "GET",
+            inv(format!("access_token={t}&env=prod&name=echo")),
+            "{}".into(),
+            43002,
+        ),
+        ("POST", inv("env=prod&name=echo".into()), "{}".into(), 41001),
+        (
+            "POST",
+            inv("access_token=bogus&env=prod&name=echo".into()),
+            "{}".into(),
+            40014,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&name=echo")),
+            "{}".into(),
+            40101,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod")),
+            "{}".into(),
+            40101,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=echo")),
+            "".into(),
+            44002,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=echo")),
+            "{oops".into(),
+            -501007,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=1bad")),
+            "{}".into(),
+            -501007,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=echo")),
+            big,
+            -501007,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=nope&name=echo")),
+            "{}".into(),
+            -501000,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=bprod&name=echo")),
+            "{}".into(),
+            -501019,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=missing")),
+            "{}".into(),
+            -501009,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=fail_loop")),
+            "{}".into(),
+            -501002,
+        ),
+        (
+            "POST",
+            inv(format!("access_token={t}&env=prod&name=fail_panic")),
+            "{}".into(),
+            -504002,
+        ),
+    ];
+    for (method, url, body, code) in cases {
+        let (status, v) = request(method, &url, &[], body).await;
+        assert_eq!((status, errcode(&v)), (200, code), "{method} {url}: {v}");
+        assert!(v["errmsg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    // Success: resp_data is the function's return value as a JSON string; the token's app is
+    // the caller, SOURCE wx_http, and the calling server may name its user.
+    let url = inv(format!("access_token={t}&env=prod&name=echo"));
+    let (_, v) = request(
+        "POST",
+        &url,
+        &[("X-WX-OPENID", "o-user-1"), ("X-WX-UNIONID", "u-1")],
+        r#"{"a":1}"#,
+    )
+    .await;
+    assert_eq!(v["errcode"], 0);
+    assert_eq!(v["errmsg"], "ok");
+    let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["event"], json!({"a":1}));
+    let ctx = &data["context"];
+    assert_eq!(ctx["APPID"], "wxA");
+    assert_eq!(ctx["OPENID"], "o-user-1");
+    assert_eq!(ctx["UNIONID"], "u-1");
+    assert_eq!(ctx["SOURCE"], "wx_http");
+    assert_eq!(ctx["CLIENTIP"], "127.0.0.1");
+    // Without user headers the call carries no user.
+    let (_, v) = request("POST", &url, &[], "{}").await;
+    let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();
+    assert!(data["context"].get("OPENID").is_none());
+    // A nested call chains SOURCE.
+    let v = s.invoke(&t, "prod", "users_add", r#"{"name":"Ada"}"#).await;
+    let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["stored"]["context"]["SOURCE"], "wx_http,scf");
+}
+
+#[tokio::test]
+async fn the_env_concurrency_cap_refuses_extra_calls() {
+    let options = Options {
+        env_concurrency: 1,
+        ..Options::default()
+    };
+    let s = Arc::new(TestServer::start(options, ServeConfig::default()).await);
+    let t = s.token(&s.owner).await;
+    let slow = tokio::spawn({
+        let (s, t) = (s.clone(), t.clone());
+        async move { s.invoke(&t, "prod", "sleepy", r#"{"ms":800}"#).await }
+    });
+    // Wait until the slow call holds the env's only slot.
+    for _ in 0..100 {
+        if s.svc.metrics().in_flight.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v = s.invoke(&t, "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -501004, "{v}");
+    assert_eq!(errcode(&slow.await.unwrap()), 0);
+    assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
+}
+
+#[tokio::test]
+async fn concurrent_calls_and_a_deploy_during_in_flight_calls() {
+    let s = Arc::new(TestServer::default().await);
+    let t = s.token(&s.owner).await;
+    // 40 concurrent calls, each gets its own event back.
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                (
+                    i,
+                    s.invoke(&t, "prod", "echo", &format!(r#"{{"i":{i}}}"#))
+                        .await,
+                )
+            })
+        })
+        .collect();
+    for c in calls {
+        let (i, v) = c.await.unwrap();
+        let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["event"]["i"], i);
+    }
+    // In-flight calls of version 1 finish normally while version 2 is deployed over the admin
+    // API; calls after the deploy see version 2.
+    let in_flight: Vec<_> = (0..5)
+        .map(|i| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                s.invoke(&t, "prod", "sleepy", &format!(r#"{{"ms":600,"tag":{i}}}"#))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, v) = request(
+        "PUT",
+        &format!("http://{}/v1/envs/prod/functions/sleepy", s.admin),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        wasm(paths::ECHO),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 2);
+    let after = s.invoke(&t, "prod", "sleepy", r#"{"ms":1}"#).await;
+    let data: Value = serde_json::from_str(after["resp_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data["event"]["ms"], 1,
+        "the new version (echo) answered: {data}"
+    );
+    for c in in_flight {
+        let v = c.await.unwrap();
+        assert_eq!(errcode(&v), 0, "{v}");
+        let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["version"], 1);
+    }
+}
+
+fn node_call(
+    s: &TestServer,
+    creds: &AppCredentials,
+    env: &str,
+    name: &str,
+    data: Option<&str>,
+    qualifier: Option<&str>,
+) -> (bool, Value) {
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    assert!(
+        node_dir.join("node_modules/@cloudbase/node-sdk").exists(),
+        "run `npm ci --prefix tests/node` first (scripts/test.sh does)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&node_dir)
+        .args(["-r", "./guard.js", "call.js"])
+        .env("CLOUDFN_URL", format!("http://{}/admin", s.public))
+        .env("CLOUDFN_ENV", env)
+        .env("SECRET_ID", &creds.secret_id)
+        .env("SECRET_KEY", &creds.secret_key)
+        .env("FN_NAME", name)
+        // Skips the SDK's lookup of Tencent's metadata host (guard.js blocks it anyway).
+        .env("TENCENTCLOUD", "true");
+    if let Some(d) = data {
+        cmd.env("FN_DATA", d);
+    }
+    if let Some(q) = qualifier {
+        cmd.env("FN_QUALIFIER", q);
+    }
+    let out = cmd.output().expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "node printed {stdout:?}, stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_node_sdk_calls_functions_through_admin() {
+    let s = TestServer::default().await;
+    let (ok, v) = node_call(
+        &s,
+        &s.owner,
+        "prod",
+        "echo",
+        Some(r#"{"a":1,"s":"中文 ok"}"#),
+        None,
+    );
+    assert!(ok, "{v}");
+    assert_eq!(v["result"]["event"], json!({"a":1,"s":"中文 ok"}));
+    assert_eq!(v["result"]["context"]["APPID"], "wxA");
+    assert!(v["requestId"].as_str().is_some_and(|r| !r.is_empty()));
+    // No data: the event is {}.
+    let (ok, v) = node_call(&s, &s.owner, "prod", "echo", None, None);
+    assert!(ok, "{v}");
+    assert_eq!(v["result"]["event"], json!({}));
+    // qualifier selects a version.
+    s.svc
+        .deploy(
+            "prod",
+            "echo",
+            &wasm(paths::FAIL_ERROR),
+            FunctionConfig::default(),
+        )
+        .unwrap();
+    let (ok, v) = node_call(&s, &s.owner, "prod", "echo", Some("{}"), Some("1"));
+    assert!(ok, "{v}");
+    let failing = [
+        (
+            s.owner.clone(),
+            "prod",
+            "echo",
+            "FUNCTION_INVOCATION_FAILED",
+        ),
+        (s.owner.clone(), "prod", "missing", "FUNCTION_NOT_FOUND"),
+        (
+            s.owner.clone(),
+            "prod",
+            "fail_loop",
+            "FUNCTION_TIME_LIMIT_EXCEEDED",
+        ),
+        (s.owner.clone(), "bprod", "echo", "EXCEED_AUTHORITY"),
+        (s.owner.clone(), "nope", "echo", "INVALID_ENV"),
+        (
+            AppCredentials {
+                secret_key: "wrong".into(),
+                ..s.owner.clone()
+            },
+            "prod",
+            "echo",
+            "SIGN_PARAM_INVALID",
+        ),
+        (
+            AppCredentials {
+                secret_id: "AKIDunknown".into(),
+                ..s.owner.clone()
+            },
+            "prod",
+            "echo",
+            "SECRETID_NOT_FOUND",
+        ),
+    ];
+    for (creds, env, name, code) in failing {
+        let (ok, v) = node_call(&s, &creds, env, name, Some("{}"), None);
+        assert!(!ok, "{env}/{name}: {v}");
+        assert_eq!(v["code"], code, "{env}/{name}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            v["requestId"].as_str().is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
+    let s = TestServer::default().await;
+    let body = json!({"action":"functions.invokeFunction","function_name":"echo","request_data":"{\"t\":1}","envName":"prod"});
+    let host = s.public.to_string();
+    let payload = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            "&action=functions.invokeFunction\r\n&envname=prod\r\n&function_name=echo\r\n&request_data={\"t\":1}\r\n",
+        ))
+    };
+    let canonical = format!(
+        "post\n//{host}/admin\nenv=prod&seqId=1\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{payload}"
+    );
+    let signed_at = |ts: i64| {
+        let sig = cloudfn_host::tc3::signature(&s.owner.secret_key, ts, &canonical);
+        let auth = format!(
+            "TC3-HMAC-SHA256 Credential={}/{}/tcb/tc3_request, SignedParams=action;envname;function_name;request_data, SignedHeaders=content-type;host, Signature={sig}",
+            s.owner.secret_id,
+            cloudfn_host::tc3::utc_date(ts)
+        );
+        let url = s.url("/admin?env=prod&seqId=1");
+        let body = body.to_string();
+        async move {
+            let ts = ts.to_string();
+            let headers = [
+                ("content-type", "application/json"),
+                ("authorization", auth.as_str()),
+                ("x-timestamp", ts.as_str()),
+                ("x-signature-expires", "600"),
+            ];
+            request("POST", &url, &headers, body).await
+        }
+    };
+    let now = cloudfn_host::registry::now();
+    let (status, v) = signed_at(now - 3600).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["code"], "SIGN_EXPIRED", "{v}");
+    assert!(v["requestId"].as_str().is_some(), "{v}");
+    // The same request signed now is accepted.
+    let (status, v) = signed_at(now).await;
+    assert_eq!(status, 200);
+    let data: Value = serde_json::from_str(v["data"]["response_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["event"], json!({"t":1}), "{v}");
+}
+
+#[tokio::test]
+async fn activation_records_logs_and_metrics() {
+    let options = Options {
+        activation_retention: 10,
+        ..Options::default()
+    };
+    let s = TestServer::start(options, ServeConfig::default()).await;
+    let t = s.token(&s.owner).await;
+    for i in 0..30 {
+        s.invoke(&t, "prod", "echo", &format!(r#"{{"i":{i}}}"#))
+            .await;
+    }
+    s.invoke(&t, "prod", "users_add", r#"{"name":"Ada"}"#).await;
+    s.invoke(&t, "prod", "fail_panic", "{}").await;
+    s.svc.flush_records();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("authorization", auth.as_str())];
+    let (status, records) = request(
+        "GET",
+        &format!("http://{}/v1/envs/prod/activations?limit=100", s.admin),
+        &headers,
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{records}");
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 10, "retention keeps the last 10");
+    let last = records.last().unwrap();
+    assert_eq!(last["function"], "fail_panic");
+    assert_eq!(last["errcode"], -504002);
+    assert_eq!(last["caller_appid"], "wxA");
+    assert!(
+        last["logs"].to_string().contains("deliberate panic"),
+        "{last}"
+    );
+    let users_add = records
+        .iter()
+        .find(|r| r["function"] == "users_add")
+        .unwrap();
+    assert_eq!(users_add["errcode"], 0);
+    assert_eq!(users_add["version"], 1);
+    assert!(users_add["peak_memory"].as_i64().unwrap() > 0);
+    assert!(users_add["logs"].to_string().contains("adding user Ada"));
+    // The admin API wants its token.
+    let (status, _) = get(&format!("http://{}/v1/envs", s.admin)).await;
+    assert_eq!(status, 401);
+    // Metrics: calls by errcode, latency, in flight.
+    let (status, metrics) = get(&format!("http://{}/metrics", s.admin)).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains(r#"cloudfn_calls_total{errcode="0"} 32"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cloudfn_calls_total{errcode="-504002"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("cloudfn_call_duration_seconds_count 33"),
+        "{text}"
+    );
+    assert!(text.contains("cloudfn_instances_in_flight 0"), "{text}");
+}
+
+#[tokio::test]
+async fn tokens_and_data_survive_a_restart() {
+    let mut s = TestServer::default().await;
+    let t = s.token(&s.owner).await;
+    assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
+    s.shutdown().await;
+    let TestServer {
+        dir, owner, other, ..
+    } = s;
+    let svc = Cloudfn::open(dir.path()).unwrap();
+    let s = TestServer::serve(dir, svc, owner, other, ServeConfig::default()).await;
+    assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
+    // stable_token hands back the same token after the restart.
+    let (_, v) = request(
+        "POST",
+        &s.url("/cgi-bin/stable_token"),
+        &[],
+        json!({"grant_type":"client_credential","appid":"wxA","secret":s.owner.secret}).to_string(),
+    )
+    .await;
+    assert_eq!(v["access_token"], t);
+    let _ = &s.other;
+}
+
+#[test]
+fn a_foundation_data_dir_keeps_working() {
+    // A data dir at schema 1 (before apps, tokens and activation records existed).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = rusqlite::Connection::open(dir.path().join("cloudfn.db")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE envs (name TEXT PRIMARY KEY, owner_appid TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE functions (env TEXT NOT NULL REFERENCES envs(name), name TEXT NOT NULL,
+                active_version INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                PRIMARY KEY (env, name));
+             CREATE TABLE versions (env TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+                sha256 TEXT NOT NULL, size INTEGER NOT NULL, config TEXT NOT NULL, created_at INTEGER NOT NULL,
+                PRIMARY KEY (env, name, version),
+                FOREIGN KEY (env, name) REFERENCES functions(env, name) ON DELETE CASCADE);
+             INSERT INTO envs VALUES ('prod', 'wxOld', 1700000000);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let svc = Cloudfn::open(dir.path()).unwrap();
+    let apps = svc.registry().apps().unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].appid, "wxOld");
+    assert!(!apps[0].has_secret);
+    let creds = svc.registry().create_app("wxOld", None).unwrap();
+    svc.registry().check_secret("wxOld", &creds.secret).unwrap();
+    assert_eq!(svc.registry().env("prod").unwrap().owner_appid, "wxOld");
+}
+
+/// The binary: `serve` prints its address once ready, the CLI manages it with `--server`, and
+/// SIGTERM lets an in-flight call finish before the process exits.
+#[test]
+fn serve_binary_remote_cli_and_graceful_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cloudfn");
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("CLOUDFN_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = |prefix: &str| {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut l).unwrap();
+        l.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}"))
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let public = line("Serving HTTP on http://");
+    let admin = format!("http://{}", line("Admin API on http://"));
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(["--server", &admin, "--admin-token", ADMIN_TOKEN])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = cli(args);
+        assert!(ok, "{args:?}: {out}\n{err}");
+        out
+    };
+    let creds = ok(&["app", "create", "wxR", "--subject", "Remote Co"]);
+    let secret = creds
+        .lines()
+        .find_map(|l| l.strip_prefix("secret:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    ok(&["env", "create", "rprod", "--owner", "wxR"]);
+    assert_eq!(
+        ok(&["deploy", "--env", "rprod", "--name", "echo", paths::ECHO]).trim(),
+        "1"
+    );
+    assert_eq!(
+        ok(&[
+            "deploy",
+            "--env",
+            "rprod",
+            "--name",
+            "slow",
+            paths::SLEEPY,
+            "--timeout",
+            "10"
+        ])
+        .trim(),
+        "1"
+    );
+    assert_eq!(
+        ok(&[
+            "deploy",
+            "--env",
+            "rprod",
+            "--name",
+            "echo",
+            paths::FAIL_ERROR
+        ])
+        .trim(),
+        "2"
+    );
+    ok(&["rollback", "--env", "rprod", "--name", "echo", "--to", "1"]);
+    let versions = ok(&["versions", "--env", "rprod", "--name", "echo"]);
+    assert!(
+        versions.lines().nth(2).unwrap().starts_with("1\t*"),
+        "{versions}"
+    );
+    let out = ok(&[
+        "invoke",
+        "--env",
+        "rprod",
+        "--name",
+        "echo",
+        "--from-appid",
+        "wxB",
+        "--event",
+        r#"{"r":1}"#,
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["context"]["FROM_APPID"], "wxB");
+    let (ok_, out, _) = cli(&["invoke", "--env", "rprod", "--name", "nope"]);
+    assert!(!ok_);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["errcode"],
+        -501009
+    );
+    let logs = ok(&["logs", "--env", "rprod"]);
+    assert!(
+        logs.contains("rprod/echo@1") && logs.contains("errcode -501009"),
+        "{logs}"
+    );
+    assert!(ok(&["app", "ls"]).contains("wxR\tRemote Co\tAKID"));
+    assert!(ok(&["ls", "--env", "rprod"]).contains("echo\t1\t2"));
+    ok(&["rm", "--env", "rprod", "--name", "echo"]);
+    let (ok_, _, err) = Command::new(bin)
+        .args([
+            "--server",
+            &admin,
+            "--admin-token",
+            "wrong-token-wrong-token",
+            "env",
+            "ls",
+        ])
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                (),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert!(!ok_ && err.contains("admin token"), "{err}");
+
+    // Drain: a call in flight when SIGTERM arrives still gets its answer.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_, v) = get(&format!(
+            "http://{public}/cgi-bin/token?grant_type=client_credential&appid=wxR&secret={secret}"
+        ))
+        .await;
+        let token = v["access_token"].as_str().unwrap().to_string();
+        let url = format!(
+            "http://{public}/tcb/invokecloudfunction?access_token={token}&env=rprod&name=slow"
+        );
+        let call = tokio::spawn(async move { request("POST", &url, &[], r#"{"ms":700}"#).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (status, v) = call.await.unwrap();
+        assert_eq!((status, errcode(&v)), (200, 0), "{v}");
+    });
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+}
