@@ -19,6 +19,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("fail_error", false),
     ("fs_probe", false),
     ("sleepy", false),
+    ("recurse", false),
     ("wrong_import", false),
     ("wrong_world", false),
 ];

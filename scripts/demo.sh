@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Builds cloudfn, fills ./cloudfn-data with the embedded demo (example apps, envs and
-# functions) and makes a first call. Extra arguments go to `cloudfn`, e.g. `invoke …`.
+# functions), makes a first call, then serves it: public endpoints on 127.0.0.1:8080, admin API
+# on 127.0.0.1:8081, with demo credentials and a curl session printed. Ctrl-C stops it.
+# With arguments, runs `cloudfn ARGS…` on the same data dir instead (e.g. `invoke …`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-if [ $# -eq 0 ]; then set -- demo; fi
-exec cargo run --quiet -p cloudfn-host -- "$@"
+cargo build --quiet -p cloudfn-host
+if [ $# -gt 0 ]; then exec target/debug/cloudfn "$@"; fi
+target/debug/cloudfn demo
+exec target/debug/cloudfn serve --demo

@@ -498,3 +498,53 @@ async fn a_change_by_another_process_is_seen_on_the_next_call() {
     other.rollback("prod", "echo", 1).unwrap();
     assert_eq!(call(&svc, "echo", "{}").await.version, Some(1));
 }
+
+#[tokio::test]
+async fn nested_calls_stop_at_the_depth_cap() {
+    let (_dir, svc) = service();
+    deploy(&svc, "recurse", paths::RECURSE, FunctionConfig::default());
+    let out = ok_json(&call(&svc, "recurse", "{}").await);
+    // Calls at depths 0..=7 ran; the one that would have been the 9th level was refused.
+    assert_eq!(out["depth"], cloudfn_host::service::MAX_CALL_DEPTH - 1);
+    assert_eq!(out["errcode"], -504002);
+    assert!(
+        out["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("call depth limit of 8"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn results_over_the_size_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = cloudfn_host::service::Options {
+        max_result_bytes: 1024,
+        ..Default::default()
+    };
+    let svc = Cloudfn::open_with(dir.path(), options).unwrap();
+    svc.registry().create_env("prod", "wxA").unwrap();
+    deploy(&svc, "echo", paths::ECHO, FunctionConfig::default());
+    ok_json(&call(&svc, "echo", r#"{"small":true}"#).await);
+    let big = json!({ "x": "y".repeat(2000) }).to_string();
+    let (code, msg) = err(&call(&svc, "echo", &big).await);
+    assert_eq!(code, -504002);
+    assert!(msg.contains("over the 1024-byte limit"), "{msg}");
+}
+
+#[tokio::test]
+async fn the_default_time_limit_depends_on_the_call_path() {
+    let (_dir, svc) = service();
+    deploy(&svc, "sleepy", paths::SLEEPY, FunctionConfig::default());
+    // 3.5 s: past the 3 s default of a client call, within the 5 s default of an HTTP-API call.
+    let nap = r#"{"ms":3500}"#;
+    let (code, msg) = err(&svc
+        .invoke(InvokeRequest::new("prod", "sleepy", nap, "wx_client"))
+        .await);
+    assert_eq!(code, -501002);
+    assert!(msg.contains("3000 ms"), "{msg}");
+    let mut http = InvokeRequest::new("prod", "sleepy", nap, "wx_http");
+    http.default_timeout = cloudfn_host::registry::DEFAULT_HTTP_TIMEOUT;
+    assert_eq!(ok_json(&svc.invoke(http).await)["slept"], 3500);
+}

@@ -200,8 +200,8 @@ impl Gateway {
     }
 
     async fn admin(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let request_id = self.svc.new_request_id();
         let fail = |code: &str, message: String| {
+            let request_id = self.svc.new_request_id();
             json(
                 StatusCode::OK,
                 &json!({ "code": code, "message": message, "requestId": request_id }),

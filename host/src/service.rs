@@ -590,6 +590,16 @@ impl Cloudfn {
                 name: name.clone(),
                 limit: timeout,
             }),
+            Ok(Ok(Ok(json))) if json.len() > self.options.max_result_bytes => {
+                Err(InvokeError::Failed {
+                    name: name.clone(),
+                    message: format!(
+                        "its result is {} bytes, over the {}-byte limit",
+                        json.len(),
+                        self.options.max_result_bytes
+                    ),
+                })
+            }
             Ok(Ok(Ok(json))) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
                 Ok(_) => Ok(json),
                 Err(e) => Err(InvokeError::Failed {
