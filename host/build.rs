@@ -20,6 +20,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("fs_probe", false),
     ("sleepy", false),
     ("recurse", false),
+    ("auth_reply", false),
     ("wrong_import", false),
     ("wrong_world", false),
 ];

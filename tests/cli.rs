@@ -54,28 +54,69 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn invoke_with_caller_identity_prints_event_and_context() {
     let dir = setup();
-    let out = ok(&cloudfn(
+    let from_b = [
+        "invoke",
+        "--env",
+        "prod",
+        "--name",
+        "echo",
+        "--from-appid",
+        "wxB",
+        "--from-openid",
+        "o1",
+        "--event",
+        r#"{"a":1}"#,
+    ];
+    // A call as another app goes through the sharing checks, locally too: no share, no call.
+    let (stdout, _) = failed(&cloudfn(dir.path(), &from_b));
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["errcode"],
+        -501019
+    );
+    // Share prod with wxB (same subject, sharing on, a cloudbase_auth that allows wxB).
+    ok(&cloudfn(
+        dir.path(),
+        &["app", "create", "wxA", "--subject", "Acme"],
+    ));
+    ok(&cloudfn(
+        dir.path(),
+        &["app", "create", "wxB", "--subject", "Acme"],
+    ));
+    ok(&cloudfn(dir.path(), &["app", "sharing", "wxA", "on"]));
+    ok(&cloudfn(
         dir.path(),
         &[
-            "invoke",
+            "deploy",
             "--env",
             "prod",
             "--name",
-            "echo",
-            "--from-appid",
-            "wxB",
-            "--from-openid",
-            "o1",
-            "--event",
-            r#"{"a":1}"#,
+            "cloudbase_auth",
+            paths::CLOUDBASE_AUTH,
+            "--var",
+            "allowed_appids=wxB",
         ],
     ));
+    ok(&cloudfn(
+        dir.path(),
+        &[
+            "share",
+            "add",
+            "--env",
+            "prod",
+            "--to",
+            "wxB",
+            "--perm",
+            "functions:invoke",
+        ],
+    ));
+    let out = ok(&cloudfn(dir.path(), &from_b));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["event"], json!({"a":1}));
     assert_eq!(v["context"]["FROM_APPID"], "wxB");
     assert_eq!(v["context"]["FROM_OPENID"], "o1");
     assert_eq!(v["context"]["ENV"], "prod");
     assert!(v["context"].get("OPENID").is_none());
+    assert!(v["context"].get("APPID").is_none());
 }
 
 #[test]

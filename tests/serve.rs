@@ -4,166 +4,49 @@
 
 mod common;
 
+use common::http::*;
+
 use bytes::Bytes;
 use cloudfn_host::credentials::{AppCredentials, TokenPolicy};
 use cloudfn_host::guests::paths;
-use cloudfn_host::server::{ServeConfig, Server};
+use cloudfn_host::server::ServeConfig;
 use cloudfn_host::service::Options;
 use cloudfn_host::{Cloudfn, FunctionConfig};
 use common::wasm;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-
-struct TestServer {
-    dir: tempfile::TempDir,
-    svc: Arc<Cloudfn>,
-    public: SocketAddr,
-    admin: SocketAddr,
-    owner: AppCredentials,
-    other: AppCredentials,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+async fn start(options: Options, config: ServeConfig) -> TestServer {
+    let (dir, svc, owner, other) = new_service(options);
+    let reg = svc.registry();
+    reg.create_env("prod", "wxA").unwrap();
+    reg.create_env("bprod", "wxB").unwrap();
+    let cfg = |ms: Option<u64>| FunctionConfig {
+        timeout_ms: ms,
+        ..FunctionConfig::default()
+    };
+    for (env, name, path, timeout) in [
+        ("prod", "echo", paths::ECHO, None),
+        ("prod", "users_add", paths::USERS_ADD, None),
+        ("prod", "fail_panic", paths::FAIL_PANIC, None),
+        ("prod", "fail_loop", paths::FAIL_LOOP, Some(300)),
+        ("prod", "sleepy", paths::SLEEPY, Some(10_000)),
+        ("bprod", "echo", paths::ECHO, None),
+    ] {
+        svc.deploy(env, name, &wasm(path), cfg(timeout)).unwrap();
+    }
+    TestServer::serve(dir, svc, owner, other, config).await
 }
 
-impl TestServer {
-    async fn start(options: Options, config: ServeConfig) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let svc = Cloudfn::open_with(dir.path(), options).unwrap();
-        let reg = svc.registry();
-        let owner = reg.create_app("wxA", Some("Acme")).unwrap();
-        let other = reg.create_app("wxB", Some("Acme")).unwrap();
-        reg.create_env("prod", "wxA").unwrap();
-        reg.create_env("bprod", "wxB").unwrap();
-        let cfg = |ms: Option<u64>| FunctionConfig {
-            timeout_ms: ms,
-            ..FunctionConfig::default()
-        };
-        for (env, name, path, timeout) in [
-            ("prod", "echo", paths::ECHO, None),
-            ("prod", "users_add", paths::USERS_ADD, None),
-            ("prod", "fail_panic", paths::FAIL_PANIC, None),
-            ("prod", "fail_loop", paths::FAIL_LOOP, Some(300)),
-            ("prod", "sleepy", paths::SLEEPY, Some(10_000)),
-            ("bprod", "echo", paths::ECHO, None),
-        ] {
-            svc.deploy(env, name, &wasm(path), cfg(timeout)).unwrap();
-        }
-        Self::serve(dir, svc, owner, other, config).await
-    }
-
-    async fn serve(
-        dir: tempfile::TempDir,
-        svc: Arc<Cloudfn>,
-        owner: AppCredentials,
-        other: AppCredentials,
-        config: ServeConfig,
-    ) -> TestServer {
-        let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: Some(ADMIN_TOKEN.into()),
-            ..config
-        };
-        let server = Server::bind(svc.clone(), config).await.unwrap();
-        let (public, admin) = (server.public_addr(), server.admin_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            dir,
-            svc,
-            public,
-            admin,
-            owner,
-            other,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn default() -> TestServer {
-        Self::start(Options::default(), ServeConfig::default()).await
-    }
-
-    /// Stops serving and waits for the drain.
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-
-    fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.public)
-    }
-
-    async fn token(&self, creds: &AppCredentials) -> String {
-        let (_, v) = get(&self.url(&format!(
-            "/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
-            creds.appid, creds.secret
-        )))
-        .await;
-        v["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{v}"))
-            .to_string()
-    }
-
-    async fn invoke(&self, token: &str, env: &str, name: &str, body: &str) -> Value {
-        let url = self.url(&format!(
-            "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
-        ));
-        request("POST", &url, &[], body.to_string()).await.1
-    }
-}
-
-async fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> (u16, Value) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = hyper::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    request("GET", url, &[], Bytes::new()).await
-}
-
-fn errcode(v: &Value) -> i64 {
-    v["errcode"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no errcode in {v}"))
+async fn standard() -> TestServer {
+    start(Options::default(), ServeConfig::default()).await
 }
 
 #[tokio::test]
 async fn token_endpoint_produces_every_protocol_errcode() {
-    let s = TestServer::default().await;
+    let s = standard().await;
     let a = &s.owner;
     let token_url = |q: &str| s.url(&format!("/cgi-bin/token?{q}"));
     let cases = [
@@ -220,7 +103,7 @@ async fn token_endpoint_produces_every_protocol_errcode() {
 
 #[tokio::test]
 async fn stable_token_returns_the_current_token_unless_forced() {
-    let s = TestServer::default().await;
+    let s = standard().await;
     let a = &s.owner;
     let url = s.url("/cgi-bin/stable_token");
     let body = |force: bool| {
@@ -281,7 +164,7 @@ async fn superseded_and_expired_tokens_are_refused() {
         token_policy: policy,
         ..ServeConfig::default()
     };
-    let s = TestServer::start(Options::default(), config).await;
+    let s = start(Options::default(), config).await;
     let old = s.token(&s.owner).await;
     let new = s.token(&s.owner).await;
     assert_eq!(errcode(&s.invoke(&old, "prod", "echo", "{}").await), 40001);
@@ -296,7 +179,7 @@ async fn invoke_produces_every_protocol_errcode() {
         max_body: 64 * 1024,
         ..ServeConfig::default()
     };
-    let s = TestServer::start(Options::default(), config).await;
+    let s = start(Options::default(), config).await;
     let t = s.token(&s.owner).await;
     let inv = |q: String| s.url(&format!("/tcb/invokecloudfunction?{q}"));
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(70 * 1024));
@@ -422,7 +305,7 @@ async fn the_env_concurrency_cap_refuses_extra_calls() {
         env_concurrency: 1,
         ..Options::default()
     };
-    let s = Arc::new(TestServer::start(options, ServeConfig::default()).await);
+    let s = Arc::new(start(options, ServeConfig::default()).await);
     let t = s.token(&s.owner).await;
     let slow = tokio::spawn({
         let (s, t) = (s.clone(), t.clone());
@@ -443,7 +326,7 @@ async fn the_env_concurrency_cap_refuses_extra_calls() {
 
 #[tokio::test]
 async fn concurrent_calls_and_a_deploy_during_in_flight_calls() {
-    let s = Arc::new(TestServer::default().await);
+    let s = Arc::new(standard().await);
     let t = s.token(&s.owner).await;
     // 40 concurrent calls, each gets its own event back.
     let calls: Vec<_> = (0..40)
@@ -498,49 +381,9 @@ async fn concurrent_calls_and_a_deploy_during_in_flight_calls() {
     }
 }
 
-fn node_call(
-    s: &TestServer,
-    creds: &AppCredentials,
-    env: &str,
-    name: &str,
-    data: Option<&str>,
-    qualifier: Option<&str>,
-) -> (bool, Value) {
-    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
-    assert!(
-        node_dir.join("node_modules/@cloudbase/node-sdk").exists(),
-        "run `npm ci --prefix tests/node` first (scripts/test.sh does)"
-    );
-    let mut cmd = Command::new("node");
-    cmd.current_dir(&node_dir)
-        .args(["-r", "./guard.js", "call.js"])
-        .env("CLOUDFN_URL", format!("http://{}/admin", s.public))
-        .env("CLOUDFN_ENV", env)
-        .env("SECRET_ID", &creds.secret_id)
-        .env("SECRET_KEY", &creds.secret_key)
-        .env("FN_NAME", name)
-        // Skips the SDK's lookup of Tencent's metadata host (guard.js blocks it anyway).
-        .env("TENCENTCLOUD", "true");
-    if let Some(d) = data {
-        cmd.env("FN_DATA", d);
-    }
-    if let Some(q) = qualifier {
-        cmd.env("FN_QUALIFIER", q);
-    }
-    let out = cmd.output().expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "node printed {stdout:?}, stderr {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), v)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_node_sdk_calls_functions_through_admin() {
-    let s = TestServer::default().await;
+    let s = standard().await;
     let (ok, v) = node_call(
         &s,
         &s.owner,
@@ -617,7 +460,7 @@ async fn the_real_node_sdk_calls_functions_through_admin() {
 
 #[tokio::test]
 async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
-    let s = TestServer::default().await;
+    let s = standard().await;
     let body = json!({"action":"functions.invokeFunction","function_name":"echo","request_data":"{\"t\":1}","envName":"prod"});
     let host = s.public.to_string();
     let payload = {
@@ -667,7 +510,7 @@ async fn activation_records_logs_and_metrics() {
         activation_retention: 10,
         ..Options::default()
     };
-    let s = TestServer::start(options, ServeConfig::default()).await;
+    let s = start(options, ServeConfig::default()).await;
     let t = s.token(&s.owner).await;
     for i in 0..30 {
         s.invoke(&t, "prod", "echo", &format!(r#"{{"i":{i}}}"#))
@@ -728,7 +571,7 @@ async fn activation_records_logs_and_metrics() {
 
 #[tokio::test]
 async fn tokens_and_data_survive_a_restart() {
-    let mut s = TestServer::default().await;
+    let mut s = standard().await;
     let t = s.token(&s.owner).await;
     assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
     s.shutdown().await;
@@ -880,13 +723,31 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         "rprod",
         "--name",
         "echo",
-        "--from-appid",
-        "wxB",
+        "--appid",
+        "wxR",
+        "--openid",
+        "o1",
         "--event",
         r#"{"r":1}"#,
     ]);
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["context"]["FROM_APPID"], "wxB");
+    assert_eq!(v["context"]["APPID"], "wxR");
+    assert_eq!(v["context"]["OPENID"], "o1");
+    // Calling as another app goes through the sharing checks on the server too.
+    let (ok_, out, _) = cli(&[
+        "invoke",
+        "--env",
+        "rprod",
+        "--name",
+        "echo",
+        "--from-appid",
+        "wxB",
+    ]);
+    assert!(!ok_);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["errcode"],
+        -501019
+    );
     let (ok_, out, _) = cli(&["invoke", "--env", "rprod", "--name", "nope"]);
     assert!(!ok_);
     assert_eq!(

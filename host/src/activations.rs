@@ -1,7 +1,8 @@
 //! Activation records: one per call (request id, env, function, version, caller app, start,
-//! duration, outcome, peak memory, logs), written by a background thread in batches on its own
-//! SQLite connection so the call path never waits for a disk sync; old records are pruned to a
-//! retention limit.
+//! duration, outcome, peak memory, logs, grant decision), written by a background thread in
+//! batches so the call path never waits for a disk sync; old records are pruned to a retention
+//! limit. They live in their own SQLite file (`activations.db` in the data dir): their constant
+//! writes must not look like registry changes to the caches that watch `cloudfn.db`.
 
 use crate::call::LogLine;
 use anyhow::Context;
@@ -45,6 +46,9 @@ pub struct Activation {
     pub peak_memory: i64,
     /// The call's log lines.
     pub logs: Vec<LogLine>,
+    /// For a call across apps: the grant decision (allowed or denied, at which step, why).
+    #[serde(default)]
+    pub decision: Option<crate::grant::Decision>,
 }
 
 enum Msg {
@@ -52,21 +56,51 @@ enum Msg {
     Flush(Sender<()>),
 }
 
-/// The background writer.
+/// Schema migrations of `activations.db`, applied in order (`PRAGMA user_version` counts them).
+const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL,
+        env TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version INTEGER,
+        caller_appid TEXT,
+        source TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        errcode INTEGER NOT NULL,
+        errmsg TEXT NOT NULL,
+        peak_memory INTEGER NOT NULL,
+        logs TEXT NOT NULL,
+        decision TEXT
+    );
+    CREATE INDEX activations_by_fn ON activations (env, function, seq);"];
+
+/// The activation store: a background writer and a reader.
 pub struct Recorder {
     tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+fn open(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening activation records {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Records are diagnostics: losing the last few to a power cut is acceptable, a sync per
+    // batch is not needed.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
 }
 
 impl Recorder {
-    /// Starts the writer on `db_path`, keeping at most `retention` records.
+    /// Opens (creating and migrating) the store at `db_path` and starts the writer, keeping at
+    /// most `retention` records.
     pub fn start(db_path: &Path, retention: u64) -> anyhow::Result<Recorder> {
-        let conn = Connection::open(db_path)
-            .with_context(|| format!("opening {} for activation records", db_path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Records are diagnostics: losing the last few to a power cut is acceptable, a sync per
-        // batch is not needed.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut conn = open(db_path)?;
+        crate::registry::migrate(&mut conn, MIGRATIONS)
+            .with_context(|| format!("migrating {}", db_path.display()))?;
+        let reader = open(db_path)?;
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("cloudfn-activations".into())
@@ -75,6 +109,7 @@ impl Recorder {
         Ok(Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            reader: Mutex::new(reader),
         })
     }
 
@@ -149,8 +184,8 @@ fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
-                started_at_ms, duration_us, errcode, errmsg, peak_memory, logs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for r in records {
             stmt.execute(params![
@@ -166,6 +201,7 @@ fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<
                 r.errmsg,
                 r.peak_memory,
                 serde_json::to_string(&r.logs)?,
+                r.decision.as_ref().map(serde_json::to_string).transpose()?,
             ])?;
         }
     }
@@ -186,17 +222,14 @@ pub struct ActivationQuery {
     pub limit: Option<u32>,
 }
 
-impl crate::registry::Registry {
+impl Recorder {
     /// Activation records matching `q`, oldest first.
-    pub fn activations(
-        &self,
-        q: &ActivationQuery,
-    ) -> Result<Vec<Activation>, crate::RegistryError> {
-        let db = self.db();
+    pub fn query(&self, q: &ActivationQuery) -> Result<Vec<Activation>, crate::RegistryError> {
+        let db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = db.prepare_cached(
             "SELECT * FROM (
                 SELECT seq, request_id, env, function, version, caller_appid, source, started_at_ms,
-                       duration_us, errcode, errmsg, peak_memory, logs
+                       duration_us, errcode, errmsg, peak_memory, logs, decision
                 FROM activations
                 WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
                 ORDER BY seq DESC LIMIT ?4
@@ -220,6 +253,9 @@ impl crate::registry::Registry {
                     errmsg: r.get(10)?,
                     peak_memory: r.get(11)?,
                     logs: serde_json::from_str(&logs).unwrap_or_default(),
+                    decision: r
+                        .get::<_, Option<String>>(13)?
+                        .and_then(|d| serde_json::from_str(&d).ok()),
                 })
             },
         )?;

@@ -8,6 +8,7 @@ use crate::error::RegistryError;
 use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
 use crate::registry::FunctionConfig;
 use crate::service::{Cloudfn, Identity, Invocation, InvokeRequest};
+use crate::sharing::SharedFunctions;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,9 @@ fn registry_error(e: RegistryError) -> Response<Body> {
         | RegistryError::AppNotFound(_)
         | RegistryError::FunctionNotFound { .. }
         | RegistryError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
-        RegistryError::EnvExists(_) => StatusCode::CONFLICT,
+        RegistryError::EnvExists(_) | RegistryError::Refused(_) => StatusCode::CONFLICT,
+        RegistryError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::InvalidRules(_) => StatusCode::BAD_REQUEST,
         RegistryError::Storage(err) => {
             tracing::error!("admin API storage error: {err:#}");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -134,6 +137,26 @@ struct NewEnv {
 #[derive(Deserialize)]
 struct Rollback {
     to: u32,
+}
+
+#[derive(Deserialize)]
+struct SharingSwitch {
+    on: bool,
+}
+
+/// `POST /v1/shares`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewShare {
+    /// The env to share.
+    pub env: String,
+    /// The app to share it with.
+    pub to: String,
+    /// Permissions, e.g. `["functions:invoke"]`.
+    pub perms: Vec<String>,
+    /// `*` (default) or `a,b`.
+    pub functions: Option<String>,
+    /// The app making the change (default: the env's owner).
+    pub acting: Option<String>,
 }
 
 impl AdminApi {
@@ -234,9 +257,74 @@ impl AdminApi {
                         );
                         r.identity = call.identity;
                         r.version = call.version;
-                        ok(&AdminInvocation::from(self.svc.invoke(r).await))
+                        ok(&AdminInvocation::from(self.svc.invoke_checked(r).await))
                     }
                     Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "apps", appid, "sharing"]) => {
+                match json_body::<SharingSwitch>(req.into_body()).await {
+                    Ok(b) => registry
+                        .set_sharing(appid, b.on)
+                        .map_or_else(registry_error, |()| {
+                            ok(&json!({ "appid": appid, "sharing": b.on }))
+                        }),
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, ["v1", "shares"]) => {
+                let q = query_map(req.uri().query());
+                registry
+                    .shares(
+                        q.get("env").map(String::as_str),
+                        q.get("app").map(String::as_str),
+                    )
+                    .map_or_else(registry_error, |s| ok(&s))
+            }
+            (Method::POST, ["v1", "shares"]) => {
+                match json_body::<NewShare>(req.into_body()).await {
+                    Ok(n) => match SharedFunctions::parse(n.functions.as_deref().unwrap_or("*")) {
+                        Ok(functions) => self
+                            .svc
+                            .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
+                            .map_or_else(registry_error, |s| ok(&s)),
+                        Err(e) => registry_error(e),
+                    },
+                    Err(r) => r,
+                }
+            }
+            (Method::DELETE, ["v1", "shares", env, to]) => {
+                let q = query_map(req.uri().query());
+                self.svc
+                    .remove_share(env, to, q.get("acting").map(String::as_str))
+                    .map_or_else(registry_error, |()| {
+                        ok(&json!({ "removed": { "env": env, "to": to } }))
+                    })
+            }
+            (Method::GET, ["v1", "envs", env, "rules"]) => {
+                registry.rules(env).map_or_else(registry_error, |r| {
+                    json(
+                        StatusCode::OK,
+                        &serde_json::from_str(&r).unwrap_or(Value::Null),
+                    )
+                })
+            }
+            (Method::PUT, ["v1", "envs", env, "rules"]) => {
+                match read_body(req.into_body(), 1024 * 1024).await {
+                    Ok(body) => match std::str::from_utf8(&body) {
+                        Ok(text) => {
+                            self.svc
+                                .set_rules(env, text)
+                                .map_or_else(registry_error, |r| {
+                                    json(
+                                        StatusCode::OK,
+                                        &serde_json::from_str(&r).unwrap_or(Value::Null),
+                                    )
+                                })
+                        }
+                        Err(_) => error(StatusCode::BAD_REQUEST, "the rules must be UTF-8 JSON"),
+                    },
+                    Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "the rules are over 1 MB"),
                 }
             }
             (Method::GET, ["v1", "envs", env, "activations"]) => {
@@ -247,7 +335,7 @@ impl AdminApi {
                     after: q.get("after").and_then(|a| a.parse().ok()),
                     limit: q.get("limit").and_then(|l| l.parse().ok()),
                 };
-                registry
+                self.svc
                     .activations(&query)
                     .map_or_else(registry_error, |a| ok(&a))
             }

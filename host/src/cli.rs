@@ -2,7 +2,7 @@
 //! (local, from a file, or against a server), and activation logs.
 
 use crate::activations::ActivationQuery;
-use crate::admin_api::{AdminInvocation, AdminInvoke};
+use crate::admin_api::{AdminInvocation, AdminInvoke, NewShare};
 use crate::client::{AdminClient, Backend};
 use crate::credentials::AppCredentials;
 use crate::registry::{DEFAULT_MEMORY_MB, FunctionConfig};
@@ -71,6 +71,12 @@ pub enum Command {
     /// Create and list environments.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Share an environment with another app of the same subject, list and end shares.
+    #[command(subcommand)]
+    Share(ShareCommand),
+    /// Set and show an environment's security rules for functions.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Deploy a wasm component as a new version of a function and make it active.
     Deploy(DeployArgs),
     /// List the functions of an environment.
@@ -174,6 +180,77 @@ pub enum AppCommand {
     },
     /// List apps.
     Ls,
+    /// Turn an app's environment sharing on or off (off is refused while shares exist).
+    Sharing {
+        /// The appid.
+        appid: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+/// Share subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Share ENV with app TO (the env needs a deployed cloudbase_auth; both apps one subject).
+    Add {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The app to share it with.
+        #[arg(long)]
+        to: String,
+        /// Permissions, comma-separated (functions:invoke).
+        #[arg(long, default_value = "functions:invoke")]
+        perm: String,
+        /// The functions covered: `*` or a,b,c.
+        #[arg(long, default_value = "*")]
+        functions: String,
+        /// The app making the change (default: the env's owner); only the owner may share.
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+    /// List shares.
+    Ls {
+        /// Only shares of this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only shares this app gives or uses.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// End a share (either side may).
+    Rm {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The app it is shared with.
+        #[arg(long)]
+        to: String,
+        /// The app making the change (the owner or the sharee; default: the owner).
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+}
+
+/// Rules subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate and set ENV's rules from a JSON file: {"*": {"invoke": RULE}, "fn": {…}}.
+    Set {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The rules file.
+        file: PathBuf,
+    },
+    /// Print ENV's rules.
+    Get {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+    },
 }
 
 /// Environment subcommands.
@@ -330,6 +407,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             print!("{out}");
         }
+        Command::App(AppCommand::Sharing { appid, state }) => {
+            backend()?.set_sharing(appid, state == "on").await?;
+            println!("sharing of {appid} is {state}");
+        }
+        Command::Share(ShareCommand::Add {
+            env,
+            to,
+            perm,
+            functions,
+            acting,
+        }) => {
+            let share = backend()?
+                .add_share(NewShare {
+                    env: env.clone(),
+                    to: to.clone(),
+                    perms: perm
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                    functions: Some(functions.clone()),
+                    acting: acting.clone(),
+                })
+                .await?;
+            println!(
+                "shared env {} of {} with {} ({})",
+                share.env,
+                share.owner_appid,
+                share.to_appid,
+                share.perms.join(",")
+            );
+        }
+        Command::Share(ShareCommand::Ls { env, app }) => {
+            let mut out = String::from("ENV\tOWNER\tTO\tPERMS\tFUNCTIONS\n");
+            for s in backend()?.shares(env.as_deref(), app.as_deref()).await? {
+                let functions = match &s.functions {
+                    crate::sharing::SharedFunctions::All => "*".to_string(),
+                    crate::sharing::SharedFunctions::Only(f) => f.join(","),
+                };
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    s.env,
+                    s.owner_appid,
+                    s.to_appid,
+                    s.perms.join(","),
+                    functions
+                ));
+            }
+            print!("{out}");
+        }
+        Command::Share(ShareCommand::Rm { env, to, acting }) => {
+            backend()?.remove_share(env, to, acting.as_deref()).await?;
+            println!("env {env} is no longer shared with {to}");
+        }
+        Command::Rules(RulesCommand::Set { env, file }) => {
+            let rules = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            backend()?.set_rules(env, rules).await?;
+            println!("rules of env {env} set");
+        }
+        Command::Rules(RulesCommand::Get { env }) => println!("{}", backend()?.rules(env).await?),
         Command::Env(EnvCommand::Create { env, owner }) => {
             let info = backend()?.create_env(env, owner).await?;
             println!("created env {} owned by {}", info.name, info.owner_appid);

@@ -2,10 +2,11 @@
 //! (`--server URL`). Both answer with the same types, so every command works either way.
 
 use crate::activations::{Activation, ActivationQuery};
-use crate::admin_api::{AdminInvocation, AdminInvoke};
+use crate::admin_api::{AdminInvocation, AdminInvoke, NewShare};
 use crate::credentials::{AppCredentials, AppInfo};
 use crate::registry::{EnvInfo, FunctionConfig, FunctionInfo, VersionInfo};
 use crate::service::{Cloudfn, InvokeRequest};
+use crate::sharing::{ShareInfo, SharedFunctions};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -198,7 +199,7 @@ impl Backend {
                 let mut req = InvokeRequest::new(env, name, call.event.clone(), source);
                 req.identity = call.identity;
                 req.version = call.version;
-                Ok(s.invoke(req).await.into())
+                Ok(s.invoke_checked(req).await.into())
             }
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}/invoke", enc(env), enc(name));
@@ -210,7 +211,7 @@ impl Backend {
     /// Activation records.
     pub async fn activations(&self, q: &ActivationQuery) -> anyhow::Result<Vec<Activation>> {
         match self {
-            Backend::Local(s) => Ok(s.registry().activations(q)?),
+            Backend::Local(s) => Ok(s.activations(q)?),
             Backend::Remote(c) => {
                 let mut path = format!("/v1/envs/{}/activations?", enc(&q.env));
                 if let Some(n) = &q.name {
@@ -258,6 +259,103 @@ impl Backend {
         match self {
             Backend::Local(s) => Ok(s.registry().apps()?),
             Backend::Remote(c) => c.get("/v1/apps").await,
+        }
+    }
+
+    /// Turns an app's sharing on or off.
+    pub async fn set_sharing(&self, appid: &str, on: bool) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(s) => Ok(s.registry().set_sharing(appid, on)?),
+            Backend::Remote(c) => c
+                .post::<serde_json::Value>(
+                    &format!("/v1/apps/{}/sharing", enc(appid)),
+                    json!({ "on": on }),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Shares an env.
+    pub async fn add_share(&self, share: NewShare) -> anyhow::Result<ShareInfo> {
+        match self {
+            Backend::Local(s) => {
+                let functions = SharedFunctions::parse(share.functions.as_deref().unwrap_or("*"))?;
+                Ok(s.add_share(
+                    &share.env,
+                    &share.to,
+                    &share.perms,
+                    functions,
+                    share.acting.as_deref(),
+                )?)
+            }
+            Backend::Remote(c) => c.post("/v1/shares", serde_json::to_value(&share)?).await,
+        }
+    }
+
+    /// Lists shares of an env and/or involving an app.
+    pub async fn shares(
+        &self,
+        env: Option<&str>,
+        app: Option<&str>,
+    ) -> anyhow::Result<Vec<ShareInfo>> {
+        match self {
+            Backend::Local(s) => Ok(s.registry().shares(env, app)?),
+            Backend::Remote(c) => {
+                let mut path = String::from("/v1/shares?");
+                if let Some(e) = env {
+                    path.push_str(&format!("env={}&", enc(e)));
+                }
+                if let Some(a) = app {
+                    path.push_str(&format!("app={}", enc(a)));
+                }
+                c.get(&path).await
+            }
+        }
+    }
+
+    /// Ends a share.
+    pub async fn remove_share(
+        &self,
+        env: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(s) => Ok(s.remove_share(env, to, acting)?),
+            Backend::Remote(c) => {
+                let mut path = format!("/v1/shares/{}/{}", enc(env), enc(to));
+                if let Some(a) = acting {
+                    path.push_str(&format!("?acting={}", enc(a)));
+                }
+                c.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// Sets an env's security rules.
+    pub async fn set_rules(&self, env: &str, rules: String) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(s) => s.set_rules(env, &rules).map(drop).map_err(Into::into),
+            Backend::Remote(c) => {
+                let path = format!("/v1/envs/{}/rules", enc(env));
+                c.call::<serde_json::Value>(Method::PUT, &path, Bytes::from(rules), None)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// An env's security rules, as JSON text.
+    pub async fn rules(&self, env: &str) -> anyhow::Result<String> {
+        match self {
+            Backend::Local(s) => Ok(s.registry().rules(env)?),
+            Backend::Remote(c) => {
+                let v: serde_json::Value = c.get(&format!("/v1/envs/{}/rules", enc(env))).await?;
+                Ok(serde_json::to_string_pretty(&v)?)
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::RegistryError;
 use crate::credentials::AppCredentials;
 use crate::registry::FunctionConfig;
 use crate::service::{Cloudfn, Identity, InvokeRequest};
+use crate::sharing::SharedFunctions;
 use anyhow::Context;
 use std::path::Path;
 
@@ -135,8 +136,27 @@ pub fn populate(svc: &Cloudfn) -> anyhow::Result<()> {
         svc.deploy(env, name, wasm, config)
             .with_context(|| format!("deploying demo function {env}/{name}"))?;
     }
+    // The partner app uses prod through a share; its cloudbase_auth grants role "partner", and
+    // only partners may add users.
+    if svc.registry().share(PROD_ENV, PARTNER_APPID)?.is_none() {
+        svc.registry().set_sharing(OWNER_APPID, true)?;
+        svc.add_share(
+            PROD_ENV,
+            PARTNER_APPID,
+            &["functions:invoke".to_string()],
+            SharedFunctions::All,
+            None,
+        )?;
+        svc.set_rules(PROD_ENV, DEMO_RULES)?;
+    }
     Ok(())
 }
+
+/// The demo's security rules for `prod-demo`.
+pub const DEMO_RULES: &str = r#"{
+  "*": {"invoke": "auth != null"},
+  "users_add": {"invoke": "auth.custom.role == 'partner'"}
+}"#;
 
 fn echo_wasm() -> &'static [u8] {
     crate::guests::DEMO_FUNCTIONS

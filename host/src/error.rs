@@ -57,6 +57,14 @@ pub enum InvokeError {
         /// Its cap.
         limit: usize,
     },
+    /// `cloudbase_auth` denied the caller: its errCode and errMsg, passed back unchanged.
+    #[error("{errmsg}")]
+    Denied {
+        /// cloudbase_auth's errCode (never 0).
+        errcode: i32,
+        /// cloudbase_auth's errMsg.
+        errmsg: String,
+    },
     /// The caller is not allowed to run this function.
     #[error("unauthorized operation: {0}")]
     Unauthorized(String),
@@ -78,6 +86,7 @@ impl InvokeError {
             | InvokeError::DepthExceeded(_) => -504002,
             InvokeError::Unauthorized(_) => -501019,
             InvokeError::TooBusy { .. } => -501004,
+            InvokeError::Denied { errcode, .. } => *errcode,
             InvokeError::System(_) => -1,
         }
     }
@@ -107,6 +116,20 @@ pub enum RegistryError {
     /// The app does not exist.
     #[error("app not found: {0} (create it with `cloudfn app create {0}`)")]
     AppNotFound(String),
+    /// The change breaks a sharing rule (who may share, with whom, what must exist first).
+    #[error("{0}")]
+    Refused(String),
+    /// No such share.
+    #[error("env {env} is not shared with app {to}")]
+    ShareNotFound {
+        /// The environment.
+        env: String,
+        /// The app it is not shared with.
+        to: String,
+    },
+    /// Security rules that do not validate.
+    #[error("invalid security rules: {0}")]
+    InvalidRules(String),
     /// The environment exists already.
     #[error("env {0} already exists")]
     EnvExists(String),
@@ -161,8 +184,11 @@ impl From<RegistryError> for InvokeError {
                     version: Some(version),
                 }
             }
-            RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_) => {
-                InvokeError::InvalidParam(e.to_string())
+            RegistryError::InvalidName { .. }
+            | RegistryError::InvalidConfig(_)
+            | RegistryError::InvalidRules(_) => InvokeError::InvalidParam(e.to_string()),
+            RegistryError::Refused(_) | RegistryError::ShareNotFound { .. } => {
+                InvokeError::Unauthorized(e.to_string())
             }
             RegistryError::InvalidWasm(_)
             | RegistryError::EnvExists(_)

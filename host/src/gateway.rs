@@ -4,9 +4,10 @@
 
 use crate::credentials::{IssueError, TokenPolicy};
 use crate::error::InvokeError;
+use crate::grant::Caller;
 use crate::http::{Body, BodyError, header, json, query_map, read_body};
 use crate::registry::DEFAULT_HTTP_TIMEOUT;
-use crate::service::{Cloudfn, Identity, InvokeRequest};
+use crate::service::{Cloudfn, InvokeRequest};
 use crate::tc3;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -42,6 +43,7 @@ impl Gateway {
             "/cgi-bin/token" => self.token(req).await,
             "/cgi-bin/stable_token" => self.stable_token(req).await,
             "/tcb/invokecloudfunction" => self.invoke(req, peer).await,
+            "/tcb/init" => self.init(req, peer).await,
             "/admin" => self.admin(req, peer).await,
             path => json(
                 StatusCode::NOT_FOUND,
@@ -128,16 +130,9 @@ impl Gateway {
         }
         let (parts, body) = req.into_parts();
         let q = query_map(parts.uri.query());
-        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
-            return wx_error(41001, "access_token missing");
-        };
-        let appid = match self.svc.registry().verify_token(token, self.policy) {
-            Ok(Ok(appid)) => appid,
-            Ok(Err(e)) => return wx_error(e.errcode(), e.to_string()),
-            Err(e) => {
-                tracing::error!("verifying an access token: {e:#}");
-                return wx_error(-1, "system error");
-            }
+        let appid = match self.token_app(&q) {
+            Ok(appid) => appid,
+            Err(resp) => return *resp,
         };
         let (Some(env), Some(name)) = (
             q.get("env").filter(|s| !s.is_empty()),
@@ -166,19 +161,12 @@ impl Gateway {
         let Ok(event) = String::from_utf8(body.to_vec()) else {
             return wx_error(-501007, "parameter error: the body is not UTF-8 JSON");
         };
-        if let Err(e) = self.owned_by(env, &appid) {
-            return wx_error(e.errcode(), e.to_string());
-        }
         let mut call = InvokeRequest::new(env, name, event, "wx_http");
         call.default_timeout = DEFAULT_HTTP_TIMEOUT;
-        call.identity = Identity {
-            appid: Some(appid),
-            openid: header(&parts.headers, "x-wx-openid").filter(|s| !s.is_empty()),
-            unionid: header(&parts.headers, "x-wx-unionid").filter(|s| !s.is_empty()),
-            client_ip: Some(peer.ip().to_string()),
-            ..Identity::default()
-        };
-        let inv = self.svc.invoke(call).await;
+        let inv = self
+            .svc
+            .invoke_as(user_caller(appid, &parts.headers, peer), call)
+            .await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -188,15 +176,52 @@ impl Gateway {
         }
     }
 
-    /// The env exists and `appid` owns it. Calls into other apps' envs wait for sharing.
-    fn owned_by(&self, env: &str, appid: &str) -> Result<(), InvokeError> {
-        let info = self.svc.env(env)?;
-        if info.owner_appid != appid {
-            return Err(InvokeError::Unauthorized(format!(
-                "app {appid} does not own env {env} and no share grants it access"
-            )));
+    /// `POST /tcb/init?access_token=…&env=…`: a shared env's `cloud.init()`. Runs the share
+    /// check and `cloudbase_auth` for the token's app and the user named in the headers, and
+    /// answers `cloudbase_auth`'s result: `{"errcode":0,"errmsg":"ok","auth":"…"}` on a grant,
+    /// its errCode/errMsg unchanged on a denial.
+    async fn init(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.method() != Method::POST {
+            return wx_error(43002, "require POST method");
         }
-        Ok(())
+        let (parts, _body) = req.into_parts();
+        let q = query_map(parts.uri.query());
+        let appid = match self.token_app(&q) {
+            Ok(appid) => appid,
+            Err(resp) => return *resp,
+        };
+        let Some(env) = q.get("env").filter(|s| !s.is_empty()) else {
+            return wx_error(40101, "missing parameter env");
+        };
+        match self
+            .svc
+            .init(env, user_caller(appid, &parts.headers, peer))
+            .await
+        {
+            Ok(auth) => json(
+                StatusCode::OK,
+                &json!({ "errcode": 0, "errmsg": "ok", "auth": auth }),
+            ),
+            Err(e) => wx_error(e.errcode(), e.to_string()),
+        }
+    }
+
+    /// The app behind `access_token`, or the §3 error response.
+    fn token_app(
+        &self,
+        q: &std::collections::HashMap<String, String>,
+    ) -> Result<String, Box<Response<Body>>> {
+        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
+            return Err(Box::new(wx_error(41001, "access_token missing")));
+        };
+        match self.svc.registry().verify_token(token, self.policy) {
+            Ok(Ok(appid)) => Ok(appid),
+            Ok(Err(e)) => Err(Box::new(wx_error(e.errcode(), e.to_string()))),
+            Err(e) => {
+                tracing::error!("verifying an access token: {e:#}");
+                Err(Box::new(wx_error(-1, "system error")))
+            }
+        }
     }
 
     async fn admin(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -293,18 +318,15 @@ impl Gateway {
                 "env and function_name are required".into(),
             );
         }
-        if let Err(e) = self.owned_by(&env, &appid) {
-            return fail(admin_code(&e), e.to_string());
-        }
         let mut call = InvokeRequest::new(&env, name, event, "wx_http");
         call.default_timeout = DEFAULT_HTTP_TIMEOUT;
         call.version = version;
-        call.identity = Identity {
-            appid: Some(appid),
+        let caller = Caller {
+            appid,
             client_ip: Some(peer.ip().to_string()),
-            ..Identity::default()
+            ..Caller::default()
         };
-        let inv = self.svc.invoke(call).await;
+        let inv = self.svc.invoke_as(caller, call).await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -318,9 +340,20 @@ impl Gateway {
     }
 }
 
-/// The §11 `code` of an invocation error.
-pub fn admin_code(e: &InvokeError) -> &'static str {
-    match e {
+/// The caller of a §3-style request: the token's app and the user its server names.
+fn user_caller(appid: String, headers: &hyper::HeaderMap, peer: SocketAddr) -> Caller {
+    Caller {
+        appid,
+        openid: header(headers, "x-wx-openid").filter(|s| !s.is_empty()),
+        unionid: header(headers, "x-wx-unionid").filter(|s| !s.is_empty()),
+        client_ip: Some(peer.ip().to_string()),
+    }
+}
+
+/// The §11 `code` of an invocation error; a `cloudbase_auth` denial passes its errCode on.
+pub fn admin_code(e: &InvokeError) -> std::borrow::Cow<'static, str> {
+    let code = match e {
+        InvokeError::Denied { errcode, .. } => return errcode.to_string().into(),
         InvokeError::InvalidParam(_) => "FUNCTION_PARAM_INVALID",
         InvokeError::EnvNotFound(_) => "INVALID_ENV",
         InvokeError::FunctionNotFound { .. } => "FUNCTION_NOT_FOUND",
@@ -330,5 +363,6 @@ pub fn admin_code(e: &InvokeError) -> &'static str {
         InvokeError::Unauthorized(_) => "EXCEED_AUTHORITY",
         InvokeError::TooBusy { .. } => "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED",
         InvokeError::System(_) => "SYS_ERR",
-    }
+    };
+    code.into()
 }

@@ -18,11 +18,14 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod grant;
 mod http;
 pub mod metrics;
 pub mod registry;
+pub mod rules;
 pub mod server;
 pub mod service;
+pub mod sharing;
 pub mod tc3;
 
 pub use error::{InvokeError, RegistryError};

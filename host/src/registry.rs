@@ -56,7 +56,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (env, name, version),
         FOREIGN KEY (env, name) REFERENCES functions(env, name) ON DELETE CASCADE
     );",
-    // 2: apps and their credentials, access tokens, activation records, settings. Env owners
+    // 2: apps and their credentials, access tokens, settings. Env owners
     // from a schema-1 data dir become apps without credentials (`app rotate-secret` issues them).
     "CREATE TABLE apps (
         appid TEXT PRIMARY KEY,
@@ -77,25 +77,24 @@ const MIGRATIONS: &[&str] = &[
         superseded_at INTEGER
     );
     CREATE INDEX tokens_by_app ON tokens (appid, issued_at);
-    CREATE TABLE activations (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        request_id TEXT NOT NULL,
-        env TEXT NOT NULL,
-        function TEXT NOT NULL,
-        version INTEGER,
-        caller_appid TEXT,
-        source TEXT NOT NULL,
-        started_at_ms INTEGER NOT NULL,
-        duration_us INTEGER NOT NULL,
-        errcode INTEGER NOT NULL,
-        errmsg TEXT NOT NULL,
-        peak_memory INTEGER NOT NULL,
-        logs TEXT NOT NULL
-    );
-    CREATE INDEX activations_by_fn ON activations (env, function, seq);
     CREATE TABLE settings (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    );",
+    // 3: environment sharing: the app-level switch, shares, security rules.
+    "ALTER TABLE apps ADD COLUMN sharing INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE shares (
+        env TEXT NOT NULL REFERENCES envs(name),
+        to_appid TEXT NOT NULL REFERENCES apps(appid),
+        perms TEXT NOT NULL,
+        functions TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (env, to_appid)
+    );
+    CREATE TABLE env_rules (
+        env TEXT PRIMARY KEY REFERENCES envs(name),
+        rules TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
     );",
 ];
 
@@ -309,7 +308,8 @@ impl Registry {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        migrate(&mut conn).with_context(|| format!("migrating {}", db_path.display()))?;
+        migrate(&mut conn, MIGRATIONS)
+            .with_context(|| format!("migrating {}", db_path.display()))?;
         Ok(Registry {
             root,
             db: Mutex::new(conn),
@@ -635,16 +635,17 @@ fn ensure_function(db: &Connection, env: &str, name: &str) -> Result<(), Registr
     }
 }
 
-fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+/// Applies the `migrations` a database has not had yet, each in its own transaction.
+pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str]) -> anyhow::Result<()> {
     let applied = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
-    if applied > MIGRATIONS.len() {
+    if applied > migrations.len() {
         anyhow::bail!(
             "the database has schema version {applied}, newer than this cloudfn knows ({}); \
              upgrade cloudfn",
-            MIGRATIONS.len()
+            migrations.len()
         );
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+    for (i, sql) in migrations.iter().enumerate().skip(applied) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)
             .with_context(|| format!("schema migration {}", i + 1))?;

@@ -10,8 +10,10 @@ use crate::call::{
 };
 use crate::engine::WasmEngine;
 use crate::error::{InvokeError, RegistryError};
+use crate::grant::{Caller, Decision, SharingCache};
 use crate::metrics::{CallLabels, Metrics};
 use crate::registry::{FunctionConfig, Registry, VersionInfo, validate_function_name};
+use crate::sharing::{ShareInfo, SharedFunctions};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +40,8 @@ pub struct Options {
     pub max_result_bytes: usize,
     /// Activation records kept.
     pub activation_retention: u64,
+    /// How long a `cloudbase_auth` decision is reused for the same caller.
+    pub auth_cache_ttl: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             env_concurrency: 64,
             max_result_bytes: MAX_RESULT_BYTES,
             activation_retention: crate::activations::DEFAULT_RETENTION,
+            auth_cache_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Invocation {
     pub logs: Vec<LogLine>,
     /// The function's JSON result, or why there is none.
     pub result: Result<String, InvokeError>,
+    /// The grant decision, for a call across apps.
+    pub decision: Option<Decision>,
 }
 
 /// A function version ready to run: compiled, linked, with its filesystem template.
@@ -140,6 +147,7 @@ pub struct Cloudfn {
     recorder: Recorder,
     metrics: Metrics,
     env_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    sharing: Mutex<SharingCache>,
     /// Prepared versions by (env, name, version).
     prepared: RwLock<HashMap<(String, String, u32), Arc<Prepared>>>,
     /// The active version of each function, as last resolved.
@@ -165,7 +173,7 @@ impl Cloudfn {
     ) -> anyhow::Result<Arc<Cloudfn>> {
         let registry = Registry::open(data_dir)?;
         let recorder = Recorder::start(
-            &registry.root().join("cloudfn.db"),
+            &registry.root().join("activations.db"),
             options.activation_retention,
         )?;
         let engine = WasmEngine::new()?;
@@ -181,6 +189,7 @@ impl Cloudfn {
             recorder,
             metrics: Metrics::default(),
             env_slots: Mutex::default(),
+            sharing: Mutex::default(),
             prepared: RwLock::default(),
             active: RwLock::default(),
             envs: RwLock::default(),
@@ -207,6 +216,56 @@ impl Cloudfn {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The service options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub(crate) fn sharing_cache(&self) -> std::sync::MutexGuard<'_, SharingCache> {
+        self.sharing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shares an env (see [`Registry::add_share`]); cached decisions of the env are dropped.
+    pub fn add_share(
+        &self,
+        env: &str,
+        to: &str,
+        perms: &[String],
+        functions: SharedFunctions,
+        acting: Option<&str>,
+    ) -> Result<ShareInfo, RegistryError> {
+        let share = self.registry.add_share(env, to, perms, functions, acting)?;
+        self.sharing_cache().forget_env(env);
+        Ok(share)
+    }
+
+    /// Ends a share (see [`Registry::remove_share`]); the next call sees it gone.
+    pub fn remove_share(
+        &self,
+        env: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        self.registry.remove_share(env, to, acting)?;
+        self.sharing_cache().forget_env(env);
+        Ok(())
+    }
+
+    /// Sets an env's security rules; the next call is checked against them.
+    pub fn set_rules(&self, env: &str, json: &str) -> Result<String, RegistryError> {
+        let stored = self.registry.set_rules(env, json)?;
+        self.sharing_cache().forget_env(env);
+        Ok(stored)
+    }
+
+    /// Activation records matching `q`, oldest first.
+    pub fn activations(
+        &self,
+        q: &crate::activations::ActivationQuery,
+    ) -> Result<Vec<Activation>, RegistryError> {
+        self.recorder.query(q)
     }
 
     /// Waits until every activation record so far is stored.
@@ -242,6 +301,7 @@ impl Cloudfn {
             errmsg,
             peak_memory: inv.peak_memory as i64,
             logs: inv.logs.clone(),
+            decision: inv.decision.clone(),
         });
     }
 
@@ -310,6 +370,9 @@ impl Cloudfn {
     }
 
     fn forget_active(&self, env: &str, name: &str) {
+        if name == crate::grant::AUTH_FUNCTION {
+            self.sharing_cache().forget_env(env);
+        }
         self.active
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -318,7 +381,7 @@ impl Cloudfn {
 
     /// Runs one call through the whole pipeline and returns its record.
     pub async fn invoke(self: &Arc<Self>, req: InvokeRequest) -> Invocation {
-        self.invoke_at_depth(req, 0).await
+        self.invoke_raw(req, 0, None).await
     }
 
     /// Runs a component file directly, without deploying it: local testing. Function-to-
@@ -355,10 +418,13 @@ impl Cloudfn {
         Ok(inv)
     }
 
-    fn invoke_at_depth(
+    /// Runs a call with the identity it carries, no grant checks (those happened before);
+    /// `decision` is the grant decision that let it through, for the record.
+    pub(crate) fn invoke_raw(
         self: &Arc<Self>,
         req: InvokeRequest,
         depth: u32,
+        decision: Option<Decision>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Invocation> + Send + '_>> {
         Box::pin(async move {
             let started = Instant::now();
@@ -375,11 +441,34 @@ impl Cloudfn {
                     peak_memory: 0,
                     logs: Vec::new(),
                     result: Err(e),
+                    decision: None,
                 },
             };
+            let inv = Invocation { decision, ..inv };
             self.record(&req, &inv, started_at_ms);
             inv
         })
+    }
+
+    /// A call refused before anything ran (no env, or the grant pipeline said no): recorded
+    /// like any other.
+    pub(crate) fn refused(
+        &self,
+        req: &InvokeRequest,
+        error: InvokeError,
+        decision: Option<Decision>,
+    ) -> Invocation {
+        let inv = Invocation {
+            request_id: self.next_request_id(),
+            version: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+            logs: Vec::new(),
+            result: Err(error),
+            decision,
+        };
+        self.record(req, &inv, unix_ms());
+        inv
     }
 
     /// A fresh request id (for responses that fail before any call runs).
@@ -414,6 +503,7 @@ impl Cloudfn {
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
             self.envs.write().unwrap_or_else(|e| e.into_inner()).clear();
+            *self.sharing_cache() = SharingCache::default();
         }
         Ok(())
     }
@@ -524,6 +614,7 @@ impl Cloudfn {
                 result: Err(InvokeError::InvalidParam(format!(
                     "the event is not JSON: {e}"
                 ))),
+                decision: None,
             };
         }
 
@@ -626,6 +717,7 @@ impl Cloudfn {
             peak_memory,
             logs,
             result,
+            decision: None,
         }
     }
 
@@ -679,9 +771,16 @@ impl Cloudfn {
         let svc = Arc::downgrade(self);
         let env = req.env.clone();
         let identity = req.identity.clone();
+        let caller = identity.from_appid.clone().map(|appid| Caller {
+            appid,
+            openid: identity.from_openid.clone(),
+            unionid: identity.from_unionid.clone(),
+            client_ip: identity.client_ip.clone(),
+        });
         let source = format!("{},scf", req.source);
         Arc::new(move |name: String, event: String| {
             let svc = svc.clone();
+            let caller = caller.clone();
             let req = InvokeRequest {
                 env: env.clone(),
                 name,
@@ -706,7 +805,11 @@ impl Cloudfn {
                         errmsg: e.to_string(),
                     });
                 }
-                let inv = svc.invoke_at_depth(req, depth + 1).await;
+                // A call made on behalf of another app goes through the same grant checks.
+                let inv = match caller.clone() {
+                    Some(caller) => svc.invoke_as_at_depth(caller, req, depth + 1).await,
+                    None => svc.invoke_raw(req, depth + 1, None).await,
+                };
                 inv.result.map_err(|e| CallError {
                     errcode: e.errcode(),
                     errmsg: format!("requestID {}, {e}", inv.request_id),

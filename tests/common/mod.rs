@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: temp data dirs, the real guests, JSON parsing.
 #![allow(dead_code)]
 
+pub mod http;
+
 use cloudfn_host::guests::paths;
 use cloudfn_host::{Cloudfn, FunctionConfig, Invocation, InvokeRequest};
 use serde_json::Value;

@@ -1,0 +1,184 @@
+//! An in-process `cloudfn serve` on 127.0.0.1 with two apps of one subject (wxA, wxB), and
+//! HTTP helpers for the tests that talk to it.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use cloudfn_host::Cloudfn;
+use cloudfn_host::credentials::AppCredentials;
+use cloudfn_host::server::{ServeConfig, Server};
+use cloudfn_host::service::Options;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub svc: Arc<Cloudfn>,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub owner: AppCredentials,
+    pub other: AppCredentials,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A fresh data dir with apps wxA and wxB (subject "Acme") and their credentials.
+pub fn new_service(
+    options: Options,
+) -> (
+    tempfile::TempDir,
+    Arc<Cloudfn>,
+    AppCredentials,
+    AppCredentials,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Cloudfn::open_with(dir.path(), options).unwrap();
+    let owner = svc.registry().create_app("wxA", Some("Acme")).unwrap();
+    let other = svc.registry().create_app("wxB", Some("Acme")).unwrap();
+    (dir, svc, owner, other)
+}
+
+impl TestServer {
+    pub async fn serve(
+        dir: tempfile::TempDir,
+        svc: Arc<Cloudfn>,
+        owner: AppCredentials,
+        other: AppCredentials,
+        config: ServeConfig,
+    ) -> TestServer {
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..config
+        };
+        let server = Server::bind(svc.clone(), config).await.unwrap();
+        let (public, admin) = (server.public_addr(), server.admin_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            dir,
+            svc,
+            public,
+            admin,
+            owner,
+            other,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and waits for the drain.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.public)
+    }
+
+    pub async fn token(&self, creds: &AppCredentials) -> String {
+        let (_, v) = get(&self.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+            creds.appid, creds.secret
+        )))
+        .await;
+        v["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .to_string()
+    }
+
+    pub async fn invoke(&self, token: &str, env: &str, name: &str, body: &str) -> Value {
+        let url = self.url(&format!(
+            "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
+        ));
+        request("POST", &url, &[], body.to_string()).await.1
+    }
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+pub async fn get(url: &str) -> (u16, Value) {
+    request("GET", url, &[], Bytes::new()).await
+}
+
+pub fn errcode(v: &Value) -> i64 {
+    v["errcode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no errcode in {v}"))
+}
+
+pub fn node_call(
+    s: &TestServer,
+    creds: &AppCredentials,
+    env: &str,
+    name: &str,
+    data: Option<&str>,
+    qualifier: Option<&str>,
+) -> (bool, Value) {
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    assert!(
+        node_dir.join("node_modules/@cloudbase/node-sdk").exists(),
+        "run `npm ci --prefix tests/node` first (scripts/test.sh does)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&node_dir)
+        .args(["-r", "./guard.js", "call.js"])
+        .env("CLOUDFN_URL", format!("http://{}/admin", s.public))
+        .env("CLOUDFN_ENV", env)
+        .env("SECRET_ID", &creds.secret_id)
+        .env("SECRET_KEY", &creds.secret_key)
+        .env("FN_NAME", name)
+        // Skips the SDK's lookup of Tencent's metadata host (guard.js blocks it anyway).
+        .env("TENCENTCLOUD", "true");
+    if let Some(d) = data {
+        cmd.env("FN_DATA", d);
+    }
+    if let Some(q) = qualifier {
+        cmd.env("FN_QUALIFIER", q);
+    }
+    let out = cmd.output().expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "node printed {stdout:?}, stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v)
+}

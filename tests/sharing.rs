@@ -1,0 +1,605 @@
+//! Environment sharing end to end (protocol §1, §4, §5, §6): shares, the mandatory
+//! `cloudbase_auth`, security rules over its claims, FROM_* in the function, the same pipeline
+//! over `/tcb/invokecloudfunction`, `/tcb/init`, `/admin` (real node-sdk), function-to-function
+//! calls and the local CLI.
+
+mod common;
+
+use cloudfn_host::FunctionConfig;
+use cloudfn_host::RegistryError;
+use cloudfn_host::credentials::AppCredentials;
+use cloudfn_host::guests::paths;
+use cloudfn_host::server::ServeConfig;
+use cloudfn_host::service::Options;
+use cloudfn_host::sharing::SharedFunctions;
+use common::http::*;
+use common::wasm;
+use serde_json::Value;
+use std::process::Command;
+
+const RULES: &str = r#"{"*": {"invoke": "auth != null"},
+    "users_add": {"invoke": "auth.custom.role == 'partner'"}}"#;
+
+struct Shared {
+    s: TestServer,
+    /// Shares prod but is not on cloudbase_auth's allowlist.
+    e: AppCredentials,
+    /// Another subject.
+    d: AppCredentials,
+    /// Shares prod for echo and users_add only; role viewer.
+    c: AppCredentials,
+}
+
+fn vars(pairs: &[(&str, &str)]) -> FunctionConfig {
+    FunctionConfig {
+        vars: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..FunctionConfig::default()
+    }
+}
+
+/// wxA owns prod (shared with wxB for everything, wxC for echo and users_add, wxE for
+/// everything but not allowlisted) and dev (not shared).
+async fn shared_with(options: Options) -> Shared {
+    let (dir, svc, owner, other) = new_service(options);
+    let reg = svc.registry();
+    let c = reg.create_app("wxC", Some("Acme")).unwrap();
+    let d = reg.create_app("wxD", Some("Other Inc")).unwrap();
+    let e = reg.create_app("wxE", Some("Acme")).unwrap();
+    reg.create_env("prod", "wxA").unwrap();
+    reg.create_env("dev", "wxA").unwrap();
+    let auth_cfg = vars(&[
+        ("allowed_appids", "wxB,wxC"),
+        ("roles", "wxB=partner,wxC=viewer"),
+    ]);
+    svc.deploy(
+        "prod",
+        "cloudbase_auth",
+        &wasm(paths::CLOUDBASE_AUTH),
+        auth_cfg,
+    )
+    .unwrap();
+    for (name, path) in [
+        ("echo", paths::ECHO),
+        ("users_add", paths::USERS_ADD),
+        ("fail_panic", paths::FAIL_PANIC),
+    ] {
+        svc.deploy("prod", name, &wasm(path), FunctionConfig::default())
+            .unwrap();
+    }
+    svc.deploy("dev", "echo", &wasm(paths::ECHO), FunctionConfig::default())
+        .unwrap();
+    reg.set_sharing("wxA", true).unwrap();
+    let invoke = vec!["functions:invoke".to_string()];
+    svc.add_share("prod", "wxB", &invoke, SharedFunctions::All, None)
+        .unwrap();
+    svc.add_share(
+        "prod",
+        "wxC",
+        &invoke,
+        SharedFunctions::parse("echo,users_add").unwrap(),
+        None,
+    )
+    .unwrap();
+    svc.add_share("prod", "wxE", &invoke, SharedFunctions::All, None)
+        .unwrap();
+    svc.set_rules("prod", RULES).unwrap();
+    let s = TestServer::serve(dir, svc, owner, other, ServeConfig::default()).await;
+    Shared { s, e, d, c }
+}
+
+async fn shared() -> Shared {
+    shared_with(Options::default()).await
+}
+
+/// Calls `env/name` over HTTP as `creds`' app with its user `openid`.
+async fn call_as(
+    s: &TestServer,
+    creds: &AppCredentials,
+    openid: Option<&str>,
+    env: &str,
+    name: &str,
+    body: &str,
+) -> Value {
+    let token = s.token(creds).await;
+    let url = s.url(&format!(
+        "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
+    ));
+    let mut headers = vec![("X-WX-UNIONID", "u-shared")];
+    if let Some(o) = openid {
+        headers.push(("X-WX-OPENID", o));
+    }
+    request("POST", &url, &headers, body.to_string()).await.1
+}
+
+fn resp_data(v: &Value) -> Value {
+    serde_json::from_str(
+        v["resp_data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no resp_data: {v}")),
+    )
+    .unwrap()
+}
+
+fn auth_runs(s: &TestServer) -> usize {
+    s.svc.flush_records();
+    s.svc
+        .activations(&cloudfn_host::activations::ActivationQuery {
+            env: "prod".into(),
+            name: Some("cloudbase_auth".into()),
+            after: None,
+            limit: Some(1000),
+        })
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_granted_app_sees_from_fields_and_others_are_denied() {
+    let t = shared().await;
+    let s = &t.s;
+    let v = call_as(s, &s.other, Some("oB-1"), "prod", "echo", r#"{"q":1}"#).await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let ctx = &resp_data(&v)["context"];
+    assert_eq!(ctx["FROM_APPID"], "wxB");
+    assert_eq!(ctx["FROM_OPENID"], "oB-1");
+    assert_eq!(ctx["FROM_UNIONID"], "u-shared");
+    assert!(
+        ctx.get("APPID").is_none() && ctx.get("OPENID").is_none(),
+        "{ctx}"
+    );
+    assert_eq!(ctx["SOURCE"], "wx_http");
+    // Shared but not on cloudbase_auth's allowlist: its own errCode and errMsg, unchanged.
+    let v = call_as(s, &t.e, Some("oE"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -403001, "{v}");
+    assert_eq!(v["errmsg"], "app wxE is not allowed to use env prod");
+    // Not shared at all.
+    let v = call_as(s, &t.d, None, "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+    // Sharing is per env: dev is not shared with wxB.
+    let v = call_as(s, &s.other, None, "dev", "echo", "{}").await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+    // The owner calls its own env directly.
+    let v = call_as(s, &s.owner, Some("oA"), "prod", "echo", "{}").await;
+    assert_eq!(resp_data(&v)["context"]["OPENID"], "oA");
+}
+
+#[tokio::test]
+async fn the_share_and_the_rules_limit_functions() {
+    let t = shared().await;
+    let s = &t.s;
+    // Outside wxC's share.
+    let v = call_as(s, &t.c, Some("oC"), "prod", "fail_panic", "{}").await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+    assert!(
+        v["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("does not permit invoking fail_panic")
+    );
+    // A rule on auth.custom: partners may add users, viewers may not.
+    let v = call_as(
+        s,
+        &s.other,
+        Some("oB"),
+        "prod",
+        "users_add",
+        r#"{"name":"Ada"}"#,
+    )
+    .await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let v = call_as(
+        s,
+        &t.c,
+        Some("oC"),
+        "prod",
+        "users_add",
+        r#"{"name":"Ada"}"#,
+    )
+    .await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+    assert!(
+        v["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("auth.custom.role == 'partner'"),
+        "{v}"
+    );
+    // Rules changes apply to the very next call.
+    s.svc
+        .set_rules("prod", r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role in ['partner', 'viewer']"}}"#)
+        .unwrap();
+    let v = call_as(
+        s,
+        &t.c,
+        Some("oC"),
+        "prod",
+        "users_add",
+        r#"{"name":"Ada"}"#,
+    )
+    .await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let bad = s
+        .svc
+        .set_rules("prod", r#"{"*": {"invoke": "auth.custom.role =="}}"#);
+    assert!(
+        matches!(bad, Err(RegistryError::InvalidRules(ref m)) if m.contains("<input>:1:")),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_function_to_function_call_keeps_from_fields_and_the_source_chain() {
+    let t = shared().await;
+    let s = &t.s;
+    let v = call_as(
+        s,
+        &s.other,
+        Some("oB-7"),
+        "prod",
+        "users_add",
+        r#"{"name":"Bo"}"#,
+    )
+    .await;
+    let data = resp_data(&v);
+    assert_eq!(data["added"]["createdBy"], "oB-7");
+    assert_eq!(data["added"]["createdIn"], "wxB");
+    let inner = &data["stored"]["context"];
+    assert_eq!(inner["SOURCE"], "wx_http,scf");
+    assert_eq!(inner["FROM_APPID"], "wxB");
+    assert_eq!(inner["FROM_OPENID"], "oB-7");
+    assert_eq!(inner["FROM_UNIONID"], "u-shared");
+    assert!(inner.get("OPENID").is_none());
+    // The nested call is checked too: wxC's share has no fail_panic, and viewers may call
+    // users_add after this rule change, whose nested echo is within the share.
+    s.svc
+        .set_rules("prod", r#"{"*": {"invoke": true}}"#)
+        .unwrap();
+    let v = call_as(s, &t.c, Some("oC"), "prod", "users_add", r#"{"name":"Cy"}"#).await;
+    assert_eq!(resp_data(&v)["stored"]["context"]["FROM_APPID"], "wxC");
+}
+
+#[tokio::test]
+async fn who_may_share_what() {
+    let t = shared().await;
+    let svc = &t.s.svc;
+    let invoke = vec!["functions:invoke".to_string()];
+    fn refused<T: std::fmt::Debug>(r: Result<T, RegistryError>, want: &str) {
+        match r {
+            Err(RegistryError::Refused(m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("expected a refusal containing {want:?}, got {other:?}"),
+        }
+    }
+    // A sharee cannot pass the env on.
+    refused(
+        svc.add_share("prod", "wxC", &invoke, SharedFunctions::All, Some("wxB")),
+        "wxB cannot pass it on",
+    );
+    // Same subject only.
+    refused(
+        svc.add_share("prod", "wxD", &invoke, SharedFunctions::All, None),
+        "same subject",
+    );
+    // No cloudbase_auth, no share.
+    refused(
+        svc.add_share("dev", "wxB", &invoke, SharedFunctions::All, None),
+        "no cloudbase_auth",
+    );
+    // Sharing cannot be turned off while shares exist.
+    refused(
+        svc.registry().set_sharing("wxA", false),
+        "before turning sharing off",
+    );
+    // Unknown permissions are refused.
+    assert!(matches!(
+        svc.add_share(
+            "prod",
+            "wxB",
+            &["storage:write".into()],
+            SharedFunctions::All,
+            None
+        ),
+        Err(RegistryError::InvalidConfig(_))
+    ));
+    // Only the two sides may end a share.
+    refused(svc.remove_share("prod", "wxB", Some("wxC")), "not wxC");
+    let shares = svc.registry().shares(Some("prod"), None).unwrap();
+    assert_eq!(
+        shares
+            .iter()
+            .map(|s| s.to_appid.as_str())
+            .collect::<Vec<_>>(),
+        vec!["wxB", "wxC", "wxE"]
+    );
+}
+
+#[tokio::test]
+async fn ending_a_share_takes_effect_on_the_very_next_call() {
+    let t = shared().await;
+    let s = &t.s;
+    let invoke = vec!["functions:invoke".to_string()];
+    for acting in ["wxB", "wxA"] {
+        // A granted call caches the decision...
+        assert_eq!(
+            errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
+            0
+        );
+        // ...and ending the share (by the sharee, then by the owner) still stops the next call.
+        s.svc.remove_share("prod", "wxB", Some(acting)).unwrap();
+        let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
+        assert_eq!(errcode(&v), -501019, "after {acting} ended it: {v}");
+        s.svc
+            .add_share("prod", "wxB", &invoke, SharedFunctions::All, None)
+            .unwrap();
+    }
+    // With the shares of wxA gone, sharing can be turned off.
+    for to in ["wxB", "wxC", "wxE"] {
+        s.svc.remove_share("prod", to, None).unwrap();
+    }
+    s.svc.registry().set_sharing("wxA", false).unwrap();
+}
+
+#[tokio::test]
+async fn decisions_are_cached_per_caller_and_dropped_on_redeploy() {
+    let t = shared().await;
+    let s = &t.s;
+    for _ in 0..3 {
+        assert_eq!(
+            errcode(&call_as(s, &s.other, Some("o1"), "prod", "echo", "{}").await),
+            0
+        );
+    }
+    assert_eq!(auth_runs(s), 1, "one cloudbase_auth run for one caller");
+    call_as(s, &s.other, Some("o2"), "prod", "echo", "{}").await;
+    assert_eq!(auth_runs(s), 2, "another user is another decision");
+    // Redeploying cloudbase_auth drops cached decisions: now it denies wxB.
+    s.svc
+        .deploy(
+            "prod",
+            "cloudbase_auth",
+            &wasm(paths::CLOUDBASE_AUTH),
+            vars(&[("allowed_appids", "wxC")]),
+        )
+        .unwrap();
+    let v = call_as(s, &s.other, Some("o1"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -403001, "{v}");
+    assert_eq!(auth_runs(s), 3);
+    // cloudbase_auth missing: function not found, naming it.
+    s.svc.remove("prod", "cloudbase_auth").unwrap();
+    let v = call_as(s, &s.other, Some("o1"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -501009, "{v}");
+    assert!(
+        v["errmsg"].as_str().unwrap().contains("cloudbase_auth"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_zero_ttl_asks_cloudbase_auth_every_time() {
+    let t = shared_with(Options {
+        auth_cache_ttl: std::time::Duration::ZERO,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        call_as(&t.s, &t.s.other, Some("o1"), "prod", "echo", "{}").await;
+    }
+    assert_eq!(auth_runs(&t.s), 3);
+}
+
+#[tokio::test]
+async fn malformed_cloudbase_auth_replies_are_denials() {
+    let t = shared().await;
+    let s = &t.s;
+    let cases = [
+        (r#"{"errMsg":"hi","auth":"{}"}"#, "errCode is missing"),
+        (r#"{"errCode":"0","auth":"{}"}"#, "errCode must be a number"),
+        (
+            r#"{"errCode":0,"auth":{"role":"x"}}"#,
+            "auth must be a string",
+        ),
+        (r#"{"errCode":0,"auth":"role=x"}"#, "auth is not JSON"),
+        (
+            r#"{"errCode":0,"auth":"[1]"}"#,
+            "auth must hold a JSON object",
+        ),
+        (r#"{"errCode":0}"#, "auth is missing"),
+        ("not json at all", "not JSON"),
+    ];
+    for (reply, why) in cases {
+        s.svc
+            .deploy(
+                "prod",
+                "cloudbase_auth",
+                &wasm(paths::AUTH_REPLY),
+                vars(&[("reply", reply)]),
+            )
+            .unwrap();
+        let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
+        assert_eq!(errcode(&v), -501019, "{reply}: {v}");
+        let msg = v["errmsg"].as_str().unwrap();
+        assert!(
+            msg.contains(why) && msg.contains("access denied"),
+            "{reply}: {msg}"
+        );
+    }
+    // A well-formed denial passes through; a well-formed grant grants.
+    for (reply, code) in [
+        (r#"{"errCode":12345,"errMsg":"not today"}"#, 12345),
+        (
+            r#"{"errCode":0,"errMsg":"","auth":"{\"role\":\"partner\"}"}"#,
+            0,
+        ),
+    ] {
+        s.svc
+            .deploy(
+                "prod",
+                "cloudbase_auth",
+                &wasm(paths::AUTH_REPLY),
+                vars(&[("reply", reply)]),
+            )
+            .unwrap();
+        let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
+        assert_eq!(errcode(&v), code, "{reply}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn every_decision_is_in_the_activation_records() {
+    let t = shared().await;
+    let s = &t.s;
+    call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
+    call_as(s, &t.c, Some("o"), "prod", "fail_panic", "{}").await;
+    call_as(s, &t.e, Some("o"), "prod", "echo", "{}").await;
+    call_as(s, &t.c, Some("o"), "prod", "users_add", r#"{"name":"x"}"#).await;
+    s.svc.flush_records();
+    let records = s
+        .svc
+        .activations(&cloudfn_host::activations::ActivationQuery {
+            env: "prod".into(),
+            name: None,
+            after: None,
+            limit: Some(100),
+        })
+        .unwrap();
+    let decisions: Vec<(String, bool, String, i32)> = records
+        .iter()
+        .filter(|r| r.function != "cloudbase_auth")
+        .map(|r| {
+            let d = r
+                .decision
+                .as_ref()
+                .expect("cross-app calls carry a decision");
+            (d.caller_appid.clone(), d.allowed, d.step.clone(), r.errcode)
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            ("wxB".into(), true, "rules".into(), 0),
+            ("wxC".into(), false, "share".into(), -501019),
+            ("wxE".into(), false, "cloudbase_auth".into(), -403001),
+            ("wxC".into(), false, "rules".into(), -501019),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn init_runs_cloudbase_auth_for_the_caller() {
+    let t = shared().await;
+    let s = &t.s;
+    let init = |creds: AppCredentials, openid: &'static str| async move {
+        let token = s.token(&creds).await;
+        let url = s.url(&format!("/tcb/init?access_token={token}&env=prod"));
+        request("POST", &url, &[("X-WX-OPENID", openid)], "")
+            .await
+            .1
+    };
+    let v = init(s.other.clone(), "oB").await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let claims: Value = serde_json::from_str(v["auth"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["role"], "partner");
+    assert_eq!(claims["fromOpenid"], "oB");
+    let v = init(t.e.clone(), "oE").await;
+    assert_eq!(
+        (errcode(&v), v["errmsg"].as_str().unwrap()),
+        (-403001, "app wxE is not allowed to use env prod")
+    );
+    assert_eq!(errcode(&init(t.d.clone(), "oD").await), -501019);
+    assert_eq!(errcode(&init(s.owner.clone(), "oA").await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_sdk_goes_through_the_same_pipeline() {
+    let t = shared().await;
+    let s = &t.s;
+    let (ok, v) = node_call(
+        s,
+        &s.other,
+        "prod",
+        "users_add",
+        Some(r#"{"name":"Node"}"#),
+        None,
+    );
+    assert!(ok, "{v}");
+    assert_eq!(v["result"]["added"]["createdIn"], "wxB");
+    assert_eq!(v["result"]["stored"]["context"]["FROM_APPID"], "wxB");
+    let (ok, v) = node_call(
+        s,
+        &t.c,
+        "prod",
+        "users_add",
+        Some(r#"{"name":"Node"}"#),
+        None,
+    );
+    assert!(!ok);
+    assert_eq!(v["code"], "EXCEED_AUTHORITY", "{v}");
+    let (ok, v) = node_call(s, &t.e, "prod", "echo", Some("{}"), None);
+    assert!(!ok);
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str()),
+        (
+            Some("-403001"),
+            Some("app wxE is not allowed to use env prod")
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_local_cli_gives_the_same_results_as_http() {
+    let t = shared().await;
+    let s = &t.s;
+    let cases: [(&AppCredentials, &str, &str); 5] = [
+        (&s.other, "echo", r#"{"k":1}"#),
+        (&s.other, "users_add", r#"{"name":"Lo"}"#),
+        (&t.c, "users_add", r#"{"name":"Lo"}"#),
+        (&t.e, "echo", "{}"),
+        (&t.d, "echo", "{}"),
+    ];
+    for (creds, name, event) in cases {
+        let http = call_as(s, creds, Some("o-cli"), "prod", name, event).await;
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudfn"))
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .args([
+                "invoke", "--env", "prod", "--name", name, "--event", event, "-q",
+            ])
+            .args([
+                "--from-appid",
+                &creds.appid,
+                "--from-openid",
+                "o-cli",
+                "--from-unionid",
+                "u-shared",
+            ])
+            .output()
+            .unwrap();
+        let local: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let what = format!("{} {name}", creds.appid);
+        if errcode(&http) == 0 {
+            assert!(out.status.success(), "{what}: {local}");
+            let http = resp_data(&http);
+            let strip = |mut v: Value| {
+                // Request ids, client ip and SOURCE differ by path; the rest must not.
+                for path in ["/context", "/stored/context"] {
+                    if let Some(o) = v.pointer_mut(path).and_then(Value::as_object_mut) {
+                        for k in ["REQUEST_ID", "CLIENTIP", "SOURCE"] {
+                            o.remove(k);
+                        }
+                    }
+                }
+                v
+            };
+            assert_eq!(strip(local), strip(http), "{what}");
+        } else {
+            assert!(!out.status.success(), "{what}");
+            assert_eq!(
+                local["errcode"], http["errcode"],
+                "{what}: {local} vs {http}"
+            );
+            assert_eq!(local["errmsg"], http["errmsg"], "{what}");
+        }
+    }
+}
