@@ -68,6 +68,7 @@ async fn every_wxcontext_field_reaches_the_guest_exactly() {
 
 #[tokio::test]
 async fn call_function_keeps_identity_and_chains_source() {
+    // (Calls on behalf of another app are checked again on the nested call: tests/sharing.rs.)
     let (_dir, svc) = service();
     deploy(
         &svc,
@@ -82,22 +83,24 @@ async fn call_function_keeps_identity_and_chains_source() {
         "wx_client",
     );
     req.identity = Identity {
-        from_appid: Some("wxB".into()),
-        from_openid: Some("oB".into()),
-        from_unionid: Some("uB".into()),
+        appid: Some("wxA".into()),
+        openid: Some("oA".into()),
+        unionid: Some("uA".into()),
+        client_ip: Some("198.51.100.1".into()),
         ..Identity::default()
     };
     let inv = svc.invoke(req).await;
     let out = ok_json(&inv);
     assert_eq!(out["added"]["name"], "Ada");
-    assert_eq!(out["added"]["createdBy"], "oB");
+    assert_eq!(out["added"]["createdBy"], "oA");
     let callee_ctx = &out["stored"]["context"];
     assert_eq!(callee_ctx["SOURCE"], "wx_client,scf");
-    assert_eq!(callee_ctx["FROM_APPID"], "wxB");
-    assert_eq!(callee_ctx["FROM_OPENID"], "oB");
-    assert_eq!(callee_ctx["FROM_UNIONID"], "uB");
+    assert_eq!(callee_ctx["APPID"], "wxA");
+    assert_eq!(callee_ctx["OPENID"], "oA");
+    assert_eq!(callee_ctx["UNIONID"], "uA");
+    assert_eq!(callee_ctx["CLIENTIP"], "198.51.100.1");
     assert_eq!(callee_ctx["FUNCTION_NAME"], "echo");
-    assert!(callee_ctx.get("OPENID").is_none());
+    assert!(callee_ctx.get("FROM_APPID").is_none());
     assert_ne!(callee_ctx["REQUEST_ID"], json!(inv.request_id));
     // The SDK's log macro reached the call's logs.
     assert!(

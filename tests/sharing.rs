@@ -603,3 +603,50 @@ async fn the_local_cli_gives_the_same_results_as_http() {
         }
     }
 }
+
+#[test]
+fn the_readme_seed_scenario_runs_as_printed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm_dir = std::path::Path::new(paths::ECHO).parent().unwrap();
+    let out = Command::new("bash")
+        .arg(root.join("examples/sharing.sh"))
+        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
+        .env("WASM", wasm_dir)
+        .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_lines: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let [init, http, denied, node, local] = json_lines.as_slice() else {
+        panic!("expected 5 JSON answers, got {stdout}");
+    };
+    let claims: Value = serde_json::from_str(init["auth"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (claims["role"].as_str(), claims["fromOpenid"].as_str()),
+        (Some("partner"), Some("o-b-1"))
+    );
+    let http = resp_data(http);
+    assert_eq!(http["added"]["createdBy"], "o-b-1");
+    assert_eq!(http["stored"]["context"]["FROM_APPID"], "wxB");
+    assert_eq!(http["stored"]["context"]["SOURCE"], "wx_http,scf");
+    assert_eq!(errcode(denied), -403001);
+    assert_eq!(
+        denied["errmsg"],
+        "app wxC is not allowed to use env prod-01"
+    );
+    assert_eq!(node["added"]["createdIn"], "wxB");
+    assert_eq!(node["stored"]["context"]["FROM_APPID"], "wxB");
+    assert_eq!(local["added"]["createdBy"], "o-b-1");
+    assert_eq!(local["stored"]["context"]["FROM_OPENID"], "o-b-1");
+    assert_eq!(local["stored"]["context"]["SOURCE"], "wx_devtools,scf");
+}

@@ -157,6 +157,10 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight calls.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Seconds a cloudbase_auth decision is reused for the same caller (app, openid, unionid);
+    /// share, rule and cloudbase_auth changes drop cached decisions at once.
+    #[arg(long, default_value_t = 60)]
+    pub auth_cache_ttl: u64,
     /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
     #[arg(long)]
     pub demo: bool,
@@ -570,6 +574,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let options = Options {
         env_concurrency: args.env_concurrency.max(1),
         activation_retention: args.retention,
+        auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
         ..Options::default()
     };
     let svc = Cloudfn::open_with(&cli.data_dir, options)
