@@ -638,10 +638,12 @@ fn serve_binary_remote_cli_and_graceful_drain() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--log-format",
+            "json",
         ])
         .env("CLOUDFN_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -808,4 +810,16 @@ fn serve_binary_remote_cli_and_graceful_drain() {
     });
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
+    // --log-format json: one JSON object per diagnostic line, the grant and drain logs included.
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("draining"))),
+        "{log}"
+    );
 }
