@@ -214,60 +214,69 @@ pub struct VersionInfo {
     pub active: bool,
 }
 
-/// Checks a function name against protocol §3: `^[a-zA-Z][a-zA-Z0-9_-]{0,58}[a-zA-Z0-9]$`.
-pub fn validate_function_name(name: &str) -> Result<(), RegistryError> {
+/// A name made of ASCII letters, digits, '_' and '-', with a length range and rules for its
+/// first and last characters; `rule` says it in words for the error.
+fn check_name(
+    kind: &'static str,
+    name: &str,
+    len: std::ops::RangeInclusive<usize>,
+    first: fn(&u8) -> bool,
+    last: fn(&u8) -> bool,
+    rule: &'static str,
+) -> Result<(), RegistryError> {
     let b = name.as_bytes();
-    let ok = (2..=60).contains(&b.len())
-        && b[0].is_ascii_alphabetic()
-        && b[b.len() - 1].is_ascii_alphanumeric()
+    let ok = len.contains(&b.len())
+        && b.first().is_some_and(first)
+        && b.last().is_some_and(last)
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
     if ok {
         Ok(())
     } else {
         Err(RegistryError::InvalidName {
-            kind: "function",
+            kind,
             name: name.to_string(),
-            rule: "2-60 characters: a letter first, then letters, digits, '_' or '-', \
-                   ending with a letter or digit",
+            rule,
         })
     }
+}
+
+/// Checks a function name against protocol §3: `^[a-zA-Z][a-zA-Z0-9_-]{0,58}[a-zA-Z0-9]$`.
+pub fn validate_function_name(name: &str) -> Result<(), RegistryError> {
+    check_name(
+        "function",
+        name,
+        2..=60,
+        u8::is_ascii_alphabetic,
+        u8::is_ascii_alphanumeric,
+        "2-60 characters: a letter first, then letters, digits, '_' or '-', \
+         ending with a letter or digit",
+    )
 }
 
 /// Checks an env id: 2-64 characters of letters, digits, '-' and '_', starting with a letter
 /// or digit (e.g. `prod-01`, `test-f96b31`); it names a directory, so nothing else is allowed.
 pub fn validate_env_name(name: &str) -> Result<(), RegistryError> {
-    let b = name.as_bytes();
-    let ok = (2..=64).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::InvalidName {
-            kind: "env",
-            name: name.to_string(),
-            rule: "2-64 characters: letters, digits, '-' or '_', starting with a letter or digit",
-        })
-    }
+    check_name(
+        "env",
+        name,
+        2..=64,
+        u8::is_ascii_alphanumeric,
+        |_| true,
+        "2-64 characters: letters, digits, '-' or '_', starting with a letter or digit",
+    )
 }
 
 /// Checks an appid: 2-64 letters, digits, '_' or '-' (e.g. `wx8f3a…`, `tt12…`).
 pub fn validate_appid(appid: &str) -> Result<(), RegistryError> {
-    let b = appid.as_bytes();
-    let ok = (2..=64).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::InvalidName {
-            kind: "app",
-            name: appid.to_string(),
-            rule: "2-64 characters: letters, digits, '-' or '_'",
-        })
-    }
+    check_name(
+        "app",
+        appid,
+        2..=64,
+        |_| true,
+        |_| true,
+        "2-64 characters: letters, digits, '-' or '_'",
+    )
 }
 
 /// Deliberate crash points for tests of interrupted deploys: set `CLOUDFN_CRASH_AT` to a step

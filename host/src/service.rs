@@ -522,18 +522,8 @@ impl Cloudfn {
             )));
         }
         if req.version.is_none() {
-            let data_version = self.registry.data_version()?;
-            if self
-                .active_data_version
-                .swap(data_version, Ordering::AcqRel)
-                != data_version
-            {
-                // Another process changed the registry: re-resolve active versions.
-                self.active
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-            } else if let Some(p) = self
+            self.refresh_caches()?;
+            if let Some(p) = self
                 .active
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
