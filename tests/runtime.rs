@@ -551,3 +551,19 @@ async fn the_default_time_limit_depends_on_the_call_path() {
     http.default_timeout = cloudfn_host::registry::DEFAULT_HTTP_TIMEOUT;
     assert_eq!(ok_json(&svc.invoke(http).await)["slept"], 3500);
 }
+
+#[tokio::test]
+async fn a_version_number_reused_after_rm_runs_the_new_code() {
+    let (dir, svc) = service();
+    ok_json(&call(&svc, "echo", "{}").await);
+    // Another process removes echo and deploys something else under the same name: version 1
+    // again, other content.
+    let other = Cloudfn::open(dir.path()).unwrap();
+    other.remove("prod", "echo").unwrap();
+    assert_eq!(
+        deploy(&other, "echo", paths::FAIL_ERROR, FunctionConfig::default()),
+        1
+    );
+    let inv = call(&svc, "echo", "{}").await;
+    assert_eq!(err(&inv).0, -504002, "the old echo must not answer");
+}

@@ -650,3 +650,47 @@ fn the_readme_seed_scenario_runs_as_printed() {
     assert_eq!(local["stored"]["context"]["FROM_OPENID"], "o-b-1");
     assert_eq!(local["stored"]["context"]["SOURCE"], "wx_devtools,scf");
 }
+
+#[tokio::test]
+async fn changes_made_by_another_process_apply_to_the_next_call() {
+    let t = shared().await;
+    let s = &t.s;
+    // The CLI next to a running server is another process with its own connection.
+    let other = cloudfn_host::Cloudfn::open(s.dir.path()).unwrap();
+    let users_add = r#"{"name":"Ada"}"#;
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "users_add", users_add).await),
+        0
+    );
+    other
+        .set_rules(
+            "prod",
+            r#"{"*": {"invoke": true}, "users_add": {"invoke": false}}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "users_add", users_add).await),
+        -501019
+    );
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
+        0
+    );
+    other
+        .deploy(
+            "prod",
+            "cloudbase_auth",
+            &wasm(paths::CLOUDBASE_AUTH),
+            vars(&[("allowed_appids", "wxC")]),
+        )
+        .unwrap();
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
+        -403001
+    );
+    other.remove_share("prod", "wxC", Some("wxC")).unwrap();
+    assert_eq!(
+        errcode(&call_as(s, &t.c, Some("o"), "prod", "echo", "{}").await),
+        -501019
+    );
+}

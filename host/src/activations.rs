@@ -10,8 +10,11 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::thread::JoinHandle;
+
+/// Records waiting to be written at most; past it new ones are dropped (and counted).
+const QUEUE: usize = 4096;
 
 /// Records kept by default.
 pub const DEFAULT_RETENTION: u64 = 10_000;
@@ -77,7 +80,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
 
 /// The activation store: a background writer and a reader.
 pub struct Recorder {
-    tx: Mutex<Option<Sender<Msg>>>,
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    dropped: std::sync::atomic::AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
@@ -101,7 +105,7 @@ impl Recorder {
         crate::registry::migrate(&mut conn, MIGRATIONS)
             .with_context(|| format!("migrating {}", db_path.display()))?;
         let reader = open(db_path)?;
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("cloudfn-activations".into())
             .spawn(move || writer(conn, rx, retention))
@@ -110,13 +114,22 @@ impl Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Mutex::new(reader),
+            dropped: Default::default(),
         })
     }
 
     /// Queues a record.
     pub fn record(&self, activation: Activation) {
-        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
-            let _ = tx.send(Msg::Record(Box::new(activation)));
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner())
+            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Record(Box::new(activation)))
+        {
+            // The disk cannot keep up: drop the record rather than queue without bound.
+            let n = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!("activation writer is behind; {} record(s) dropped", n + 1);
+            }
         }
     }
 

@@ -21,6 +21,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Most log text kept per call (stdout, stderr and log lines together); the rest is dropped
 /// and the record says so.
 pub const MAX_LOG_BYTES: usize = 1 << 20;
+/// What a log line costs against [`MAX_LOG_BYTES`] beyond its text (its record's size).
+const LINE_OVERHEAD: usize = 64;
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +58,9 @@ pub struct LogSink {
 }
 
 impl LogSink {
+    /// Charges `len` bytes against the cap; once the cap is hit, nothing more is kept.
     fn admit(&mut self, len: usize) -> bool {
-        if self.bytes + len > MAX_LOG_BYTES {
+        if self.truncated || self.bytes + len > MAX_LOG_BYTES {
             self.truncated = true;
             return false;
         }
@@ -71,6 +74,10 @@ impl LogSink {
         }
         let idx = (stream == LogStream::Stderr) as usize;
         while let Some(pos) = data.iter().position(|b| *b == b'\n') {
+            // A line costs more than its text: empty lines must not be free.
+            if !self.admit(LINE_OVERHEAD) {
+                return;
+            }
             let mut line = std::mem::take(&mut self.partial[idx]);
             line.extend_from_slice(&data[..pos]);
             self.push_line(stream, None, line);
@@ -307,7 +314,7 @@ impl log::Host for FnHost {
             LogLevel::Error => "error",
         };
         let mut sink = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        if sink.admit(message.len()) {
+        if sink.admit(message.len() + LINE_OVERHEAD) {
             sink.push_line(LogStream::Log, Some(level), message.into_bytes());
         }
     }
@@ -377,6 +384,18 @@ mod tests {
             sink.write(LogStream::Stdout, &[b'x'; 1000]);
         }
         let lines = sink.finish();
+        assert!(lines.last().unwrap().message.contains("truncated"));
+        // Empty lines are not free: a flood of them is capped too.
+        let mut sink = LogSink::default();
+        for _ in 0..100_000 {
+            sink.write(LogStream::Stderr, b"\n\n\n\n\n\n\n\n");
+        }
+        let lines = sink.finish();
+        assert!(
+            lines.len() < MAX_LOG_BYTES / LINE_OVERHEAD + 2,
+            "{}",
+            lines.len()
+        );
         assert!(lines.last().unwrap().message.contains("truncated"));
     }
 

@@ -496,7 +496,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 info.env,
                 info.name,
                 info.version,
-                &info.sha256[..12]
+                short(&info.sha256)
             );
             println!("{}", info.version);
         }
@@ -517,7 +517,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     "{}\t{}\t{}\t{}\t{}\t{}MB\n",
                     v.version,
                     if v.active { "*" } else { "" },
-                    &v.sha256[..12],
+                    short(&v.sha256),
                     v.size,
                     v.config
                         .timeout_ms
@@ -544,6 +544,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => logs(&backend()?, env, name.clone(), *limit, *follow).await?,
     }
     Ok(0)
+}
+
+/// The first 12 characters of a hash, for display.
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 fn backend(cli: &Cli) -> anyhow::Result<Backend> {

@@ -198,11 +198,13 @@ impl Registry {
         Ok(creds)
     }
 
-    /// Replaces an app's secret and secretId/secretKey; the old ones stop working at once.
-    /// Tokens already issued stay valid until they expire or are replaced.
+    /// Replaces an app's secret and secretId/secretKey; the old ones, and every access token
+    /// issued with them, stop working at once (a rotation usually means a leak).
     pub fn rotate_secret(&self, appid: &str) -> Result<AppCredentials, RegistryError> {
         let creds = new_credentials(appid);
-        let changed = self.db().execute(
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
             "UPDATE apps SET secret_sha256 = ?2, secret_id = ?3, secret_key = ?4 WHERE appid = ?1",
             params![
                 appid,
@@ -214,6 +216,8 @@ impl Registry {
         if changed == 0 {
             return Err(RegistryError::AppNotFound(appid.to_string()));
         }
+        tx.execute("DELETE FROM tokens WHERE appid = ?1", [appid])?;
+        tx.commit()?;
         Ok(creds)
     }
 
@@ -250,30 +254,9 @@ impl Registry {
             .optional()?)
     }
 
-    fn token_key(&self) -> anyhow::Result<Vec<u8>> {
-        let path = self.root().join("keys").join("token.key");
-        match std::fs::read(&path) {
-            Ok(key) if key.len() == 32 => return Ok(key),
-            Ok(_) => anyhow::bail!("{} is damaged (expected 32 bytes)", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-        let dir = path.parent().expect("keys dir");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        let mut key = vec![0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-        write_atomic(&path, &key)?;
-        Ok(key)
-    }
-
     fn token_for(&self, id: &str) -> anyhow::Result<String> {
-        let key = self.token_key()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.token_key()).expect("any key length");
         mac.update(id.as_bytes());
         Ok(format!("{id}{}", hex::encode(mac.finalize().into_bytes())))
     }
@@ -410,6 +393,44 @@ impl Registry {
         )?;
         Ok(())
     }
+}
+
+/// Reads the data dir's token key (`keys/token.key`), creating it on first use. Creation is a
+/// link of a complete temp file that fails if another process got there first, so concurrent
+/// first starts agree on one key.
+pub(crate) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let dir = root.join("keys");
+    let path = dir.join("token.key");
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+        let tmp = dir.join(format!(
+            "token.key.tmp-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        write_atomic(&tmp, &key)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+    let key = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        key.len() == 32,
+        "{} is damaged (expected 32 bytes)",
+        path.display()
+    );
+    Ok(key)
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppInfo> {

@@ -65,6 +65,9 @@ pub enum InvokeError {
         /// cloudbase_auth's errMsg.
         errmsg: String,
     },
+    /// The host has no room for another instance right now.
+    #[error("the host is at capacity, try again: {0}")]
+    Overloaded(String),
     /// The caller is not allowed to run this function.
     #[error("unauthorized operation: {0}")]
     Unauthorized(String),
@@ -85,7 +88,7 @@ impl InvokeError {
             | InvokeError::Failed { .. }
             | InvokeError::DepthExceeded(_) => -504002,
             InvokeError::Unauthorized(_) => -501019,
-            InvokeError::TooBusy { .. } => -501004,
+            InvokeError::TooBusy { .. } | InvokeError::Overloaded(_) => -501004,
             InvokeError::Denied { errcode, .. } => *errcode,
             InvokeError::System(_) => -1,
         }

@@ -361,7 +361,9 @@ pub fn admin_code(e: &InvokeError) -> std::borrow::Cow<'static, str> {
         InvokeError::MemoryLimit { .. } => "FUNCTION_MEMORY_LIMIT_EXCEEDED",
         InvokeError::Failed { .. } | InvokeError::DepthExceeded(_) => "FUNCTION_INVOCATION_FAILED",
         InvokeError::Unauthorized(_) => "EXCEED_AUTHORITY",
-        InvokeError::TooBusy { .. } => "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED",
+        InvokeError::TooBusy { .. } | InvokeError::Overloaded(_) => {
+            "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED"
+        }
         InvokeError::System(_) => "SYS_ERR",
     };
     code.into()

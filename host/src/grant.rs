@@ -12,7 +12,7 @@
 //! the rules, or redeploying `cloudbase_auth`, drops the env's cached decisions at once.
 
 use crate::error::InvokeError;
-use crate::registry::EnvInfo;
+use crate::registry::{EnvInfo, validate_function_name};
 use crate::rules::Rules;
 use crate::service::{Cloudfn, Identity, Invocation, InvokeRequest};
 use crate::sharing::ShareInfo;
@@ -60,8 +60,19 @@ enum AuthOutcome {
     Denied { errcode: i32, errmsg: String },
 }
 
-/// Whose `cloudbase_auth` decision: (env, app, openid, unionid).
-type AuthKey = (String, String, Option<String>, Option<String>);
+/// Whose `cloudbase_auth` decision about what: (env, app, openid, unionid, function). The
+/// function is part of the key because the §5 event names it: a `cloudbase_auth` may decide
+/// per function.
+type AuthKey = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Most `cloudbase_auth` decisions kept; past it, expired ones are dropped first, then all.
+const MAX_CACHED_DECISIONS: usize = 100_000;
 
 /// What the pipeline caches, per env.
 #[derive(Default)]
@@ -69,14 +80,26 @@ pub struct SharingCache {
     shares: HashMap<(String, String), Option<Arc<ShareInfo>>>,
     rules: HashMap<String, Arc<Rules>>,
     auth: HashMap<AuthKey, (Instant, AuthOutcome)>,
+    /// Bumped by every invalidation: a value read from the registry (or a `cloudbase_auth` run
+    /// begun) before an invalidation must not be cached after it.
+    epoch: u64,
 }
 
 impl SharingCache {
     /// Drops everything cached about `env`.
     pub fn forget_env(&mut self, env: &str) {
+        self.epoch += 1;
         self.shares.retain(|(e, _), _| e != env);
         self.rules.remove(env);
         self.auth.retain(|(e, ..), _| e != env);
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self) {
+        self.epoch += 1;
+        self.shares.clear();
+        self.rules.clear();
+        self.auth.clear();
     }
 }
 
@@ -122,27 +145,39 @@ fn parse_reply(json: &str) -> Result<AuthOutcome, String> {
 impl Cloudfn {
     fn cached_share(&self, env: &str, to: &str) -> Result<Option<Arc<ShareInfo>>, InvokeError> {
         let key = (env.to_string(), to.to_string());
-        if let Some(s) = self.sharing_cache().shares.get(&key) {
-            return Ok(s.clone());
-        }
+        let epoch = {
+            let cache = self.sharing_cache();
+            if let Some(s) = cache.shares.get(&key) {
+                return Ok(s.clone());
+            }
+            cache.epoch
+        };
         let share = self.registry().share(env, to)?.map(Arc::new);
-        self.sharing_cache().shares.insert(key, share.clone());
+        let mut cache = self.sharing_cache();
+        if cache.epoch == epoch {
+            cache.shares.insert(key, share.clone());
+        }
         Ok(share)
     }
 
     fn cached_rules(&self, env: &str) -> Result<Arc<Rules>, InvokeError> {
-        if let Some(r) = self.sharing_cache().rules.get(env) {
-            return Ok(r.clone());
-        }
+        let epoch = {
+            let cache = self.sharing_cache();
+            if let Some(r) = cache.rules.get(env) {
+                return Ok(r.clone());
+            }
+            cache.epoch
+        };
         let json = self.registry().rules(env)?;
         let rules = Arc::new(Rules::parse(&json).map_err(|e| {
             InvokeError::System(anyhow::anyhow!(
                 "stored rules of env {env} are invalid: {e}"
             ))
         })?);
-        self.sharing_cache()
-            .rules
-            .insert(env.to_string(), rules.clone());
+        let mut cache = self.sharing_cache();
+        if cache.epoch == epoch {
+            cache.rules.insert(env.to_string(), rules.clone());
+        }
         Ok(rules)
     }
 
@@ -160,13 +195,18 @@ impl Cloudfn {
             caller.appid.clone(),
             caller.openid.clone(),
             caller.unionid.clone(),
+            function.map(str::to_string),
         );
         let ttl = self.options().auth_cache_ttl;
-        if let Some((at, outcome)) = self.sharing_cache().auth.get(&key)
-            && at.elapsed() < ttl
-        {
-            return Ok(outcome.clone());
-        }
+        let epoch = {
+            let cache = self.sharing_cache();
+            if let Some((at, outcome)) = cache.auth.get(&key)
+                && at.elapsed() < ttl
+            {
+                return Ok(outcome.clone());
+            }
+            cache.epoch
+        };
         let event = json!({
             "fromAppid": caller.appid,
             "fromOpenid": caller.openid,
@@ -191,7 +231,14 @@ impl Cloudfn {
                     env.name
                 ))
             })?,
-            Err(e @ InvokeError::FunctionNotFound { .. }) => return Err(e),
+            // Not deployed, the env busy, the host failing: said as such, not as a denial.
+            Err(
+                e @ (InvokeError::FunctionNotFound { .. }
+                | InvokeError::TooBusy { .. }
+                | InvokeError::Overloaded(_)
+                | InvokeError::DepthExceeded(_)
+                | InvokeError::System(_)),
+            ) => return Err(e),
             // A crash, a timeout or a result that is not even JSON is no reply: never a grant.
             Err(e) => {
                 return Err(InvokeError::Unauthorized(format!(
@@ -200,9 +247,16 @@ impl Cloudfn {
                 )));
             }
         };
-        self.sharing_cache()
-            .auth
-            .insert(key, (Instant::now(), outcome.clone()));
+        let mut cache = self.sharing_cache();
+        if cache.epoch == epoch {
+            if cache.auth.len() >= MAX_CACHED_DECISIONS {
+                cache.auth.retain(|_, (at, _)| at.elapsed() < ttl);
+                if cache.auth.len() >= MAX_CACHED_DECISIONS {
+                    cache.auth.clear();
+                }
+            }
+            cache.auth.insert(key, (Instant::now(), outcome.clone()));
+        }
         Ok(outcome)
     }
 
@@ -313,6 +367,9 @@ impl Cloudfn {
         mut req: InvokeRequest,
         depth: u32,
     ) -> Invocation {
+        if let Err(e) = validate_function_name(&req.name) {
+            return self.refused(&req, InvokeError::InvalidParam(e.to_string()), None);
+        }
         let env = match self.env(&req.env) {
             Ok(env) => env,
             Err(e) => return self.refused(&req, e, None),
@@ -339,7 +396,17 @@ impl Cloudfn {
                 req.identity = identity;
                 self.invoke_raw(req, depth, Some(decision)).await
             }
-            Err(e) => self.refused(&req, e, Some(decision)),
+            Err(e) => {
+                // The record names who was refused.
+                req.identity = Identity {
+                    from_appid: Some(caller.appid),
+                    from_openid: caller.openid,
+                    from_unionid: caller.unionid,
+                    client_ip: caller.client_ip,
+                    ..Identity::default()
+                };
+                self.refused(&req, e, Some(decision))
+            }
         }
     }
 

@@ -11,8 +11,9 @@ use prometheus_client::registry::Registry;
 /// Labels of the call counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
-    /// 0 for success, else the protocol errcode.
-    pub errcode: i32,
+    /// 0 for success, else the protocol errcode; `denied` for a `cloudbase_auth` denial,
+    /// whose own errCodes are the guest's to choose and must not grow the label set.
+    pub errcode: String,
 }
 
 /// The host's metrics.

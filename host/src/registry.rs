@@ -292,6 +292,7 @@ pub(crate) fn crash_point(step: &str) {
 pub struct Registry {
     root: PathBuf,
     db: Mutex<Connection>,
+    token_key: Vec<u8>,
 }
 
 impl Registry {
@@ -319,9 +320,11 @@ impl Registry {
         conn.pragma_update(None, "foreign_keys", true)?;
         migrate(&mut conn, MIGRATIONS)
             .with_context(|| format!("migrating {}", db_path.display()))?;
+        let token_key = crate::credentials::load_token_key(&root)?;
         Ok(Registry {
             root,
             db: Mutex::new(conn),
+            token_key,
         })
     }
 
@@ -331,6 +334,11 @@ impl Registry {
         Ok(self
             .db()
             .pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// The key access tokens are derived with.
+    pub(crate) fn token_key(&self) -> &[u8] {
+        &self.token_key
     }
 
     /// The data dir.

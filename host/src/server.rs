@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the server is set up.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -185,6 +188,9 @@ async fn accept_loop<F, Fut>(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            // A client that never finishes its headers must not hold a connection forever.
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -28,6 +28,22 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// How deep function-to-function calls may nest.
 pub const MAX_CALL_DEPTH: u32 = 8;
+/// Longest error message of a function kept (it goes into responses, records and logs).
+const MAX_ERROR_MESSAGE: usize = 4096;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked when cut.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("… [truncated]");
+    }
+    s
+}
+
 /// Largest result a function may return (protocol §8: 6 MB sync responses).
 pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
 
@@ -156,6 +172,8 @@ pub struct Cloudfn {
     envs: RwLock<HashMap<String, crate::registry::EnvInfo>>,
     /// SQLite's data_version when `active` was last valid: another process's commit changes it.
     active_data_version: AtomicU64,
+    /// Bumped (under `active`'s lock) whenever `active` entries are dropped.
+    active_epoch: AtomicU64,
     request_prefix: String,
     request_seq: AtomicU64,
 }
@@ -194,6 +212,7 @@ impl Cloudfn {
             active: RwLock::default(),
             envs: RwLock::default(),
             active_data_version: AtomicU64::new(data_version),
+            active_epoch: AtomicU64::new(0),
             request_prefix: format!(
                 "{:x}{:04x}",
                 nanos & 0xffff_ffff_ffff,
@@ -278,9 +297,13 @@ impl Cloudfn {
             Ok(_) => (0, "ok".to_string()),
             Err(e) => (e.errcode(), e.to_string()),
         };
+        let label = match &inv.result {
+            Err(InvokeError::Denied { .. }) => "denied".to_string(),
+            _ => errcode.to_string(),
+        };
         self.metrics
             .calls
-            .get_or_create(&CallLabels { errcode })
+            .get_or_create(&CallLabels { errcode: label })
             .inc();
         self.metrics.latency.observe(inv.duration.as_secs_f64());
         self.recorder.record(Activation {
@@ -373,10 +396,11 @@ impl Cloudfn {
         if name == crate::grant::AUTH_FUNCTION {
             self.sharing_cache().forget_env(env);
         }
-        self.active
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(env.to_string(), name.to_string()));
+        let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+        // Under the lock, so a lookup that read the registry before this change cannot put
+        // what it read back afterwards.
+        self.active_epoch.fetch_add(1, Ordering::AcqRel);
+        active.remove(&(env.to_string(), name.to_string()));
     }
 
     /// Runs one call through the whole pipeline and returns its record.
@@ -498,12 +522,12 @@ impl Cloudfn {
             .swap(data_version, Ordering::AcqRel)
             != data_version
         {
-            self.active
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+            self.active_epoch.fetch_add(1, Ordering::AcqRel);
+            active.clear();
+            drop(active);
             self.envs.write().unwrap_or_else(|e| e.into_inner()).clear();
-            *self.sharing_cache() = SharingCache::default();
+            self.sharing_cache().clear();
         }
         Ok(())
     }
@@ -532,13 +556,17 @@ impl Cloudfn {
                 return Ok(p.clone());
             }
         }
+        let epoch = self.active_epoch.load(Ordering::Acquire);
         let info = self.registry.resolve(&req.env, &req.name, req.version)?;
         let key = (info.env.clone(), info.name.clone(), info.version);
+        // A version number comes back after `rm` and a new deploy: only the same content and
+        // config is the same prepared function.
         let cached = self
             .prepared
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            .filter(|p| p.info.sha256 == info.sha256 && p.info.config == info.config)
             .cloned();
         let prepared = match cached {
             Some(p) => p,
@@ -552,10 +580,10 @@ impl Cloudfn {
             }
         };
         if req.version.is_none() {
-            self.active
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((req.env.clone(), req.name.clone()), prepared.clone());
+            let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+            if self.active_epoch.load(Ordering::Acquire) == epoch {
+                active.insert((req.env.clone(), req.name.clone()), prepared.clone());
+            }
         }
         Ok(prepared)
     }
@@ -657,11 +685,20 @@ impl Cloudfn {
         // A guard, so a call dropped mid-way (its client went away) still counts down.
         let _in_flight = InFlight::new(&self.metrics.in_flight);
         let outcome = tokio::time::timeout(timeout, async {
-            let instance = prepared.pre.instantiate_async(&mut store).await?;
+            let instance = match prepared.pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance,
+                // No trap and no refused growth: the pooling allocator (or the OS) has no room
+                // for another instance. The host is full; the function did nothing wrong.
+                Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {
+                    return Ok(Err(InvokeError::Overloaded(format!("{e:#}"))));
+                }
+                Err(e) => return Err(e),
+            };
             instance
                 .cloudfn_function_handler()
                 .call_handle(&mut store, &req.event, &context)
                 .await
+                .map(Ok)
         })
         .await;
 
@@ -671,7 +708,8 @@ impl Cloudfn {
                 name: name.clone(),
                 limit: timeout,
             }),
-            Ok(Ok(Ok(json))) if json.len() > self.options.max_result_bytes => {
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Ok(Ok(Ok(json)))) if json.len() > self.options.max_result_bytes => {
                 Err(InvokeError::Failed {
                     name: name.clone(),
                     message: format!(
@@ -681,19 +719,22 @@ impl Cloudfn {
                     ),
                 })
             }
-            Ok(Ok(Ok(json))) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+            Ok(Ok(Ok(Ok(json)))) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
                 Ok(_) => Ok(json),
                 Err(e) => Err(InvokeError::Failed {
                     name: name.clone(),
                     message: format!("it returned a result that is not JSON: {e}"),
                 }),
             },
-            Ok(Ok(Err(fe))) => Err(InvokeError::Failed {
+            Ok(Ok(Ok(Err(fe)))) => Err(InvokeError::Failed {
                 name: name.clone(),
-                message: match fe.code {
-                    Some(code) => format!("{code}: {}", fe.message),
-                    None => fe.message,
-                },
+                message: truncate(
+                    match fe.code {
+                        Some(code) => format!("{code}: {}", fe.message),
+                        None => fe.message,
+                    },
+                    MAX_ERROR_MESSAGE,
+                ),
             }),
             Ok(Err(trap)) => Err(self.classify_trap(&store, &sink, name, timeout, &trap)),
         };

@@ -167,8 +167,16 @@ impl Registry {
                 PERMISSIONS.join(", ")
             )));
         }
-        let info = self.env(env)?;
-        let owner = info.owner_appid;
+        // All checks and the insert in one write transaction: a concurrent `sharing off` or
+        // removal of cloudbase_auth cannot slip in between.
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let owner: String = tx
+            .query_row("SELECT owner_appid FROM envs WHERE name = ?1", [env], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| RegistryError::EnvNotFound(env.into()))?;
         if let Some(acting) = acting.filter(|a| *a != owner) {
             return Err(RegistryError::Refused(format!(
                 "only env {env}'s owner {owner} can share it; {acting} cannot pass it on"
@@ -179,15 +187,16 @@ impl Registry {
                 "{to} owns env {env}; it needs no share"
             )));
         }
-        let subject = |appid: &str| -> Result<Option<String>, RegistryError> {
-            self.db()
-                .query_row("SELECT subject FROM apps WHERE appid = ?1", [appid], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .ok_or_else(|| RegistryError::AppNotFound(appid.into()))
+        let app = |appid: &str| -> Result<(Option<String>, bool), RegistryError> {
+            tx.query_row(
+                "SELECT subject, sharing FROM apps WHERE appid = ?1",
+                [appid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| RegistryError::AppNotFound(appid.into()))
         };
-        let (owner_subject, to_subject) = (subject(&owner)?, subject(to)?);
+        let ((owner_subject, sharing_on), (to_subject, _)) = (app(&owner)?, app(to)?);
         if owner_subject.is_none() || owner_subject != to_subject {
             return Err(RegistryError::Refused(format!(
                 "{owner} (subject {}) and {to} (subject {}) must belong to the same subject to share",
@@ -195,32 +204,34 @@ impl Registry {
                 to_subject.as_deref().unwrap_or("unset")
             )));
         }
-        if !self.sharing_enabled(&owner)? {
+        if !sharing_on {
             return Err(RegistryError::Refused(format!(
                 "app {owner} has not turned sharing on (cloudfn app sharing {owner} on)"
             )));
         }
-        match self.resolve(env, "cloudbase_auth", None) {
-            Ok(_) => {}
-            Err(RegistryError::FunctionNotFound { .. }) => {
-                return Err(RegistryError::Refused(format!(
-                    "env {env} has no cloudbase_auth function; deploy one before sharing the env \
-                     (it decides, per calling app and user, whether to grant access)"
-                )));
-            }
-            Err(e) => return Err(e),
+        let has_auth: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM functions WHERE env = ?1 AND name = ?2)",
+            [env, crate::grant::AUTH_FUNCTION],
+            |r| r.get(0),
+        )?;
+        if !has_auth {
+            return Err(RegistryError::Refused(format!(
+                "env {env} has no cloudbase_auth function; deploy one before sharing the env \
+                 (it decides, per calling app and user, whether to grant access)"
+            )));
         }
-        let perms = perms.join(",");
-        self.db().execute(
+        tx.execute(
             "INSERT INTO shares (env, to_appid, perms, functions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (env, to_appid) DO UPDATE SET perms = ?3, functions = ?4",
-            params![env, to, perms, functions.encode(), now()],
+            params![env, to, perms.join(","), functions.encode(), now()],
         )?;
-        self.share(env, to)?
-            .ok_or_else(|| RegistryError::ShareNotFound {
-                env: env.into(),
-                to: to.into(),
-            })
+        let share = tx.query_row(
+            &format!("{SHARE_SELECT} WHERE s.env = ?1 AND s.to_appid = ?2"),
+            [env, to],
+            share_row,
+        )?;
+        tx.commit()?;
+        Ok(share)
     }
 
     /// The share of `env` with `to`, if any.

@@ -6,6 +6,9 @@ use crate::credentials::constant_time_eq;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+/// The longest a signature stays valid, in seconds (what the SDK asks for).
+pub const MAX_EXPIRES: i64 = 600;
+
 /// Why a signature was refused; each maps to a §11 error `code`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Tc3Error {
@@ -149,14 +152,16 @@ pub fn verify(
     let timestamp: i64 = header("x-timestamp")
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| Tc3Error::Invalid("no valid x-timestamp header".into()))?;
+    // The header is not signed: a client may shorten the window, never stretch it past 600 s.
     let expires: i64 = match header("x-signature-expires") {
         Some(v) => v
             .trim()
-            .parse()
-            .map_err(|_| Tc3Error::Invalid("x-signature-expires is not a number".into()))?,
-        None => 600,
+            .parse::<i64>()
+            .map_err(|_| Tc3Error::Invalid("x-signature-expires is not a number".into()))?
+            .clamp(1, MAX_EXPIRES),
+        None => MAX_EXPIRES,
     };
-    if (now - timestamp).abs() > expires {
+    if now.abs_diff(timestamp) > expires as u64 {
         return Err(Tc3Error::Expired {
             timestamp,
             expires,
@@ -326,6 +331,30 @@ mod tests {
             check(BODY, 1795311813 + 601, "sk_test_456"),
             Err(Tc3Error::Expired { .. })
         ));
+    }
+
+    #[test]
+    fn a_client_cannot_stretch_the_window_or_crash_the_check() {
+        let body: serde_json::Map<String, serde_json::Value> = serde_json::from_str(BODY).unwrap();
+        for (ts, expires) in [("1795311813", "99999999"), ("-9223372036854775808", "600")] {
+            let headers = move |name: &str| match name {
+                "x-timestamp" => Some(ts.to_string()),
+                "x-signature-expires" => Some(expires.to_string()),
+                other => super::tests::headers(other),
+            };
+            let req = SignedRequest {
+                host: "127.0.0.1:34633",
+                path: "/admin",
+                query: "env=test-env-1&seqId=1a200ec494d_1",
+                header: &headers,
+                body: &body,
+            };
+            let got = verify(&req, 1795311813 + 700, |_| Some("sk_test_456".into()));
+            assert!(
+                matches!(got, Err(Tc3Error::Expired { expires: 600, .. })),
+                "{ts} {expires}: {got:?}"
+            );
+        }
     }
 
     #[test]
