@@ -823,3 +823,29 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_client_went_away_still_finishes_and_is_recorded() {
+    let s = standard().await;
+    let t = s.token(&s.owner).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(150),
+        s.invoke(&t, "prod", "sleepy", r#"{"ms":400,"tag":"abandoned"}"#),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the client gave up before the answer");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.svc.flush_records();
+    let records = s
+        .svc
+        .activations(&cloudfn_host::activations::ActivationQuery {
+            env: "prod".into(),
+            name: Some("sleepy".into()),
+            after: None,
+            limit: Some(10),
+        })
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].errcode, 0);
+    assert!(records[0].duration_us >= 400_000);
+}

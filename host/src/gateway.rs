@@ -7,7 +7,7 @@ use crate::error::InvokeError;
 use crate::grant::Caller;
 use crate::http::{Body, BodyError, header, json, query_map, read_body};
 use crate::registry::DEFAULT_HTTP_TIMEOUT;
-use crate::service::{Cloudfn, InvokeRequest};
+use crate::service::{Cloudfn, Invocation, InvokeRequest};
 use crate::tc3;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -163,10 +163,7 @@ impl Gateway {
         };
         let mut call = InvokeRequest::new(env, name, event, "wx_http");
         call.default_timeout = DEFAULT_HTTP_TIMEOUT;
-        let inv = self
-            .svc
-            .invoke_as(user_caller(appid, &parts.headers, peer), call)
-            .await;
+        let inv = detached(&self.svc, user_caller(appid, &parts.headers, peer), call).await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -326,7 +323,7 @@ impl Gateway {
             client_ip: Some(peer.ip().to_string()),
             ..Caller::default()
         };
-        let inv = self.svc.invoke_as(caller, call).await;
+        let inv = detached(&self.svc, caller, call).await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -338,6 +335,14 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// Runs a call in its own task: if the client goes away, the function still finishes (no
+/// half-done side effects) and its activation record is still written.
+async fn detached(svc: &Arc<Cloudfn>, caller: Caller, call: InvokeRequest) -> Invocation {
+    let svc = svc.clone();
+    let task = tokio::spawn(async move { svc.invoke_as(caller, call).await });
+    task.await.expect("the call task does not panic")
 }
 
 /// The caller of a §3-style request: the token's app and the user its server names.

@@ -385,10 +385,6 @@ impl Cloudfn {
     pub fn remove(&self, env: &str, name: &str) -> Result<(), RegistryError> {
         self.registry.remove_function(env, name)?;
         self.forget_active(env, name);
-        self.prepared
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(e, n, _), _| !(e == env && n == name));
         Ok(())
     }
 
@@ -401,6 +397,13 @@ impl Cloudfn {
         // what it read back afterwards.
         self.active_epoch.fetch_add(1, Ordering::AcqRel);
         active.remove(&(env.to_string(), name.to_string()));
+        drop(active);
+        // Versions no longer active are reloaded from their artifacts (~0.2 ms) if called again:
+        // the cache holds what is in use, not every version ever deployed.
+        self.prepared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(e, n, _), _| !(e == env && n == name));
     }
 
     /// Runs one call through the whole pipeline and returns its record.
@@ -571,7 +574,17 @@ impl Cloudfn {
         let prepared = match cached {
             Some(p) => p,
             None => {
-                let p = Arc::new(self.load(info).map_err(InvokeError::System)?);
+                // Loading may compile (no artifact yet, or a new engine): keep that off the
+                // async workers where the runtime allows it.
+                let load = || self.load(info);
+                let loaded = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor())
+                {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(load)
+                    }
+                    _ => load(),
+                };
+                let p = Arc::new(loaded.map_err(InvokeError::System)?);
                 self.prepared
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
