@@ -338,6 +338,27 @@ fn the_demo_fills_a_data_dir_and_calls_a_function() {
     assert_eq!(v["stored"]["context"]["SOURCE"], "wx_client,scf");
     // Running it again keeps what is there.
     ok(&cloudfn(dir.path(), &["demo"]));
+    // The README's first call on the demo: wxB's user, through the share.
+    let out = ok(&cloudfn(
+        dir.path(),
+        &[
+            "invoke",
+            "--env",
+            "prod-demo",
+            "--name",
+            "echo",
+            "--from-appid",
+            "wxB",
+            "--from-openid",
+            "o1",
+            "--event",
+            r#"{"a":1}"#,
+        ],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["event"], json!({"a":1}));
+    assert_eq!(v["context"]["FROM_APPID"], "wxB");
+    assert_eq!(v["context"]["FROM_OPENID"], "o1");
     let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod-demo"]));
     assert_eq!(
         ls,

@@ -10,9 +10,9 @@ use anyhow::Context;
 use std::path::Path;
 
 /// The owner app of the demo envs.
-pub const OWNER_APPID: &str = "wxdemo0000000000a";
+pub const OWNER_APPID: &str = "wxA";
 /// An app of the same company that the owner's `cloudbase_auth` allows.
-pub const PARTNER_APPID: &str = "wxdemo0000000000b";
+pub const PARTNER_APPID: &str = "wxB";
 /// The production env of the owner app.
 pub const PROD_ENV: &str = "prod-demo";
 /// The development env of the owner app.
