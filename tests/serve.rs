@@ -289,6 +289,12 @@ async fn invoke_produces_every_protocol_errcode() {
     assert_eq!(ctx["UNIONID"], "u-1");
     assert_eq!(ctx["SOURCE"], "wx_http");
     assert_eq!(ctx["CLIENTIP"], "127.0.0.1");
+    // User ids are plain and bounded.
+    let (_, v) = request("POST", &url, &[("X-WX-OPENID", "o 1; DROP")], "{}").await;
+    assert_eq!(errcode(&v), -501007, "{v}");
+    let long = "o".repeat(200);
+    let (_, v) = request("POST", &url, &[("X-WX-UNIONID", long.as_str())], "{}").await;
+    assert_eq!(errcode(&v), -501007, "{v}");
     // Without user headers the call carries no user.
     let (_, v) = request("POST", &url, &[], "{}").await;
     let data: Value = serde_json::from_str(v["resp_data"].as_str().unwrap()).unwrap();

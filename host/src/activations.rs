@@ -9,8 +9,8 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Records waiting to be written at most; past it new ones are dropped (and counted).
@@ -55,8 +55,16 @@ pub struct Activation {
 }
 
 enum Msg {
-    Record(Box<Activation>),
+    /// A record and the bytes it holds in the queue.
+    Record(Box<Activation>, usize),
     Flush(Sender<()>),
+}
+
+/// Most bytes of records waiting to be written; past it, new records lose their log lines.
+const QUEUE_BYTES: usize = 64 << 20;
+
+fn size_of(a: &Activation) -> usize {
+    256 + a.errmsg.len() + a.logs.iter().map(|l| 64 + l.message.len()).sum::<usize>()
 }
 
 /// Schema migrations of `activations.db`, applied in order (`PRAGMA user_version` counts them).
@@ -82,6 +90,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
 pub struct Recorder {
     tx: Mutex<Option<SyncSender<Msg>>>,
     dropped: std::sync::atomic::AtomicU64,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     thread: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
@@ -106,23 +115,43 @@ impl Recorder {
             .with_context(|| format!("migrating {}", db_path.display()))?;
         let reader = open(db_path)?;
         let (tx, rx) = sync_channel(QUEUE);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer_queued = queued.clone();
         let thread = std::thread::Builder::new()
             .name("cloudfn-activations".into())
-            .spawn(move || writer(conn, rx, retention))
+            .spawn(move || writer(conn, rx, retention, writer_queued))
             .context("starting the activation writer")?;
         Ok(Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Mutex::new(reader),
             dropped: Default::default(),
+            queued,
         })
     }
 
     /// Queues a record.
-    pub fn record(&self, activation: Activation) {
+    pub fn record(&self, mut activation: Activation) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut size = size_of(&activation);
+        if self.queued.load(Relaxed) + size > QUEUE_BYTES {
+            // The writer is behind: keep the record, not its (possibly megabytes of) logs.
+            activation.logs = vec![LogLine {
+                stream: crate::call::LogStream::Stderr,
+                level: None,
+                message: "[cloudfn: logs dropped, the record writer was behind]".into(),
+            }];
+            activation
+                .errmsg
+                .truncate(activation.errmsg.floor_char_boundary(1024));
+            size = size_of(&activation);
+        }
+        self.queued.fetch_add(size, Relaxed);
         if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner())
-            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Record(Box::new(activation)))
+            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                tx.try_send(Msg::Record(Box::new(activation), size))
         {
+            self.queued.fetch_sub(size, Relaxed);
             // The disk cannot keep up: drop the record rather than queue without bound.
             let n = self
                 .dropped
@@ -136,12 +165,10 @@ impl Recorder {
     /// Waits until every queued record is written.
     pub fn flush(&self) {
         let (done_tx, done_rx) = channel();
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        // Clone the sender out of the lock: a blocking send on a full queue must not make every
+        // recording call wait behind it.
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sent = tx.is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
         if sent {
             let _ = done_rx.recv();
         }
@@ -157,7 +184,12 @@ impl Drop for Recorder {
     }
 }
 
-fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
+fn writer(
+    mut conn: Connection,
+    rx: Receiver<Msg>,
+    retention: u64,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -170,7 +202,10 @@ fn writer(mut conn: Connection, rx: Receiver<Msg>, retention: u64) {
         let mut records = Vec::new();
         for m in batch {
             match m {
-                Msg::Record(r) => records.push(r),
+                Msg::Record(r, size) => {
+                    queued.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+                    records.push(r)
+                }
                 Msg::Flush(w) => waiters.push(w),
             }
         }

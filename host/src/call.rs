@@ -88,10 +88,15 @@ impl LogSink {
 
     fn push_line(&mut self, stream: LogStream, level: Option<&'static str>, line: Vec<u8>) {
         let level = level.map(Cow::Borrowed);
+        let raw_len = line.len();
         let message = match String::from_utf8(line) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
+        // Invalid bytes become three-byte replacement characters: charge what is kept.
+        if message.len() > raw_len && !self.admit(message.len() - raw_len) {
+            return;
+        }
         self.lines.push(LogLine {
             stream,
             level,

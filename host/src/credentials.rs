@@ -340,7 +340,20 @@ impl Registry {
                 )
                 .optional()?;
             if let Some((id, expires_at)) = current {
-                return Ok((self.token_for(&id)?, (expires_at - now) as u64));
+                let token = self.token_for(&id)?;
+                // A token key replaced since (a restored data dir) cannot rebuild the token:
+                // issue a new one rather than hand out one that will not verify.
+                let hash: Option<String> = self
+                    .db()
+                    .query_row(
+                        "SELECT token_sha256 FROM tokens WHERE token_id = ?1",
+                        [&id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if hash.as_deref() == Some(sha256_hex(&token).as_str()) {
+                    return Ok((token, (expires_at - now) as u64));
+                }
             }
         }
         self.issue_token(appid, policy)
@@ -421,7 +434,20 @@ pub(crate) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> 
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            // A filesystem without hard links: create-if-absent, then write.
+            Err(_) => match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(&key)?;
+                    f.sync_all()?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            },
         }
     }
     let key = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;

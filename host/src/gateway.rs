@@ -7,7 +7,7 @@ use crate::error::InvokeError;
 use crate::grant::Caller;
 use crate::http::{Body, BodyError, header, json, query_map, read_body};
 use crate::registry::DEFAULT_HTTP_TIMEOUT;
-use crate::service::{Cloudfn, Invocation, InvokeRequest};
+use crate::service::{Cloudfn, InvokeRequest};
 use crate::tc3;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -27,6 +27,8 @@ pub struct Gateway {
     pub policy: TokenPolicy,
     /// Largest request body.
     pub max_body: usize,
+    /// The calls running on behalf of requests; shutdown waits for them.
+    pub calls: tokio_util::task::TaskTracker,
 }
 
 fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
@@ -161,9 +163,16 @@ impl Gateway {
         let Ok(event) = String::from_utf8(body.to_vec()) else {
             return wx_error(-501007, "parameter error: the body is not UTF-8 JSON");
         };
+        let caller = match user_caller(appid, &parts.headers, peer) {
+            Ok(c) => c,
+            Err(resp) => return *resp,
+        };
         let mut call = InvokeRequest::new(env, name, event, "wx_http");
         call.default_timeout = DEFAULT_HTTP_TIMEOUT;
-        let inv = detached(&self.svc, user_caller(appid, &parts.headers, peer), call).await;
+        let svc = self.svc.clone();
+        let inv = self
+            .detached(async move { svc.invoke_as(caller, call).await })
+            .await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -190,9 +199,13 @@ impl Gateway {
         let Some(env) = q.get("env").filter(|s| !s.is_empty()) else {
             return wx_error(40101, "missing parameter env");
         };
+        let caller = match user_caller(appid, &parts.headers, peer) {
+            Ok(c) => c,
+            Err(resp) => return *resp,
+        };
+        let (svc, env) = (self.svc.clone(), env.clone());
         match self
-            .svc
-            .init(env, user_caller(appid, &parts.headers, peer))
+            .detached(async move { svc.init(&env, caller).await })
             .await
         {
             Ok(auth) => json(
@@ -233,6 +246,21 @@ impl Gateway {
             return fail("INVALID_REQUEST", "require POST method".into());
         }
         let (parts, body) = req.into_parts();
+        // What can be checked without the body is checked first, so an unknown caller cannot
+        // make the host buffer megabytes.
+        let precheck = header(&parts.headers, "authorization")
+            .ok_or_else(|| tc3::Tc3Error::Invalid("no authorization header".into()))
+            .and_then(|h| tc3::parse_authorization(&h))
+            .and_then(
+                |auth| match self.svc.registry().secret_key(&auth.secret_id) {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(tc3::Tc3Error::UnknownSecretId(auth.secret_id)),
+                    Err(e) => Err(tc3::Tc3Error::Invalid(format!("system error: {e}"))),
+                },
+            );
+        if let Err(e) = precheck {
+            return fail(e.code(), e.to_string());
+        }
         let body = match read_body(body, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge(limit)) => {
@@ -323,7 +351,10 @@ impl Gateway {
             client_ip: Some(peer.ip().to_string()),
             ..Caller::default()
         };
-        let inv = detached(&self.svc, caller, call).await;
+        let svc = self.svc.clone();
+        let inv = self
+            .detached(async move { svc.invoke_as(caller, call).await })
+            .await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -337,22 +368,53 @@ impl Gateway {
     }
 }
 
-/// Runs a call in its own task: if the client goes away, the function still finishes (no
-/// half-done side effects) and its activation record is still written.
-async fn detached(svc: &Arc<Cloudfn>, caller: Caller, call: InvokeRequest) -> Invocation {
-    let svc = svc.clone();
-    let task = tokio::spawn(async move { svc.invoke_as(caller, call).await });
-    task.await.expect("the call task does not panic")
+impl Gateway {
+    /// Runs a call in its own task: if the client goes away, the function still finishes (no
+    /// half-done side effects) and its activation record is still written. The server's
+    /// shutdown waits for these tasks too.
+    async fn detached<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.calls
+            .spawn(call)
+            .await
+            .expect("the call task does not panic")
+    }
 }
 
-/// The caller of a §3-style request: the token's app and the user its server names.
-fn user_caller(appid: String, headers: &hyper::HeaderMap, peer: SocketAddr) -> Caller {
-    Caller {
+/// The caller of a §3-style request: the token's app and the user its server names (header
+/// values are ids: bounded and plain, since they key caches and land in records).
+fn user_caller(
+    appid: String,
+    headers: &hyper::HeaderMap,
+    peer: SocketAddr,
+) -> Result<Caller, Box<Response<Body>>> {
+    let id = |name: &str| -> Result<Option<String>, Box<Response<Body>>> {
+        match header(headers, name).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(v)
+                if v.len() <= 128
+                    && v.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
+            {
+                Ok(Some(v))
+            }
+            Some(_) => Err(Box::new(wx_error(
+                -501007,
+                format!(
+                    "parameter error: {} must be at most 128 letters, digits, '-' or '_'",
+                    name.to_uppercase()
+                ),
+            ))),
+        }
+    };
+    Ok(Caller {
         appid,
-        openid: header(headers, "x-wx-openid").filter(|s| !s.is_empty()),
-        unionid: header(headers, "x-wx-unionid").filter(|s| !s.is_empty()),
+        openid: id("x-wx-openid")?,
+        unionid: id("x-wx-unionid")?,
         client_ip: Some(peer.ip().to_string()),
-    }
+    })
 }
 
 /// The §11 `code` of an invocation error; a `cloudbase_auth` denial passes its errCode on.

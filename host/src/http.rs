@@ -37,12 +37,19 @@ pub enum BodyError {
     Io(String),
 }
 
-/// Reads a whole body of at most `limit` bytes.
+/// How long a client may take to send a body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a whole body of at most `limit` bytes, within [`BODY_TIMEOUT`].
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Err(e) => Err(BodyError::Io(e.to_string())),
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+        Err(_) => Err(BodyError::Io(format!(
+            "the body did not arrive within {} s",
+            BODY_TIMEOUT.as_secs()
+        ))),
     }
 }
 

@@ -306,7 +306,14 @@ impl Registry {
         }
         for dir in ["blobs", "artifacts"] {
             for entry in std::fs::read_dir(root.join(dir))?.flatten() {
-                if entry.file_name().to_string_lossy().contains(".tmp-") {
+                // Only old ones: a young temp file may be another process's write in progress.
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(600));
+                if stale && entry.file_name().to_string_lossy().contains(".tmp-") {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -366,6 +373,18 @@ impl Registry {
             "INSERT OR IGNORE INTO apps (appid, created_at) VALUES (?1, ?2)",
             params![owner, now],
         )?;
+        // Env names are directories: on a case-insensitive filesystem `Prod` and `prod` would
+        // share one, so names that differ only in case are the same env.
+        let clash: Option<String> = db
+            .query_row(
+                "SELECT name FROM envs WHERE lower(name) = lower(?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(existing) = clash {
+            return Err(RegistryError::EnvExists(existing));
+        }
         let inserted = db.execute(
             "INSERT INTO envs (name, owner_appid, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO NOTHING",
@@ -753,6 +772,11 @@ mod tests {
         assert!(matches!(
             reg.create_env("prod", "wxA"),
             Err(RegistryError::EnvExists(_))
+        ));
+        // Env names are directories: `Prod` would share `prod`'s on some filesystems.
+        assert!(matches!(
+            reg.create_env("Prod", "wxC"),
+            Err(RegistryError::EnvExists(e)) if e == "prod"
         ));
         let h1 = reg.put_blob(b"one").unwrap();
         let h2 = reg.put_blob(b"two").unwrap();

@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Most connections served at once per listener.
+const MAX_CONNECTIONS: usize = 10_000;
+
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -98,6 +101,7 @@ impl Server {
                 svc: svc.clone(),
                 policy: config.token_policy,
                 max_body: config.max_body,
+                calls: tokio_util::task::TaskTracker::new(),
             },
             admin_api: AdminApi { svc, token_sha256 },
             drain_timeout: config.drain_timeout,
@@ -149,8 +153,15 @@ impl Server {
         let _ = public.await;
         let _ = admin.await;
         let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
+        // Connections first, then calls whose client already left: both finish or time out.
+        let calls = self.gateway.calls.clone();
+        calls.close();
+        let drained = async {
+            graceful.shutdown().await;
+            calls.wait().await;
+        };
         tokio::select! {
-            _ = graceful.shutdown() => tracing::info!("all connections closed"),
+            _ = drained => tracing::info!("all connections closed and calls finished"),
             _ = tokio::time::sleep(self.drain_timeout) => {
                 tracing::warn!("drain timeout of {:?} reached; closing remaining connections", self.drain_timeout)
             }
@@ -167,7 +178,14 @@ async fn accept_loop<F, Fut>(
     F: Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<crate::http::Body>> + Send + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, stop accepting until a connection ends: the kernel's backlog queues the
+        // rest instead of the host running out of descriptors.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = stop.changed() => return,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -197,6 +215,7 @@ async fn accept_loop<F, Fut>(
             if let Err(e) = conn.await {
                 tracing::debug!("connection from {peer} ended with an error: {e}");
             }
+            drop(slot);
         });
     }
 }

@@ -529,6 +529,10 @@ impl Cloudfn {
             self.active_epoch.fetch_add(1, Ordering::AcqRel);
             active.clear();
             drop(active);
+            self.prepared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             self.envs.write().unwrap_or_else(|e| e.into_inner()).clear();
             self.sharing_cache().clear();
         }
@@ -702,7 +706,10 @@ impl Cloudfn {
                 Ok(instance) => instance,
                 // No trap and no refused growth: the pooling allocator (or the OS) has no room
                 // for another instance. The host is full; the function did nothing wrong.
-                Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {
+                Err(e)
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                        .is_some() =>
+                {
                     return Ok(Err(InvokeError::Overloaded(format!("{e:#}"))));
                 }
                 Err(e) => return Err(e),
@@ -795,8 +802,8 @@ impl Cloudfn {
             .unwrap_or_else(|e| e.into_inner())
             .stderr_summary()
         {
-            Some(line) => format!("{trap}; stderr: {line}"),
-            None => trap,
+            Some(line) => truncate(format!("{trap}; stderr: {line}"), MAX_ERROR_MESSAGE),
+            None => truncate(trap, MAX_ERROR_MESSAGE),
         };
         InvokeError::Failed {
             name: name.to_string(),
@@ -836,6 +843,15 @@ impl Cloudfn {
                 timeout_cap: Some(deadline.saturating_duration_since(Instant::now())),
             };
             Box::pin(async move {
+                if req.event.len() > MAX_RESULT_BYTES {
+                    return Err(CallError {
+                        errcode: -501007,
+                        errmsg: format!(
+                            "parameter error: the event is {} bytes, over the {MAX_RESULT_BYTES}-byte limit",
+                            req.event.len()
+                        ),
+                    });
+                }
                 let Some(svc) = svc.upgrade() else {
                     return Err(CallError {
                         errcode: -1,
