@@ -363,16 +363,9 @@ impl Registry {
     pub fn create_env(&self, name: &str, owner: &str) -> Result<EnvInfo, RegistryError> {
         validate_env_name(name)?;
         validate_appid(owner)?;
-        std::fs::create_dir_all(self.env_dir(name))
-            .with_context(|| format!("creating the directory of env {name}"))?;
         let now = now();
         let mut db = self.db();
         let db = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // An owner not yet registered becomes an app without credentials.
-        db.execute(
-            "INSERT OR IGNORE INTO apps (appid, created_at) VALUES (?1, ?2)",
-            params![owner, now],
-        )?;
         // Env names are directories: on a case-insensitive filesystem `Prod` and `prod` would
         // share one, so names that differ only in case are the same env.
         let clash: Option<String> = db
@@ -385,14 +378,18 @@ impl Registry {
         if let Some(existing) = clash {
             return Err(RegistryError::EnvExists(existing));
         }
-        let inserted = db.execute(
-            "INSERT INTO envs (name, owner_appid, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO NOTHING",
+        // An owner not yet registered becomes an app without credentials.
+        db.execute(
+            "INSERT OR IGNORE INTO apps (appid, created_at) VALUES (?1, ?2)",
+            params![owner, now],
+        )?;
+        db.execute(
+            "INSERT INTO envs (name, owner_appid, created_at) VALUES (?1, ?2, ?3)",
             params![name, owner, now],
         )?;
-        if inserted == 0 {
-            return Err(RegistryError::EnvExists(name.to_string()));
-        }
+        // Inside the transaction: if the directory cannot be made, the env is not created.
+        std::fs::create_dir_all(self.env_dir(name))
+            .with_context(|| format!("creating the directory of env {name}"))?;
         db.commit()?;
         Ok(EnvInfo {
             name: name.to_string(),
