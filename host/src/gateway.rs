@@ -31,6 +31,14 @@ pub struct Gateway {
     pub calls: tokio_util::task::TaskTracker,
 }
 
+/// A request past the token check.
+struct Authenticated {
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    query: std::collections::HashMap<String, String>,
+    appid: String,
+}
+
 fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
     json(
         StatusCode::OK,
@@ -126,14 +134,34 @@ impl Gateway {
         }
     }
 
-    async fn invoke(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// The §3 preamble of the token-authenticated endpoints: POST only, then the token.
+    /// Returns the request, its query and the token's app, or the protocol error response.
+    fn post_with_token(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Authenticated, Box<Response<Body>>> {
         if req.method() != Method::POST {
-            return wx_error(43002, "require POST method");
+            return Err(Box::new(wx_error(43002, "require POST method")));
         }
         let (parts, body) = req.into_parts();
-        let q = query_map(parts.uri.query());
-        let appid = match self.token_app(&q) {
-            Ok(appid) => appid,
+        let query = query_map(parts.uri.query());
+        let appid = self.token_app(&query)?;
+        Ok(Authenticated {
+            parts,
+            body,
+            query,
+            appid,
+        })
+    }
+
+    async fn invoke(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Authenticated {
+            parts,
+            body,
+            query: q,
+            appid,
+        } = match self.post_with_token(req) {
+            Ok(a) => a,
             Err(resp) => return *resp,
         };
         let (Some(env), Some(name)) = (
@@ -187,13 +215,13 @@ impl Gateway {
     /// answers `cloudbase_auth`'s result: `{"errcode":0,"errmsg":"ok","auth":"…"}` on a grant,
     /// its errCode/errMsg unchanged on a denial.
     async fn init(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        if req.method() != Method::POST {
-            return wx_error(43002, "require POST method");
-        }
-        let (parts, _body) = req.into_parts();
-        let q = query_map(parts.uri.query());
-        let appid = match self.token_app(&q) {
-            Ok(appid) => appid,
+        let Authenticated {
+            parts,
+            query: q,
+            appid,
+            ..
+        } = match self.post_with_token(req) {
+            Ok(a) => a,
             Err(resp) => return *resp,
         };
         let Some(env) = q.get("env").filter(|s| !s.is_empty()) else {
