@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLOUDFN=${CLOUDFN:-target/debug/cloudfn}
-ECHO_WASM=${ECHO_WASM:-target/wasm-guests/wasm32-wasip2/release/echo.wasm}
+WASM=${WASM:-target/wasm-guests/wasm32-wasip2/release}
 DATA=$(mktemp -d)
 cf() { "$CLOUDFN" --data-dir "$DATA" "$@"; }
 
@@ -18,7 +18,7 @@ SECRET=$(sed -n 's/^secret: *//p' "$DATA/wxA.txt")
 SECRET_ID=$(sed -n 's/^secretId: *//p' "$DATA/wxA.txt")
 SECRET_KEY=$(sed -n 's/^secretKey: *//p' "$DATA/wxA.txt")
 cf env create prod-01 --owner wxA
-cf deploy --env prod-01 --name echo "$ECHO_WASM"
+cf deploy --env prod-01 --name echo "$WASM/echo.wasm"
 
 # 2. Serve (public endpoints on :8080, admin API on :8081 by default).
 cf serve --listen "127.0.0.1:${PORT:-8080}" --admin-listen "127.0.0.1:${ADMIN_PORT:-8081}" \

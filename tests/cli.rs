@@ -440,21 +440,7 @@ fn a_deploy_interrupted_at_any_step_leaves_the_registry_consistent() {
 
 #[test]
 fn the_readme_walkthrough_runs_as_printed() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("examples/walkthrough.sh"))
-        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
-        .env("ECHO_WASM", paths::ECHO)
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::run_example("walkthrough.sh");
     let lines: Vec<&str> = stdout.lines().collect();
     let invoked: Value = serde_json::from_str(
         lines

@@ -606,22 +606,7 @@ async fn the_local_cli_gives_the_same_results_as_http() {
 
 #[test]
 fn the_readme_seed_scenario_runs_as_printed() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm_dir = std::path::Path::new(paths::ECHO).parent().unwrap();
-    let out = Command::new("bash")
-        .arg(root.join("examples/sharing.sh"))
-        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
-        .env("WASM", wasm_dir)
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::run_example("sharing.sh");
     let json_lines: Vec<Value> = stdout
         .lines()
         .filter(|l| l.starts_with('{'))

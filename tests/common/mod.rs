@@ -13,6 +13,28 @@ pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading guest {path}: {e}"))
 }
 
+/// Runs an `examples/` script as the README prints it, with this build's binary and guests and
+/// free ports; returns its stdout, or fails the test with its output.
+pub fn run_example(script: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm_dir = std::path::Path::new(paths::ECHO).parent().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(root.join("examples").join(script))
+        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
+        .env("WASM", wasm_dir)
+        .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A fresh data dir with env `prod` (owner `wxA`) and `echo` deployed.
 pub fn service() -> (tempfile::TempDir, Arc<Cloudfn>) {
     let dir = tempfile::tempdir().unwrap();
