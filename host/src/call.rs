@@ -48,6 +48,17 @@ pub struct LogLine {
     pub message: String,
 }
 
+impl LogLine {
+    /// How the line is labelled when shown: its level, else its stream.
+    pub fn tag(&self) -> &str {
+        self.level.as_deref().unwrap_or(match self.stream {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Log => "log",
+        })
+    }
+}
+
 /// The logs of one call, in the order the guest wrote them.
 #[derive(Debug, Default)]
 pub struct LogSink {

@@ -649,11 +649,7 @@ async fn logs(
                 }
             )?;
             for line in &a.logs {
-                let tag = line.level.as_deref().unwrap_or(match line.stream {
-                    crate::call::LogStream::Stdout => "stdout",
-                    crate::call::LogStream::Stderr => "stderr",
-                    crate::call::LogStream::Log => "log",
-                });
+                let tag = line.tag();
                 writeln!(out, "    [{tag}] {}", line.message)?;
             }
         }
@@ -770,11 +766,7 @@ fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
     if !quiet {
         let mut err = std::io::stderr().lock();
         for line in &inv.logs {
-            let tag = line.level.as_deref().unwrap_or(match line.stream {
-                crate::call::LogStream::Stdout => "stdout",
-                crate::call::LogStream::Stderr => "stderr",
-                crate::call::LogStream::Log => "log",
-            });
+            let tag = line.tag();
             let _ = writeln!(err, "[{tag}] {}", line.message);
         }
         let _ = writeln!(

@@ -130,7 +130,8 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(bytes)
 }
 
-fn sha256_hex(s: &str) -> String {
+/// SHA-256 of a secret, hex; what the database keeps of secrets that only need checking.
+pub fn hash_secret(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
@@ -180,7 +181,7 @@ impl Registry {
                     params![
                         appid,
                         subject,
-                        sha256_hex(&creds.secret),
+                        hash_secret(&creds.secret),
                         creds.secret_id,
                         creds.secret_key
                     ],
@@ -190,7 +191,7 @@ impl Registry {
                 tx.execute(
                     "INSERT INTO apps (appid, subject, secret_sha256, secret_id, secret_key, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![appid, subject, sha256_hex(&creds.secret), creds.secret_id, creds.secret_key, now()],
+                    params![appid, subject, hash_secret(&creds.secret), creds.secret_id, creds.secret_key, now()],
                 )?;
             }
         }
@@ -208,7 +209,7 @@ impl Registry {
             "UPDATE apps SET secret_sha256 = ?2, secret_id = ?3, secret_key = ?4 WHERE appid = ?1",
             params![
                 appid,
-                sha256_hex(&creds.secret),
+                hash_secret(&creds.secret),
                 creds.secret_id,
                 creds.secret_key
             ],
@@ -274,7 +275,7 @@ impl Registry {
         match stored {
             None => Err(IssueError::UnknownApp),
             Some(Some(hash))
-                if constant_time_eq(hash.as_bytes(), sha256_hex(secret).as_bytes()) =>
+                if constant_time_eq(hash.as_bytes(), hash_secret(secret).as_bytes()) =>
             {
                 Ok(())
             }
@@ -302,7 +303,7 @@ impl Registry {
             "INSERT INTO tokens (token_sha256, token_id, appid, issued_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
-                sha256_hex(&token),
+                hash_secret(&token),
                 id,
                 appid,
                 now,
@@ -351,7 +352,7 @@ impl Registry {
                         |r| r.get(0),
                     )
                     .optional()?;
-                if hash.as_deref() == Some(sha256_hex(&token).as_str()) {
+                if hash.as_deref() == Some(hash_secret(&token).as_str()) {
                     return Ok((token, (expires_at - now) as u64));
                 }
             }
@@ -370,7 +371,7 @@ impl Registry {
             .prepare_cached(
                 "SELECT appid, expires_at, superseded_at FROM tokens WHERE token_sha256 = ?1",
             )?
-            .query_row([sha256_hex(token)], |r| {
+            .query_row([hash_secret(token)], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
@@ -467,11 +468,6 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppInfo> {
         has_secret: r.get(3)?,
         created_at: r.get(4)?,
     })
-}
-
-/// SHA-256 of a secret, hex; what the database keeps of secrets that only need checking.
-pub fn hash_secret(secret: &str) -> String {
-    sha256_hex(secret)
 }
 
 #[cfg(test)]

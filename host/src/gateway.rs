@@ -188,18 +188,15 @@ impl Gateway {
         if body.is_empty() {
             return wx_error(44002, "empty post data");
         }
-        let Ok(event) = String::from_utf8(body.to_vec()) else {
+        let Ok(event) = String::from_utf8(Vec::from(body)) else {
             return wx_error(-501007, "parameter error: the body is not UTF-8 JSON");
         };
         let caller = match user_caller(appid, &parts.headers, peer) {
             Ok(c) => c,
             Err(resp) => return *resp,
         };
-        let mut call = InvokeRequest::new(env, name, event, "wx_http");
-        call.default_timeout = DEFAULT_HTTP_TIMEOUT;
-        let svc = self.svc.clone();
         let inv = self
-            .detached(async move { svc.invoke_as(caller, call).await })
+            .http_call(caller, InvokeRequest::new(env, name, event, "wx_http"))
             .await;
         match inv.result {
             Ok(result) => json(
@@ -371,18 +368,16 @@ impl Gateway {
                 "env and function_name are required".into(),
             );
         }
-        let mut call = InvokeRequest::new(&env, name, event, "wx_http");
-        call.default_timeout = DEFAULT_HTTP_TIMEOUT;
-        call.version = version;
         let caller = Caller {
             appid,
             client_ip: Some(peer.ip().to_string()),
             ..Caller::default()
         };
-        let svc = self.svc.clone();
-        let inv = self
-            .detached(async move { svc.invoke_as(caller, call).await })
-            .await;
+        let call = InvokeRequest {
+            version,
+            ..InvokeRequest::new(&env, name, event, "wx_http")
+        };
+        let inv = self.http_call(caller, call).await;
         match inv.result {
             Ok(result) => json(
                 StatusCode::OK,
@@ -397,6 +392,18 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// An HTTP-API call (default time limit 5 s, protocol §3) as `caller`, detached.
+    async fn http_call(
+        &self,
+        caller: Caller,
+        mut call: InvokeRequest,
+    ) -> crate::service::Invocation {
+        call.default_timeout = DEFAULT_HTTP_TIMEOUT;
+        let svc = self.svc.clone();
+        self.detached(async move { svc.invoke_as(caller, call).await })
+            .await
+    }
+
     /// Runs a call in its own task: if the client goes away, the function still finishes (no
     /// half-done side effects) and its activation record is still written. The server's
     /// shutdown waits for these tasks too.

@@ -38,6 +38,48 @@ pub struct Caller {
     pub client_ip: Option<String>,
 }
 
+impl Caller {
+    /// The WXContext identity of this caller using another app's env: FROM_* set, the
+    /// owner's APPID/OPENID absent (protocol §4).
+    pub fn as_sharee(&self) -> Identity {
+        Identity {
+            from_appid: Some(self.appid.clone()),
+            from_openid: self.openid.clone(),
+            from_unionid: self.unionid.clone(),
+            client_ip: self.client_ip.clone(),
+            ..Identity::default()
+        }
+    }
+
+    /// The WXContext identity of this caller in its own app's env.
+    pub fn as_owner(self) -> Identity {
+        Identity {
+            appid: Some(self.appid),
+            openid: self.openid,
+            unionid: self.unionid,
+            client_ip: self.client_ip,
+            ..Identity::default()
+        }
+    }
+}
+
+impl Identity {
+    /// The app an identity calls as, if it names one: the sharing app (FROM_*), else APPID.
+    pub fn caller(&self) -> Option<Caller> {
+        let (appid, openid, unionid) = match (&self.from_appid, &self.appid) {
+            (Some(from), _) => (from, &self.from_openid, &self.from_unionid),
+            (None, Some(app)) => (app, &self.openid, &self.unionid),
+            (None, None) => return None,
+        };
+        Some(Caller {
+            appid: appid.clone(),
+            openid: openid.clone(),
+            unionid: unionid.clone(),
+            client_ip: self.client_ip.clone(),
+        })
+    }
+}
+
 /// A grant decision, kept in the activation record and logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -216,13 +258,7 @@ impl Cloudfn {
             "function": function,
         });
         let mut req = InvokeRequest::new(&env.name, AUTH_FUNCTION, event.to_string(), source);
-        req.identity = Identity {
-            from_appid: Some(caller.appid.clone()),
-            from_openid: caller.openid.clone(),
-            from_unionid: caller.unionid.clone(),
-            client_ip: caller.client_ip.clone(),
-            ..Identity::default()
-        };
+        req.identity = caller.as_sharee();
         let inv = self.invoke_raw(req, depth, None).await;
         let outcome = match inv.result {
             Ok(json) => parse_reply(&json).map_err(|why| {
@@ -261,7 +297,7 @@ impl Cloudfn {
     }
 
     /// Steps a–c for `caller` calling `function` (None: `init`) in `env`. On success returns
-    /// the identity to run with and the raw `auth` string.
+    /// `cloudbase_auth`'s raw `auth` string.
     pub(crate) async fn authorize(
         self: &Arc<Self>,
         env: &EnvInfo,
@@ -269,7 +305,7 @@ impl Cloudfn {
         caller: &Caller,
         source: &str,
         depth: u32,
-    ) -> (Result<(Identity, String), InvokeError>, Decision) {
+    ) -> (Result<String, InvokeError>, Decision) {
         let decide = |allowed: bool, step: &str, reason: String| Decision {
             allowed,
             step: step.to_string(),
@@ -344,15 +380,8 @@ impl Cloudfn {
                 );
             }
         }
-        let identity = Identity {
-            from_appid: Some(caller.appid.clone()),
-            from_openid: caller.openid.clone(),
-            from_unionid: caller.unionid.clone(),
-            client_ip: caller.client_ip.clone(),
-            ..Identity::default()
-        };
         let reason = format!("granted by {AUTH_FUNCTION} with claims {custom}");
-        (Ok((identity, raw)), decide(true, "rules", reason))
+        (Ok(raw), decide(true, "rules", reason))
     }
 
     /// Calls `req.env/req.name` as `caller`: directly when the caller owns the env, through
@@ -375,13 +404,7 @@ impl Cloudfn {
             Err(e) => return self.refused(&req, e, None),
         };
         if env.owner_appid == caller.appid {
-            req.identity = Identity {
-                appid: Some(caller.appid),
-                openid: caller.openid,
-                unionid: caller.unionid,
-                client_ip: caller.client_ip,
-                ..Identity::default()
-            };
+            req.identity = caller.as_owner();
             return self.invoke_raw(req, depth, None).await;
         }
         let (granted, decision) = self
@@ -391,22 +414,11 @@ impl Cloudfn {
             env = %env.name, function = %req.name, caller = %caller.appid,
             allowed = decision.allowed, step = %decision.step, "{}", decision.reason
         );
+        // Granted, the call runs as the sharee; refused, the record still names who it was.
+        req.identity = caller.as_sharee();
         match granted {
-            Ok((identity, _)) => {
-                req.identity = identity;
-                self.invoke_raw(req, depth, Some(decision)).await
-            }
-            Err(e) => {
-                // The record names who was refused.
-                req.identity = Identity {
-                    from_appid: Some(caller.appid),
-                    from_openid: caller.openid,
-                    from_unionid: caller.unionid,
-                    client_ip: caller.client_ip,
-                    ..Identity::default()
-                };
-                self.refused(&req, e, Some(decision))
-            }
+            Ok(_) => self.invoke_raw(req, depth, Some(decision)).await,
+            Err(e) => self.refused(&req, e, Some(decision)),
         }
     }
 
@@ -414,23 +426,7 @@ impl Cloudfn {
     /// than the owner (`from_appid`, or an `appid` that does not own the env): what the CLI and
     /// the admin API use, so local testing goes through the same checks as HTTP.
     pub async fn invoke_checked(self: &Arc<Self>, req: InvokeRequest) -> Invocation {
-        let id = &req.identity;
-        let caller = match (&id.from_appid, &id.appid) {
-            (Some(from), _) => Some(Caller {
-                appid: from.clone(),
-                openid: id.from_openid.clone(),
-                unionid: id.from_unionid.clone(),
-                client_ip: id.client_ip.clone(),
-            }),
-            (None, Some(app)) => Some(Caller {
-                appid: app.clone(),
-                openid: id.openid.clone(),
-                unionid: id.unionid.clone(),
-                client_ip: id.client_ip.clone(),
-            }),
-            (None, None) => None,
-        };
-        match caller {
+        match req.identity.caller() {
             Some(caller) => self.invoke_as(caller, req).await,
             None => self.invoke(req).await,
         }
@@ -452,6 +448,6 @@ impl Cloudfn {
             env = %env.name, caller = %caller.appid, allowed = decision.allowed,
             step = %decision.step, "init: {}", decision.reason
         );
-        granted.map(|(_, raw)| Some(raw))
+        granted.map(Some)
     }
 }

@@ -10,7 +10,7 @@ use crate::call::{
 };
 use crate::engine::WasmEngine;
 use crate::error::{InvokeError, RegistryError};
-use crate::grant::{Caller, Decision, SharingCache};
+use crate::grant::{Decision, SharingCache};
 use crate::metrics::{CallLabels, Metrics};
 use crate::registry::{FunctionConfig, Registry, VersionInfo, validate_function_name};
 use crate::sharing::{ShareInfo, SharedFunctions};
@@ -145,6 +145,21 @@ pub struct Invocation {
     pub result: Result<String, InvokeError>,
     /// The grant decision, for a call across apps.
     pub decision: Option<Decision>,
+}
+
+impl Invocation {
+    /// A call that failed before any guest code ran.
+    fn failed(request_id: String, error: InvokeError, decision: Option<Decision>) -> Self {
+        Invocation {
+            request_id,
+            version: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+            logs: Vec::new(),
+            result: Err(error),
+            decision,
+        }
+    }
 }
 
 /// A function version ready to run: compiled, linked, with its filesystem template.
@@ -347,8 +362,8 @@ impl Cloudfn {
         })
     }
 
-    /// Validates and stores a new version of `env/name` and makes it active. `progress` is
-    /// told when compilation starts and ends (for a progress bar). Returns the version.
+    /// Validates and stores a new version of `env/name` and makes it active. Returns the
+    /// version.
     pub fn deploy(
         &self,
         env: &str,
@@ -440,7 +455,7 @@ impl Cloudfn {
             pre,
         });
         let started_at_ms = unix_ms();
-        let inv = self.run(prepared, req.clone(), 0).await;
+        let inv = self.run(prepared, &req, 0).await;
         self.record(&req, &inv, started_at_ms);
         Ok(inv)
     }
@@ -454,22 +469,13 @@ impl Cloudfn {
         decision: Option<Decision>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Invocation> + Send + '_>> {
         Box::pin(async move {
-            let started = Instant::now();
             let started_at_ms = unix_ms();
             let ready = self
                 .lookup(&req)
                 .and_then(|prepared| Ok((prepared, self.env_slot(&req.env)?)));
             let inv = match ready {
-                Ok((prepared, _slot)) => self.run(prepared, req.clone(), depth).await,
-                Err(e) => Invocation {
-                    request_id: self.next_request_id(),
-                    version: None,
-                    duration: started.elapsed(),
-                    peak_memory: 0,
-                    logs: Vec::new(),
-                    result: Err(e),
-                    decision: None,
-                },
+                Ok((prepared, _slot)) => self.run(prepared, &req, depth).await,
+                Err(e) => Invocation::failed(self.new_request_id(), e, None),
             };
             let inv = Invocation { decision, ..inv };
             self.record(&req, &inv, started_at_ms);
@@ -485,22 +491,9 @@ impl Cloudfn {
         error: InvokeError,
         decision: Option<Decision>,
     ) -> Invocation {
-        let inv = Invocation {
-            request_id: self.next_request_id(),
-            version: None,
-            duration: Duration::ZERO,
-            peak_memory: 0,
-            logs: Vec::new(),
-            result: Err(error),
-            decision,
-        };
+        let inv = Invocation::failed(self.new_request_id(), error, decision);
         self.record(req, &inv, unix_ms());
         inv
-    }
-
-    /// A fresh request id (for responses that fail before any call runs).
-    pub fn new_request_id(&self) -> String {
-        self.next_request_id()
     }
 
     /// An environment, from a cache that another process's change invalidates.
@@ -539,7 +532,8 @@ impl Cloudfn {
         Ok(())
     }
 
-    fn next_request_id(&self) -> String {
+    /// A fresh request id (also for responses that fail before any call runs).
+    pub fn new_request_id(&self) -> String {
         let seq = self.request_seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{seq:08x}", self.request_prefix)
     }
@@ -624,11 +618,11 @@ impl Cloudfn {
     async fn run(
         self: &Arc<Self>,
         prepared: Arc<Prepared>,
-        req: InvokeRequest,
+        req: &InvokeRequest,
         depth: u32,
     ) -> Invocation {
         let started = Instant::now();
-        let request_id = self.next_request_id();
+        let request_id = self.new_request_id();
         let cfg = &prepared.info.config;
         let mut timeout = cfg
             .timeout_ms
@@ -640,16 +634,10 @@ impl Cloudfn {
         let deadline = started + timeout;
 
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&req.event) {
+            let e = InvokeError::InvalidParam(format!("the event is not JSON: {e}"));
             return Invocation {
-                request_id,
                 version: Some(prepared.info.version),
-                duration: started.elapsed(),
-                peak_memory: 0,
-                logs: Vec::new(),
-                result: Err(InvokeError::InvalidParam(format!(
-                    "the event is not JSON: {e}"
-                ))),
-                decision: None,
+                ..Invocation::failed(request_id, e, None)
             };
         }
 
@@ -673,7 +661,7 @@ impl Cloudfn {
             request_id: request_id.clone(),
             function_name: req.name.clone(),
         };
-        let call = self.nested_caller(&req, depth, deadline);
+        let call = self.nested_caller(req, depth, deadline);
         let mut store = Store::new(
             self.engine.engine(),
             CallState {
@@ -822,12 +810,11 @@ impl Cloudfn {
         let svc = Arc::downgrade(self);
         let env = req.env.clone();
         let identity = req.identity.clone();
-        let caller = identity.from_appid.clone().map(|appid| Caller {
-            appid,
-            openid: identity.from_openid.clone(),
-            unionid: identity.from_unionid.clone(),
-            client_ip: identity.client_ip.clone(),
-        });
+        // Only a sharee's call is checked again: the owner's own identity needs no grant.
+        let caller = match identity.from_appid {
+            Some(_) => identity.caller(),
+            None => None,
+        };
         let source = format!("{},scf", req.source);
         Arc::new(move |name: String, event: String| {
             let svc = svc.clone();
