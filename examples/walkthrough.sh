@@ -21,10 +21,12 @@ cf env create prod-01 --owner wxA
 cf deploy --env prod-01 --name echo "$WASM/echo.wasm"
 
 # 2. Serve (public endpoints on :8080, admin API on :8081 by default).
-cf serve --listen "127.0.0.1:${PORT:-8080}" --admin-listen "127.0.0.1:${ADMIN_PORT:-8081}" \
+"$CLOUDFN" --data-dir "$DATA" serve --listen "127.0.0.1:${PORT:-8080}" --admin-listen "127.0.0.1:${ADMIN_PORT:-8081}" \
   --admin-token "walkthrough-admin-token" > "$DATA/serve.out" 2> "$DATA/serve.err" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
+# The server itself, not a subshell, is $SERVER (a backgrounded shell function would be a
+# subshell, and killing it would leave cloudfn running); wait until it has drained and exited.
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
 until grep -q '^Serving HTTP on' "$DATA/serve.out"; do sleep 0.1; done
 BASE=$(sed -n 's#^Serving HTTP on \(http://[^/]*\)/$#\1#p' "$DATA/serve.out")
 ADMIN=$(sed -n 's#^Admin API on \(http://[^/]*\)/$#\1#p' "$DATA/serve.out")

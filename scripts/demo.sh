@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --quiet -p cloudfn-host
+cargo build --quiet -p cloudfn-cli
 if [ $# -gt 0 ]; then exec target/debug/cloudfn "$@"; fi
 target/debug/cloudfn demo
 exec target/debug/cloudfn serve --demo

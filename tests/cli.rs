@@ -3,38 +3,14 @@
 
 mod common;
 
-use cloudfn_host::guests::paths;
+use common::guests as paths;
+use common::{Bin, failed, ok};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn cloudfn(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudfn"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("CLOUDFN_CRASH_AT")
-        .output()
-        .expect("running cloudfn")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cloudfn failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn failed(out: &Output) -> (String, String) {
-    assert!(!out.status.success(), "expected failure: {out:?}");
-    (
-        String::from_utf8(out.stdout.clone()).unwrap(),
-        String::from_utf8(out.stderr.clone()).unwrap(),
-    )
+    Bin::new(data_dir).run(args)
 }
 
 fn setup() -> tempfile::TempDir {
@@ -374,10 +350,8 @@ fn a_deploy_interrupted_at_any_step_leaves_the_registry_consistent() {
         "deploy-before-commit",
     ] {
         let dir = setup();
-        let out = Command::new(env!("CARGO_BIN_EXE_cloudfn"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
+        let out = Bin::new(dir.path())
+            .command(&[
                 "deploy",
                 "--env",
                 "prod",

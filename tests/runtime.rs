@@ -3,22 +3,18 @@
 
 mod common;
 
-use cloudfn_host::guests::paths;
-use cloudfn_host::{Cloudfn, FunctionConfig, Identity, InvokeRequest, RegistryError};
+use cloudfn_invoke::{Call, Host, Identity, InvokeRequest};
+use cloudfn_store::{FunctionConfig, StoreError};
+use common::guests as paths;
 use common::*;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-fn config(f: impl FnOnce(&mut FunctionConfig)) -> FunctionConfig {
-    let mut c = FunctionConfig::default();
-    f(&mut c);
-    c
-}
-
 #[tokio::test]
 async fn deploy_and_invoke_round_trip() {
-    let (_dir, svc) = service();
+    let w = service().await;
+    let svc = w.host.clone();
     let inv = call(&svc, "echo", r#"{"a":1,"b":[true,null,"x"]}"#).await;
     let out = ok_json(&inv);
     assert_eq!(out["event"], json!({"a":1,"b":[true,null,"x"]}));
@@ -28,9 +24,10 @@ async fn deploy_and_invoke_round_trip() {
 
 #[tokio::test]
 async fn every_wxcontext_field_reaches_the_guest_exactly() {
-    let (_dir, svc) = service();
-    let mut req = InvokeRequest::new("prod", "echo", "{}", "wx_client");
-    req.identity = Identity {
+    let w = service().await;
+    let svc = w.host.clone();
+    let req = InvokeRequest::new("prod", "echo", "{}", "wx_client");
+    let identity = Identity {
         appid: Some("wxA".into()),
         openid: Some("oA-user".into()),
         unionid: Some("uU-1".into()),
@@ -39,7 +36,7 @@ async fn every_wxcontext_field_reaches_the_guest_exactly() {
         from_unionid: Some("uU-2".into()),
         client_ip: Some("203.0.113.7".into()),
     };
-    let inv = svc.invoke(req).await;
+    let inv = svc.call(Call::trusted(req, identity)).await;
     let out = ok_json(&inv);
     assert_eq!(
         out["context"],
@@ -69,27 +66,24 @@ async fn every_wxcontext_field_reaches_the_guest_exactly() {
 #[tokio::test]
 async fn call_function_keeps_identity_and_chains_source() {
     // (Calls on behalf of another app are checked again on the nested call: tests/sharing.rs.)
-    let (_dir, svc) = service();
-    deploy(
-        &svc,
-        "users_add",
-        paths::USERS_ADD,
-        FunctionConfig::default(),
-    );
-    let mut req = InvokeRequest::new(
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy("users_add", paths::USERS_ADD, FunctionConfig::default())
+        .await;
+    let req = InvokeRequest::new(
         "prod",
         "users_add",
         r#"{"name":" Ada ","age":36}"#,
         "wx_client",
     );
-    req.identity = Identity {
+    let identity = Identity {
         appid: Some("wxA".into()),
         openid: Some("oA".into()),
         unionid: Some("uA".into()),
         client_ip: Some("198.51.100.1".into()),
         ..Identity::default()
     };
-    let inv = svc.invoke(req).await;
+    let inv = svc.call(Call::trusted(req, identity)).await;
     let out = ok_json(&inv);
     assert_eq!(out["added"]["name"], "Ada");
     assert_eq!(out["added"]["createdBy"], "oA");
@@ -122,14 +116,11 @@ async fn call_function_keeps_identity_and_chains_source() {
 
 #[tokio::test]
 async fn call_function_to_a_missing_function_reports_its_errcode() {
-    let (_dir, svc) = service();
-    deploy(
-        &svc,
-        "users_add",
-        paths::USERS_ADD,
-        FunctionConfig::default(),
-    );
-    svc.remove("prod", "echo").unwrap();
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy("users_add", paths::USERS_ADD, FunctionConfig::default())
+        .await;
+    svc.store().remove_function("prod", "echo").await.unwrap();
     let inv = call(&svc, "users_add", r#"{"name":"Ada"}"#).await;
     let (code, msg) = err(&inv);
     assert_eq!(code, -504002);
@@ -141,34 +132,29 @@ async fn call_function_to_a_missing_function_reports_its_errcode() {
 
 #[tokio::test]
 async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
-    let (_dir, svc) = service();
+    let w = service().await;
+    let svc = w.host.clone();
     let fast = |c: &mut FunctionConfig| c.timeout_ms = Some(300);
-    deploy(
-        &svc,
-        "fail_panic",
-        paths::FAIL_PANIC,
-        FunctionConfig::default(),
-    );
-    deploy(&svc, "fail_loop", paths::FAIL_LOOP, config(fast));
-    deploy(&svc, "fail_sleep", paths::FAIL_SLEEP, config(fast));
-    deploy(
-        &svc,
+    w.deploy("fail_panic", paths::FAIL_PANIC, FunctionConfig::default())
+        .await;
+    w.deploy("fail_loop", paths::FAIL_LOOP, FunctionConfig::with(fast))
+        .await;
+    w.deploy("fail_sleep", paths::FAIL_SLEEP, FunctionConfig::with(fast))
+        .await;
+    w.deploy(
         "fail_memory",
         paths::FAIL_MEMORY,
-        config(|c| c.memory_mb = 32),
-    );
-    deploy(
-        &svc,
+        FunctionConfig::with(|c| c.memory_mb = 32),
+    )
+    .await;
+    w.deploy(
         "fail_badjson",
         paths::FAIL_BADJSON,
         FunctionConfig::default(),
-    );
-    deploy(
-        &svc,
-        "fail_error",
-        paths::FAIL_ERROR,
-        FunctionConfig::default(),
-    );
+    )
+    .await;
+    w.deploy("fail_error", paths::FAIL_ERROR, FunctionConfig::default())
+        .await;
 
     let cases: &[(&str, i32, &str)] = &[
         ("fail_panic", -504002, "deliberate panic from fail_panic"),
@@ -203,13 +189,14 @@ async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_spinning_guest_does_not_starve_other_calls() {
     // One thread only: if the looping guest held it, echo could not finish before the loop.
-    let (_dir, svc) = service();
-    deploy(
-        &svc,
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy(
         "fail_loop",
         paths::FAIL_LOOP,
-        config(|c| c.timeout_ms = Some(2_000)),
-    );
+        FunctionConfig::with(|c| c.timeout_ms = Some(2_000)),
+    )
+    .await;
     let looping = tokio::spawn({
         let svc = svc.clone();
         async move { call(&svc, "fail_loop", "{}").await }
@@ -229,7 +216,8 @@ async fn a_spinning_guest_does_not_starve_other_calls() {
 
 #[tokio::test]
 async fn invalid_requests_get_protocol_errcodes() {
-    let (_dir, svc) = service();
+    let w = service().await;
+    let svc = w.host.clone();
     let cases = [
         (InvokeRequest::new("nope", "echo", "{}", "wx_http"), -501000),
         (
@@ -251,37 +239,45 @@ async fn invalid_requests_get_protocol_errcodes() {
     ];
     for (req, code) in cases {
         let what = format!("{}/{} {:?}", req.env, req.name, req.event);
-        let inv = svc.invoke(req).await;
+        let inv = svc.call(Call::trusted(req, Identity::default())).await;
         assert_eq!(err(&inv).0, code, "{what}: {:?}", inv.result);
     }
 }
 
 #[tokio::test]
 async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
-    let (_dir, svc) = service();
-    let check = |name: &str, bytes: &[u8], want: &str| {
+    let w = service().await;
+    let svc = w.host.clone();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "junk",
+            b"hello world, not wasm".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            "core",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "core wasm module, not a component",
+        ),
+        (
+            "command",
+            wasm(paths::WRONG_WORLD),
+            "does not export `cloudfn:function/handler` (it exports: wasi:cli/run@",
+        ),
+        (
+            "importer",
+            wasm(paths::WRONG_IMPORT),
+            "imports `acme:billing/charge`",
+        ),
+        ("1bad", wasm(paths::ECHO), "invalid function name \"1bad\""),
+    ];
+    for (name, bytes, want) in cases {
         let e = svc
-            .deploy("prod", name, bytes, FunctionConfig::default())
+            .deploy("prod", name, &bytes, FunctionConfig::default())
+            .await
             .expect_err(want);
         assert!(e.to_string().contains(want), "{name}: got {e}");
-    };
-    check("junk", b"hello world, not wasm", "not a WebAssembly file");
-    check(
-        "core",
-        b"\0asm\x01\0\0\0",
-        "core wasm module, not a component",
-    );
-    check(
-        "command",
-        &wasm(paths::WRONG_WORLD),
-        "does not export `cloudfn:function/handler` (it exports: wasi:cli/run@",
-    );
-    check(
-        "importer",
-        &wasm(paths::WRONG_IMPORT),
-        "imports `acme:billing/charge`",
-    );
-    check("1bad", &wasm(paths::ECHO), "invalid function name \"1bad\"");
+    }
     let e = svc
         .deploy(
             "nope",
@@ -289,43 +285,51 @@ async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
             &wasm(paths::ECHO),
             FunctionConfig::default(),
         )
+        .await
         .unwrap_err();
-    assert!(matches!(e, RegistryError::EnvNotFound(_)), "{e}");
+    assert!(matches!(e, StoreError::EnvNotFound(_)), "{e}");
     let e = svc
         .deploy(
             "prod",
             "echo",
             &wasm(paths::ECHO),
-            config(|c| c.memory_mb = 99_999),
+            FunctionConfig::with(|c| c.memory_mb = 99_999),
         )
+        .await
         .unwrap_err();
     assert!(e.to_string().contains("memory must be between"), "{e}");
     // Nothing but the original echo was stored.
-    let fns = svc.registry().functions("prod").unwrap();
+    let fns = svc.store().functions("prod").await.unwrap();
     assert_eq!(fns.len(), 1);
     assert_eq!(fns[0].versions, 1);
 }
 
 #[tokio::test]
 async fn versions_and_rollback() {
-    let (_dir, svc) = service();
+    let w = service().await;
+    let svc = w.host.clone();
     // Version 2 is a different function under the same name.
-    let v2 = deploy(&svc, "echo", paths::FAIL_ERROR, FunctionConfig::default());
+    let v2 = w
+        .deploy("echo", paths::FAIL_ERROR, FunctionConfig::default())
+        .await;
     assert_eq!(v2, 2);
     assert_eq!(err(&call(&svc, "echo", "{}").await).0, -504002);
     // A qualifier selects a version without changing the active one.
     let inv = svc
-        .invoke(InvokeRequest {
-            version: Some(1),
-            ..InvokeRequest::new("prod", "echo", r#"{"v":1}"#, "wx_http")
-        })
+        .invoke(
+            InvokeRequest {
+                version: Some(1),
+                ..InvokeRequest::new("prod", "echo", r#"{"v":1}"#, "wx_http")
+            },
+            Identity::default(),
+        )
         .await;
     assert_eq!(ok_json(&inv)["event"]["v"], 1);
-    svc.rollback("prod", "echo", 1).unwrap();
+    svc.store().rollback("prod", "echo", 1).await.unwrap();
     let inv = call(&svc, "echo", r#"{"back":true}"#).await;
     assert_eq!(ok_json(&inv)["event"]["back"], true);
     assert_eq!(inv.version, Some(1));
-    let versions = svc.registry().versions("prod", "echo").unwrap();
+    let versions = svc.store().versions("prod", "echo").await.unwrap();
     assert_eq!(
         versions
             .iter()
@@ -334,30 +338,34 @@ async fn versions_and_rollback() {
         vec![(2, false), (1, true)]
     );
     assert!(matches!(
-        svc.rollback("prod", "echo", 3),
-        Err(RegistryError::VersionNotFound { version: 3, .. })
+        svc.store().rollback("prod", "echo", 3).await,
+        Err(StoreError::VersionNotFound { version: 3, .. })
     ));
 }
 
 #[tokio::test]
 async fn variables_reach_the_guest() {
-    let (_dir, svc) = service();
-    let cfg = config(|c| {
+    let w = service().await;
+    let svc = w.host.clone();
+    let cfg = FunctionConfig::with(|c| {
         c.vars.insert("allowed_appids".into(), "wxB, wxC".into());
         c.vars.insert("roles".into(), "wxC=admin".into());
     });
-    deploy(&svc, "cloudbase_auth", paths::CLOUDBASE_AUTH, cfg);
+    w.deploy("cloudbase_auth", paths::CLOUDBASE_AUTH, cfg).await;
     let auth = |from: &'static str| {
-        let mut req = InvokeRequest::new(
+        let req = InvokeRequest::new(
             "prod",
             "cloudbase_auth",
             r#"{"function":"echo"}"#,
             "wx_client",
         );
-        req.identity.from_appid = Some(from.into());
-        req.identity.from_openid = Some("o1".into());
+        let identity = Identity {
+            from_appid: Some(from.into()),
+            from_openid: Some("o1".into()),
+            ..Identity::default()
+        };
         let svc = svc.clone();
-        async move { ok_json(&svc.invoke(req).await) }
+        async move { ok_json(&svc.invoke(req, identity).await) }
     };
     let granted = auth("wxC").await;
     assert_eq!(granted["errCode"], 0);
@@ -383,43 +391,60 @@ async fn variables_reach_the_guest() {
 async fn a_restart_reuses_precompiled_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let svc = Cloudfn::open(dir.path()).unwrap();
-        svc.registry().create_env("prod", "wxA").unwrap();
-        deploy(&svc, "echo", paths::ECHO, FunctionConfig::default());
+        let svc = Host::open(dir.path()).await.unwrap();
+        svc.create_env("prod", "wxA").await.unwrap();
+        svc.deploy(
+            "prod",
+            "echo",
+            &wasm(paths::ECHO),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap();
         ok_json(&call(&svc, "echo", "{}").await);
-        assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 1);
+        assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
     }
-    let svc = Cloudfn::open(dir.path()).unwrap();
+    let svc = Host::open(dir.path()).await.unwrap();
     ok_json(&call(&svc, "echo", "{}").await);
     ok_json(&call(&svc, "echo", "{}").await);
-    assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 0);
-    assert_eq!(svc.engine().stats.artifact_loads.load(Ordering::Relaxed), 1);
+    assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        svc.runtime().stats.artifact_loads.load(Ordering::Relaxed),
+        1
+    );
     // A damaged artifact is recompiled and rewritten, not fatal.
     drop(svc);
     for entry in std::fs::read_dir(dir.path().join("artifacts")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
-    let svc = Cloudfn::open(dir.path()).unwrap();
+    let svc = Host::open(dir.path()).await.unwrap();
     ok_json(&call(&svc, "echo", "{}").await);
-    assert_eq!(svc.engine().stats.compiles.load(Ordering::Relaxed), 1);
-    let svc2 = Cloudfn::open(dir.path()).unwrap();
+    assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
+    let svc2 = Host::open(dir.path()).await.unwrap();
     ok_json(&call(&svc2, "echo", "{}").await);
     assert_eq!(
-        svc2.engine().stats.artifact_loads.load(Ordering::Relaxed),
+        svc2.runtime().stats.artifact_loads.load(Ordering::Relaxed),
         1
     );
 }
 
 #[tokio::test]
 async fn the_env_directory_is_sandboxed() {
-    let (dir, svc) = service();
-    let env_dir = svc.registry().env_dir("prod");
+    let w = service().await;
+    let (dir, svc) = (&w.dir, w.host.clone());
+    let env_dir = dir.path().join("envs").join("prod");
     std::fs::write(env_dir.join("hello.txt"), "hi from the env").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(dir.path().join("secret.txt"), env_dir.join("link")).unwrap();
-    deploy(&svc, "ro", paths::FS_PROBE, FunctionConfig::default());
-    deploy(&svc, "rw", paths::FS_PROBE, config(|c| c.fs_write = true));
+    w.deploy("ro", paths::FS_PROBE, FunctionConfig::default())
+        .await;
+    w.deploy(
+        "rw",
+        paths::FS_PROBE,
+        FunctionConfig::with(|c| c.fs_write = true),
+    )
+    .await;
     let probe = |name: &'static str, op: &str, path: &str| {
         let event = json!({"op": op, "path": path, "data": "written"}).to_string();
         let svc = svc.clone();
@@ -451,19 +476,21 @@ async fn the_env_directory_is_sandboxed() {
 
 #[tokio::test]
 async fn a_deploy_during_calls_switches_new_calls_only() {
-    let (_dir, svc) = service();
-    deploy(
-        &svc,
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy(
         "slow",
         paths::FAIL_SLEEP,
-        config(|c| c.timeout_ms = Some(500)),
-    );
+        FunctionConfig::with(|c| c.timeout_ms = Some(500)),
+    )
+    .await;
     let inflight = tokio::spawn({
         let svc = svc.clone();
         async move { call(&svc, "slow", "{}").await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    deploy(&svc, "slow", paths::ECHO, FunctionConfig::default());
+    w.deploy("slow", paths::ECHO, FunctionConfig::default())
+        .await;
     let inv = call(&svc, "slow", r#"{"new":1}"#).await;
     assert_eq!(ok_json(&inv)["event"]["new"], 1);
     assert_eq!(inv.version, Some(2));
@@ -475,40 +502,60 @@ async fn a_deploy_during_calls_switches_new_calls_only() {
 #[tokio::test]
 async fn invoke_file_runs_a_component_without_deploying() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Cloudfn::open(dir.path()).unwrap();
-    let mut req = InvokeRequest::new("local", "echo", r#"{"x":1}"#, "wx_devtools");
-    req.identity.from_appid = Some("wxB".into());
+    let svc = Host::open(dir.path()).await.unwrap();
+    let req = InvokeRequest::new("local", "echo", r#"{"x":1}"#, "wx_devtools");
+    let identity = Identity {
+        from_appid: Some("wxB".into()),
+        ..Identity::default()
+    };
     let inv = svc
-        .invoke_file(&wasm(paths::ECHO), FunctionConfig::default(), None, req)
+        .run_file(
+            &wasm(paths::ECHO),
+            FunctionConfig::default(),
+            None,
+            req,
+            identity,
+        )
         .await
         .unwrap();
     let out = ok_json(&inv);
     assert_eq!(out["context"]["FROM_APPID"], "wxB");
     assert_eq!(out["context"]["ENV"], "local");
-    assert!(svc.registry().envs().unwrap().is_empty());
+    assert!(svc.store().envs().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_change_by_another_process_is_seen_on_the_next_call() {
-    let (dir, svc) = service();
+    let w = service().await;
+    let (dir, svc) = (&w.dir, w.host.clone());
     ok_json(&call(&svc, "echo", "{}").await);
     // A second service on the same data dir stands in for another process (e.g. the CLI).
-    let other = Cloudfn::open(dir.path()).unwrap();
-    deploy(&other, "echo", paths::FAIL_ERROR, FunctionConfig::default());
+    let other = Host::open(dir.path()).await.unwrap();
+    other
+        .deploy(
+            "prod",
+            "echo",
+            &wasm(paths::FAIL_ERROR),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap();
     let inv = call(&svc, "echo", "{}").await;
     assert_eq!(inv.version, Some(2));
     assert_eq!(err(&inv).0, -504002);
-    other.rollback("prod", "echo", 1).unwrap();
+    other.store().rollback("prod", "echo", 1).await.unwrap();
     assert_eq!(call(&svc, "echo", "{}").await.version, Some(1));
 }
 
 #[tokio::test]
 async fn nested_calls_stop_at_the_depth_cap() {
-    let (_dir, svc) = service();
-    deploy(&svc, "recurse", paths::RECURSE, FunctionConfig::default());
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy("recurse", paths::RECURSE, FunctionConfig::default())
+        .await;
     let out = ok_json(&call(&svc, "recurse", "{}").await);
     // Calls at depths 0..=7 ran; the one that would have been the 9th level was refused.
-    assert_eq!(out["depth"], cloudfn_host::service::MAX_CALL_DEPTH - 1);
+    assert_eq!(out["depth"], cloudfn_invoke::limits::MAX_CALL_DEPTH - 1);
     assert_eq!(out["errcode"], -504002);
     assert!(
         out["errmsg"]
@@ -521,14 +568,20 @@ async fn nested_calls_stop_at_the_depth_cap() {
 
 #[tokio::test]
 async fn results_over_the_size_cap_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = cloudfn_host::service::Options {
-        max_result_bytes: 1024,
+    let options = cloudfn_invoke::Options {
+        limits: cloudfn_invoke::Limits {
+            max_result_bytes: 1024,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let svc = Cloudfn::open_with(dir.path(), options).unwrap();
-    svc.registry().create_env("prod", "wxA").unwrap();
-    deploy(&svc, "echo", paths::ECHO, FunctionConfig::default());
+    let w = World::new()
+        .options(options)
+        .env("prod", "wxA")
+        .deploy("prod", "echo", paths::ECHO)
+        .build()
+        .await;
+    let svc = w.host.clone();
     ok_json(&call(&svc, "echo", r#"{"small":true}"#).await);
     let big = json!({ "x": "y".repeat(2000) }).to_string();
     let (code, msg) = err(&call(&svc, "echo", &big).await);
@@ -538,32 +591,47 @@ async fn results_over_the_size_cap_are_refused() {
 
 #[tokio::test]
 async fn the_default_time_limit_depends_on_the_call_path() {
-    let (_dir, svc) = service();
-    deploy(&svc, "sleepy", paths::SLEEPY, FunctionConfig::default());
+    let w = service().await;
+    let svc = w.host.clone();
+    w.deploy("sleepy", paths::SLEEPY, FunctionConfig::default())
+        .await;
     // 3.5 s: past the 3 s default of a client call, within the 5 s default of an HTTP-API call.
     let nap = r#"{"ms":3500}"#;
     let (code, msg) = err(&svc
-        .invoke(InvokeRequest::new("prod", "sleepy", nap, "wx_client"))
+        .invoke(
+            InvokeRequest::new("prod", "sleepy", nap, "wx_client"),
+            Identity::default(),
+        )
         .await);
     assert_eq!(code, -501002);
     assert!(msg.contains("3000 ms"), "{msg}");
     let mut http = InvokeRequest::new("prod", "sleepy", nap, "wx_http");
-    http.default_timeout = cloudfn_host::registry::DEFAULT_HTTP_TIMEOUT;
-    assert_eq!(ok_json(&svc.invoke(http).await)["slept"], 3500);
+    http.default_timeout = cloudfn_store::DEFAULT_HTTP_TIMEOUT;
+    assert_eq!(
+        ok_json(&svc.invoke(http, Identity::default()).await)["slept"],
+        3500
+    );
 }
 
 #[tokio::test]
 async fn a_version_number_reused_after_rm_runs_the_new_code() {
-    let (dir, svc) = service();
+    let w = service().await;
+    let (dir, svc) = (&w.dir, w.host.clone());
     ok_json(&call(&svc, "echo", "{}").await);
     // Another process removes echo and deploys something else under the same name: version 1
     // again, other content.
-    let other = Cloudfn::open(dir.path()).unwrap();
-    other.remove("prod", "echo").unwrap();
-    assert_eq!(
-        deploy(&other, "echo", paths::FAIL_ERROR, FunctionConfig::default()),
-        1
-    );
+    let other = Host::open(dir.path()).await.unwrap();
+    other.store().remove_function("prod", "echo").await.unwrap();
+    let v = other
+        .deploy(
+            "prod",
+            "echo",
+            &wasm(paths::FAIL_ERROR),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.version, 1);
     let inv = call(&svc, "echo", "{}").await;
     assert_eq!(err(&inv).0, -504002, "the old echo must not answer");
 }

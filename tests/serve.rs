@@ -4,40 +4,44 @@
 
 mod common;
 
+use common::guests as paths;
 use common::http::*;
+use common::{Bin, Built, World, wasm};
 
 use bytes::Bytes;
-use cloudfn_host::credentials::{AppCredentials, TokenPolicy};
-use cloudfn_host::guests::paths;
-use cloudfn_host::server::ServeConfig;
-use cloudfn_host::service::Options;
-use cloudfn_host::{Cloudfn, FunctionConfig};
-use common::wasm;
+use cloudfn_gateway::server::ServeConfig;
+use cloudfn_invoke::{Host, Limits, Options};
+use cloudfn_store::{ActivationQuery, AppCredentials, FunctionConfig, TokenPolicy};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Apps wxA and wxB (subject Acme); env `prod` (wxA) with echo, users_add, fail_panic,
+/// fail_loop (300 ms) and sleepy (10 s); env `bprod` (wxB) with echo; served with `config`.
 async fn start(options: Options, config: ServeConfig) -> TestServer {
-    let (dir, svc, owner, other) = new_service(options);
-    let reg = svc.registry();
-    reg.create_env("prod", "wxA").unwrap();
-    reg.create_env("bprod", "wxB").unwrap();
-    let cfg = |ms: Option<u64>| FunctionConfig {
-        timeout_ms: ms,
-        ..FunctionConfig::default()
-    };
-    for (env, name, path, timeout) in [
-        ("prod", "echo", paths::ECHO, None),
-        ("prod", "users_add", paths::USERS_ADD, None),
-        ("prod", "fail_panic", paths::FAIL_PANIC, None),
-        ("prod", "fail_loop", paths::FAIL_LOOP, Some(300)),
-        ("prod", "sleepy", paths::SLEEPY, Some(10_000)),
-        ("bprod", "echo", paths::ECHO, None),
-    ] {
-        svc.deploy(env, name, &wasm(path), cfg(timeout)).unwrap();
-    }
-    TestServer::serve(dir, svc, owner, other, config).await
+    World::new()
+        .options(options)
+        .env("prod", "wxA")
+        .env("bprod", "wxB")
+        .deploy("prod", "echo", paths::ECHO)
+        .deploy("prod", "users_add", paths::USERS_ADD)
+        .deploy("prod", "fail_panic", paths::FAIL_PANIC)
+        .deploy_with(
+            "prod",
+            "fail_loop",
+            paths::FAIL_LOOP,
+            FunctionConfig::with(|c| c.timeout_ms = Some(300)),
+        )
+        .deploy_with(
+            "prod",
+            "sleepy",
+            paths::SLEEPY,
+            FunctionConfig::with(|c| c.timeout_ms = Some(10_000)),
+        )
+        .deploy("bprod", "echo", paths::ECHO)
+        .serve(config)
+        .await
 }
 
 async fn standard() -> TestServer {
@@ -91,7 +95,7 @@ async fn token_endpoint_produces_every_protocol_errcode() {
     assert!(v.get("errcode").is_none());
 
     // -1: the token store fails underneath (its table is gone).
-    let db = rusqlite::Connection::open(s.dir.path().join("cloudfn.db")).unwrap();
+    let db = rusqlite::Connection::open(s.dir().join("cloudfn.db")).unwrap();
     db.execute_batch("DROP TABLE tokens").unwrap();
     let (_, v) = get(&token_url(&format!(
         "grant_type=client_credential&appid={}&secret={}",
@@ -308,7 +312,10 @@ async fn invoke_produces_every_protocol_errcode() {
 #[tokio::test]
 async fn the_env_concurrency_cap_refuses_extra_calls() {
     let options = Options {
-        env_concurrency: 1,
+        limits: Limits {
+            env_concurrency: 1,
+            ..Limits::default()
+        },
         ..Options::default()
     };
     let s = Arc::new(start(options, ServeConfig::default()).await);
@@ -319,7 +326,7 @@ async fn the_env_concurrency_cap_refuses_extra_calls() {
     });
     // Wait until the slow call holds the env's only slot.
     for _ in 0..100 {
-        if s.svc.metrics().in_flight.get() > 0 {
+        if s.host.metrics().in_flight.get() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -407,13 +414,14 @@ async fn the_real_node_sdk_calls_functions_through_admin() {
     assert!(ok, "{v}");
     assert_eq!(v["result"]["event"], json!({}));
     // qualifier selects a version.
-    s.svc
+    s.host
         .deploy(
             "prod",
             "echo",
             &wasm(paths::FAIL_ERROR),
             FunctionConfig::default(),
         )
+        .await
         .unwrap();
     let (ok, v) = node_call(&s, &s.owner, "prod", "echo", Some("{}"), Some("1"));
     assert!(ok, "{v}");
@@ -479,11 +487,11 @@ async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
         "post\n//{host}/admin\nenv=prod&seqId=1\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{payload}"
     );
     let signed_at = |ts: i64| {
-        let sig = cloudfn_host::tc3::signature(&s.owner.secret_key, ts, &canonical);
+        let sig = cloudfn_gateway::tc3::signature(&s.owner.secret_key, ts, &canonical);
         let auth = format!(
             "TC3-HMAC-SHA256 Credential={}/{}/tcb/tc3_request, SignedParams=action;envname;function_name;request_data, SignedHeaders=content-type;host, Signature={sig}",
             s.owner.secret_id,
-            cloudfn_host::tc3::utc_date(ts)
+            cloudfn_gateway::tc3::utc_date(ts)
         );
         let url = s.url("/admin?env=prod&seqId=1");
         let body = body.to_string();
@@ -498,7 +506,7 @@ async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
             request("POST", &url, &headers, body).await
         }
     };
-    let now = cloudfn_host::registry::now();
+    let now = cloudfn_store::fsutil::now();
     let (status, v) = signed_at(now - 3600).await;
     assert_eq!(status, 200);
     assert_eq!(v["code"], "SIGN_EXPIRED", "{v}");
@@ -524,7 +532,7 @@ async fn activation_records_logs_and_metrics() {
     }
     s.invoke(&t, "prod", "users_add", r#"{"name":"Ada"}"#).await;
     s.invoke(&t, "prod", "fail_panic", "{}").await;
-    s.svc.flush_records();
+    s.host.flush_records().await;
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let headers = [("authorization", auth.as_str())];
     let (status, records) = request(
@@ -581,11 +589,10 @@ async fn tokens_and_data_survive_a_restart() {
     let t = s.token(&s.owner).await;
     assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
     s.shutdown().await;
-    let TestServer {
-        dir, owner, other, ..
-    } = s;
-    let svc = Cloudfn::open(dir.path()).unwrap();
-    let s = TestServer::serve(dir, svc, owner, other, ServeConfig::default()).await;
+    let TestServer { world, .. } = s;
+    let Built { dir, creds, .. } = world;
+    let host = Host::open(dir.path()).await.unwrap();
+    let s = TestServer::serve(Built { dir, host, creds }, ServeConfig::default()).await;
     assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
     // stable_token hands back the same token after the restart.
     let (_, v) = request(
@@ -599,8 +606,8 @@ async fn tokens_and_data_survive_a_restart() {
     let _ = &s.other;
 }
 
-#[test]
-fn a_foundation_data_dir_keeps_working() {
+#[tokio::test]
+async fn a_foundation_data_dir_keeps_working() {
     // A data dir at schema 1 (before apps, tokens and activation records existed).
     let dir = tempfile::tempdir().unwrap();
     {
@@ -619,14 +626,15 @@ fn a_foundation_data_dir_keeps_working() {
         )
         .unwrap();
     }
-    let svc = Cloudfn::open(dir.path()).unwrap();
-    let apps = svc.registry().apps().unwrap();
+    let host = Host::open(dir.path()).await.unwrap();
+    let store = host.store();
+    let apps = store.apps().await.unwrap();
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].appid, "wxOld");
     assert!(!apps[0].has_secret);
-    let creds = svc.registry().create_app("wxOld", None).unwrap();
-    svc.registry().check_secret("wxOld", &creds.secret).unwrap();
-    assert_eq!(svc.registry().env("prod").unwrap().owner_appid, "wxOld");
+    let creds = store.create_app("wxOld", None).await.unwrap();
+    store.check_secret("wxOld", &creds.secret).await.unwrap();
+    assert_eq!(store.env("prod").await.unwrap().owner_appid, "wxOld");
 }
 
 /// The binary: `serve` prints its address once ready, the CLI manages it with `--server`, and
@@ -634,11 +642,9 @@ fn a_foundation_data_dir_keeps_working() {
 #[test]
 fn serve_binary_remote_cli_and_graceful_drain() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_cloudfn");
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
+    let bin = Bin::new(dir.path());
+    let mut child = bin
+        .command(&[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -665,8 +671,8 @@ fn serve_binary_remote_cli_and_graceful_drain() {
     let public = line("Serving HTTP on http://");
     let admin = format!("http://{}", line("Admin API on http://"));
     let cli = |args: &[&str]| {
-        let out = Command::new(bin)
-            .args(["--server", &admin, "--admin-token", ADMIN_TOKEN])
+        let out = bin
+            .command(&["--server", admin.as_str(), "--admin-token", ADMIN_TOKEN])
             .args(args)
             .output()
             .unwrap();
@@ -770,10 +776,10 @@ fn serve_binary_remote_cli_and_graceful_drain() {
     assert!(ok(&["app", "ls"]).contains("wxR\tRemote Co\tAKID"));
     assert!(ok(&["ls", "--env", "rprod"]).contains("echo\t1\t2"));
     ok(&["rm", "--env", "rprod", "--name", "echo"]);
-    let (ok_, _, err) = Command::new(bin)
-        .args([
+    let (ok_, _, err) = bin
+        .command(&[
             "--server",
-            &admin,
+            admin.as_str(),
             "--admin-token",
             "wrong-token-wrong-token",
             "env",
@@ -841,15 +847,17 @@ async fn a_call_whose_client_went_away_still_finishes_and_is_recorded() {
     .await;
     assert!(gave_up.is_err(), "the client gave up before the answer");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    s.svc.flush_records();
+    s.host.flush_records().await;
     let records = s
-        .svc
-        .activations(&cloudfn_host::activations::ActivationQuery {
+        .host
+        .store()
+        .activations(&ActivationQuery {
             env: "prod".into(),
             name: Some("sleepy".into()),
             after: None,
             limit: Some(10),
         })
+        .await
         .unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].errcode, 0);

@@ -1,12 +1,12 @@
-//! An in-process `cloudfn serve` on 127.0.0.1 with two apps of one subject (wxA, wxB), and
-//! HTTP helpers for the tests that talk to it.
+//! A world served in-process on 127.0.0.1 (`cloudfn serve`'s server, real sockets), and HTTP
+//! helpers for the tests that talk to it.
 #![allow(dead_code)]
 
+use super::{Built, World};
 use bytes::Bytes;
-use cloudfn_host::Cloudfn;
-use cloudfn_host::credentials::AppCredentials;
-use cloudfn_host::server::{ServeConfig, Server};
-use cloudfn_host::service::Options;
+use cloudfn_gateway::server::{ServeConfig, Server};
+use cloudfn_invoke::Host;
+use cloudfn_store::AppCredentials;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -19,59 +19,58 @@ use std::sync::Arc;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub struct TestServer {
-    pub dir: tempfile::TempDir,
-    pub svc: Arc<Cloudfn>,
+    pub world: Built,
+    pub host: Arc<Host>,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// wxA's credentials.
     pub owner: AppCredentials,
+    /// wxB's credentials.
     pub other: AppCredentials,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// A fresh data dir with apps wxA and wxB (subject "Acme") and their credentials.
-pub fn new_service(
-    options: Options,
-) -> (
-    tempfile::TempDir,
-    Arc<Cloudfn>,
-    AppCredentials,
-    AppCredentials,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Cloudfn::open_with(dir.path(), options).unwrap();
-    let owner = svc.registry().create_app("wxA", Some("Acme")).unwrap();
-    let other = svc.registry().create_app("wxB", Some("Acme")).unwrap();
-    (dir, svc, owner, other)
+impl World {
+    /// The world with apps wxA and wxB (subject "Acme") first, built and served.
+    pub async fn serve(self, config: ServeConfig) -> TestServer {
+        let world = World {
+            apps: [
+                ("wxA".to_string(), "Acme".to_string()),
+                ("wxB".into(), "Acme".into()),
+            ]
+            .into_iter()
+            .chain(self.apps)
+            .collect(),
+            ..self
+        };
+        TestServer::serve(world.build().await, config).await
+    }
 }
 
 impl TestServer {
-    pub async fn serve(
-        dir: tempfile::TempDir,
-        svc: Arc<Cloudfn>,
-        owner: AppCredentials,
-        other: AppCredentials,
-        config: ServeConfig,
-    ) -> TestServer {
+    /// Serves a built world (which must have apps wxA and wxB).
+    pub async fn serve(world: Built, config: ServeConfig) -> TestServer {
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(ADMIN_TOKEN.into()),
             ..config
         };
-        let server = Server::bind(svc.clone(), config).await.unwrap();
+        let host = world.host.clone();
+        let server = Server::bind(host.clone(), config).await.unwrap();
         let (public, admin) = (server.public_addr(), server.admin_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestServer {
-            dir,
-            svc,
+            owner: world.creds("wxA").clone(),
+            other: world.creds("wxB").clone(),
+            world,
+            host,
             public,
             admin,
-            owner,
-            other,
             stop: Some(stop),
             task: Some(task),
         }
@@ -85,6 +84,11 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        self.world.dir.path()
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -151,7 +155,7 @@ pub fn node_call(
     data: Option<&str>,
     qualifier: Option<&str>,
 ) -> (bool, Value) {
-    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
     assert!(
         node_dir.join("node_modules/@cloudbase/node-sdk").exists(),
         "run `npm ci --prefix tests/node` first (scripts/test.sh does)"

@@ -1,66 +1,183 @@
-//! Shared helpers of the integration tests: temp data dirs, the real guests, JSON parsing.
+//! The one test world every integration test builds on: [`World`] (a builder of apps, envs,
+//! deploys, shares and rules on a fresh data dir, optionally served on 127.0.0.1), the real
+//! guests from `cloudfn-test-guests`, one shared wasmtime runtime per test process (so each
+//! guest compiles once), one way to run the `cloudfn` binary ([`Bin`]), and result helpers.
 #![allow(dead_code)]
 
 pub mod http;
 
-use cloudfn_host::guests::paths;
-use cloudfn_host::{Cloudfn, FunctionConfig, Invocation, InvokeRequest};
+use cloudfn_invoke::{Call, Host, Identity, Invocation, InvokeRequest, Options};
+use cloudfn_runtime::Runtime;
+use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions};
+pub use cloudfn_test_guests as guests;
+pub use cloudfn_test_guests::wasm;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, OnceLock};
 
-/// The bytes of a guest built from `functions/`.
-pub fn wasm(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("reading guest {path}: {e}"))
+/// The runtime shared by every host a test process builds: components compile once.
+pub fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Arc::new(Runtime::new(None).expect("building the test runtime")))
+        .clone()
 }
 
-/// Runs an `examples/` script as the README prints it, with this build's binary and guests and
-/// free ports; returns its stdout, or fails the test with its output.
-pub fn run_example(script: &str) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm_dir = std::path::Path::new(paths::ECHO).parent().unwrap();
-    let out = std::process::Command::new("bash")
-        .arg(root.join("examples").join(script))
-        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
-        .env("WASM", wasm_dir)
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+/// What a test world is made of, declared before it is built.
+#[derive(Default)]
+pub struct World {
+    options: Options,
+    apps: Vec<(String, String)>,
+    envs: Vec<(String, String)>,
+    deploys: Vec<(String, String, String, FunctionConfig)>,
+    sharing: Vec<String>,
+    shares: Vec<(String, String, SharedFunctions)>,
+    rules: Vec<(String, String)>,
 }
 
-/// A fresh data dir with env `prod` (owner `wxA`) and `echo` deployed.
-pub fn service() -> (tempfile::TempDir, Arc<Cloudfn>) {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Cloudfn::open(dir.path()).unwrap();
-    svc.registry().create_env("prod", "wxA").unwrap();
-    svc.deploy(
-        "prod",
-        "echo",
-        &wasm(paths::ECHO),
-        FunctionConfig::default(),
-    )
-    .unwrap();
-    (dir, svc)
+/// A built test world: its data dir, host, and the credentials of its apps.
+pub struct Built {
+    pub dir: tempfile::TempDir,
+    pub host: Arc<Host>,
+    pub creds: HashMap<String, AppCredentials>,
 }
 
-/// Deploys guest `path` as `name` in `prod` with `config`.
-pub fn deploy(svc: &Cloudfn, name: &str, path: &str, config: FunctionConfig) -> u32 {
-    svc.deploy("prod", name, &wasm(path), config)
-        .unwrap_or_else(|e| panic!("deploying {name}: {e}"))
-        .version
+impl World {
+    pub fn new() -> World {
+        World::default()
+    }
+
+    /// Host options.
+    pub fn options(mut self, options: Options) -> World {
+        self.options = options;
+        self
+    }
+
+    /// An app with credentials, of company `subject`.
+    pub fn app(mut self, appid: &str, subject: &str) -> World {
+        self.apps.push((appid.into(), subject.into()));
+        self
+    }
+
+    /// An env owned by `owner`.
+    pub fn env(mut self, env: &str, owner: &str) -> World {
+        self.envs.push((env.into(), owner.into()));
+        self
+    }
+
+    /// Guest `path` deployed as `env/name`.
+    pub fn deploy(self, env: &str, name: &str, path: &str) -> World {
+        self.deploy_with(env, name, path, FunctionConfig::default())
+    }
+
+    /// Guest `path` deployed as `env/name` with `config`.
+    pub fn deploy_with(
+        mut self,
+        env: &str,
+        name: &str,
+        path: &str,
+        config: FunctionConfig,
+    ) -> World {
+        self.deploys
+            .push((env.into(), name.into(), path.into(), config));
+        self
+    }
+
+    /// Turns on sharing for `appid`.
+    pub fn sharing(mut self, appid: &str) -> World {
+        self.sharing.push(appid.into());
+        self
+    }
+
+    /// Shares `env` with `to` for `functions` (`*` or `a,b`).
+    pub fn share(mut self, env: &str, to: &str, functions: &str) -> World {
+        let f = SharedFunctions::parse(functions).unwrap();
+        self.shares.push((env.into(), to.into(), f));
+        self
+    }
+
+    /// Sets `env`'s rules.
+    pub fn rules(mut self, env: &str, json: &str) -> World {
+        self.rules.push((env.into(), json.into()));
+        self
+    }
+
+    /// Builds it on a fresh data dir.
+    pub async fn build(self) -> Built {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open_shared(dir.path(), self.options, runtime())
+            .await
+            .unwrap();
+        let store = host.store();
+        let mut creds = HashMap::new();
+        for (appid, subject) in &self.apps {
+            let c = store.create_app(appid, Some(subject)).await.unwrap();
+            creds.insert(appid.clone(), c);
+        }
+        for (env, owner) in &self.envs {
+            host.create_env(env, owner).await.unwrap();
+        }
+        for (env, name, path, config) in self.deploys {
+            host.deploy(&env, &name, &wasm(&path), config)
+                .await
+                .unwrap_or_else(|e| panic!("deploying {env}/{name}: {e}"));
+        }
+        for appid in &self.sharing {
+            store.set_sharing(appid, true).await.unwrap();
+        }
+        let invoke = vec!["functions:invoke".to_string()];
+        for (env, to, functions) in self.shares {
+            store
+                .add_share(&env, &to, &invoke, functions, None)
+                .await
+                .unwrap();
+        }
+        for (env, json) in &self.rules {
+            host.set_rules(env, json).await.unwrap();
+        }
+        Built { dir, host, creds }
+    }
 }
 
-/// Calls `prod/name` with `event` from SOURCE wx_devtools and no identity.
-pub async fn call(svc: &Arc<Cloudfn>, name: &str, event: &str) -> Invocation {
-    svc.invoke(InvokeRequest::new("prod", name, event, "wx_devtools"))
+impl Built {
+    /// The credentials of app `appid`.
+    pub fn creds(&self, appid: &str) -> &AppCredentials {
+        &self.creds[appid]
+    }
+
+    /// Deploys guest `path` as `prod/name` with `config`; returns the version.
+    pub async fn deploy(&self, name: &str, path: &str, config: FunctionConfig) -> u32 {
+        self.host
+            .deploy("prod", name, &wasm(path), config)
+            .await
+            .unwrap_or_else(|e| panic!("deploying {name}: {e}"))
+            .version
+    }
+
+    /// Calls `prod/name` with `event` from SOURCE wx_devtools and no identity.
+    pub async fn call(&self, name: &str, event: &str) -> Invocation {
+        call(&self.host, name, event).await
+    }
+}
+
+/// A world with env `prod` (owner `wxA`) and `echo` deployed.
+pub async fn service() -> Built {
+    World::new()
+        .env("prod", "wxA")
+        .deploy("prod", "echo", guests::ECHO)
+        .build()
         .await
+}
+
+/// Calls `prod/name` on `host` with `event` from SOURCE wx_devtools and no identity.
+pub async fn call(host: &Arc<Host>, name: &str, event: &str) -> Invocation {
+    host.call(Call::trusted(
+        InvokeRequest::new("prod", name, event, "wx_devtools"),
+        Identity::default(),
+    ))
+    .await
 }
 
 /// The JSON result of a call that must succeed.
@@ -77,4 +194,94 @@ pub fn err(inv: &Invocation) -> (i32, String) {
         Ok(json) => panic!("call succeeded with {json}, expected a failure"),
         Err(e) => (e.errcode(), e.to_string()),
     }
+}
+
+/// The `cloudfn` binary of this build, on a data dir.
+pub struct Bin<'a> {
+    data_dir: &'a Path,
+}
+
+impl<'a> Bin<'a> {
+    pub fn new(data_dir: &'a Path) -> Bin<'a> {
+        Bin { data_dir }
+    }
+
+    /// The command, ready for more arguments or environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudfn"));
+        cmd.arg("--data-dir")
+            .arg(self.data_dir)
+            .args(args)
+            .env_remove("CLOUDFN_CRASH_AT")
+            .env_remove("CLOUDFN_SERVER")
+            .env_remove("CLOUDFN_ADMIN_TOKEN");
+        cmd
+    }
+
+    /// Runs it to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running cloudfn")
+    }
+}
+
+/// The stdout of a run that must succeed.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "cloudfn failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The stdout and stderr of a run that must fail.
+pub fn failed(out: &Output) -> (String, String) {
+    assert!(!out.status.success(), "expected failure: {out:?}");
+    (
+        String::from_utf8(out.stdout.clone()).unwrap(),
+        String::from_utf8(out.stderr.clone()).unwrap(),
+    )
+}
+
+/// Runs an `examples/` script as the README prints it, with this build's binary and guests and
+/// free ports; returns its stdout, or fails the test with its output. The script must stop
+/// everything it started: no process may still name its temp dir afterwards.
+pub fn run_example(script: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(root.join("examples").join(script))
+        .env("CLOUDFN", env!("CARGO_BIN_EXE_cloudfn"))
+        .env("WASM", guests::WASM_DIR)
+        .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = processes_naming(tmp.path());
+    assert!(left.is_empty(), "{script} left processes running: {left:?}");
+    stdout
+}
+
+/// Command lines of running processes that mention `path`.
+fn processes_naming(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
 }

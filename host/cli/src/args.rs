@@ -1,0 +1,373 @@
+//! The `cloudfn` command line as clap parses it: every flag's doc comment is its help.
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+use cloudfn_store::{DEFAULT_MEMORY_MB, DEFAULT_RETENTION, FunctionConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// cloudfn: a WebAssembly cloud-function host for mini-program backends.
+#[derive(Debug, Parser)]
+#[command(name = "cloudfn", version)]
+pub struct Cli {
+    /// The data dir: registry database, function components, env directories.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDFN_DATA_DIR",
+        default_value = "./cloudfn-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Manage a running server through its admin API (e.g. http://127.0.0.1:8081) instead
+    /// of opening the data dir.
+    #[arg(long, global = true, env = "CLOUDFN_SERVER")]
+    pub server: Option<String>,
+
+    /// The admin API's bearer token (for --server, and for `serve` to set it).
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDFN_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Log format of the host's own diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    /// What to do.
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the WeChat-compatible HTTP endpoints and the admin API.
+    Serve(ServeArgs),
+    /// Register apps and manage their credentials.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Create and list environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Share an environment with another app of the same subject, list and end shares.
+    #[command(subcommand)]
+    Share(ShareCommand),
+    /// Set and show an environment's security rules for functions.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Deploy a wasm component as a new version of a function and make it active.
+    Deploy(DeployArgs),
+    /// List the functions of an environment.
+    Ls {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+    },
+    /// List the versions of a function, newest first.
+    Versions {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The function.
+        #[arg(long)]
+        name: String,
+    },
+    /// Make an earlier version of a function active again.
+    Rollback {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The function.
+        #[arg(long)]
+        name: String,
+        /// The version to make active.
+        #[arg(long)]
+        to: u32,
+    },
+    /// Remove a function and all its versions.
+    Rm {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The function.
+        #[arg(long)]
+        name: String,
+    },
+    /// Call a function, deployed or straight from a .wasm file, as any caller.
+    Invoke(Box<InvokeArgs>),
+    /// Show activation records (one per call) with the functions' log lines.
+    Logs {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// Only this function.
+        #[arg(long)]
+        name: Option<String>,
+        /// How many of the latest records to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Keep printing new records as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Fill the data dir with example apps, envs and functions, then call one.
+    Demo,
+}
+
+/// `cloudfn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the public endpoints (/cgi-bin/token, /tcb/invokecloudfunction, /admin).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the admin API and /metrics.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Most calls running at once per env; more are refused with -501004.
+    #[arg(long, default_value_t = 64)]
+    pub env_concurrency: usize,
+    /// Largest request body, in MB.
+    #[arg(long, default_value_t = 6)]
+    pub max_body_mb: usize,
+    /// Activation records to keep.
+    #[arg(long, default_value_t = DEFAULT_RETENTION)]
+    pub retention: u64,
+    /// Seconds shutdown waits for in-flight calls.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Seconds a cloudbase_auth decision is reused for the same caller (app, openid, unionid);
+    /// share, rule and cloudbase_auth changes drop cached decisions at once.
+    #[arg(long, default_value_t = 60)]
+    pub auth_cache_ttl: u64,
+    /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// App subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an app; prints its secret and secretId/secretKey once.
+    Create {
+        /// The appid.
+        appid: String,
+        /// The company (subject) it belongs to.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Replace an app's secret and secretId/secretKey; prints the new ones once.
+    RotateSecret {
+        /// The appid.
+        appid: String,
+    },
+    /// List apps.
+    Ls,
+    /// Turn an app's environment sharing on or off (off is refused while shares exist).
+    Sharing {
+        /// The appid.
+        appid: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+/// Share subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Share ENV with app TO (the env needs a deployed cloudbase_auth; both apps one subject).
+    Add {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The app to share it with.
+        #[arg(long)]
+        to: String,
+        /// Permissions, comma-separated (functions:invoke).
+        #[arg(long, default_value = "functions:invoke")]
+        perm: String,
+        /// The functions covered: `*` or a,b,c.
+        #[arg(long, default_value = "*")]
+        functions: String,
+        /// The app making the change (default: the env's owner); only the owner may share.
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+    /// List shares.
+    Ls {
+        /// Only shares of this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only shares this app gives or uses.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// End a share (either side may).
+    Rm {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The app it is shared with.
+        #[arg(long)]
+        to: String,
+        /// The app making the change (the owner or the sharee; default: the owner).
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+}
+
+/// Rules subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate and set ENV's rules from a JSON file: {"*": {"invoke": RULE}, "fn": {…}}.
+    Set {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The rules file.
+        file: PathBuf,
+    },
+    /// Print ENV's rules.
+    Get {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+    },
+}
+
+/// Environment subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment owned by an app.
+    Create {
+        /// The env id, e.g. prod-01.
+        env: String,
+        /// The appid that owns it.
+        #[arg(long)]
+        owner: String,
+    },
+    /// List environments.
+    Ls,
+}
+
+/// Per-function settings, for `deploy` and for `invoke FILE.wasm`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Time limit of one call, in seconds (up to 900) [default: 3, or 5 for HTTP-API calls].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Memory limit of one call, in MB (up to 2048).
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_MEMORY_MB)]
+    pub memory: u32,
+    /// A variable the function reads with var(K); repeat for more.
+    #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Let the function write to its env directory (read-only by default).
+    #[arg(long)]
+    pub fs_write: bool,
+}
+
+impl ConfigArgs {
+    pub fn to_config(&self) -> anyhow::Result<FunctionConfig> {
+        if let Some(t) = self.timeout
+            && !(t.is_finite() && t > 0.0)
+        {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        let config = FunctionConfig {
+            timeout_ms: self.timeout.map(|t| (t * 1000.0).round() as u64),
+            memory_mb: self.memory,
+            vars: self.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+            fs_write: self.fs_write,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected K=V, got {s:?}"))
+}
+
+/// `cloudfn deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// The function's name.
+    #[arg(long)]
+    pub name: String,
+    /// The component (.wasm built for wasm32-wasip2).
+    pub file: PathBuf,
+    #[command(flatten)]
+    /// Settings of the new version.
+    pub config: ConfigArgs,
+}
+
+/// `cloudfn invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// Run this component file directly instead of a deployed function (local testing).
+    pub file: Option<PathBuf>,
+    /// The environment (for a file: where its call_function calls go; default `local`).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The function (for a file: defaults to the file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run this version instead of the active one.
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// The event: JSON text, @FILE to read a file, or @- to read stdin.
+    #[arg(long, default_value = "{}")]
+    pub event: String,
+    /// APPID of the caller (a user of the env's own app).
+    #[arg(long)]
+    pub appid: Option<String>,
+    /// OPENID of the caller.
+    #[arg(long)]
+    pub openid: Option<String>,
+    /// UNIONID of the caller.
+    #[arg(long)]
+    pub unionid: Option<String>,
+    /// FROM_APPID: the calling app, for a call through a share.
+    #[arg(long)]
+    pub from_appid: Option<String>,
+    /// FROM_OPENID: the calling app's user.
+    #[arg(long)]
+    pub from_openid: Option<String>,
+    /// FROM_UNIONID: the calling user's unionid.
+    #[arg(long)]
+    pub from_unionid: Option<String>,
+    /// CLIENTIP of the caller.
+    #[arg(long)]
+    pub client_ip: Option<String>,
+    /// SOURCE of the call (wx_client, wx_http, wx_devtools, wx_trigger, …).
+    #[arg(long, default_value = "wx_devtools")]
+    pub source: String,
+    /// Directory to preopen as `/` for a file run (deployed functions get their env's).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Do not print the function's logs on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    /// Settings for a file run.
+    pub config: ConfigArgs,
+}

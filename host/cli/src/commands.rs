@@ -1,0 +1,463 @@
+//! The `cloudfn` commands: serving, apps, environments, deploys, versions, invocation (local,
+//! from a file, or against a server), and activation logs, printed for people (tables,
+//! logs on stderr, results on stdout).
+
+use crate::args::*;
+use crate::client::{AdminClient, Backend};
+use anyhow::{Context, bail};
+use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
+use cloudfn_gateway::server::{ServeConfig, Server};
+use cloudfn_invoke::{Host, Identity, InvokeRequest, Limits, Options};
+use cloudfn_store::{ActivationQuery, AppCredentials};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Serve(args) => return serve(&cli, args).await,
+        Command::Invoke(args) if args.file.is_some() => {
+            return invoke_file(&cli.data_dir, args).await;
+        }
+        Command::Invoke(args) => return invoke(&backend(&cli).await?, args).await,
+        Command::Demo => return crate::demo::run(&cli.data_dir).await,
+        Command::App(AppCommand::Create { appid, subject }) => {
+            let creds = backend(&cli)
+                .await?
+                .create_app(appid, subject.as_deref())
+                .await?;
+            print_credentials(&creds);
+        }
+        Command::App(AppCommand::RotateSecret { appid }) => {
+            let creds = backend(&cli).await?.rotate_secret(appid).await?;
+            print_credentials(&creds);
+        }
+        Command::App(AppCommand::Ls) => {
+            let mut out = String::from("APPID\tSUBJECT\tSECRET_ID\n");
+            for a in backend(&cli).await?.apps().await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    a.appid,
+                    a.subject.unwrap_or_default(),
+                    a.secret_id.unwrap_or_else(|| "(no credentials)".into())
+                ));
+            }
+            print!("{out}");
+        }
+        Command::App(AppCommand::Sharing { appid, state }) => {
+            backend(&cli)
+                .await?
+                .set_sharing(appid, state == "on")
+                .await?;
+            println!("sharing of {appid} is {state}");
+        }
+        Command::Share(ShareCommand::Add {
+            env,
+            to,
+            perm,
+            functions,
+            acting,
+        }) => {
+            let share = (backend(&cli).await?)
+                .add_share(NewShare {
+                    env: env.clone(),
+                    to: to.clone(),
+                    perms: perm
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                    functions: Some(functions.clone()),
+                    acting: acting.clone(),
+                })
+                .await?;
+            println!(
+                "shared env {} of {} with {} ({})",
+                share.env,
+                share.owner_appid,
+                share.to_appid,
+                share.perms.join(",")
+            );
+        }
+        Command::Share(ShareCommand::Ls { env, app }) => {
+            let mut out = String::from("ENV\tOWNER\tTO\tPERMS\tFUNCTIONS\n");
+            for s in backend(&cli)
+                .await?
+                .shares(env.as_deref(), app.as_deref())
+                .await?
+            {
+                let functions = s.functions.encode();
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    s.env,
+                    s.owner_appid,
+                    s.to_appid,
+                    s.perms.join(","),
+                    functions
+                ));
+            }
+            print!("{out}");
+        }
+        Command::Share(ShareCommand::Rm { env, to, acting }) => {
+            backend(&cli)
+                .await?
+                .remove_share(env, to, acting.as_deref())
+                .await?;
+            println!("env {env} is no longer shared with {to}");
+        }
+        Command::Rules(RulesCommand::Set { env, file }) => {
+            let rules = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            backend(&cli).await?.set_rules(env, rules).await?;
+            println!("rules of env {env} set");
+        }
+        Command::Rules(RulesCommand::Get { env }) => {
+            println!("{}", backend(&cli).await?.rules(env).await?)
+        }
+        Command::Env(EnvCommand::Create { env, owner }) => {
+            let info = backend(&cli).await?.create_env(env, owner).await?;
+            println!("created env {} owned by {}", info.name, info.owner_appid);
+        }
+        Command::Env(EnvCommand::Ls) => {
+            let mut out = String::from("ENV\tOWNER\tFUNCTIONS\n");
+            for e in backend(&cli).await?.envs().await? {
+                out.push_str(&format!("{}\t{}\t{}\n", e.name, e.owner_appid, e.functions));
+            }
+            print!("{out}");
+        }
+        Command::Deploy(args) => {
+            let config = args.config.to_config()?;
+            let wasm = std::fs::read(&args.file)
+                .with_context(|| format!("reading {}", args.file.display()))?;
+            let backend = backend(&cli).await?;
+            let msg = format!("compiling {} ({} KB)", args.name, wasm.len() / 1024);
+            let info =
+                with_spinner(msg, backend.deploy(&args.env, &args.name, wasm, config)).await?;
+            eprintln!(
+                "deployed {}/{} version {} (sha256 {})",
+                info.env,
+                info.name,
+                info.version,
+                short(&info.sha256)
+            );
+            println!("{}", info.version);
+        }
+        Command::Ls { env } => {
+            let mut out = String::from("NAME\tACTIVE\tVERSIONS\n");
+            for f in backend(&cli).await?.functions(env).await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    f.name, f.active_version, f.versions
+                ));
+            }
+            print!("{out}");
+        }
+        Command::Versions { env, name } => {
+            let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\n");
+            for v in backend(&cli).await?.versions(env, name).await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}MB\n",
+                    v.version,
+                    if v.active { "*" } else { "" },
+                    short(&v.sha256),
+                    v.size,
+                    v.config
+                        .timeout_ms
+                        .map(|ms| format!("{}s", ms as f64 / 1000.0))
+                        .unwrap_or_else(|| "default".into()),
+                    v.config.memory_mb
+                ));
+            }
+            print!("{out}");
+        }
+        Command::Rollback { env, name, to } => {
+            backend(&cli).await?.rollback(env, name, *to).await?;
+            println!("{env}/{name} now runs version {to}");
+        }
+        Command::Rm { env, name } => {
+            backend(&cli).await?.remove(env, name).await?;
+            println!("removed {env}/{name}");
+        }
+        Command::Logs {
+            env,
+            name,
+            limit,
+            follow,
+        } => logs(&backend(&cli).await?, env, name.clone(), *limit, *follow).await?,
+    }
+    Ok(0)
+}
+
+/// The first 12 characters of a hash, for display.
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+async fn backend(cli: &Cli) -> anyhow::Result<Backend> {
+    match &cli.server {
+        Some(url) => {
+            let token = cli
+                .admin_token
+                .as_deref()
+                .context("--server needs --admin-token (or CLOUDFN_ADMIN_TOKEN)")?;
+            Ok(Backend::Remote(AdminClient::new(url, token)?))
+        }
+        None => Ok(Backend::Local(open(&cli.data_dir).await?)),
+    }
+}
+
+fn print_credentials(c: &AppCredentials) {
+    println!("appid:      {}", c.appid);
+    println!("secret:     {}", c.secret);
+    println!("secretId:   {}", c.secret_id);
+    println!("secretKey:  {}", c.secret_key);
+    eprintln!("These are shown once: cloudfn keeps only what it needs to check them.");
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
+    if cli.server.is_some() {
+        bail!("serve runs a server on this machine's data dir; drop --server");
+    }
+    let options = Options {
+        limits: Limits {
+            env_concurrency: args.env_concurrency.max(1),
+            ..Limits::default()
+        },
+        activation_retention: args.retention,
+        auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
+    };
+    let svc = Host::open_with(&cli.data_dir, options)
+        .await
+        .with_context(|| format!("opening data dir {}", cli.data_dir.display()))?;
+    let demo_credentials = if args.demo {
+        crate::demo::populate(&svc).await?;
+        Some(crate::demo::rotate_credentials(&svc).await?)
+    } else {
+        None
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        admin_token: cli.admin_token.clone(),
+        max_body: args.max_body_mb.max(1) * 1024 * 1024,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        ..ServeConfig::default()
+    };
+    let server = Server::bind(svc.clone(), config).await?;
+    if let Some(token) = &server.generated_admin_token {
+        eprintln!("admin token (shown once; cloudfn keeps only its hash): {token}");
+    }
+    if let Some(creds) = demo_credentials {
+        crate::demo::print_credentials(&creds, server.public_addr());
+    }
+    println!("Serving HTTP on http://{}/", server.public_addr());
+    println!("Admin API on http://{}/", server.admin_addr());
+    let _ = std::io::stdout().flush();
+    server.run(cloudfn_gateway::server::shutdown_signal()).await;
+    svc.flush_records().await;
+    Ok(0)
+}
+
+async fn logs(
+    backend: &Backend,
+    env: &str,
+    name: Option<String>,
+    limit: u32,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let mut query = ActivationQuery {
+        env: env.to_string(),
+        name,
+        after: None,
+        limit: Some(limit),
+    };
+    loop {
+        let records = backend.activations(&query).await?;
+        let mut out = std::io::stdout().lock();
+        for a in &records {
+            writeln!(
+                out,
+                "{} {} {}/{}@{} {} {:.2}ms {}",
+                format_time(a.started_at_ms),
+                a.request_id,
+                a.env,
+                a.function,
+                a.version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                a.caller_appid.as_deref().unwrap_or("-"),
+                a.duration_us as f64 / 1000.0,
+                if a.errcode == 0 {
+                    "ok".to_string()
+                } else {
+                    format!("errcode {} {}", a.errcode, a.errmsg)
+                }
+            )?;
+            for line in &a.logs {
+                let tag = line.tag();
+                writeln!(out, "    [{tag}] {}", line.message)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        if !follow {
+            return Ok(());
+        }
+        if let Some(last) = records.last() {
+            query.after = Some(last.seq);
+        } else if query.after.is_none() {
+            query.after = Some(0);
+        }
+        query.limit = Some(1000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of Unix milliseconds.
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        cloudfn_gateway::tc3::utc_date(secs),
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+async fn open(data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+    Host::open(data_dir)
+        .await
+        .with_context(|| format!("opening data dir {}", data_dir.display()))
+}
+
+async fn with_spinner<T>(msg: String, f: impl Future<Output = T>) -> T {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(msg);
+    bar.enable_steady_tick(Duration::from_millis(80));
+    let out = f.await;
+    bar.finish_and_clear();
+    out
+}
+
+fn read_event(event: &str) -> anyhow::Result<String> {
+    Ok(match event.strip_prefix('@') {
+        Some("-") => {
+            std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the event from {path}"))?,
+        None => event.to_string(),
+    })
+}
+
+impl InvokeArgs {
+    fn identity(&self) -> Identity {
+        Identity {
+            appid: self.appid.clone(),
+            openid: self.openid.clone(),
+            unionid: self.unionid.clone(),
+            from_appid: self.from_appid.clone(),
+            from_openid: self.from_openid.clone(),
+            from_unionid: self.from_unionid.clone(),
+            client_ip: self.client_ip.clone(),
+        }
+    }
+}
+
+async fn invoke(backend: &Backend, args: &InvokeArgs) -> anyhow::Result<i32> {
+    let (Some(env), Some(name)) = (&args.env, &args.name) else {
+        bail!("invoke needs --env and --name, or a .wasm file to run directly");
+    };
+    let call = AdminInvoke {
+        event: read_event(&args.event)?,
+        identity: args.identity(),
+        source: Some(args.source.clone()),
+        version: args.version,
+    };
+    let inv = backend.invoke(env, name, call).await?;
+    Ok(print_invocation(&inv, args.quiet))
+}
+
+async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> {
+    let file = args.file.as_ref().expect("checked by the caller");
+    let event = read_event(&args.event)?;
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "main".into()),
+    };
+    let env = args.env.clone().unwrap_or_else(|| "local".into());
+    // A file run needs no data dir; use one only if it is already there.
+    let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
+        (open(data_dir).await?, None)
+    } else {
+        let tmp = tempdir()?;
+        (open(&tmp).await?, Some(TempDir(tmp)))
+    };
+    let req = InvokeRequest::new(&env, &name, event, &args.source);
+    let config = args.config.to_config()?;
+    let inv = svc
+        .run_file(&wasm, config, args.dir.as_deref(), req, args.identity())
+        .await?;
+    Ok(print_invocation(&inv.into(), args.quiet))
+}
+
+/// Prints logs on stderr and the result (or the protocol error) on stdout; returns the exit code.
+fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
+    if !quiet {
+        let mut err = std::io::stderr().lock();
+        for line in &inv.logs {
+            let tag = line.tag();
+            let _ = writeln!(err, "[{tag}] {}", line.message);
+        }
+        let _ = writeln!(
+            err,
+            "[cloudfn] request {} version {} in {:.1} ms, peak memory {} KB",
+            inv.request_id,
+            inv.version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            inv.duration_us as f64 / 1000.0,
+            inv.peak_memory / 1024
+        );
+    }
+    match (&inv.result, &inv.error) {
+        (Some(json), _) => {
+            println!("{json}");
+            0
+        }
+        (None, error) => {
+            println!("{}", error.clone().unwrap_or_default());
+            1
+        }
+    }
+}
+
+/// A temporary data dir for file runs, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "cloudfn-local-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}

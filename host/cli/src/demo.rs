@@ -1,0 +1,175 @@
+//! The embedded demo: a data dir with example apps, envs and functions (built from
+//! `functions/` and compiled into this binary), so a newcomer sees cloudfn work in one command.
+
+use anyhow::Context;
+use cloudfn_invoke::{Host, Identity, InvokeRequest};
+use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
+
+// The example functions, built from `functions/` by the build script and embedded.
+include!(concat!(env!("OUT_DIR"), "/demo_functions.rs"));
+use std::path::Path;
+
+/// The owner app of the demo envs.
+pub const OWNER_APPID: &str = "wxA";
+/// An app of the same company that the owner's `cloudbase_auth` allows.
+pub const PARTNER_APPID: &str = "wxB";
+/// The production env of the owner app.
+pub const PROD_ENV: &str = "prod-demo";
+/// The development env of the owner app.
+pub const DEV_ENV: &str = "dev-demo";
+
+/// Fills `data_dir` with the demo (keeping anything already there) and makes a first call.
+pub async fn run(data_dir: &Path) -> anyhow::Result<i32> {
+    let svc = Host::open(data_dir)
+        .await
+        .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+    populate(&svc).await?;
+    eprintln!("demo data dir: {}", data_dir.display());
+    for env in svc.store().envs().await? {
+        let names: Vec<String> = svc
+            .store()
+            .functions(&env.name)
+            .await?
+            .into_iter()
+            .map(|f| format!("{}@{}", f.name, f.active_version))
+            .collect();
+        eprintln!(
+            "  env {} (owner {}): {}",
+            env.name,
+            env.owner_appid,
+            names.join(", ")
+        );
+    }
+    let req = InvokeRequest::new(
+        PROD_ENV,
+        "users_add",
+        r#"{"name":"Ada","age":36}"#,
+        "wx_client",
+    );
+    let identity = Identity {
+        appid: Some(OWNER_APPID.into()),
+        openid: Some("o-demo-user-1".into()),
+        ..Identity::default()
+    };
+    eprintln!(
+        "\n$ cloudfn invoke --env {PROD_ENV} --name users_add --appid {OWNER_APPID} --openid o-demo-user-1 --source wx_client --event '{{\"name\":\"Ada\",\"age\":36}}'"
+    );
+    let inv = svc.invoke(req, identity).await;
+    let code = match inv.result {
+        Ok(json) => {
+            println!("{json}");
+            0
+        }
+        Err(e) => {
+            println!("{}", e.to_json());
+            1
+        }
+    };
+    eprintln!(
+        "\nTry next:\n  cloudfn --data-dir {d} invoke --env {PROD_ENV} --name echo --from-appid {PARTNER_APPID} --from-openid o1 --event '{{\"a\":1}}'\n  cloudfn --data-dir {d} ls --env {PROD_ENV}\n  cloudfn --data-dir {d} versions --env {PROD_ENV} --name echo",
+        d = data_dir.display()
+    );
+    Ok(code)
+}
+
+/// The company both demo apps belong to.
+pub const SUBJECT: &str = "Demo Co";
+
+/// Gives the demo apps fresh credentials (only hashes are kept, so a restart cannot show the
+/// old ones) and returns them.
+pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials>> {
+    let mut creds = Vec::new();
+    for appid in [OWNER_APPID, PARTNER_APPID] {
+        creds.push(svc.store().rotate_secret(appid).await?);
+    }
+    Ok(creds)
+}
+
+/// Prints the demo credentials and a curl session against `addr`.
+pub fn print_credentials(creds: &[AppCredentials], addr: std::net::SocketAddr) {
+    eprintln!("demo apps (credentials rotated at each `serve --demo` start):");
+    for c in creds {
+        eprintln!(
+            "  {}  secret {}  secretId {}  secretKey {}",
+            c.appid, c.secret, c.secret_id, c.secret_key
+        );
+    }
+    let owner = &creds[0];
+    eprintln!(
+        "try:\n  TOKEN=$(curl -s 'http://{addr}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n  curl -s -X POST \"http://{addr}/tcb/invokecloudfunction?access_token=$TOKEN&env={PROD_ENV}&name=echo\" -d '{{\"hello\":\"world\"}}'",
+        owner.appid, owner.secret
+    );
+}
+
+/// Creates the demo apps and envs and deploys the example functions where they are missing.
+pub async fn populate(svc: &Host) -> anyhow::Result<()> {
+    for appid in [OWNER_APPID, PARTNER_APPID] {
+        if svc.store().app(appid).await.is_err() {
+            svc.store().create_app(appid, Some(SUBJECT)).await?;
+        }
+    }
+    for env in [PROD_ENV, DEV_ENV] {
+        match svc.create_env(env, OWNER_APPID).await {
+            Ok(_) | Err(StoreError::EnvExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (env, name, wasm) in DEMO_FUNCTIONS
+        .iter()
+        .map(|(name, wasm)| (PROD_ENV, *name, *wasm))
+        .chain(std::iter::once((DEV_ENV, "echo", echo_wasm())))
+    {
+        let exists = svc
+            .store()
+            .functions(env)
+            .await?
+            .iter()
+            .any(|f| f.name == name);
+        if exists {
+            continue;
+        }
+        let mut config = FunctionConfig::default();
+        if name == "cloudbase_auth" {
+            config
+                .vars
+                .insert("allowed_appids".into(), PARTNER_APPID.into());
+            config
+                .vars
+                .insert("roles".into(), format!("{PARTNER_APPID}=partner"));
+        }
+        svc.deploy(env, name, wasm, config)
+            .await
+            .with_context(|| format!("deploying demo function {env}/{name}"))?;
+    }
+    // The partner app uses prod through a share; its cloudbase_auth grants role "partner", and
+    // only partners may add users.
+    let store = svc.store();
+    if store.share(PROD_ENV, PARTNER_APPID).await?.is_none() {
+        store.set_sharing(OWNER_APPID, true).await?;
+        store
+            .add_share(
+                PROD_ENV,
+                PARTNER_APPID,
+                &["functions:invoke".to_string()],
+                SharedFunctions::All,
+                None,
+            )
+            .await?;
+        svc.set_rules(PROD_ENV, DEMO_RULES).await?;
+    }
+    Ok(())
+}
+
+/// The demo's security rules for `prod-demo`.
+pub const DEMO_RULES: &str = r#"{
+  "*": {"invoke": "auth != null"},
+  "users_add": {"invoke": "auth.custom.role == 'partner'"}
+}"#;
+
+fn echo_wasm() -> &'static [u8] {
+    DEMO_FUNCTIONS
+        .iter()
+        .find(|(name, _)| *name == "echo")
+        .map(|(_, wasm)| *wasm)
+        .expect("echo is a demo function")
+}

@@ -1,0 +1,36 @@
+//! The `cloudfn` binary: parses the command line and runs it on a tokio runtime.
+
+use clap::Parser;
+
+fn main() {
+    let cli = cloudfn_cli::args::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDFN_LOG").unwrap_or_else(|_| {
+        let default = match cli.command {
+            cloudfn_cli::args::Command::Serve(_) => "info",
+            _ => "warn",
+        };
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        cloudfn_cli::args::LogFormat::Json => logs.json().init(),
+        cloudfn_cli::args::LogFormat::Text => logs.init(),
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(cloudfn_cli::commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}

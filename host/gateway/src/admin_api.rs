@@ -1,0 +1,391 @@
+//! The admin API, on its own listener and behind a bearer token: apps, envs, deploys
+//! (wasm upload), functions, versions, rollback, removal, invocation, activation records, and
+//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it.
+
+use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
+use cloudfn_invoke::{Call, Host, Identity, Invocation, InvokeRequest};
+use cloudfn_store::secrets::{constant_time_eq, hash_secret};
+use cloudfn_store::{ActivationQuery, FunctionConfig, LogLine, SharedFunctions, StoreError};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Largest component a deploy may upload.
+pub const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
+
+/// The settings key holding the admin token's SHA-256.
+pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// `POST /v1/envs/{env}/functions/{name}/invoke`: a call as any caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminInvoke {
+    /// The event: JSON text.
+    pub event: String,
+    /// The caller.
+    #[serde(default)]
+    pub identity: Identity,
+    /// SOURCE (default `wx_devtools`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A version instead of the active one.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// What an admin invocation returns: the record and the result or error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminInvocation {
+    /// The call's id.
+    pub request_id: String,
+    /// The version that ran.
+    pub version: Option<u32>,
+    /// Duration in microseconds.
+    pub duration_us: u64,
+    /// Peak linear memory in bytes.
+    pub peak_memory: u64,
+    /// The call's logs.
+    pub logs: Vec<LogLine>,
+    /// The JSON result, on success.
+    pub result: Option<String>,
+    /// `{errcode, errmsg}`, on failure.
+    pub error: Option<Value>,
+}
+
+impl AdminInvoke {
+    /// The pipeline call it stands for: the app the identity names goes through the same
+    /// checks as over HTTP (see `Caller::named`).
+    pub fn into_call(self, env: &str, name: &str) -> Call {
+        let mut request = InvokeRequest::new(
+            env,
+            name,
+            self.event,
+            self.source.as_deref().unwrap_or("wx_devtools"),
+        );
+        request.version = self.version;
+        Call::named(request, self.identity)
+    }
+}
+
+impl From<Invocation> for AdminInvocation {
+    fn from(inv: Invocation) -> Self {
+        let (result, error) = match inv.result {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_json())),
+        };
+        AdminInvocation {
+            request_id: inv.request_id,
+            version: inv.version,
+            duration_us: inv.duration.as_micros() as u64,
+            peak_memory: inv.peak_memory as u64,
+            logs: inv.logs,
+            result,
+            error,
+        }
+    }
+}
+
+/// The admin endpoints.
+#[derive(Clone)]
+pub struct AdminApi {
+    /// The host.
+    pub host: Arc<Host>,
+    /// SHA-256 of the bearer token.
+    pub token_sha256: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &json!({ "error": message.into() }))
+}
+
+fn store_error(e: StoreError) -> Response<Body> {
+    let status = match &e {
+        StoreError::InvalidName { .. }
+        | StoreError::InvalidWasm(_)
+        | StoreError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+        StoreError::EnvNotFound(_)
+        | StoreError::AppNotFound(_)
+        | StoreError::FunctionNotFound { .. }
+        | StoreError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::EnvExists(_) | StoreError::Refused(_) => StatusCode::CONFLICT,
+        StoreError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::InvalidRules(_) => StatusCode::BAD_REQUEST,
+        StoreError::Storage(err) => {
+            tracing::error!("admin API storage error: {err:#}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    error(status, e.to_string())
+}
+
+fn ok<T: Serialize>(value: &T) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::to_value(value).expect("admin types serialize"),
+    )
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(body: Incoming) -> Result<T, Response<Body>> {
+    let bytes = read_body(body, 1024 * 1024)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the JSON body is over 1 MB"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+struct NewApp {
+    appid: String,
+    subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewEnv {
+    env: String,
+    owner: String,
+}
+
+#[derive(Deserialize)]
+struct Rollback {
+    to: u32,
+}
+
+#[derive(Deserialize)]
+struct SharingSwitch {
+    on: bool,
+}
+
+/// `POST /v1/shares`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewShare {
+    /// The env to share.
+    pub env: String,
+    /// The app to share it with.
+    pub to: String,
+    /// Permissions, e.g. `["functions:invoke"]`.
+    pub perms: Vec<String>,
+    /// `*` (default) or `a,b`.
+    pub functions: Option<String>,
+    /// The app making the change (default: the env's owner).
+    pub acting: Option<String>,
+}
+
+impl AdminApi {
+    /// Routes one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if path == "/metrics" && req.method() == Method::GET {
+            return text(
+                StatusCode::OK,
+                self.host.metrics().encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            );
+        }
+        if path == "/healthz" {
+            return json(StatusCode::OK, &json!({ "ok": true }));
+        }
+        let bearer = header(req.headers(), "authorization");
+        let authorized = bearer
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| {
+                constant_time_eq(
+                    hash_secret(t.trim()).as_bytes(),
+                    self.token_sha256.as_bytes(),
+                )
+            });
+        if !authorized {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong admin token (Authorization: Bearer TOKEN)",
+            );
+        }
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        let store = self.host.store();
+        match (method, segs.as_slice()) {
+            (Method::GET, ["v1", "apps"]) => {
+                store.apps().await.map_or_else(store_error, |a| ok(&a))
+            }
+            (Method::POST, ["v1", "apps"]) => match json_body::<NewApp>(req.into_body()).await {
+                Ok(n) => store
+                    .create_app(&n.appid, n.subject.as_deref())
+                    .await
+                    .map_or_else(store_error, |c| ok(&c)),
+                Err(r) => r,
+            },
+            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => store
+                .rotate_secret(appid)
+                .await
+                .map_or_else(store_error, |c| ok(&c)),
+            (Method::GET, ["v1", "envs"]) => {
+                store.envs().await.map_or_else(store_error, |e| ok(&e))
+            }
+            (Method::POST, ["v1", "envs"]) => match json_body::<NewEnv>(req.into_body()).await {
+                Ok(n) => self
+                    .host
+                    .create_env(&n.env, &n.owner)
+                    .await
+                    .map_or_else(store_error, |e| ok(&e)),
+                Err(r) => r,
+            },
+            (Method::GET, ["v1", "envs", env, "functions"]) => store
+                .functions(env)
+                .await
+                .map_or_else(store_error, |f| ok(&f)),
+            (Method::PUT, ["v1", "envs", env, "functions", name]) => {
+                self.deploy(env, name, req).await
+            }
+            (Method::DELETE, ["v1", "envs", env, "functions", name]) => store
+                .remove_function(env, name)
+                .await
+                .map_or_else(store_error, |()| ok(&json!({ "removed": name }))),
+            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => store
+                .versions(env, name)
+                .await
+                .map_or_else(store_error, |v| ok(&v)),
+            (Method::POST, ["v1", "envs", env, "functions", name, "rollback"]) => {
+                match json_body::<Rollback>(req.into_body()).await {
+                    Ok(r) => store
+                        .rollback(env, name, r.to)
+                        .await
+                        .map_or_else(store_error, |()| ok(&json!({ "active_version": r.to }))),
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "envs", env, "functions", name, "invoke"]) => {
+                match json_body::<AdminInvoke>(req.into_body()).await {
+                    Ok(call) => {
+                        let inv = self.host.call(call.into_call(env, name)).await;
+                        ok(&AdminInvocation::from(inv))
+                    }
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "apps", appid, "sharing"]) => {
+                match json_body::<SharingSwitch>(req.into_body()).await {
+                    Ok(b) => store
+                        .set_sharing(appid, b.on)
+                        .await
+                        .map_or_else(store_error, |()| {
+                            ok(&json!({ "appid": appid, "sharing": b.on }))
+                        }),
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, ["v1", "shares"]) => {
+                let q = query_map(req.uri().query());
+                store
+                    .shares(
+                        q.get("env").map(String::as_str),
+                        q.get("app").map(String::as_str),
+                    )
+                    .await
+                    .map_or_else(store_error, |s| ok(&s))
+            }
+            (Method::POST, ["v1", "shares"]) => {
+                match json_body::<NewShare>(req.into_body()).await {
+                    Ok(n) => match SharedFunctions::parse(n.functions.as_deref().unwrap_or("*")) {
+                        Ok(functions) => store
+                            .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
+                            .await
+                            .map_or_else(store_error, |s| ok(&s)),
+                        Err(e) => store_error(e),
+                    },
+                    Err(r) => r,
+                }
+            }
+            (Method::DELETE, ["v1", "shares", env, to]) => {
+                let q = query_map(req.uri().query());
+                store
+                    .remove_share(env, to, q.get("acting").map(String::as_str))
+                    .await
+                    .map_or_else(store_error, |()| {
+                        ok(&json!({ "removed": { "env": env, "to": to } }))
+                    })
+            }
+            (Method::GET, ["v1", "envs", env, "rules"]) => {
+                self.host.rules(env).await.map_or_else(store_error, |r| {
+                    json(
+                        StatusCode::OK,
+                        &serde_json::from_str(&r).unwrap_or(Value::Null),
+                    )
+                })
+            }
+            (Method::PUT, ["v1", "envs", env, "rules"]) => {
+                match read_body(req.into_body(), 1024 * 1024).await {
+                    Ok(body) => match std::str::from_utf8(&body) {
+                        Ok(text) => {
+                            self.host
+                                .set_rules(env, text)
+                                .await
+                                .map_or_else(store_error, |r| {
+                                    json(
+                                        StatusCode::OK,
+                                        &serde_json::from_str(&r).unwrap_or(Value::Null),
+                                    )
+                                })
+                        }
+                        Err(_) => error(StatusCode::BAD_REQUEST, "the rules must be UTF-8 JSON"),
+                    },
+                    Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "the rules are over 1 MB"),
+                }
+            }
+            (Method::GET, ["v1", "envs", env, "activations"]) => {
+                let q = query_map(req.uri().query());
+                let query = ActivationQuery {
+                    env: env.to_string(),
+                    name: q.get("name").cloned(),
+                    after: q.get("after").and_then(|a| a.parse().ok()),
+                    limit: q.get("limit").and_then(|l| l.parse().ok()),
+                };
+                store
+                    .activations(&query)
+                    .await
+                    .map_or_else(store_error, |a| ok(&a))
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+        }
+    }
+
+    async fn deploy(&self, env: &str, name: &str, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
+            Some(c) => match serde_json::from_str(&c) {
+                Ok(c) => c,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid cloudfn-config header: {e}"),
+                    );
+                }
+            },
+            None => FunctionConfig::default(),
+        };
+        let wasm = match read_body(body, MAX_WASM_BYTES).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the component is over {limit} bytes"),
+                );
+            }
+            Err(BodyError::Io(e)) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        self.host
+            .deploy(env, name, &wasm, config)
+            .await
+            .map_or_else(store_error, |v| ok(&v))
+    }
+}

@@ -1,0 +1,180 @@
+//! The CloudBase server-SDK dialect: `POST /admin` as `@cloudbase/node-sdk` sends it (protocol
+//! §11), authenticated by a TC3-HMAC-SHA256 signature with the app's secretId/secretKey.
+//! Errors come back as `{code, message, requestId}` with the §11 codes.
+
+use crate::dialect::{Accepted, Context, Dialect};
+use crate::http::{Body, BodyError, header, json, query_map, read_body};
+use crate::tc3;
+use async_trait::async_trait;
+use cloudfn_invoke::{AppCaller, Invocation, InvokeError, InvokeRequest};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+/// The CloudBase dialect.
+pub struct CloudBase;
+
+fn fail(cx: &Context, code: &str, message: String) -> Accepted {
+    let request_id = cx.host.new_request_id();
+    Accepted::Answer(json(
+        StatusCode::OK,
+        &json!({ "code": code, "message": message, "requestId": request_id }),
+    ))
+}
+
+#[async_trait]
+impl Dialect for CloudBase {
+    fn claims(&self, req: &Request<Incoming>) -> bool {
+        req.uri().path() == "/admin"
+    }
+
+    async fn accept(&self, cx: &Context, req: Request<Incoming>, peer: SocketAddr) -> Accepted {
+        if req.method() != Method::POST {
+            return fail(cx, "INVALID_REQUEST", "require POST method".into());
+        }
+        let (parts, body) = req.into_parts();
+        // What can be checked without the body is checked first, so an unknown caller cannot
+        // make the host buffer megabytes; the header is parsed and the key found once.
+        let snapshot = match cx.host.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return fail(cx, "SYS_ERR", e.to_string()),
+        };
+        let auth = match header(&parts.headers, "authorization")
+            .ok_or_else(|| tc3::Tc3Error::Invalid("no authorization header".into()))
+            .and_then(|h| tc3::parse_authorization(&h))
+        {
+            Ok(auth) => auth,
+            Err(e) => return fail(cx, e.code(), e.to_string()),
+        };
+        let Some((appid, secret_key)) = snapshot.secret_key(&auth.secret_id) else {
+            let e = tc3::Tc3Error::UnknownSecretId(auth.secret_id);
+            return fail(cx, e.code(), e.to_string());
+        };
+        let (appid, secret_key) = (appid.to_string(), secret_key.to_string());
+        drop(snapshot);
+        let body = match read_body(body, cx.max_body).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return fail(
+                    cx,
+                    "FUNCTION_PARAM_INVALID",
+                    format!("the body is over {limit} bytes"),
+                );
+            }
+            Err(BodyError::Io(e)) => return fail(cx, "FUNCTION_PARAM_INVALID", e),
+        };
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+            return fail(
+                cx,
+                "FUNCTION_PARAM_INVALID",
+                "the body must be a JSON object".into(),
+            );
+        };
+        let headers = |name: &str| header(&parts.headers, name);
+        let host = headers("host").unwrap_or_default();
+        let signed = tc3::SignedRequest {
+            host: &host,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            header: &headers,
+            body: &fields,
+        };
+        if let Err(e) =
+            tc3::verify_parsed(&signed, &auth, &secret_key, cloudfn_store::fsutil::now())
+        {
+            return fail(cx, e.code(), e.to_string());
+        }
+
+        let q = query_map(parts.uri.query());
+        let env = q
+            .get("env")
+            .cloned()
+            .filter(|e| !e.is_empty())
+            .or_else(|| {
+                fields
+                    .get("envName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
+        if action != "functions.invokeFunction" {
+            return fail(
+                cx,
+                "ACTION_FORBIDDEN",
+                format!("action {action:?} is not supported"),
+            );
+        }
+        let name = fields
+            .get("function_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let event = match fields.get("request_data").and_then(Value::as_str) {
+            None | Some("") => "{}".to_string(),
+            Some(data) => data.to_string(),
+        };
+        let version = match fields.get("qualifier").and_then(Value::as_str) {
+            None | Some("") | Some("$LATEST") => None,
+            Some(q) => match q.parse::<u32>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    return fail(
+                        cx,
+                        "FUNCTION_PARAM_INVALID",
+                        format!("qualifier {q:?} is not a version number"),
+                    );
+                }
+            },
+        };
+        if env.is_empty() || name.is_empty() {
+            return fail(
+                cx,
+                "FUNCTION_PARAM_INVALID",
+                "env and function_name are required".into(),
+            );
+        }
+        let caller = AppCaller {
+            appid,
+            client_ip: Some(peer.ip().to_string()),
+            ..AppCaller::default()
+        };
+        let request = InvokeRequest {
+            version,
+            ..InvokeRequest::new(&env, name, event, "wx_http")
+        };
+        Accepted::Call(caller, request)
+    }
+
+    fn render(&self, inv: Invocation) -> Response<Body> {
+        match inv.result {
+            Ok(result) => json(
+                StatusCode::OK,
+                &json!({ "requestId": inv.request_id, "data": { "response_data": result } }),
+            ),
+            Err(e) => json(
+                StatusCode::OK,
+                &json!({ "code": admin_code(&e), "message": e.to_string(), "requestId": inv.request_id }),
+            ),
+        }
+    }
+}
+
+/// The §11 `code` of an invocation error; a `cloudbase_auth` denial passes its errCode on.
+pub fn admin_code(e: &InvokeError) -> std::borrow::Cow<'static, str> {
+    let code = match e {
+        InvokeError::Denied { errcode, .. } => return errcode.to_string().into(),
+        InvokeError::InvalidParam(_) => "FUNCTION_PARAM_INVALID",
+        InvokeError::EnvNotFound(_) => "INVALID_ENV",
+        InvokeError::FunctionNotFound { .. } => "FUNCTION_NOT_FOUND",
+        InvokeError::Timeout { .. } => "FUNCTION_TIME_LIMIT_EXCEEDED",
+        InvokeError::MemoryLimit { .. } => "FUNCTION_MEMORY_LIMIT_EXCEEDED",
+        InvokeError::Failed { .. } | InvokeError::DepthExceeded(_) => "FUNCTION_INVOCATION_FAILED",
+        InvokeError::Unauthorized(_) => "EXCEED_AUTHORITY",
+        InvokeError::TooBusy { .. } | InvokeError::Overloaded(_) => {
+            "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED"
+        }
+        InvokeError::System(_) => "SYS_ERR",
+    };
+    code.into()
+}

@@ -1,0 +1,27 @@
+//! cloudfn-gateway: the HTTP side of cloudfn.
+//!
+//! - [`server`]: the listeners (public and admin), connection limits, graceful drain.
+//! - [`router`]: the public listener's [`Gateway`], which hands each request to the
+//!   [`Dialect`] that claims it ([`dialect`]): the dialect authenticates the request into a
+//!   caller and a call, and renders the call's outcome in its own shape; the pipeline
+//!   (`cloudfn-invoke`) does everything in between. [`wechat`] (`/cgi-bin/token`,
+//!   `/cgi-bin/stable_token`, `/tcb/invokecloudfunction`, `/tcb/init`) and [`cloudbase`] (the
+//!   server SDK's `/admin`, TC3-signed) are the dialects today; a new one is a module and a
+//!   line in [`Gateway::new`].
+//! - [`admin_api`]: the operator's REST API on the admin listener (and `/metrics`).
+//! - [`http`]: bounded body reading and JSON responses; [`tc3`]: TC3-HMAC-SHA256 signatures.
+
+pub mod admin_api;
+pub mod cloudbase;
+pub mod dialect;
+pub mod http;
+pub mod router;
+pub mod server;
+pub mod tc3;
+pub mod wechat;
+
+pub use dialect::{Accepted, Context, Dialect};
+pub use router::Gateway;
+
+/// Largest request body (protocol §8: 6 MB sync events).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;

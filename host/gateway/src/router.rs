@@ -1,0 +1,62 @@
+//! The public listener's router: each request goes to the first dialect that claims it; the
+//! dialect authenticates it, the pipeline runs the call, the dialect renders the outcome.
+
+use crate::dialect::{Accepted, Context, Dialect};
+use crate::http::{self, Body};
+use crate::{cloudbase, wechat};
+use cloudfn_invoke::{AppCaller, Call, Caller, Host, Invocation, InvokeRequest};
+use cloudfn_store::{DEFAULT_HTTP_TIMEOUT, TokenPolicy};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The public listener: its dialects over one host.
+#[derive(Clone)]
+pub struct Gateway {
+    /// What the dialects share.
+    pub cx: Context,
+    dialects: Arc<Vec<Box<dyn Dialect>>>,
+}
+
+impl Gateway {
+    /// The gateway with every dialect. A new dialect is a module and a line here.
+    pub fn new(host: Arc<Host>, policy: TokenPolicy, max_body: usize) -> Gateway {
+        let dialects: Vec<Box<dyn Dialect>> = vec![
+            Box::new(wechat::WeChat { policy }),
+            Box::new(cloudbase::CloudBase),
+        ];
+        Gateway {
+            cx: Context {
+                host,
+                max_body,
+                calls: tokio_util::task::TaskTracker::new(),
+            },
+            dialects: Arc::new(dialects),
+        }
+    }
+
+    /// Routes one request to its dialect, makes the call, renders the result.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Some(dialect) = self.dialects.iter().find(|d| d.claims(&req)) else {
+            let path = req.uri().path();
+            return http::json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "errcode": 404, "errmsg": format!("no endpoint {path}") }),
+            );
+        };
+        match dialect.accept(&self.cx, req, peer).await {
+            Accepted::Answer(resp) => resp,
+            Accepted::Call(caller, request) => dialect.render(self.call(caller, request).await),
+        }
+    }
+
+    /// An HTTP-API call (default time limit 5 s, protocol §3) as `caller`, detached.
+    async fn call(&self, caller: AppCaller, mut request: InvokeRequest) -> Invocation {
+        request.default_timeout = DEFAULT_HTTP_TIMEOUT;
+        let host = self.cx.host.clone();
+        self.cx
+            .detached(async move { host.call(Call::new(request, Caller::App(caller))).await })
+            .await
+    }
+}

@@ -1,0 +1,308 @@
+//! The WeChat dialect: `/cgi-bin/token`, `/cgi-bin/stable_token` (protocol §2),
+//! `/tcb/invokecloudfunction` (§3) and `/tcb/init` (a shared env's `cloud.init()`). Callers are
+//! apps authenticated by access token, with the user their server names in `X-WX-*` headers;
+//! every error comes back as `{errcode, errmsg}` with the protocol's codes.
+
+use crate::dialect::{Accepted, Context, Dialect};
+use crate::http::{Body, BodyError, header, json, query_map, read_body};
+use async_trait::async_trait;
+use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
+use cloudfn_store::{IssueError, TokenPolicy};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// The WeChat dialect.
+pub struct WeChat {
+    /// Token lifetimes.
+    pub policy: TokenPolicy,
+}
+
+const PATHS: &[&str] = &[
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
+    "/tcb/invokecloudfunction",
+    "/tcb/init",
+];
+
+/// A §3 response, or a boxed one where it is the error of a `Result`.
+type Answer = Box<Response<Body>>;
+
+fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &json!({ "errcode": errcode, "errmsg": errmsg.into() }),
+    )
+}
+
+/// A request past the token check.
+struct Authenticated {
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    query: HashMap<String, String>,
+    appid: String,
+}
+
+#[async_trait]
+impl Dialect for WeChat {
+    fn claims(&self, req: &Request<Incoming>) -> bool {
+        PATHS.contains(&req.uri().path())
+    }
+
+    async fn accept(&self, cx: &Context, req: Request<Incoming>, peer: SocketAddr) -> Accepted {
+        match req.uri().path() {
+            "/cgi-bin/token" => Accepted::Answer(self.token(cx, req).await),
+            "/cgi-bin/stable_token" => Accepted::Answer(self.stable_token(cx, req).await),
+            "/tcb/init" => Accepted::Answer(self.init(cx, req, peer).await),
+            _ => match self.invoke(cx, req, peer).await {
+                Ok((caller, request)) => Accepted::Call(caller, request),
+                Err(resp) => Accepted::Answer(*resp),
+            },
+        }
+    }
+
+    fn render(&self, inv: Invocation) -> Response<Body> {
+        match inv.result {
+            Ok(result) => json(
+                StatusCode::OK,
+                &json!({ "errcode": 0, "errmsg": "ok", "resp_data": result }),
+            ),
+            Err(e) => wx_error(e.errcode(), e.to_string()),
+        }
+    }
+}
+
+impl WeChat {
+    async fn token(&self, cx: &Context, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::POST {
+            return wx_error(43001, "require GET method");
+        }
+        let q = query_map(req.uri().query());
+        self.issue(
+            cx,
+            q.get("grant_type").map(String::as_str),
+            q.get("appid").map(String::as_str),
+            q.get("secret").map(String::as_str),
+            None,
+        )
+        .await
+    }
+
+    async fn stable_token(&self, cx: &Context, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return wx_error(43002, "require POST method");
+        }
+        let body = match read_body(req.into_body(), 64 * 1024).await {
+            Ok(b) => b,
+            Err(_) => return wx_error(47001, "data format error: body unreadable or over 64 KB"),
+        };
+        let body: Value = match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return wx_error(47001, "data format error: the body must be a JSON object"),
+        };
+        let force_refresh = body["force_refresh"].as_bool().unwrap_or(false);
+        self.issue(
+            cx,
+            body["grant_type"].as_str(),
+            body["appid"].as_str(),
+            body["secret"].as_str(),
+            Some(force_refresh),
+        )
+        .await
+    }
+
+    /// Shared by both token endpoints; `stable` is `Some(force_refresh)` for stable_token.
+    async fn issue(
+        &self,
+        cx: &Context,
+        grant_type: Option<&str>,
+        appid: Option<&str>,
+        secret: Option<&str>,
+        stable: Option<bool>,
+    ) -> Response<Body> {
+        if grant_type != Some("client_credential") {
+            return wx_error(40002, "invalid grant_type: must be client_credential");
+        }
+        let Some(appid) = appid.filter(|a| !a.is_empty()) else {
+            return wx_error(41002, "appid missing");
+        };
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            return wx_error(41004, "appsecret missing");
+        };
+        let store = cx.host.store();
+        let issued = match store.check_secret(appid, secret).await {
+            Ok(()) => match stable {
+                Some(force_refresh) => store.stable_token(appid, force_refresh, self.policy).await,
+                None => store.issue_token(appid, self.policy).await,
+            },
+            Err(e) => Err(e),
+        };
+        match issued {
+            Ok((token, expires_in)) => json(
+                StatusCode::OK,
+                &json!({ "access_token": token, "expires_in": expires_in }),
+            ),
+            Err(e) => {
+                if let IssueError::System(err) = &e {
+                    tracing::error!("issuing a token for {appid}: {err:#}");
+                }
+                wx_error(e.errcode(), e.to_string())
+            }
+        }
+    }
+
+    /// The §3 preamble of the token-authenticated endpoints: POST only, then the token.
+    async fn post_with_token(
+        &self,
+        cx: &Context,
+        req: Request<Incoming>,
+    ) -> Result<Authenticated, Answer> {
+        if req.method() != Method::POST {
+            return Err(Box::new(wx_error(43002, "require POST method")));
+        }
+        let (parts, body) = req.into_parts();
+        let query = query_map(parts.uri.query());
+        let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
+            return Err(Box::new(wx_error(41001, "access_token missing")));
+        };
+        let snapshot = match cx.host.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("verifying an access token: {e:#}");
+                return Err(Box::new(wx_error(-1, "system error")));
+            }
+        };
+        let appid = match snapshot.token_app(token, self.policy) {
+            Ok(appid) => appid.to_string(),
+            Err(e) => return Err(Box::new(wx_error(e.errcode(), e.to_string()))),
+        };
+        Ok(Authenticated {
+            parts,
+            body,
+            query,
+            appid,
+        })
+    }
+
+    /// `POST /tcb/invokecloudfunction?access_token=…&env=…&name=…` with the event as body.
+    async fn invoke(
+        &self,
+        cx: &Context,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(AppCaller, InvokeRequest), Answer> {
+        let Authenticated {
+            parts,
+            body,
+            query: q,
+            appid,
+        } = self.post_with_token(cx, req).await?;
+        let (Some(env), Some(name)) = (
+            q.get("env").filter(|s| !s.is_empty()),
+            q.get("name").filter(|s| !s.is_empty()),
+        ) else {
+            let missing = if q.get("env").is_none_or(|s| s.is_empty()) {
+                "env"
+            } else {
+                "name"
+            };
+            return Err(Box::new(wx_error(
+                40101,
+                format!("missing parameter {missing}"),
+            )));
+        };
+        let body = match read_body(body, cx.max_body).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(limit)) => {
+                return Err(Box::new(wx_error(
+                    -501007,
+                    format!("parameter error: the body is over {limit} bytes"),
+                )));
+            }
+            Err(BodyError::Io(e)) => {
+                return Err(Box::new(wx_error(-501007, format!("parameter error: {e}"))));
+            }
+        };
+        if body.is_empty() {
+            return Err(Box::new(wx_error(44002, "empty post data")));
+        }
+        let Ok(event) = String::from_utf8(Vec::from(body)) else {
+            return Err(Box::new(wx_error(
+                -501007,
+                "parameter error: the body is not UTF-8 JSON",
+            )));
+        };
+        let caller = user_caller(appid, &parts.headers, peer)?;
+        Ok((caller, InvokeRequest::new(env, name, event, "wx_http")))
+    }
+
+    /// `POST /tcb/init?access_token=…&env=…`: a shared env's `cloud.init()`. Runs the share
+    /// check and `cloudbase_auth` for the token's app and the user named in the headers, and
+    /// answers `cloudbase_auth`'s result: `{"errcode":0,"errmsg":"ok","auth":"…"}` on a grant,
+    /// its errCode/errMsg unchanged on a denial.
+    async fn init(&self, cx: &Context, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Authenticated {
+            parts,
+            query: q,
+            appid,
+            ..
+        } = match self.post_with_token(cx, req).await {
+            Ok(a) => a,
+            Err(resp) => return *resp,
+        };
+        let Some(env) = q.get("env").filter(|s| !s.is_empty()) else {
+            return wx_error(40101, "missing parameter env");
+        };
+        let caller = match user_caller(appid, &parts.headers, peer) {
+            Ok(c) => c,
+            Err(resp) => return *resp,
+        };
+        let (host, env) = (cx.host.clone(), env.clone());
+        match cx
+            .detached(async move { host.init(&env, caller).await })
+            .await
+        {
+            Ok(auth) => json(
+                StatusCode::OK,
+                &json!({ "errcode": 0, "errmsg": "ok", "auth": auth }),
+            ),
+            Err(e) => wx_error(e.errcode(), e.to_string()),
+        }
+    }
+}
+
+/// The caller of a §3-style request: the token's app and the user its server names (header
+/// values are ids: bounded and plain, since they key caches and land in records).
+fn user_caller(
+    appid: String,
+    headers: &hyper::HeaderMap,
+    peer: SocketAddr,
+) -> Result<AppCaller, Answer> {
+    let id = |name: &str| -> Result<Option<String>, Answer> {
+        match header(headers, name).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(v)
+                if v.len() <= 128
+                    && v.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
+            {
+                Ok(Some(v))
+            }
+            Some(_) => Err(Box::new(wx_error(
+                -501007,
+                format!(
+                    "parameter error: {} must be at most 128 letters, digits, '-' or '_'",
+                    name.to_uppercase()
+                ),
+            ))),
+        }
+    };
+    Ok(AppCaller {
+        appid,
+        openid: id("x-wx-openid")?,
+        unionid: id("x-wx-unionid")?,
+        client_ip: Some(peer.ip().to_string()),
+    })
+}

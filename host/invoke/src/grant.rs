@@ -1,0 +1,275 @@
+//! The grant rules of a shared env (protocol §1, §4, §5, §6), as pure steps the pipeline runs
+//! in order for a caller that does not own the env:
+//!
+//! a. [`check_share`]: a share of the env with the calling app exists and permits the function,
+//!    else -501019;
+//! b. `cloudbase_auth` runs (the pipeline runs it) with FROM_* set and the [`auth_event`];
+//!    [`parse_reply`] reads its reply: errCode ≠ 0 goes back to the caller unchanged, a reply
+//!    that breaks the §5 table is a denial, never a grant;
+//! c. [`check_rules`]: the env's security rules over `auth` = {appid, openid, unionid,
+//!    loginType, custom}, else -501019;
+//! d. the function runs with FROM_* set and the owner's APPID/OPENID absent.
+//!
+//! [`needs_grant`] is the one place that decides whether a call goes through these steps.
+//! Step b's outcome is cached per (env, app, openid, unionid, function) for a TTL in
+//! [`Decisions`], under the env's grant tag: a change to the env's shares, rules or
+//! `cloudbase_auth` makes every cached outcome of the env unusable at once.
+
+use crate::call::{AppCaller, Caller};
+use crate::error::InvokeError;
+use crate::state::Snapshot;
+use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The app a call must be granted access for, if any: an app caller that does not own the
+/// env. An owner's own call, and a trusted identity, need no grant.
+pub fn needs_grant<'a>(env: &EnvInfo, caller: &'a Caller) -> Option<&'a AppCaller> {
+    match caller {
+        Caller::App(app) if app.appid != env.owner_appid => Some(app),
+        _ => None,
+    }
+}
+
+/// A `cloudbase_auth` outcome worth caching.
+#[derive(Debug, Clone)]
+pub enum AuthOutcome {
+    /// errCode 0: the claims (`auth.custom`) and the raw `auth` string.
+    Granted {
+        /// `auth.custom`.
+        custom: Value,
+        /// The `auth` string as returned.
+        raw: String,
+    },
+    /// errCode ≠ 0.
+    Denied {
+        /// The errCode.
+        errcode: i32,
+        /// The errMsg.
+        errmsg: String,
+    },
+}
+
+/// A decision in words, for the record.
+pub fn decision(caller: &AppCaller, allowed: bool, step: &str, reason: String) -> Decision {
+    Decision {
+        allowed,
+        step: step.to_string(),
+        reason,
+        caller_appid: caller.appid.clone(),
+    }
+}
+
+/// Step a: the share of `env` with the caller, and that it covers `function` (None: `init`).
+pub fn check_share(
+    snap: &Snapshot,
+    env: &EnvInfo,
+    function: Option<&str>,
+    caller: &AppCaller,
+) -> Result<(), InvokeError> {
+    let Some(share) = snap.share(&env.name, &caller.appid) else {
+        return Err(InvokeError::Unauthorized(format!(
+            "env {} is not shared with app {}",
+            env.name, caller.appid
+        )));
+    };
+    if let Some(f) = function
+        && !share.permits_invoke(f)
+    {
+        return Err(InvokeError::Unauthorized(format!(
+            "the share of env {} with app {} does not permit invoking {f}",
+            env.name, caller.appid
+        )));
+    }
+    Ok(())
+}
+
+/// Step b's event (protocol §5).
+pub fn auth_event(env: &EnvInfo, function: Option<&str>, caller: &AppCaller) -> String {
+    json!({
+        "fromAppid": caller.appid,
+        "fromOpenid": caller.openid,
+        "fromUnionid": caller.unionid,
+        "resourceAppid": env.owner_appid,
+        "resourceEnv": env.name,
+        "function": function,
+    })
+    .to_string()
+}
+
+/// Step b's verdict from the `cloudbase_auth` run's result.
+pub fn auth_outcome(
+    env: &EnvInfo,
+    result: Result<String, InvokeError>,
+) -> Result<AuthOutcome, InvokeError> {
+    match result {
+        Ok(json) => parse_reply(&json).map_err(|why| {
+            InvokeError::Unauthorized(format!(
+                "{AUTH_FUNCTION} of env {} gave an invalid reply ({why}); access denied",
+                env.name
+            ))
+        }),
+        // Not deployed, the env busy, the host failing: said as such, not as a denial.
+        Err(
+            e @ (InvokeError::FunctionNotFound { .. }
+            | InvokeError::TooBusy { .. }
+            | InvokeError::Overloaded(_)
+            | InvokeError::DepthExceeded(_)
+            | InvokeError::System(_)),
+        ) => Err(e),
+        // A crash, a timeout or a result that is not even JSON is no reply: never a grant.
+        Err(e) => Err(InvokeError::Unauthorized(format!(
+            "{AUTH_FUNCTION} of env {} gave no valid reply ({e}); access denied",
+            env.name
+        ))),
+    }
+}
+
+/// Checks a `cloudbase_auth` reply against the §5 table.
+fn parse_reply(json: &str) -> Result<AuthOutcome, String> {
+    let reply: Value =
+        serde_json::from_str(json).map_err(|e| format!("the reply is not JSON: {e}"))?;
+    let Value::Object(reply) = reply else {
+        return Err(format!("the reply must be a JSON object, got {reply}"));
+    };
+    let errcode = match reply.get("errCode") {
+        None => return Err("errCode is missing".into()),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| format!("errCode must be an integer, got {n}"))?,
+        Some(other) => return Err(format!("errCode must be a number, got {other}")),
+    };
+    let errmsg = match reply.get("errMsg") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("errMsg must be a string, got {other}")),
+    };
+    if errcode != 0 {
+        return Ok(AuthOutcome::Denied { errcode, errmsg });
+    }
+    let raw = match reply.get("auth") {
+        None => return Err("auth is missing".into()),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "auth must be a string holding a JSON object, got {other}"
+            ));
+        }
+    };
+    match serde_json::from_str::<Value>(&raw) {
+        Ok(custom @ Value::Object(_)) => Ok(AuthOutcome::Granted { custom, raw }),
+        Ok(other) => Err(format!("auth must hold a JSON object, got {other}")),
+        Err(e) => Err(format!("auth is not JSON: {e}")),
+    }
+}
+
+/// Step c: the env's rules for `function` over the caller and its claims.
+pub fn check_rules(
+    snap: &Snapshot,
+    env: &EnvInfo,
+    function: &str,
+    caller: &AppCaller,
+    custom: &Value,
+) -> Result<(), InvokeError> {
+    let auth = json!({
+        "appid": caller.appid,
+        "openid": caller.openid,
+        "unionid": caller.unionid,
+        "loginType": if caller.openid.is_some() { "WECHAT" } else { "APP" },
+        "custom": custom,
+    });
+    let verdict = snap.rules(&env.name).check(function, &auth);
+    if verdict.allowed {
+        return Ok(());
+    }
+    let why = match &verdict.error {
+        Some(e) => format!(" ({e})"),
+        None => String::new(),
+    };
+    Err(InvokeError::Unauthorized(format!(
+        "the security rule `{}` of env {} denies app {}{why}",
+        verdict.rule, env.name, caller.appid
+    )))
+}
+
+/// Whose `cloudbase_auth` decision about what: (env, app, openid, unionid, function). The
+/// function is part of the key because the §5 event names it: a `cloudbase_auth` may decide
+/// per function.
+type AuthKey = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Most `cloudbase_auth` decisions kept; past it, expired ones are dropped first, then all.
+const MAX_CACHED_DECISIONS: usize = 100_000;
+
+/// Cached `cloudbase_auth` outcomes.
+pub struct Decisions {
+    ttl: Duration,
+    cache: Mutex<HashMap<AuthKey, (u64, Instant, AuthOutcome)>>,
+}
+
+impl Decisions {
+    /// A cache keeping outcomes for `ttl` (zero: never).
+    pub fn new(ttl: Duration) -> Self {
+        Decisions {
+            ttl,
+            cache: Mutex::default(),
+        }
+    }
+
+    fn key(env: &str, function: Option<&str>, caller: &AppCaller) -> AuthKey {
+        (
+            env.to_string(),
+            caller.appid.clone(),
+            caller.openid.clone(),
+            caller.unionid.clone(),
+            function.map(str::to_string),
+        )
+    }
+
+    /// A cached outcome made under `tag` and still fresh.
+    pub fn get(
+        &self,
+        tag: u64,
+        env: &str,
+        function: Option<&str>,
+        caller: &AppCaller,
+    ) -> Option<AuthOutcome> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, at, outcome) = cache.get(&Self::key(env, function, caller))?;
+        (*t == tag && at.elapsed() < self.ttl).then(|| outcome.clone())
+    }
+
+    /// Keeps an outcome made under `tag`.
+    pub fn put(
+        &self,
+        tag: u64,
+        env: &str,
+        function: Option<&str>,
+        caller: &AppCaller,
+        outcome: &AuthOutcome,
+    ) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_DECISIONS {
+            let ttl = self.ttl;
+            cache.retain(|_, (_, at, _)| at.elapsed() < ttl);
+            if cache.len() >= MAX_CACHED_DECISIONS {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            Self::key(env, function, caller),
+            (tag, Instant::now(), outcome.clone()),
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! [`Host`]: what a cloudfn process runs calls with. It owns the parts and nothing else: the
+//! store, the runtime, the in-memory state, the limits and slots, the decision cache and the
+//! observer. The call path is in the `pipeline` module, the changes an operator makes in
+//! `admin`.
+
+use crate::call::RequestIds;
+use crate::grant::Decisions;
+use crate::limits::{Limits, Slots};
+use crate::metrics::Metrics;
+use crate::observe::Standard;
+use crate::state::{Snapshot, State};
+use anyhow::Context;
+use cloudfn_runtime::Runtime;
+use cloudfn_store::sqlite::SqliteStore;
+use cloudfn_store::{DEFAULT_RETENTION, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Host-wide settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The limits calls are held to.
+    pub limits: Limits,
+    /// Activation records kept.
+    pub activation_retention: u64,
+    /// How long a `cloudbase_auth` decision is reused for the same caller.
+    pub auth_cache_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            activation_retention: DEFAULT_RETENTION,
+            auth_cache_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The host: store, runtime, state, limits, decisions, observer.
+pub struct Host {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) state: State,
+    pub(crate) limits: Limits,
+    pub(crate) slots: Slots,
+    pub(crate) decisions: Decisions,
+    pub(crate) observer: Standard,
+    pub(crate) ids: RequestIds,
+}
+
+impl Host {
+    /// Opens the data dir (SQLite store, env directories, artifact cache) with default options.
+    pub async fn open(data_dir: impl AsRef<Path>) -> anyhow::Result<Arc<Host>> {
+        Self::open_with(data_dir, Options::default()).await
+    }
+
+    /// Opens the data dir with `options` and a runtime of its own.
+    pub async fn open_with(
+        data_dir: impl AsRef<Path>,
+        options: Options,
+    ) -> anyhow::Result<Arc<Host>> {
+        let dir = data_dir.as_ref();
+        let runtime = Arc::new(Runtime::new(Some(dir.join("artifacts")))?);
+        Self::open_shared(dir, options, runtime).await
+    }
+
+    /// Opens the data dir with `options` on a runtime shared with other hosts of this process
+    /// (so components compile once).
+    pub async fn open_shared(
+        data_dir: impl AsRef<Path>,
+        options: Options,
+        runtime: Arc<Runtime>,
+    ) -> anyhow::Result<Arc<Host>> {
+        let dir = data_dir.as_ref();
+        let store = SqliteStore::open(dir, options.activation_retention)
+            .with_context(|| format!("opening data dir {}", dir.display()))?;
+        Self::new(Arc::new(store), runtime, dir.join("envs"), options).await
+    }
+
+    /// A host on any store, with env directories under `env_root`.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        env_root: PathBuf,
+        options: Options,
+    ) -> anyhow::Result<Arc<Host>> {
+        std::fs::create_dir_all(&env_root)
+            .with_context(|| format!("creating {}", env_root.display()))?;
+        let state = State::load(store.clone(), runtime.clone(), env_root)
+            .await
+            .context("reading the store")?;
+        Ok(Arc::new(Host {
+            observer: Standard::new(store.clone()),
+            store,
+            runtime,
+            state,
+            limits: options.limits,
+            slots: Slots::default(),
+            decisions: Decisions::new(options.auth_cache_ttl),
+            ids: RequestIds::default(),
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.observer.metrics
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The current state (tokens and keys for the gateways' authentication).
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, crate::InvokeError> {
+        self.state.snapshot().await
+    }
+
+    /// A fresh request id (also for responses that fail before any call runs).
+    pub fn new_request_id(&self) -> String {
+        self.ids.next()
+    }
+
+    /// Waits until every activation record so far is stored.
+    pub async fn flush_records(&self) {
+        self.store.flush().await;
+    }
+}

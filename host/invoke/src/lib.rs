@@ -1,0 +1,29 @@
+//! cloudfn-invoke: the invocation pipeline, from an authenticated caller to a guest's result.
+//!
+//! - [`call`]: the vocabulary ([`Call`], [`Caller`], [`Origin`], [`Invocation`]).
+//! - [`host`]: [`Host`], which owns the parts; [`pipeline`]: [`Host::call`], the one entry
+//!   every caller uses; [`admin`]: the operator's changes that need more than the store.
+//! - [`state`]: the in-memory snapshot of the store, refreshed from its change feed, and the
+//!   prepared versions; [`grant`] and [`rules`]: who may call what in a shared env;
+//!   [`limits`]: every limit in one place; [`observe`] and [`metrics`]: what every call
+//!   leaves behind.
+//!
+//! It speaks to state only through `cloudfn-store`'s traits and to wasm only through
+//! `cloudfn-runtime`; the HTTP dialects in `cloudfn-gateway` and the CLI sit on top of it.
+
+pub mod admin;
+pub mod call;
+pub mod error;
+pub mod grant;
+pub mod host;
+pub mod limits;
+pub mod metrics;
+pub mod observe;
+pub mod pipeline;
+pub mod rules;
+pub mod state;
+
+pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
+pub use error::InvokeError;
+pub use host::{Host, Options};
+pub use limits::Limits;

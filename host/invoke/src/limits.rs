@@ -1,0 +1,105 @@
+//! Every limit a call is held to, in one place: per-env concurrency slots, call depth, event and
+//! result sizes, and the time limit (the function's own, the call path's default, and what is
+//! left of a calling function's time).
+
+use crate::call::Call;
+use crate::error::InvokeError;
+use cloudfn_store::FunctionConfig;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How deep function-to-function calls may nest.
+pub const MAX_CALL_DEPTH: u32 = 8;
+/// Largest event and largest result (protocol §8: 6 MB sync calls).
+pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
+
+/// The host's limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most calls running at once in one env (nested calls count too); more get -501004.
+    pub env_concurrency: usize,
+    /// Largest result a function may return.
+    pub max_result_bytes: usize,
+    /// Largest event a function-to-function call may pass.
+    pub max_event_bytes: usize,
+    /// How deep function-to-function calls may nest.
+    pub max_depth: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            env_concurrency: 64,
+            max_result_bytes: MAX_RESULT_BYTES,
+            max_event_bytes: MAX_RESULT_BYTES,
+            max_depth: MAX_CALL_DEPTH,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks what can be checked of a call before anything is looked up: its depth, and its
+    /// event (JSON, and within the size limit for a nested call, whose event no gateway
+    /// bounded).
+    pub fn admit(&self, call: &Call) -> Result<(), InvokeError> {
+        if call.depth >= self.max_depth {
+            return Err(InvokeError::DepthExceeded(self.max_depth));
+        }
+        let event = &call.request.event;
+        if event.len() > self.max_event_bytes {
+            return Err(InvokeError::InvalidParam(format!(
+                "the event is {} bytes, over the {}-byte limit",
+                event.len(),
+                self.max_event_bytes
+            )));
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(event) {
+            return Err(InvokeError::InvalidParam(format!(
+                "the event is not JSON: {e}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The time limit of a call of a function with `config`, and when it ends: the function's
+    /// own limit, else the call path's default, never past the caller's deadline.
+    pub fn time(&self, config: &FunctionConfig, call: &Call, now: Instant) -> (Duration, Instant) {
+        let mut timeout = config
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(call.request.default_timeout);
+        if let Some(deadline) = call.deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(now));
+        }
+        (timeout, now + timeout)
+    }
+}
+
+/// The per-env concurrency slots.
+#[derive(Default)]
+pub struct Slots {
+    per_env: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Slots {
+    /// Takes a slot of `env`'s cap of `limit`, or says it is full.
+    pub fn take(&self, env: &str, limit: usize) -> Result<OwnedSemaphorePermit, InvokeError> {
+        let sem = {
+            let mut slots = self.per_env.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.get(env) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(Semaphore::new(limit));
+                    slots.insert(env.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        sem.try_acquire_owned().map_err(|_| InvokeError::TooBusy {
+            env: env.to_string(),
+            limit,
+        })
+    }
+}

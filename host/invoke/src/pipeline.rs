@@ -1,0 +1,395 @@
+//! The one invocation pipeline. Every entry point — the gateways, the admin API, the CLI (local
+//! and `--server`), function-to-function calls, `cloudbase_auth` runs and file runs — reaches a
+//! guest through [`Host::call`]:
+//!
+//! 1. admit: depth, event size and JSON ([`crate::limits`]);
+//! 2. one snapshot of the state for the whole call ([`crate::state`]);
+//! 3. the env, and whether the caller needs a grant ([`crate::grant::needs_grant`]); if so, the
+//!    share, `cloudbase_auth` (run through this same pipeline) and the rules;
+//! 4. the function's version, prepared; a slot of the env's concurrency cap; the time limit;
+//! 5. the guest runs in a fresh instance ([`cloudfn_runtime`]), with a `call-function`
+//!    capability that re-enters step 1 one level deeper;
+//! 6. the observer records the call, refused or not ([`crate::observe`]).
+
+use crate::call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
+use crate::error::InvokeError;
+use crate::grant::{self, AuthOutcome};
+use crate::host::Host;
+use crate::observe::{Finished, Observer};
+use crate::state::Snapshot;
+use cloudfn_runtime::{CallError, CallFunction, GuestCall, GuestError, Prepared, WxContext};
+use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, validate_function_name};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A boxed call future (the pipeline re-enters itself for `cloudbase_auth` and nested calls).
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Invocation> + Send + 'a>>;
+
+impl Host {
+    /// Runs one call through the pipeline and returns its record.
+    pub fn call(self: &Arc<Self>, call: Call) -> CallFuture<'_> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let started_at_ms = cloudfn_store::fsutil::now_ms();
+            let request_id = self.ids.next();
+            let (inv, ran) = match self.prepare_call(&call).await {
+                Ok((ready, decision)) => {
+                    let inv = self.run(ready, &call, request_id, started).await;
+                    (Invocation { decision, ..inv }, true)
+                }
+                Err((e, decision)) => (Invocation::refused(request_id, e, decision), false),
+            };
+            self.observer.finished(&Finished {
+                call: &call,
+                invocation: &inv,
+                started_at_ms,
+                ran,
+            });
+            inv
+        })
+    }
+
+    /// Calls `request` as a trusted identity (see [`Caller::Trusted`]).
+    pub async fn invoke(
+        self: &Arc<Self>,
+        request: InvokeRequest,
+        identity: Identity,
+    ) -> Invocation {
+        self.call(Call::trusted(request, identity)).await
+    }
+
+    /// Runs a component file without deploying it: a function `request.name` of an ephemeral
+    /// env `request.env` (which has no owner and no shares, so the identity is used as given).
+    /// Its `call-function` calls go to the deployed functions of `request.env`.
+    pub async fn run_file(
+        self: &Arc<Self>,
+        wasm: &[u8],
+        config: FunctionConfig,
+        dir: Option<&std::path::Path>,
+        request: InvokeRequest,
+        identity: Identity,
+    ) -> Result<Invocation, cloudfn_store::StoreError> {
+        config.validate()?;
+        let runtime = self.runtime.clone();
+        let component = runtime
+            .compile(wasm)
+            .map_err(|e| cloudfn_store::StoreError::InvalidWasm(e.0))?;
+        let prepared = runtime.prepare(&component, dir, config)?;
+        let call = Call {
+            origin: Origin::File,
+            file: Some(Arc::new(prepared)),
+            ..Call::trusted(request, identity)
+        };
+        Ok(self.call(call).await)
+    }
+
+    /// `POST /tcb/init`: the `cloud.init()` of a shared env. Runs the share check and
+    /// `cloudbase_auth` for `caller`; returns `cloudbase_auth`'s `auth` string on a grant (None
+    /// for the owner, who needs none).
+    pub async fn init(
+        self: &Arc<Self>,
+        env: &str,
+        caller: AppCaller,
+    ) -> Result<Option<String>, InvokeError> {
+        let snap = self.state.snapshot().await?;
+        let env = snap
+            .env(env)
+            .ok_or_else(|| InvokeError::EnvNotFound(env.to_string()))?
+            .clone();
+        let as_caller = Caller::App(caller);
+        let Some(app) = grant::needs_grant(&env, &as_caller) else {
+            return Ok(None);
+        };
+        let (granted, decision) = self
+            .authorize(&snap, &env, None, app, "wx_http", 0, None)
+            .await;
+        tracing::info!(
+            env = %env.name, caller = %app.appid, allowed = decision.allowed,
+            step = %decision.step, "init: {}", decision.reason
+        );
+        granted.map(Some)
+    }
+
+    /// Steps 1–4: everything that can refuse a call before its guest runs.
+    async fn prepare_call(
+        self: &Arc<Self>,
+        call: &Call,
+    ) -> Result<(Ready, Option<Decision>), (InvokeError, Option<Decision>)> {
+        let req = &call.request;
+        validate_function_name(&req.name)
+            .map_err(|e| (InvokeError::InvalidParam(e.to_string()), None))?;
+        self.limits.admit(call).map_err(|e| (e, None))?;
+        let snap = self.state.snapshot().await.map_err(|e| (e, None))?;
+        let env = match (snap.env(&req.env), &call.file) {
+            (Some(env), _) => env.clone(),
+            // A file run's env need not exist: it is ephemeral.
+            (None, Some(_)) => EnvInfo {
+                name: req.env.clone(),
+                owner_appid: String::new(),
+                created_at: 0,
+                functions: 0,
+            },
+            (None, None) => return Err((InvokeError::EnvNotFound(req.env.clone()), None)),
+        };
+        let (identity, decision) = match grant::needs_grant(&env, &call.caller) {
+            None => (
+                match &call.caller {
+                    Caller::App(app) => app.as_owner(),
+                    Caller::Trusted(identity) => identity.clone(),
+                },
+                None,
+            ),
+            Some(app) => {
+                let (granted, decision) = self
+                    .authorize(
+                        &snap,
+                        &env,
+                        Some(&req.name),
+                        app,
+                        &req.source,
+                        call.depth,
+                        call.deadline,
+                    )
+                    .await;
+                if let Err(e) = granted {
+                    return Err((e, Some(decision)));
+                }
+                (app.as_sharee(), Some(decision))
+            }
+        };
+        let (version, prepared) = self
+            .resolve(&snap, call)
+            .await
+            .map_err(|e| (e, decision.clone()))?;
+        let slot = self
+            .slots
+            .take(&req.env, self.limits.env_concurrency)
+            .map_err(|e| (e, decision.clone()))?;
+        Ok((
+            Ready {
+                identity,
+                version,
+                prepared,
+                _slot: slot,
+            },
+            decision,
+        ))
+    }
+
+    /// The version a call runs, prepared.
+    async fn resolve(
+        &self,
+        snap: &Snapshot,
+        call: &Call,
+    ) -> Result<(u32, Arc<Prepared>), InvokeError> {
+        let req = &call.request;
+        if let Some(file) = &call.file {
+            return Ok((0, file.clone()));
+        }
+        match req.version {
+            Some(v) => {
+                let (info, prepared) = self.state.pinned(&req.env, &req.name, v).await?;
+                Ok((info.version, prepared))
+            }
+            None => {
+                let f = snap.function(&req.env, &req.name).ok_or_else(|| {
+                    InvokeError::FunctionNotFound {
+                        env: req.env.clone(),
+                        name: req.name.clone(),
+                        version: None,
+                    }
+                })?;
+                Ok((f.info.version, self.state.prepared(f).await?))
+            }
+        }
+    }
+
+    /// Steps a–c of the grant for `app` calling `function` (None: `init`) in `env`. On
+    /// success returns `cloudbase_auth`'s raw `auth` string.
+    #[allow(clippy::too_many_arguments)]
+    async fn authorize(
+        self: &Arc<Self>,
+        snap: &Snapshot,
+        env: &EnvInfo,
+        function: Option<&str>,
+        app: &AppCaller,
+        source: &str,
+        depth: u32,
+        deadline: Option<Instant>,
+    ) -> (Result<String, InvokeError>, Decision) {
+        let deny = |step: &str, e: InvokeError| {
+            let d = grant::decision(app, false, step, e.to_string());
+            (Err(e), d)
+        };
+        if let Err(e) = grant::check_share(snap, env, function, app) {
+            return deny("share", e);
+        }
+        let tag = snap.grant_tag(&env.name);
+        let outcome = match self.decisions.get(tag, &env.name, function, app) {
+            Some(outcome) => outcome,
+            None => {
+                let request = InvokeRequest::new(
+                    &env.name,
+                    AUTH_FUNCTION,
+                    grant::auth_event(env, function, app),
+                    source,
+                );
+                let run = Call {
+                    depth,
+                    origin: Origin::Auth,
+                    deadline,
+                    ..Call::trusted(request, app.as_sharee())
+                };
+                match grant::auth_outcome(env, self.call(run).await.result) {
+                    Ok(outcome) => {
+                        self.decisions.put(tag, &env.name, function, app, &outcome);
+                        outcome
+                    }
+                    Err(e) => return deny(AUTH_FUNCTION, e),
+                }
+            }
+        };
+        let (custom, raw) = match outcome {
+            AuthOutcome::Granted { custom, raw } => (custom, raw),
+            AuthOutcome::Denied { errcode, errmsg } => {
+                return deny(AUTH_FUNCTION, InvokeError::Denied { errcode, errmsg });
+            }
+        };
+        if let Some(f) = function
+            && let Err(e) = grant::check_rules(snap, env, f, app, &custom)
+        {
+            return deny("rules", e);
+        }
+        let reason = format!("granted by {AUTH_FUNCTION} with claims {custom}");
+        (Ok(raw), grant::decision(app, true, "rules", reason))
+    }
+
+    /// Step 5: the guest runs.
+    async fn run(
+        self: &Arc<Self>,
+        ready: Ready,
+        call: &Call,
+        request_id: String,
+        started: Instant,
+    ) -> Invocation {
+        let req = &call.request;
+        let (timeout, deadline) = self.limits.time(&ready.prepared.config, call, started);
+        let context = WxContext {
+            env: req.env.clone(),
+            source: req.source.clone(),
+            appid: ready.identity.appid.clone(),
+            openid: ready.identity.openid.clone(),
+            unionid: ready.identity.unionid.clone(),
+            from_appid: ready.identity.from_appid.clone(),
+            from_openid: ready.identity.from_openid.clone(),
+            from_unionid: ready.identity.from_unionid.clone(),
+            client_ip: ready.identity.client_ip.clone(),
+            request_id: request_id.clone(),
+            function_name: req.name.clone(),
+        };
+        let calls = self.nested_calls(call, deadline);
+        let _running = Running::new(&self.observer);
+        let outcome = self
+            .runtime
+            .run(
+                &ready.prepared,
+                GuestCall {
+                    event: &req.event,
+                    context,
+                    timeout,
+                    deadline,
+                    calls,
+                    max_result_bytes: self.limits.max_result_bytes,
+                },
+            )
+            .await;
+        let name = &req.name;
+        let result = outcome.result.map_err(|e| match e {
+            GuestError::Timeout(limit) => InvokeError::Timeout {
+                name: name.clone(),
+                limit,
+            },
+            GuestError::MemoryLimit(limit_mb) => InvokeError::MemoryLimit {
+                name: name.clone(),
+                limit_mb,
+            },
+            GuestError::Failed(message) => InvokeError::Failed {
+                name: name.clone(),
+                message,
+            },
+            GuestError::Overloaded(why) => InvokeError::Overloaded(why),
+            GuestError::System(e) => InvokeError::System(e),
+        });
+        Invocation {
+            request_id,
+            version: Some(ready.version),
+            duration: started.elapsed(),
+            peak_memory: outcome.peak_memory,
+            logs: outcome.logs,
+            result,
+            decision: None,
+        }
+    }
+
+    /// The `call-function` capability of a call: the callee runs in the same env, for the same
+    /// caller (a sharee is checked again), with SOURCE extended by `,scf`, one level deeper,
+    /// within the caller's remaining time.
+    fn nested_calls(self: &Arc<Self>, parent: &Call, deadline: Instant) -> CallFunction {
+        let host = Arc::downgrade(self);
+        let env = parent.request.env.clone();
+        let caller = parent.caller.clone();
+        let source = format!("{},scf", parent.request.source);
+        let depth = parent.depth + 1;
+        Arc::new(move |name: String, event: String| {
+            let host = host.clone();
+            let call = Call {
+                request: InvokeRequest::new(&env, &name, event, &source),
+                caller: caller.clone(),
+                depth,
+                origin: Origin::Nested,
+                deadline: Some(deadline),
+                file: None,
+            };
+            Box::pin(async move {
+                let Some(host) = host.upgrade() else {
+                    return Err(CallError {
+                        errcode: -1,
+                        errmsg: "cloudfn is shutting down".into(),
+                    });
+                };
+                let inv = host.call(call).await;
+                inv.result.map_err(|e| CallError {
+                    errcode: e.errcode(),
+                    errmsg: format!("requestID {}, {e}", inv.request_id),
+                })
+            })
+        })
+    }
+}
+
+/// A call past every check, ready to run.
+struct Ready {
+    identity: Identity,
+    version: u32,
+    prepared: Arc<Prepared>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Tells the observer a guest is running, and that it stopped even if the call is dropped
+/// half-way (its client went away).
+struct Running<'a>(&'a dyn Observer);
+
+impl<'a> Running<'a> {
+    fn new(observer: &'a dyn Observer) -> Self {
+        observer.started();
+        Running(observer)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.ended();
+    }
+}

@@ -1,0 +1,334 @@
+//! The wasm engine: one `wasmtime::Engine` (component model, epoch interruption, pooling
+//! allocator with an on-demand fallback), the linker every function shares, the epoch ticker
+//! thread, deploy-time validation against the `cloud-function` world, and the compiled-component
+//! cache (in memory by content hash, and precompiled artifacts on disk).
+
+use crate::bindings::{self, CloudFunctionPre};
+use crate::config::ConfigHost;
+use crate::invoke::InvokeHost;
+use crate::log::LogHost;
+use crate::state::CallState;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch ticks. Timeouts are checked at this granularity, and a guest that
+/// computes without pause yields its thread back to the async runtime once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why a file is not a usable cloud function, in words that say what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidComponent(pub String);
+
+/// Most compiled components kept in memory.
+const MAX_CACHED_COMPONENTS: usize = 1024;
+
+/// Counters that make the engine's caching observable (to tests and `/metrics`).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Components compiled with Cranelift.
+    pub compiles: AtomicU64,
+    /// Precompiled artifacts loaded from disk instead of compiling.
+    pub artifact_loads: AtomicU64,
+}
+
+/// The engine, the linker shared by every call, and the compiled components. One per process
+/// is enough: hosts and tests in one process share it, so a component compiles once.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    tag: String,
+    pooling: bool,
+    /// Where precompiled artifacts are cached across restarts, if anywhere.
+    artifacts: Option<PathBuf>,
+    /// Compiled components by content hash.
+    components: RwLock<HashMap<String, Component>>,
+    /// Counters of compilations and artifact loads.
+    pub stats: EngineStats,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine, preferring the pooling allocator and falling back to on-demand
+    /// allocation where the machine cannot reserve the pool (e.g. a small address space).
+    /// Precompiled artifacts are kept in `artifacts` when given.
+    pub fn new(artifacts: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        if let Some(dir) = &artifacts {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            cloudfn_store::fsutil::remove_stale_temp_files(dir);
+        }
+        let (engine, pooling) = match Engine::new(&config(true)) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                (Engine::new(&config(false)).map_err(wasm_err)?, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(wasm_err)
+            .context("linking WASI")?;
+        link_interfaces(&mut linker)
+            .map_err(wasm_err)
+            .context("linking the cloudfn host interfaces")?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let tag = format!("{:016x}", hasher.finish());
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("cloudfn-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            tag,
+            pooling,
+            artifacts,
+            components: RwLock::default(),
+            stats: EngineStats::default(),
+            ticker_stop,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Identifies this engine's artifact format: artifacts are cached per tag.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Compiles and validates a component for deploy: it must be a component (not a core
+    /// module) and fit the `cloud-function` world. Says exactly what is wrong when not.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, InvalidComponent> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| InvalidComponent(format!("the component does not compile: {e:#}")))?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        self.check_world(&component)?;
+        Ok(component)
+    }
+
+    /// Checks a compiled component against the `cloud-function` world and links it for
+    /// instantiation (imports resolved once, here, not per call).
+    pub(crate) fn link(
+        &self,
+        component: &Component,
+    ) -> Result<CloudFunctionPre<CallState>, InvalidComponent> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            InvalidComponent(format!(
+                "the component does not fit the cloud-function world: {e:#}"
+            ))
+        })?;
+        CloudFunctionPre::new(pre).map_err(|e| {
+            InvalidComponent(format!(
+                "the component's export `{}/{}` does not match the cloud-function world: {e:#}",
+                bindings::PACKAGE,
+                bindings::HANDLER
+            ))
+        })
+    }
+
+    fn check_world(&self, component: &Component) -> Result<(), InvalidComponent> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            let allowed = if let Some(rest) = name.strip_prefix(bindings::PACKAGE) {
+                let iface = rest.trim_start_matches('/').split('@').next().unwrap_or("");
+                bindings::IMPORTABLE.contains(&iface)
+            } else {
+                name.starts_with("wasi:")
+            };
+            if !allowed {
+                return Err(InvalidComponent(format!(
+                    "the component imports `{name}`, which cloudfn does not provide; a cloud \
+                     function may import only WASI 0.2 and {}/{{invoke,log,config}}",
+                    bindings::PACKAGE
+                )));
+            }
+        }
+        let handler = format!("{}/{}", bindings::PACKAGE, bindings::HANDLER);
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        if !exports.iter().any(|e| e.starts_with(&handler)) {
+            return Err(InvalidComponent(format!(
+                "the component does not export `{handler}` (it exports: {}); write the function \
+                 with cloudfn-sdk's #[cloudfn_sdk::function]",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            )));
+        }
+        self.link(component).map(|_| ())
+    }
+
+    /// The compiled component with content hash `sha256`, if this process compiled it or a
+    /// precompiled artifact of it fits this engine.
+    pub fn cached(&self, sha256: &str) -> Option<Component> {
+        if let Some(c) = self
+            .components
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+        {
+            return Some(c.clone());
+        }
+        let artifact = self.artifact_path(sha256)?;
+        if !artifact.exists() {
+            return None;
+        }
+        // SAFETY: artifacts are written only by `remember` from this engine's own compilation,
+        // and wasmtime checks the engine compatibility.
+        match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
+            Ok(component) => {
+                self.stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                self.keep(sha256, &component);
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    artifact = %artifact.display(),
+                    "precompiled artifact unusable, recompiling: {e:#}"
+                );
+                // Gone, so the recompilation writes a good one in its place.
+                let _ = std::fs::remove_file(&artifact);
+                None
+            }
+        }
+    }
+
+    /// Compiles stored component bytes (already validated at deploy) and remembers them.
+    pub fn compile_stored(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(wasm_err)
+            .with_context(|| format!("compiling component {sha256}"))?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        self.remember(sha256, &component)?;
+        Ok(component)
+    }
+
+    /// Keeps a compiled component in memory and, where there is an artifact dir, on disk so
+    /// the next process loads it instead of compiling.
+    pub fn remember(&self, sha256: &str, component: &Component) -> anyhow::Result<()> {
+        self.keep(sha256, component);
+        let Some(artifact) = self.artifact_path(sha256) else {
+            return Ok(());
+        };
+        if artifact.exists() {
+            return Ok(());
+        }
+        let bytes = component
+            .serialize()
+            .map_err(wasm_err)
+            .context("serializing the compiled component")?;
+        cloudfn_store::fsutil::write_atomic(&artifact, &bytes)
+    }
+
+    fn keep(&self, sha256: &str, component: &Component) {
+        let mut components = self.components.write().unwrap_or_else(|e| e.into_inner());
+        // Bounded: past the cap, forget everything; what is in use is reloaded from artifacts
+        // (~0.1 ms each) on its next call.
+        if components.len() >= MAX_CACHED_COMPONENTS {
+            components.clear();
+        }
+        components.insert(sha256.to_string(), component.clone());
+    }
+
+    fn artifact_path(&self, sha256: &str) -> Option<PathBuf> {
+        let dir = self.artifacts.as_ref()?;
+        Some(dir.join(format!("{sha256}-{}.cwasm", self.tag)))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Each cloudfn interface reaches only its own narrow context in the call's state.
+fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use bindings::cloudfn::function::{config, invoke, log, types};
+    use wasmtime::component::HasSelf;
+    types::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
+    invoke::add_to_linker::<_, HasSelf<InvokeHost>>(linker, |s: &mut CallState| &mut s.invoke)?;
+    log::add_to_linker::<_, HasSelf<LogHost>>(linker, |s: &mut CallState| &mut s.log)?;
+    config::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
+    Ok(())
+}
+
+fn config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.concurrency_support(false);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        // Functions may ask for up to 2 GiB; the pool reserves address space, not memory.
+        pool.max_memory_size(cloudfn_store::MAX_MEMORY_MB as usize * 1024 * 1024);
+        // Keep the first pages of a freed slot resident: a fresh instance's first-touched
+        // pages are the dominant per-call cost.
+        pool.linear_memory_keep_resident(64 * 1024);
+        pool.table_keep_resident(64 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Tells a core module or arbitrary bytes from a component before compiling, so the message
+/// says what the file is.
+fn check_header(bytes: &[u8]) -> Result<(), InvalidComponent> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(InvalidComponent(
+            "not a WebAssembly file (no \\0asm header); deploy the .wasm that \
+             `cargo build --target wasm32-wasip2` produces"
+                .into(),
+        ));
+    }
+    match &bytes[4..8] {
+        [1, 0, 0, 0] => Err(InvalidComponent(
+            "this is a core wasm module, not a component; build the function for \
+             wasm32-wasip2 (cargo build --target wasm32-wasip2) so it is a component"
+                .into(),
+        )),
+        [_, _, 1, 0] => Ok(()),
+        other => Err(InvalidComponent(format!(
+            "unsupported WebAssembly layer/version {other:?}; expected a component"
+        ))),
+    }
+}
+
+/// wasmtime 48 has its own error type; this carries its message (with causes) into anyhow.
+pub fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}

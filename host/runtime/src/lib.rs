@@ -1,0 +1,28 @@
+//! cloudfn-runtime: runs WebAssembly cloud functions, one fresh instance per call.
+//!
+//! - [`engine`]: the one wasmtime [`Runtime`] (engine, linker, epoch ticker), deploy-time
+//!   validation against the `cloud-function` world, and compiled components cached by content
+//!   hash (in memory and as precompiled artifacts).
+//! - [`state`]: what a call's `Store` holds and [`state::new_store`].
+//! - [`run`]: [`Runtime::prepare`] a version once, [`Runtime::run`] a call, and the
+//!   classification of its outcome.
+//! - One module per host interface: [`invoke`] (calls to other functions, through a capability
+//!   the pipeline provides), [`log`] (log lines, stdout, stderr), [`config`] (variables), and
+//!   [`limiter`] (the memory limit).
+//!
+//! Nothing here knows about envs, apps or grants: that is the pipeline's (`cloudfn-invoke`).
+
+mod bindings;
+pub mod config;
+pub mod engine;
+pub mod invoke;
+pub mod limiter;
+pub mod log;
+pub mod run;
+pub mod state;
+
+pub use bindings::{CallError, WxContext};
+pub use engine::{EPOCH_TICK, InvalidComponent, Runtime};
+pub use invoke::CallFunction;
+pub use run::{GuestCall, GuestError, Outcome, Prepared};
+pub use wasmtime::component::Component;

@@ -1,0 +1,96 @@
+//! What one call's `Store` holds, and how a fresh one is made: the WASI context (stdio into the
+//! call's log sink, the env directory cloned from the version's template, nothing else), the
+//! memory limiter, one narrow context per cloudfn interface, and the epoch deadline.
+
+use crate::config::ConfigHost;
+use crate::invoke::{CallFunction, InvokeHost};
+use crate::limiter::MemLimiter;
+use crate::log::{LogHost, LogPipe, LogSink};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Everything one call's `Store` holds.
+pub struct CallState {
+    /// WASI: stdio into the log sink, the env directory, no network.
+    pub wasi: WasiCtx,
+    /// WASI resources.
+    pub table: ResourceTable,
+    /// The memory limit.
+    pub limiter: MemLimiter,
+    /// The `invoke` interface.
+    pub invoke: InvokeHost,
+    /// The `log` interface.
+    pub log: LogHost,
+    /// The `config` interface.
+    pub config: ConfigHost,
+    /// When the call's time is up.
+    pub deadline: Instant,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What a fresh store is made of.
+pub struct StoreParts<'a> {
+    /// The env directory, as the version's template.
+    pub fs: &'a WasiFilesystemCtx,
+    /// The version's variables.
+    pub vars: Arc<BTreeMap<String, String>>,
+    /// The memory limit in bytes.
+    pub memory_bytes: usize,
+    /// The nested-call capability.
+    pub calls: CallFunction,
+    /// Where the logs go.
+    pub logs: Arc<Mutex<LogSink>>,
+    /// When the call's time is up.
+    pub deadline: Instant,
+}
+
+/// A fresh store for one call. The epoch callback interrupts the guest past its deadline and
+/// otherwise yields, so a guest that computes without pause never holds a runtime thread.
+pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(LogPipe::new(
+        parts.logs.clone(),
+        cloudfn_store::LogStream::Stdout,
+    ))
+    .stderr(LogPipe::new(
+        parts.logs.clone(),
+        cloudfn_store::LogStream::Stderr,
+    ));
+    let mut wasi = wasi.build();
+    *wasi.filesystem() = parts.fs.clone();
+    let mut store = Store::new(
+        engine,
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemLimiter::new(parts.memory_bytes),
+            invoke: InvokeHost(parts.calls),
+            log: LogHost(parts.logs),
+            config: ConfigHost(parts.vars),
+            deadline: parts.deadline,
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        Ok(if Instant::now() >= ctx.data().deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    store
+}

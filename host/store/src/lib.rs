@@ -1,0 +1,179 @@
+//! cloudfn-store: where cloudfn's state lives, behind traits.
+//!
+//! - [`model`]: the data model every other crate speaks (envs, functions, versions, apps,
+//!   tokens, shares, activation records, the call path's [`StateSnapshot`]).
+//! - The traits, one per kind of state: [`Catalog`] (envs, functions, versions), [`Blobs`]
+//!   (content-addressed components), [`Apps`] (apps, credentials, tokens, settings),
+//!   [`Sharing`] (the sharing switch, shares, rules), [`ActivationLog`] (call records),
+//!   [`Snapshots`] and the [`ChangeFeed`] that says when to take a new one. [`Store`] is all of
+//!   them.
+//! - [`sqlite`]: the default implementation, a data dir with SQLite files. A PostgreSQL store
+//!   is another module implementing the same traits; nothing outside this crate names a
+//!   database type.
+
+pub mod error;
+pub mod fsutil;
+pub mod model;
+pub mod names;
+pub mod secrets;
+pub mod sqlite;
+
+pub use error::{IssueError, StoreError, TokenError};
+pub use model::*;
+pub use names::{validate_appid, validate_env_name, validate_function_name};
+
+use async_trait::async_trait;
+
+/// Environments, their functions, and each function's immutable versions.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Creates environment `name` owned by `owner` (an unknown owner becomes an app without
+    /// credentials). Names differing only in case are the same env.
+    async fn create_env(&self, name: &str, owner: &str) -> Result<EnvInfo, StoreError>;
+    /// Every environment, by name.
+    async fn envs(&self) -> Result<Vec<EnvInfo>, StoreError>;
+    /// One environment.
+    async fn env(&self, name: &str) -> Result<EnvInfo, StoreError>;
+    /// Records a new version of `env/name` whose component is stored under `sha256`, and makes
+    /// it active, atomically. Returns the version id.
+    async fn add_version(
+        &self,
+        env: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        config: &FunctionConfig,
+    ) -> Result<u32, StoreError>;
+    /// The functions of an environment, by name.
+    async fn functions(&self, env: &str) -> Result<Vec<FunctionInfo>, StoreError>;
+    /// Every version of a function, newest first.
+    async fn versions(&self, env: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError>;
+    /// The version a call runs: `version`, or the active one when `None`.
+    async fn resolve(
+        &self,
+        env: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<VersionInfo, StoreError>;
+    /// Makes `version` the active version of `env/name` again.
+    async fn rollback(&self, env: &str, name: &str, version: u32) -> Result<(), StoreError>;
+    /// Removes a function and all its versions (components stay: others may share them).
+    async fn remove_function(&self, env: &str, name: &str) -> Result<(), StoreError>;
+}
+
+/// Components, stored by the SHA-256 of their bytes.
+#[async_trait]
+pub trait Blobs: Send + Sync {
+    /// Stores a component (a no-op when already stored); returns its hash, hex.
+    async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    /// The component stored under `sha256`.
+    async fn blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+/// Apps, their credentials, access tokens, and host settings.
+#[async_trait]
+pub trait Apps: Send + Sync {
+    /// Registers an app and issues its credentials. An appid that exists without credentials
+    /// (an env owner from before apps had secrets) gets them now.
+    async fn create_app(
+        &self,
+        appid: &str,
+        subject: Option<&str>,
+    ) -> Result<AppCredentials, StoreError>;
+    /// Replaces an app's credentials; the old ones and every token issued with them stop
+    /// working at once.
+    async fn rotate_secret(&self, appid: &str) -> Result<AppCredentials, StoreError>;
+    /// Every app, by appid.
+    async fn apps(&self) -> Result<Vec<AppInfo>, StoreError>;
+    /// One app.
+    async fn app(&self, appid: &str) -> Result<AppInfo, StoreError>;
+    /// Checks an app's secret (protocol §2 errcodes on failure).
+    async fn check_secret(&self, appid: &str, secret: &str) -> Result<(), IssueError>;
+    /// Issues a new token for `appid`; earlier ones keep working for `policy.overlap`.
+    /// Returns the token and its lifetime in seconds.
+    async fn issue_token(
+        &self,
+        appid: &str,
+        policy: TokenPolicy,
+    ) -> Result<(String, u64), IssueError>;
+    /// The app's current token and its remaining lifetime, or a new one when it has none (or
+    /// `force_refresh`): `POST /cgi-bin/stable_token`.
+    async fn stable_token(
+        &self,
+        appid: &str,
+        force_refresh: bool,
+        policy: TokenPolicy,
+    ) -> Result<(String, u64), IssueError>;
+    /// A setting (e.g. the admin token's hash).
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a setting.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// Environment sharing: the app-level switch, shares, and each env's security rules. A store
+/// enforces who may share what (protocol §1) in the same transaction as the change.
+#[async_trait]
+pub trait Sharing: Send + Sync {
+    /// Turns an app's sharing on or off. Off is refused while the app's envs have shares.
+    async fn set_sharing(&self, appid: &str, on: bool) -> Result<(), StoreError>;
+    /// Shares `env` with app `to`. `acting` is the app making the change (default: the
+    /// owner); only the owner may share, only with an app of the same subject, once the owner
+    /// has sharing on and the env has a deployed `cloudbase_auth`. Sharing again updates.
+    async fn add_share(
+        &self,
+        env: &str,
+        to: &str,
+        perms: &[String],
+        functions: SharedFunctions,
+        acting: Option<&str>,
+    ) -> Result<ShareInfo, StoreError>;
+    /// The share of `env` with `to`, if any.
+    async fn share(&self, env: &str, to: &str) -> Result<Option<ShareInfo>, StoreError>;
+    /// Shares of an env, or involving an app (as owner or sharee), or all.
+    async fn shares(
+        &self,
+        env: Option<&str>,
+        app: Option<&str>,
+    ) -> Result<Vec<ShareInfo>, StoreError>;
+    /// Ends a share. `acting` (default: the owner) must be the owner or `to`.
+    async fn remove_share(
+        &self,
+        env: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Stores an env's security rules (already validated by the caller).
+    async fn set_rules(&self, env: &str, json: &str) -> Result<(), StoreError>;
+    /// An env's own security rules, `None` when it has set none.
+    async fn rules(&self, env: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Activation records: written off the call path, read by `logs` and the admin API.
+#[async_trait]
+pub trait ActivationLog: Send + Sync {
+    /// Queues a record; never waits for storage.
+    fn record(&self, activation: Activation);
+    /// Waits until every record queued so far is stored.
+    async fn flush(&self);
+    /// Records matching `q`, oldest first.
+    async fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
+}
+
+/// Reads everything the call path needs in one consistent read.
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    /// The current state.
+    async fn snapshot(&self) -> Result<StateSnapshot, StoreError>;
+}
+
+/// Says when the state changed, in this process or any other using the same store.
+pub trait ChangeFeed: Send + Sync {
+    /// A number that moves whenever a change is committed. It is read on every call, so it
+    /// must cost next to nothing (no database round trip).
+    fn version(&self) -> u64;
+}
+
+/// A complete store.
+pub trait Store: Catalog + Blobs + Apps + Sharing + ActivationLog + Snapshots + ChangeFeed {}
+
+impl<T: Catalog + Blobs + Apps + Sharing + ActivationLog + Snapshots + ChangeFeed> Store for T {}

@@ -1,0 +1,254 @@
+//! Activation records in SQLite: one per call (request id, env, function, version, caller app, start,
+//! duration, outcome, peak memory, logs, grant decision), written by a background thread in
+//! batches so the call path never waits for a disk sync; old records are pruned to a retention
+//! limit. They live in their own SQLite file (`activations.db` in the data dir): their constant
+//! writes must not look like registry changes to the caches that watch `cloudfn.db`.
+
+use crate::error::StoreError;
+use crate::model::{Activation, ActivationQuery, LogLine, LogStream};
+use anyhow::Context;
+use rusqlite::{Connection, params};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Records waiting to be written at most; past it new ones are dropped (and counted).
+const QUEUE: usize = 4096;
+
+enum Msg {
+    /// A record and the bytes it holds in the queue.
+    Record(Box<Activation>, usize),
+    Flush(Sender<()>),
+}
+
+/// Most bytes of records waiting to be written; past it, new records lose their log lines.
+const QUEUE_BYTES: usize = 64 << 20;
+
+fn size_of(a: &Activation) -> usize {
+    256 + a.errmsg.len() + a.logs.iter().map(|l| 64 + l.message.len()).sum::<usize>()
+}
+
+/// Schema migrations of `activations.db`, applied in order (`PRAGMA user_version` counts them).
+const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL,
+        env TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version INTEGER,
+        caller_appid TEXT,
+        source TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        errcode INTEGER NOT NULL,
+        errmsg TEXT NOT NULL,
+        peak_memory INTEGER NOT NULL,
+        logs TEXT NOT NULL,
+        decision TEXT
+    );
+    CREATE INDEX activations_by_fn ON activations (env, function, seq);"];
+
+/// The activation store: a background writer and a reader.
+pub(super) struct Recorder {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    dropped: std::sync::atomic::AtomicU64,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+fn open(path: &Path) -> anyhow::Result<Connection> {
+    super::open_db(path, false).context("opening activation records")
+}
+
+impl Recorder {
+    /// Opens (creating and migrating) the store at `db_path` and starts the writer, keeping at
+    /// most `retention` records.
+    pub fn start(db_path: &Path, retention: u64) -> anyhow::Result<Recorder> {
+        let mut conn = open(db_path)?;
+        super::migrate(&mut conn, MIGRATIONS)
+            .with_context(|| format!("migrating {}", db_path.display()))?;
+        let reader = open(db_path)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer_queued = queued.clone();
+        let thread = std::thread::Builder::new()
+            .name("cloudfn-activations".into())
+            .spawn(move || writer(conn, rx, retention, writer_queued))
+            .context("starting the activation writer")?;
+        Ok(Recorder {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            reader: Mutex::new(reader),
+            dropped: Default::default(),
+            queued,
+        })
+    }
+
+    /// Queues a record.
+    pub fn record(&self, mut activation: Activation) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut size = size_of(&activation);
+        if self.queued.load(Relaxed) + size > QUEUE_BYTES {
+            // The writer is behind: keep the record, not its (possibly megabytes of) logs.
+            activation.logs = vec![LogLine {
+                stream: LogStream::Stderr,
+                level: None,
+                message: "[cloudfn: logs dropped, the record writer was behind]".into(),
+            }];
+            activation
+                .errmsg
+                .truncate(activation.errmsg.floor_char_boundary(1024));
+            size = size_of(&activation);
+        }
+        self.queued.fetch_add(size, Relaxed);
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner())
+            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                tx.try_send(Msg::Record(Box::new(activation), size))
+        {
+            self.queued.fetch_sub(size, Relaxed);
+            // The disk cannot keep up: drop the record rather than queue without bound.
+            let n = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!("activation writer is behind; {} record(s) dropped", n + 1);
+            }
+        }
+    }
+
+    /// Waits until every queued record is written.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = channel();
+        // Clone the sender out of the lock: a blocking send on a full queue must not make every
+        // recording call wait behind it.
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sent = tx.is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        if sent {
+            let _ = done_rx.recv();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer(
+    mut conn: Connection,
+    rx: Receiver<Msg>,
+    retention: u64,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut waiters = Vec::new();
+        let mut records = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Record(r, size) => {
+                    queued.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+                    records.push(r)
+                }
+                Msg::Flush(w) => waiters.push(w),
+            }
+        }
+        if !records.is_empty() {
+            if let Err(e) = insert(&mut conn, &records) {
+                tracing::error!("writing {} activation records failed: {e:#}", records.len());
+            }
+            // A range delete on the primary key: cheap enough for every batch.
+            if let Err(e) = conn.execute(
+                "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
+                [retention as i64],
+            ) {
+                tracing::error!("pruning activation records failed: {e}");
+            }
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
+                started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for r in records {
+            stmt.execute(params![
+                r.request_id,
+                r.env,
+                r.function,
+                r.version,
+                r.caller_appid,
+                r.source,
+                r.started_at_ms,
+                r.duration_us,
+                r.errcode,
+                r.errmsg,
+                r.peak_memory,
+                serde_json::to_string(&r.logs)?,
+                r.decision.as_ref().map(serde_json::to_string).transpose()?,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Recorder {
+    /// Activation records matching `q`, oldest first.
+    pub fn query(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+        let db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = db.prepare_cached(
+            "SELECT * FROM (
+                SELECT seq, request_id, env, function, version, caller_appid, source, started_at_ms,
+                       duration_us, errcode, errmsg, peak_memory, logs, decision
+                FROM activations
+                WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
+                ORDER BY seq DESC LIMIT ?4
+             ) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(
+            params![q.env, q.name, q.after.unwrap_or(0), q.limit.unwrap_or(100)],
+            |r| {
+                let logs: String = r.get(12)?;
+                Ok(Activation {
+                    seq: r.get(0)?,
+                    request_id: r.get(1)?,
+                    env: r.get(2)?,
+                    function: r.get(3)?,
+                    version: r.get(4)?,
+                    caller_appid: r.get(5)?,
+                    source: r.get(6)?,
+                    started_at_ms: r.get(7)?,
+                    duration_us: r.get(8)?,
+                    errcode: r.get(9)?,
+                    errmsg: r.get(10)?,
+                    peak_memory: r.get(11)?,
+                    logs: serde_json::from_str(&logs).unwrap_or_default(),
+                    decision: r
+                        .get::<_, Option<String>>(13)?
+                        .and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
