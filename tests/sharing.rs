@@ -5,17 +5,13 @@
 
 mod common;
 
-use cloudfn_host::FunctionConfig;
-use cloudfn_host::RegistryError;
-use cloudfn_host::credentials::AppCredentials;
-use cloudfn_host::guests::paths;
-use cloudfn_host::server::ServeConfig;
-use cloudfn_host::service::Options;
-use cloudfn_host::sharing::SharedFunctions;
+use cloudfn_gateway::server::ServeConfig;
+use cloudfn_invoke::Options;
+use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
+use common::guests as paths;
 use common::http::*;
-use common::wasm;
+use common::{Bin, World, wasm};
 use serde_json::Value;
-use std::process::Command;
 
 const RULES: &str = r#"{"*": {"invoke": "auth != null"},
     "users_add": {"invoke": "auth.custom.role == 'partner'"}}"#;
@@ -30,63 +26,41 @@ struct Shared {
     c: AppCredentials,
 }
 
-fn vars(pairs: &[(&str, &str)]) -> FunctionConfig {
-    FunctionConfig {
-        vars: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..FunctionConfig::default()
-    }
-}
-
 /// wxA owns prod (shared with wxB for everything, wxC for echo and users_add, wxE for
 /// everything but not allowlisted) and dev (not shared).
 async fn shared_with(options: Options) -> Shared {
-    let (dir, svc, owner, other) = new_service(options);
-    let reg = svc.registry();
-    let c = reg.create_app("wxC", Some("Acme")).unwrap();
-    let d = reg.create_app("wxD", Some("Other Inc")).unwrap();
-    let e = reg.create_app("wxE", Some("Acme")).unwrap();
-    reg.create_env("prod", "wxA").unwrap();
-    reg.create_env("dev", "wxA").unwrap();
-    let auth_cfg = vars(&[
-        ("allowed_appids", "wxB,wxC"),
-        ("roles", "wxB=partner,wxC=viewer"),
-    ]);
-    svc.deploy(
-        "prod",
-        "cloudbase_auth",
-        &wasm(paths::CLOUDBASE_AUTH),
-        auth_cfg,
-    )
-    .unwrap();
-    for (name, path) in [
-        ("echo", paths::ECHO),
-        ("users_add", paths::USERS_ADD),
-        ("fail_panic", paths::FAIL_PANIC),
-    ] {
-        svc.deploy("prod", name, &wasm(path), FunctionConfig::default())
-            .unwrap();
-    }
-    svc.deploy("dev", "echo", &wasm(paths::ECHO), FunctionConfig::default())
-        .unwrap();
-    reg.set_sharing("wxA", true).unwrap();
-    let invoke = vec!["functions:invoke".to_string()];
-    svc.add_share("prod", "wxB", &invoke, SharedFunctions::All, None)
-        .unwrap();
-    svc.add_share(
-        "prod",
-        "wxC",
-        &invoke,
-        SharedFunctions::parse("echo,users_add").unwrap(),
-        None,
-    )
-    .unwrap();
-    svc.add_share("prod", "wxE", &invoke, SharedFunctions::All, None)
-        .unwrap();
-    svc.set_rules("prod", RULES).unwrap();
-    let s = TestServer::serve(dir, svc, owner, other, ServeConfig::default()).await;
+    let s = World::new()
+        .options(options)
+        .app("wxC", "Acme")
+        .app("wxD", "Other Inc")
+        .app("wxE", "Acme")
+        .env("prod", "wxA")
+        .env("dev", "wxA")
+        .deploy_with(
+            "prod",
+            "cloudbase_auth",
+            paths::CLOUDBASE_AUTH,
+            FunctionConfig::vars([
+                ("allowed_appids", "wxB,wxC"),
+                ("roles", "wxB=partner,wxC=viewer"),
+            ]),
+        )
+        .deploy("prod", "echo", paths::ECHO)
+        .deploy("prod", "users_add", paths::USERS_ADD)
+        .deploy("prod", "fail_panic", paths::FAIL_PANIC)
+        .deploy("dev", "echo", paths::ECHO)
+        .sharing("wxA")
+        .share("prod", "wxB", "*")
+        .share("prod", "wxC", "echo,users_add")
+        .share("prod", "wxE", "*")
+        .rules("prod", RULES)
+        .serve(ServeConfig::default())
+        .await;
+    let (c, d, e) = (
+        s.world.creds("wxC").clone(),
+        s.world.creds("wxD").clone(),
+        s.world.creds("wxE").clone(),
+    );
     Shared { s, e, d, c }
 }
 
@@ -123,15 +97,17 @@ fn resp_data(v: &Value) -> Value {
     .unwrap()
 }
 
-fn auth_runs(s: &TestServer) -> usize {
-    s.svc.flush_records();
-    s.svc
-        .activations(&cloudfn_host::activations::ActivationQuery {
+async fn auth_runs(s: &TestServer) -> usize {
+    s.host.flush_records().await;
+    s.host
+        .store()
+        .activations(&cloudfn_store::ActivationQuery {
             env: "prod".into(),
             name: Some("cloudbase_auth".into()),
             after: None,
             limit: Some(1000),
         })
+        .await
         .unwrap()
         .len()
 }
@@ -208,8 +184,8 @@ async fn the_share_and_the_rules_limit_functions() {
         "{v}"
     );
     // Rules changes apply to the very next call.
-    s.svc
-        .set_rules("prod", r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role in ['partner', 'viewer']"}}"#)
+    s.host
+        .set_rules("prod", r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role in ['partner', 'viewer']"}}"#).await
         .unwrap();
     let v = call_as(
         s,
@@ -222,10 +198,11 @@ async fn the_share_and_the_rules_limit_functions() {
     .await;
     assert_eq!(errcode(&v), 0, "{v}");
     let bad = s
-        .svc
-        .set_rules("prod", r#"{"*": {"invoke": "auth.custom.role =="}}"#);
+        .host
+        .set_rules("prod", r#"{"*": {"invoke": "auth.custom.role =="}}"#)
+        .await;
     assert!(
-        matches!(bad, Err(RegistryError::InvalidRules(ref m)) if m.contains("<input>:1:")),
+        matches!(bad, Err(StoreError::InvalidRules(ref m)) if m.contains("<input>:1:")),
         "{bad:?}"
     );
 }
@@ -254,8 +231,9 @@ async fn a_function_to_function_call_keeps_from_fields_and_the_source_chain() {
     assert!(inner.get("OPENID").is_none());
     // The nested call is checked too: wxC's share has no fail_panic, and viewers may call
     // users_add after this rule change, whose nested echo is within the share.
-    s.svc
+    s.host
         .set_rules("prod", r#"{"*": {"invoke": true}}"#)
+        .await
         .unwrap();
     let v = call_as(s, &t.c, Some("oC"), "prod", "users_add", r#"{"name":"Cy"}"#).await;
     assert_eq!(resp_data(&v)["stored"]["context"]["FROM_APPID"], "wxC");
@@ -264,48 +242,59 @@ async fn a_function_to_function_call_keeps_from_fields_and_the_source_chain() {
 #[tokio::test]
 async fn who_may_share_what() {
     let t = shared().await;
-    let svc = &t.s.svc;
+    let svc = &t.s.host;
     let invoke = vec!["functions:invoke".to_string()];
-    fn refused<T: std::fmt::Debug>(r: Result<T, RegistryError>, want: &str) {
+    fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
         match r {
-            Err(RegistryError::Refused(m)) => assert!(m.contains(want), "{m}"),
+            Err(StoreError::Refused(m)) => assert!(m.contains(want), "{m}"),
             other => panic!("expected a refusal containing {want:?}, got {other:?}"),
         }
     }
     // A sharee cannot pass the env on.
     refused(
-        svc.add_share("prod", "wxC", &invoke, SharedFunctions::All, Some("wxB")),
+        svc.store()
+            .add_share("prod", "wxC", &invoke, SharedFunctions::All, Some("wxB"))
+            .await,
         "wxB cannot pass it on",
     );
     // Same subject only.
     refused(
-        svc.add_share("prod", "wxD", &invoke, SharedFunctions::All, None),
+        svc.store()
+            .add_share("prod", "wxD", &invoke, SharedFunctions::All, None)
+            .await,
         "same subject",
     );
     // No cloudbase_auth, no share.
     refused(
-        svc.add_share("dev", "wxB", &invoke, SharedFunctions::All, None),
+        svc.store()
+            .add_share("dev", "wxB", &invoke, SharedFunctions::All, None)
+            .await,
         "no cloudbase_auth",
     );
     // Sharing cannot be turned off while shares exist.
     refused(
-        svc.registry().set_sharing("wxA", false),
+        svc.store().set_sharing("wxA", false).await,
         "before turning sharing off",
     );
     // Unknown permissions are refused.
     assert!(matches!(
-        svc.add_share(
-            "prod",
-            "wxB",
-            &["storage:write".into()],
-            SharedFunctions::All,
-            None
-        ),
-        Err(RegistryError::InvalidConfig(_))
+        svc.store()
+            .add_share(
+                "prod",
+                "wxB",
+                &["storage:write".into()],
+                SharedFunctions::All,
+                None
+            )
+            .await,
+        Err(StoreError::InvalidConfig(_))
     ));
     // Only the two sides may end a share.
-    refused(svc.remove_share("prod", "wxB", Some("wxC")), "not wxC");
-    let shares = svc.registry().shares(Some("prod"), None).unwrap();
+    refused(
+        svc.store().remove_share("prod", "wxB", Some("wxC")).await,
+        "not wxC",
+    );
+    let shares = svc.store().shares(Some("prod"), None).await.unwrap();
     assert_eq!(
         shares
             .iter()
@@ -327,18 +316,24 @@ async fn ending_a_share_takes_effect_on_the_very_next_call() {
             0
         );
         // ...and ending the share (by the sharee, then by the owner) still stops the next call.
-        s.svc.remove_share("prod", "wxB", Some(acting)).unwrap();
+        s.host
+            .store()
+            .remove_share("prod", "wxB", Some(acting))
+            .await
+            .unwrap();
         let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
         assert_eq!(errcode(&v), -501019, "after {acting} ended it: {v}");
-        s.svc
+        s.host
+            .store()
             .add_share("prod", "wxB", &invoke, SharedFunctions::All, None)
+            .await
             .unwrap();
     }
     // With the shares of wxA gone, sharing can be turned off.
     for to in ["wxB", "wxC", "wxE"] {
-        s.svc.remove_share("prod", to, None).unwrap();
+        s.host.store().remove_share("prod", to, None).await.unwrap();
     }
-    s.svc.registry().set_sharing("wxA", false).unwrap();
+    s.host.store().set_sharing("wxA", false).await.unwrap();
 }
 
 #[tokio::test]
@@ -351,23 +346,32 @@ async fn decisions_are_cached_per_caller_and_dropped_on_redeploy() {
             0
         );
     }
-    assert_eq!(auth_runs(s), 1, "one cloudbase_auth run for one caller");
+    assert_eq!(
+        auth_runs(s).await,
+        1,
+        "one cloudbase_auth run for one caller"
+    );
     call_as(s, &s.other, Some("o2"), "prod", "echo", "{}").await;
-    assert_eq!(auth_runs(s), 2, "another user is another decision");
+    assert_eq!(auth_runs(s).await, 2, "another user is another decision");
     // Redeploying cloudbase_auth drops cached decisions: now it denies wxB.
-    s.svc
+    s.host
         .deploy(
             "prod",
             "cloudbase_auth",
             &wasm(paths::CLOUDBASE_AUTH),
-            vars(&[("allowed_appids", "wxC")]),
+            FunctionConfig::vars([("allowed_appids", "wxC")]),
         )
+        .await
         .unwrap();
     let v = call_as(s, &s.other, Some("o1"), "prod", "echo", "{}").await;
     assert_eq!(errcode(&v), -403001, "{v}");
-    assert_eq!(auth_runs(s), 3);
+    assert_eq!(auth_runs(s).await, 3);
     // cloudbase_auth missing: function not found, naming it.
-    s.svc.remove("prod", "cloudbase_auth").unwrap();
+    s.host
+        .store()
+        .remove_function("prod", "cloudbase_auth")
+        .await
+        .unwrap();
     let v = call_as(s, &s.other, Some("o1"), "prod", "echo", "{}").await;
     assert_eq!(errcode(&v), -501009, "{v}");
     assert!(
@@ -386,7 +390,7 @@ async fn a_zero_ttl_asks_cloudbase_auth_every_time() {
     for _ in 0..3 {
         call_as(&t.s, &t.s.other, Some("o1"), "prod", "echo", "{}").await;
     }
-    assert_eq!(auth_runs(&t.s), 3);
+    assert_eq!(auth_runs(&t.s).await, 3);
 }
 
 #[tokio::test]
@@ -409,13 +413,14 @@ async fn malformed_cloudbase_auth_replies_are_denials() {
         ("not json at all", "not JSON"),
     ];
     for (reply, why) in cases {
-        s.svc
+        s.host
             .deploy(
                 "prod",
                 "cloudbase_auth",
                 &wasm(paths::AUTH_REPLY),
-                vars(&[("reply", reply)]),
+                FunctionConfig::vars([("reply", reply)]),
             )
+            .await
             .unwrap();
         let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
         assert_eq!(errcode(&v), -501019, "{reply}: {v}");
@@ -433,13 +438,14 @@ async fn malformed_cloudbase_auth_replies_are_denials() {
             0,
         ),
     ] {
-        s.svc
+        s.host
             .deploy(
                 "prod",
                 "cloudbase_auth",
                 &wasm(paths::AUTH_REPLY),
-                vars(&[("reply", reply)]),
+                FunctionConfig::vars([("reply", reply)]),
             )
+            .await
             .unwrap();
         let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
         assert_eq!(errcode(&v), code, "{reply}: {v}");
@@ -454,15 +460,17 @@ async fn every_decision_is_in_the_activation_records() {
     call_as(s, &t.c, Some("o"), "prod", "fail_panic", "{}").await;
     call_as(s, &t.e, Some("o"), "prod", "echo", "{}").await;
     call_as(s, &t.c, Some("o"), "prod", "users_add", r#"{"name":"x"}"#).await;
-    s.svc.flush_records();
+    s.host.flush_records().await;
     let records = s
-        .svc
-        .activations(&cloudfn_host::activations::ActivationQuery {
+        .host
+        .store()
+        .activations(&cloudfn_store::ActivationQuery {
             env: "prod".into(),
             name: None,
             after: None,
             limit: Some(100),
         })
+        .await
         .unwrap();
     let decisions: Vec<(String, bool, String, i32)> = records
         .iter()
@@ -560,10 +568,8 @@ async fn the_local_cli_gives_the_same_results_as_http() {
     ];
     for (creds, name, event) in cases {
         let http = call_as(s, creds, Some("o-cli"), "prod", name, event).await;
-        let out = Command::new(env!("CARGO_BIN_EXE_cloudfn"))
-            .arg("--data-dir")
-            .arg(s.dir.path())
-            .args([
+        let out = Bin::new(s.dir())
+            .command(&[
                 "invoke", "--env", "prod", "--name", name, "--event", event, "-q",
             ])
             .args([
@@ -641,7 +647,7 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
     let t = shared().await;
     let s = &t.s;
     // The CLI next to a running server is another process with its own connection.
-    let other = cloudfn_host::Cloudfn::open(s.dir.path()).unwrap();
+    let other = cloudfn_invoke::Host::open(s.dir()).await.unwrap();
     let users_add = r#"{"name":"Ada"}"#;
     assert_eq!(
         errcode(&call_as(s, &s.other, Some("o"), "prod", "users_add", users_add).await),
@@ -652,6 +658,7 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
             "prod",
             r#"{"*": {"invoke": true}, "users_add": {"invoke": false}}"#,
         )
+        .await
         .unwrap();
     assert_eq!(
         errcode(&call_as(s, &s.other, Some("o"), "prod", "users_add", users_add).await),
@@ -666,14 +673,19 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
             "prod",
             "cloudbase_auth",
             &wasm(paths::CLOUDBASE_AUTH),
-            vars(&[("allowed_appids", "wxC")]),
+            FunctionConfig::vars([("allowed_appids", "wxC")]),
         )
+        .await
         .unwrap();
     assert_eq!(
         errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
         -403001
     );
-    other.remove_share("prod", "wxC", Some("wxC")).unwrap();
+    other
+        .store()
+        .remove_share("prod", "wxC", Some("wxC"))
+        .await
+        .unwrap();
     assert_eq!(
         errcode(&call_as(s, &t.c, Some("o"), "prod", "echo", "{}").await),
         -501019
