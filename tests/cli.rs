@@ -1,7 +1,7 @@
 //! The `cloudfn` binary end to end: env, deploy, ls, versions, rollback, rm, invoke (deployed
 //! and from a file), the demo, and deploys interrupted by a crash at every step.
 
-mod common;
+use crate::common;
 
 use common::guests as paths;
 use common::{Bin, failed, ok};

@@ -1,7 +1,7 @@
 //! The runtime through its library API with real guests: deploy + invoke, WXContext, nested
 //! calls, failures and their errcodes, deploy validation, versions, artifacts, env directory.
 
-mod common;
+use crate::common;
 
 use cloudfn_invoke::{Call, Host, Identity, InvokeRequest};
 use cloudfn_store::{FunctionConfig, StoreError};

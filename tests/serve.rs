@@ -2,7 +2,7 @@
 //! `/admin` driven by the real `@cloudbase/node-sdk` (§11), the admin API and the CLI's
 //! `--server` mode, limits, activation records, metrics, restarts, graceful drain.
 
-mod common;
+use crate::common;
 
 use common::guests as paths;
 use common::http::*;

@@ -3,7 +3,7 @@
 //! over `/tcb/invokecloudfunction`, `/tcb/init`, `/admin` (real node-sdk), function-to-function
 //! calls and the local CLI.
 
-mod common;
+use crate::common;
 
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::Options;

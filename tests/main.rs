@@ -1,0 +1,9 @@
+//! The integration tests, as one test binary: each test binary links all of wasmtime, and one
+//! process shares one engine, so every guest compiles once for the whole suite.
+
+mod common;
+
+mod cli;
+mod runtime;
+mod serve;
+mod sharing;
