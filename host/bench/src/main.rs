@@ -1,0 +1,433 @@
+//! `cloudfn-bench`: the benchmarks that need whole processes (docs/performance.md).
+//!
+//! - `http`: the side-by-side table. Bare hyper, Node.js `http`, `wasmtime serve` (when a
+//!   binary is given) and cloudfn (same-app, cross-app with the decision cached and uncached,
+//!   `/admin` with a TC3 signature), each under `wrk -t2 -c64 --latency` on 127.0.0.1: a
+//!   warm-up, then the median of several runs; server CPU from `/proc`.
+//! - `deploy`: the p99 of calls while new versions are deployed, against the same load without.
+//! - `scale`: many functions across many envs: start time, idle RSS, first call of each, RSS.
+//!
+//! Every load is bounded in time and targets only 127.0.0.1. Figures are printed, never asserted.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cloudfn_bench::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "cloudfn's process-level benchmarks (see docs/performance.md)")]
+struct Args {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The side-by-side HTTP table: req/s, p50, p99 and server CPU per request.
+    Http {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Measured runs per server (the table shows the median).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Open connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// A `wasmtime` 48 CLI for the `wasmtime serve` row (skipped when not given).
+        #[arg(long)]
+        wasmtime: Option<PathBuf>,
+        /// The wasi:http hello component `wasmtime serve` runs.
+        #[arg(long)]
+        http_hello: Option<PathBuf>,
+        /// Only the rows whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Calls' latency while new versions of the called function are deployed.
+    Deploy {
+        /// Seconds of load, with and without deploys.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Open connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+    },
+    /// Many functions across many envs: start time, RSS, first call of each.
+    Scale {
+        /// Functions in all.
+        #[arg(long, default_value_t = 1000)]
+        functions: usize,
+        /// Envs they are spread over.
+        #[arg(long, default_value_t = 100)]
+        envs: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cloudfn = sibling("cloudfn");
+    anyhow::ensure!(
+        cloudfn.exists(),
+        "{} is missing: build it first (scripts/bench.sh does)",
+        cloudfn.display()
+    );
+    match args.command {
+        Bench::Http {
+            duration,
+            runs,
+            connections,
+            wasmtime,
+            http_hello,
+            only,
+        } => {
+            let plan = Plan {
+                duration,
+                runs,
+                connections,
+                only,
+            };
+            http(&plan, &cloudfn, wasmtime.zip(http_hello)).await
+        }
+        Bench::Deploy {
+            duration,
+            connections,
+        } => deploy(&cloudfn, duration, connections).await,
+        Bench::Scale { functions, envs } => scale(&cloudfn, functions, envs).await,
+    }
+}
+
+struct Plan {
+    duration: u32,
+    runs: usize,
+    connections: u32,
+    only: Option<String>,
+}
+
+impl Plan {
+    fn wants(&self, row: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| row.contains(o.as_str()))
+    }
+
+    /// A warm-up, then the measured runs; prints each run as it ends.
+    async fn measure(&self, row: &str, server: &Server, load: &Load) -> anyhow::Result<Figures> {
+        let answer = load.check().await.with_context(|| format!("{row}: checking"))?;
+        eprintln!("{row}: answers {}", answer.chars().take(120).collect::<String>());
+        wrk(server, load, self.connections, 2)?;
+        let mut figures = Vec::new();
+        for i in 0..self.runs {
+            let f = wrk(server, load, self.connections, self.duration)?;
+            eprintln!(
+                "{row}: run {}: {:.0} req/s, p50 {}, p99 {}, {:.1} µs CPU/req, {} errors",
+                i + 1,
+                f.rps,
+                ms(f.p50),
+                ms(f.p99),
+                f.cpu_per_request.as_secs_f64() * 1e6,
+                f.errors
+            );
+            figures.push(f);
+        }
+        // The load was all successes before and after the runs.
+        load.check().await.with_context(|| format!("{row}: after the runs"))?;
+        Ok(median(&figures))
+    }
+}
+
+const HYPER: &str = "bare hyper 1.x hello";
+const NODE: &str = "Node.js http hello";
+const WASMTIME: &str = "wasmtime serve, wasi:http hello";
+const SAME: &str = "cloudfn echo, same app";
+const CROSS: &str = "cloudfn echo, cross-app, decision cached";
+const CROSS_UNCACHED: &str = "cloudfn echo, cross-app, no decision cache";
+const ADMIN: &str = "cloudfn echo, /admin TC3-signed";
+
+async fn http(
+    plan: &Plan,
+    cloudfn: &std::path::Path,
+    wasmtime: Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<()> {
+    let mut rows: Vec<(&str, Figures)> = Vec::new();
+    let hello = |port: u16| Load {
+        url: format!("http://127.0.0.1:{port}/"),
+        body: Some(EVENT.into()),
+        headers: vec![],
+    };
+
+    if plan.wants(HYPER) {
+        let port = free_port()?;
+        let mut cmd = Command::new(sibling("hello-hyper"));
+        cmd.arg(format!("127.0.0.1:{port}"));
+        let server = Server::spawn(HYPER, cmd, "listening")?;
+        rows.push((HYPER, plan.measure(HYPER, &server, &hello(port)).await?));
+    }
+    if plan.wants(NODE) {
+        let port = free_port()?;
+        let mut cmd = Command::new("node");
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/node/hello.js"))
+            .arg(port.to_string());
+        let server = Server::spawn(NODE, cmd, "listening")?;
+        rows.push((NODE, plan.measure(NODE, &server, &hello(port)).await?));
+    }
+    match &wasmtime {
+        Some((bin, component)) if plan.wants(WASMTIME) => {
+            let port = free_port()?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("serve")
+                .arg("--addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg(component);
+            // wasmtime serve logs its address on stderr; wait for the port instead.
+            let server = Server::spawn_until_port(WASMTIME, cmd, port)?;
+            rows.push((WASMTIME, plan.measure(WASMTIME, &server, &hello(port)).await?));
+        }
+        _ => eprintln!("{WASMTIME}: skipped (no --wasmtime binary; scripts/bench.sh --wasmtime)"),
+    }
+
+    let world = World::build(cloudfn)?;
+    let invoke = |base: &str, token: &str| Load {
+        url: format!(
+            "{base}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo"
+        ),
+        body: Some(EVENT.into()),
+        headers: vec![],
+    };
+    if [SAME, CROSS, ADMIN].iter().any(|r| plan.wants(r)) {
+        let served = world.serve(&[])?;
+        if plan.wants(SAME) {
+            let token = served.token(OWNER, &world.apps[OWNER]).await?;
+            let load = invoke(&served.base, &token);
+            rows.push((SAME, plan.measure(SAME, &served.server, &load).await?));
+        }
+        if plan.wants(CROSS) {
+            let token = served.token(SHAREE, &world.apps[SHAREE]).await?;
+            let load = invoke(&served.base, &token);
+            rows.push((CROSS, plan.measure(CROSS, &served.server, &load).await?));
+        }
+        if plan.wants(ADMIN) {
+            let load = admin_load(&served.base, &world.apps[OWNER])?;
+            rows.push((ADMIN, plan.measure(ADMIN, &served.server, &load).await?));
+        }
+    }
+    if plan.wants(CROSS_UNCACHED) {
+        let served = world.serve(&["--auth-cache-ttl", "0"])?;
+        let token = served.token(SHAREE, &world.apps[SHAREE]).await?;
+        let load = invoke(&served.base, &token);
+        rows.push((
+            CROSS_UNCACHED,
+            plan.measure(CROSS_UNCACHED, &served.server, &load).await?,
+        ));
+    }
+    print_table(plan, &rows);
+    Ok(())
+}
+
+/// A `functions.invokeFunction` request as `@cloudbase/node-sdk` sends it, signed once (a
+/// signature is valid for 600 s, longer than any run).
+fn admin_load(base: &str, creds: &Creds) -> anyhow::Result<Load> {
+    let host = base.trim_start_matches("http://");
+    let body = serde_json::json!({
+        "action": "functions.invokeFunction",
+        "function_name": "echo",
+        "request_data": EVENT,
+        "envName": ENV,
+    });
+    let map = body.as_object().expect("object");
+    let query = format!("env={ENV}");
+    let content_type = "application/json";
+    let headers = |name: &str| match name {
+        "host" => Some(host.to_string()),
+        "content-type" => Some(content_type.to_string()),
+        _ => None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let req = cloudfn_gateway::tc3::SignedRequest {
+        host,
+        path: "/admin",
+        query: &query,
+        header: &headers,
+        body: map,
+    };
+    let auth = cloudfn_gateway::tc3::sign(&req, &creds.secret_id, &creds.secret_key, now)?;
+    Ok(Load {
+        url: format!("{base}/admin?{query}"),
+        body: Some(body.to_string()),
+        headers: vec![
+            ("Authorization".into(), auth),
+            ("X-Timestamp".into(), now.to_string()),
+            ("X-Signature-Expires".into(), "600".into()),
+        ],
+    })
+}
+
+fn print_table(plan: &Plan, rows: &[(&str, Figures)]) {
+    let get = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+    println!(
+        "\n{} connections, {} × {} s runs after a 2 s warm-up, median; wrk -t2 on the same machine\n",
+        plan.connections, plan.runs, plan.duration
+    );
+    println!("| server | req/s | p50 | p99 | server CPU µs/req | req/s vs Node | errors |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let node = get(NODE);
+    for (name, f) in rows {
+        let vs_node = node.map_or("–".into(), |n| format!("{:.2}×", f.rps / n.rps));
+        println!(
+            "| {name} | {:.0} | {} | {} | {:.1} | {vs_node} | {} |",
+            f.rps,
+            ms(f.p50),
+            ms(f.p99),
+            f.cpu_per_request.as_secs_f64() * 1e6,
+            f.errors
+        );
+    }
+    println!("\nTargets (docs/performance.md):");
+    let ratio = |what: &str, a: Option<Figures>, b: Option<Figures>, f: fn(&Figures) -> f64, goal: &str| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("- {what}: {:.2}× (target {goal})", f(&a) / f(&b));
+        }
+    };
+    let rps = |f: &Figures| f.rps;
+    let p99 = |f: &Figures| f.p99.as_secs_f64();
+    ratio("same-app req/s ÷ Node req/s", get(SAME), node, rps, "≥ 1.0×");
+    ratio("same-app req/s ÷ wasmtime serve req/s", get(SAME), get(WASMTIME), rps, "≥ 3×");
+    ratio("same-app p99 ÷ bare hyper p99", get(SAME), get(HYPER), p99, "≤ 1.5×");
+    ratio("cross-app cached req/s ÷ same-app req/s", get(CROSS), get(SAME), rps, "≥ 0.9×");
+    if let Some(f) = get(SAME) {
+        println!(
+            "- same-app server CPU per call: {:.1} µs (target ≤ 50 µs)",
+            f.cpu_per_request.as_secs_f64() * 1e6
+        );
+    }
+}
+
+async fn deploy(cloudfn: &std::path::Path, duration: u32, connections: u32) -> anyhow::Result<()> {
+    let world = World::build(cloudfn)?;
+    let served = world.serve(&[])?;
+    let token = served.token(OWNER, &world.apps[OWNER]).await?;
+    let load = Load {
+        url: format!(
+            "{}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo",
+            served.base
+        ),
+        body: Some(EVENT.into()),
+        headers: vec![],
+    };
+    load.check().await?;
+    wrk(&served.server, &load, connections, 2)?;
+    let quiet = wrk(&served.server, &load, connections, duration)?;
+
+    // New versions (distinct bytes, so each compiles) from another process, once a second,
+    // as an operator's deploys would come.
+    let echo = std::fs::read(cloudfn_test_guests::ECHO)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deployer = {
+        let (stop, dir, cloudfn) = (stop.clone(), world.dir.path().to_path_buf(), cloudfn.to_path_buf());
+        std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+            let mut times = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let file = dir.join(format!("echo-{i}.wasm"));
+                std::fs::write(&file, distinct(&echo, &format!("v{i}")))?;
+                let t = Instant::now();
+                run_cloudfn(&cloudfn, &dir, &["deploy", "--env", ENV, "--name", "echo", file.to_str().expect("utf-8")])?;
+                times.push(t.elapsed());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(times)
+        })
+    };
+    let busy = wrk(&served.server, &load, connections, duration)?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let deploys = deployer.join().expect("deployer thread")?;
+    load.check().await?;
+    println!("\n{connections} connections, {duration} s each, echo same-app\n");
+    println!("| load | req/s | p50 | p99 | errors |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, f) in [("calls only", quiet), (&*format!("calls + {} deploys", deploys.len()), busy)] {
+        println!("| {name} | {:.0} | {} | {} | {} |", f.rps, ms(f.p50), ms(f.p99), f.errors);
+    }
+    let mean = deploys.iter().sum::<Duration>() / deploys.len().max(1) as u32;
+    println!("\ndeploy command, whole process, mean: {}", ms(mean));
+    println!("p99 during deploys ÷ p99 without: {:.2}×", busy.p99.as_secs_f64() / quiet.p99.as_secs_f64());
+    Ok(())
+}
+
+async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyhow::Result<()> {
+    let world = World::build(cloudfn)?;
+    let echo = std::fs::read(cloudfn_test_guests::ECHO)?;
+    let t = Instant::now();
+    {
+        // Deploys in-process (each compiles once and leaves its precompiled artifact).
+        let host = cloudfn_invoke::Host::open(world.dir.path()).await?;
+        for e in 0..envs {
+            host.create_env(&format!("scale-{e:03}"), OWNER).await?;
+        }
+        for i in 0..functions {
+            let env = format!("scale-{:03}", i % envs);
+            let wasm = distinct(&echo, &format!("f{i}"));
+            host.deploy(&env, &format!("f{i:04}"), &wasm, Default::default())
+                .await?;
+            if (i + 1) % 100 == 0 {
+                eprintln!("deployed {} functions ({})", i + 1, since(t));
+            }
+        }
+    }
+    let deployed = t.elapsed();
+
+    let started = Instant::now();
+    let served = world.serve(&[])?;
+    let start = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = served.server.rss()?;
+    let token = served.token(OWNER, &world.apps[OWNER]).await?;
+    let mut firsts = Vec::with_capacity(functions);
+    let cpu0 = served.server.cpu()?;
+    for i in 0..functions {
+        let env = format!("scale-{:03}", i % envs);
+        let url = format!(
+            "{}/tcb/invokecloudfunction?access_token={token}&env={env}&name=f{i:04}",
+            served.base
+        );
+        let t = Instant::now();
+        let (status, body) = request("POST", &url, &[], EVENT).await?;
+        firsts.push(t.elapsed());
+        anyhow::ensure!(status == 200 && body.contains("\"errcode\":0"), "f{i:04}: {body}");
+    }
+    let first_cpu = served.server.cpu()?.saturating_sub(cpu0);
+    let after = served.server.rss()?;
+    let mut seconds = Vec::with_capacity(functions);
+    for i in 0..functions {
+        let env = format!("scale-{:03}", i % envs);
+        let url = format!(
+            "{}/tcb/invokecloudfunction?access_token={token}&env={env}&name=f{i:04}",
+            served.base
+        );
+        let t = Instant::now();
+        request("POST", &url, &[], EVENT).await?;
+        seconds.push(t.elapsed());
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+    };
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0));
+    println!("\n{functions} functions across {envs} envs (each distinct bytes, precompiled at deploy)\n");
+    println!("| figure | value |");
+    println!("| --- | ---: |");
+    println!("| deploy all, in-process | {:.1} s |", deployed.as_secs_f64());
+    println!("| `cloudfn serve` start, spawn to listening | {} |", ms(start));
+    println!("| idle RSS after start | {} |", mb(idle));
+    println!("| first call of each, p50 (client, HTTP) | {} |", ms(pct(&mut firsts, 0.5)));
+    println!("| first call of each, p99 | {} |", ms(pct(&mut firsts, 0.99)));
+    println!("| server CPU per first call | {} |", ms(first_cpu / functions as u32));
+    println!("| RSS after calling each once | {} |", mb(after));
+    println!("| second call of each, p50 | {} |", ms(pct(&mut seconds, 0.5)));
+    Ok(())
+}

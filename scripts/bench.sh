@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The benchmark command (docs/performance.md): builds release binaries and runs, in one sitting,
+#   http   the side-by-side table (bare hyper, Node.js, wasmtime serve, cloudfn rows),
+#   deploy calls' p99 while new versions are deployed,
+#   scale  1,000 functions across 100 envs (start time, RSS, first call of each),
+#   micro  the criterion micro-benchmarks (host/bench/benches/calls.rs).
+# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro ...]   (default: all four)
+# --wasmtime installs wasmtime-cli 48 into target/bench-tools first when missing: a ~18 min
+# build, once. Without it the wasmtime serve row is skipped unless that binary is already there.
+# Every load targets 127.0.0.1 and is bounded in time (~4 min for http with the defaults).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+install_wasmtime=false
+parts=()
+for arg in "$@"; do
+  case "$arg" in
+    --wasmtime) install_wasmtime=true ;;
+    http|deploy|scale|micro) parts+=("$arg") ;;
+    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro ...]" >&2; exit 2 ;;
+  esac
+done
+[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro)
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk (the load generator)" >&2
+  SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
+  $SUDO apt-get install -y wrk >/dev/null || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
+fi
+
+WASMTIME=target/bench-tools/bin/wasmtime
+if $install_wasmtime && [ ! -x "$WASMTIME" ]; then
+  echo "bench: building wasmtime-cli 48.0.8 into target/bench-tools (~18 min, once)" >&2
+  cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools
+fi
+
+cargo build --release -p cloudfn-cli -p cloudfn-bench
+echo "bench: $(nproc) CPUs, $(uname -sr), $(rustc --version), node $(node --version)" >&2
+
+http_args=()
+if [ -x "$WASMTIME" ]; then
+  (cd host/bench/http-hello && cargo build --release --target wasm32-wasip2 --target-dir ../../../target/wasm-guests)
+  http_args=(--wasmtime "$WASMTIME" --http-hello target/wasm-guests/wasm32-wasip2/release/http_hello.wasm)
+  echo "bench: $("$WASMTIME" --version)" >&2
+fi
+
+for part in "${parts[@]}"; do
+  case "$part" in
+    http) target/release/cloudfn-bench http "${http_args[@]}" ;;
+    deploy) target/release/cloudfn-bench deploy ;;
+    scale) target/release/cloudfn-bench scale ;;
+    micro) cargo bench -p cloudfn-bench --bench calls ;;
+  esac
+done
