@@ -46,6 +46,10 @@ enum Bench {
         /// Only the rows whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Record a `perf` profile of each server during its first measured run, into this
+        /// dir (`perf report -i DIR/ROW.data`).
+        #[arg(long)]
+        perf: Option<PathBuf>,
     },
     /// Calls' latency while new versions of the called function are deployed.
     Deploy {
@@ -84,12 +88,14 @@ async fn main() -> anyhow::Result<()> {
             wasmtime,
             http_hello,
             only,
+            perf,
         } => {
             let plan = Plan {
                 duration,
                 runs,
                 connections,
                 only,
+                perf,
             };
             http(&plan, &cloudfn, wasmtime.zip(http_hello)).await
         }
@@ -106,6 +112,7 @@ struct Plan {
     runs: usize,
     connections: u32,
     only: Option<String>,
+    perf: Option<PathBuf>,
 }
 
 impl Plan {
@@ -120,7 +127,14 @@ impl Plan {
         wrk(server, load, self.connections, 2)?;
         let mut figures = Vec::new();
         for i in 0..self.runs {
+            let perf = match (&self.perf, i) {
+                (Some(dir), 0) => Some(self.record(dir, row, server)?),
+                _ => None,
+            };
             let f = wrk(server, load, self.connections, self.duration)?;
+            if let Some(mut perf) = perf {
+                perf.wait()?;
+            }
             eprintln!(
                 "{row}: run {}: {:.0} req/s, p50 {}, p99 {}, {:.1} µs CPU/req, {} errors",
                 i + 1,
@@ -135,6 +149,31 @@ impl Plan {
         // The load was all successes before and after the runs.
         load.check().await.with_context(|| format!("{row}: after the runs"))?;
         Ok(median(&figures))
+    }
+}
+
+impl Plan {
+    fn record(
+        &self,
+        dir: &std::path::Path,
+        row: &str,
+        server: &Server,
+    ) -> anyhow::Result<std::process::Child> {
+        std::fs::create_dir_all(dir)?;
+        let file: String = row
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,8192", "-q", "-p"])
+            .arg(server.pid().to_string())
+            .arg("-o")
+            .arg(dir.join(format!("{file}.data")))
+            .args(["--", "sleep"])
+            .arg(self.duration.saturating_sub(1).max(1).to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("running perf (apt-get install linux-perf)")
     }
 }
 

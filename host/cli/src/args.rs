@@ -152,6 +152,14 @@ pub struct ServeArgs {
     /// share, rule and cloudbase_auth changes drop cached decisions at once.
     #[arg(long, default_value_t = 60)]
     pub auth_cache_ttl: u64,
+    /// Most guest instances alive at once (calls and their nested calls); the instance pool
+    /// reserves address space for this many. Past it calls are refused with -501004.
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances: u32,
+    /// KB of each freed instance's memory reset in place for reuse instead of returned to the
+    /// OS (faster calls; counts in the RSS).
+    #[arg(long, default_value_t = 1024)]
+    pub keep_resident_kb: usize,
     /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
     #[arg(long)]
     pub demo: bool,

@@ -7,7 +7,7 @@ use crate::client::{AdminClient, Backend};
 use anyhow::{Context, bail};
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
 use cloudfn_gateway::server::{ServeConfig, Server};
-use cloudfn_invoke::{Host, Identity, InvokeRequest, Limits, Options};
+use cloudfn_invoke::{EngineConfig, Host, Identity, InvokeRequest, Limits, Options};
 use cloudfn_store::{ActivationQuery, AppCredentials};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -227,6 +227,10 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         },
         activation_retention: args.retention,
         auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
+        engine: EngineConfig {
+            pool_instances: Some(args.max_instances.max(1)),
+            keep_resident: args.keep_resident_kb * 1024,
+        },
     };
     let svc = Host::open_with(&cli.data_dir, options)
         .await
@@ -329,8 +333,14 @@ fn format_time(ms: i64) -> String {
     )
 }
 
+/// The data dir for a command that makes a call or two and exits: no instance pool to set
+/// up and tear down.
 async fn open(data_dir: &Path) -> anyhow::Result<Arc<Host>> {
-    Host::open(data_dir)
+    let options = Options {
+        engine: EngineConfig::one_shot(),
+        ..Options::default()
+    };
+    Host::open_with(data_dir, options)
         .await
         .with_context(|| format!("opening data dir {}", data_dir.display()))
 }

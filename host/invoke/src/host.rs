@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::observe::Standard;
 use crate::state::{Snapshot, State};
 use anyhow::Context;
-use cloudfn_runtime::Runtime;
+use cloudfn_runtime::{EngineConfig, Runtime};
 use cloudfn_store::sqlite::SqliteStore;
 use cloudfn_store::{DEFAULT_RETENTION, Store};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ pub struct Options {
     pub activation_retention: u64,
     /// How long a `cloudbase_auth` decision is reused for the same caller.
     pub auth_cache_ttl: Duration,
+    /// How the engine allocates instances (when the host builds its own runtime).
+    pub engine: EngineConfig,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             limits: Limits::default(),
             activation_retention: DEFAULT_RETENTION,
             auth_cache_ttl: Duration::from_secs(60),
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -62,7 +65,10 @@ impl Host {
         options: Options,
     ) -> anyhow::Result<Arc<Host>> {
         let dir = data_dir.as_ref();
-        let runtime = Arc::new(Runtime::new(Some(dir.join("artifacts")))?);
+        let runtime = Arc::new(Runtime::with_config(
+            Some(dir.join("artifacts")),
+            &options.engine,
+        )?);
         Self::open_shared(dir, options, runtime).await
     }
 

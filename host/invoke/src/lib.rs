@@ -25,5 +25,6 @@ pub mod state;
 
 pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
 pub use error::InvokeError;
+pub use cloudfn_runtime::EngineConfig;
 pub use host::{Host, Options};
 pub use limits::Limits;

@@ -113,7 +113,11 @@ impl Rules {
             Some(rule) => (function, rule),
             None => ("*", &self.default),
         };
-        let mut ctx = cel::Context::default();
+        // The standard library is built once per process: building it per check cost more
+        // than the rest of a call.
+        static STDLIB: std::sync::OnceLock<std::sync::Arc<cel::Env>> = std::sync::OnceLock::new();
+        let env = STDLIB.get_or_init(|| std::sync::Arc::new(cel::Env::stdlib()));
+        let mut ctx = cel::Context::with_env(env.clone());
         let rule_text = format!("{entry}: {}", rule.source);
         if let Err(e) = ctx.add_variable("auth", auth) {
             return Verdict {

@@ -31,6 +31,39 @@ pub struct InvalidComponent(pub String);
 /// Most compiled components kept in memory.
 const MAX_CACHED_COMPONENTS: usize = 1024;
 
+/// How the engine allocates instances.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Instances the pooling allocator holds at once (each with one linear memory and
+    /// table); past that a call is refused as "host full". `None` allocates each instance on
+    /// demand: no pool to reserve, for processes that make one call and exit (the CLI).
+    pub pool_instances: Option<u32>,
+    /// Bytes of a freed linear memory reset in place (only its dirty pages, found with
+    /// Linux's `PAGEMAP_SCAN`) instead of given back with `madvise`: an `madvise` on a
+    /// multi-threaded process interrupts every other core to flush its TLB, which under load
+    /// cost more than the guest's own code. Memory kept resident counts in the RSS.
+    pub keep_resident: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            pool_instances: Some(1000),
+            keep_resident: 1 << 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// For a process that makes a call or two and exits: no pool.
+    pub fn one_shot() -> Self {
+        EngineConfig {
+            pool_instances: None,
+            ..EngineConfig::default()
+        }
+    }
+}
+
 /// Counters that make the engine's caching observable (to tests and `/metrics`).
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -57,20 +90,38 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine, preferring the pooling allocator and falling back to on-demand
-    /// allocation where the machine cannot reserve the pool (e.g. a small address space).
-    /// Precompiled artifacts are kept in `artifacts` when given.
+    /// The engine with the default [`EngineConfig`]; precompiled artifacts are kept in
+    /// `artifacts` when given.
     pub fn new(artifacts: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        Self::with_config(artifacts, &EngineConfig::default())
+    }
+
+    /// Builds the engine, with the pooling allocator when `engine` asks for it, falling back
+    /// to on-demand allocation where the machine cannot reserve the pool (e.g. a small
+    /// address space). Precompiled artifacts are kept in `artifacts` when given.
+    pub fn with_config(
+        artifacts: Option<PathBuf>,
+        engine: &EngineConfig,
+    ) -> anyhow::Result<Runtime> {
         if let Some(dir) = &artifacts {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             cloudfn_store::fsutil::remove_stale_temp_files(dir);
         }
-        let (engine, pooling) = match Engine::new(&config(true)) {
-            Ok(engine) => (engine, true),
-            Err(e) => {
-                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
-                (Engine::new(&config(false)).map_err(wasm_err)?, false)
-            }
+        let pooled = match engine.pool_instances {
+            Some(_) => match Engine::new(&config(Some(engine))) {
+                Ok(engine) => Some(engine),
+                Err(e) => {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({e:#}); using on-demand allocation"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let (engine, pooling) = match pooled {
+            Some(engine) => (engine, true),
+            None => (Engine::new(&config(None)).map_err(wasm_err)?, false),
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -286,19 +337,25 @@ fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-fn config(pooling: bool) -> Config {
+fn config(pool: Option<&EngineConfig>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.concurrency_support(false);
-    if pooling {
+    if let Some(engine) = pool {
+        let instances = engine.pool_instances.unwrap_or(1000);
         let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_stacks(instances);
         // Functions may ask for up to 2 GiB; the pool reserves address space, not memory.
         pool.max_memory_size(cloudfn_store::MAX_MEMORY_MB as usize * 1024 * 1024);
-        // Keep the first pages of a freed slot resident: a fresh instance's first-touched
-        // pages are the dominant per-call cost.
-        pool.linear_memory_keep_resident(64 * 1024);
+        // Reset freed memories in place rather than with madvise (see `keep_resident`).
+        pool.linear_memory_keep_resident(engine.keep_resident);
         pool.table_keep_resident(64 * 1024);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -22,7 +22,7 @@ pub mod run;
 pub mod state;
 
 pub use bindings::{CallError, WxContext};
-pub use engine::{EPOCH_TICK, InvalidComponent, Runtime};
+pub use engine::{EPOCH_TICK, EngineConfig, InvalidComponent, Runtime};
 pub use invoke::CallFunction;
 pub use run::{GuestCall, GuestError, Outcome, Prepared};
 pub use wasmtime::component::Component;

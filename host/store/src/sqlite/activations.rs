@@ -50,7 +50,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
 
 /// The activation store: a background writer and a reader.
 pub(super) struct Recorder {
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    tx: std::sync::RwLock<Option<SyncSender<Msg>>>,
     dropped: std::sync::atomic::AtomicU64,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -77,7 +77,7 @@ impl Recorder {
             .spawn(move || writer(conn, rx, retention, writer_queued))
             .context("starting the activation writer")?;
         Ok(Recorder {
-            tx: Mutex::new(Some(tx)),
+            tx: std::sync::RwLock::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Mutex::new(reader),
             dropped: Default::default(),
@@ -102,7 +102,7 @@ impl Recorder {
             size = size_of(&activation);
         }
         self.queued.fetch_add(size, Relaxed);
-        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner())
+        if let Some(tx) = &*self.tx.read().unwrap_or_else(|e| e.into_inner())
             && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 tx.try_send(Msg::Record(Box::new(activation), size))
         {
@@ -122,7 +122,7 @@ impl Recorder {
         let (done_tx, done_rx) = channel();
         // Clone the sender out of the lock: a blocking send on a full queue must not make every
         // recording call wait behind it.
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner()).clone();
         let sent = tx.is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
         if sent {
             let _ = done_rx.recv();
@@ -132,12 +132,17 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(self.tx.write().unwrap_or_else(|e| e.into_inner()).take());
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
     }
 }
+
+/// How long the writer waits for more records before committing a batch.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// Most records committed in one transaction.
+const MAX_BATCH: usize = 1024;
 
 fn writer(
     mut conn: Connection,
@@ -146,8 +151,15 @@ fn writer(
     queued: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Ok(first) = rx.recv() {
+        // Records gather for a few milliseconds into one transaction: under load a commit per
+        // record costs more CPU than the calls. The writer sleeps rather than waits on the
+        // channel, since a sender wakes a waiting receiver (a futex wake and a context switch
+        // per record) but not a sleeping one. A flush request is served at once.
+        if !matches!(first, Msg::Flush(_)) {
+            std::thread::sleep(BATCH_WINDOW);
+        }
         let mut batch = vec![first];
-        while batch.len() < 512 {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(m) => batch.push(m),
                 Err(_) => break,
@@ -169,10 +181,12 @@ fn writer(
                 tracing::error!("writing {} activation records failed: {e:#}", records.len());
             }
             // A range delete on the primary key: cheap enough for every batch.
-            if let Err(e) = conn.execute(
-                "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
-                [retention as i64],
-            ) {
+            if let Err(e) = conn
+                .prepare_cached(
+                    "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
+                )
+                .and_then(|mut stmt| stmt.execute([retention as i64]))
+            {
                 tracing::error!("pruning activation records failed: {e}");
             }
         }
