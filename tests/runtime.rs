@@ -22,6 +22,42 @@ async fn deploy_and_invoke_round_trip() {
     assert!(inv.peak_memory > 0);
 }
 
+/// Memory of finished instances is reused in place (the pooling allocator resets only dirty
+/// pages); no call may see what an earlier one left, one after another or side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_gets_a_fresh_instance_whatever_memory_is_reused() {
+    let w = service().await;
+    w.deploy("leftovers", paths::LEFTOVERS, FunctionConfig::default())
+        .await;
+    let fresh = json!({"calls": 1, "dirty_static": 0, "dirty_heap": 0});
+    for i in 0..20 {
+        let inv = w.call("leftovers", "{}").await;
+        assert_eq!(ok_json(&inv), fresh, "sequential call {i}");
+    }
+    let calls = (0..16).map(|_| {
+        let host = w.host.clone();
+        tokio::spawn(async move { call(&host, "leftovers", "{}").await })
+    });
+    for (i, inv) in futures_join(calls).await.into_iter().enumerate() {
+        assert_eq!(ok_json(&inv), fresh, "concurrent call {i}");
+    }
+    // A trap in between leaves nothing behind either.
+    w.deploy("fail_panic", paths::FAIL_PANIC, FunctionConfig::default())
+        .await;
+    assert!(w.call("fail_panic", "{}").await.result.is_err());
+    assert_eq!(ok_json(&w.call("leftovers", "{}").await), fresh);
+}
+
+async fn futures_join(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<cloudfn_invoke::Invocation>>,
+) -> Vec<cloudfn_invoke::Invocation> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.expect("call task"));
+    }
+    out
+}
+
 #[tokio::test]
 async fn every_wxcontext_field_reaches_the_guest_exactly() {
     let w = service().await;

@@ -18,6 +18,7 @@ const GUESTS: &[&str] = &[
     "auth_reply",
     "wrong_import",
     "wrong_world",
+    "leftovers",
 ];
 
 fn main() {
