@@ -157,7 +157,11 @@ fn whole_process(c: &mut Criterion) {
                 .args(["--appid", OWNER, "--quiet"])
                 .output()
                 .expect("cloudfn invoke");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         })
     });
     group.finish();

@@ -80,7 +80,14 @@ impl World {
         }
         world.cf(&["app", "sharing", OWNER, "on"])?;
         world.cf(&["env", "create", ENV, "--owner", OWNER])?;
-        world.cf(&["deploy", "--env", ENV, "--name", "echo", cloudfn_test_guests::ECHO])?;
+        world.cf(&[
+            "deploy",
+            "--env",
+            ENV,
+            "--name",
+            "echo",
+            cloudfn_test_guests::ECHO,
+        ])?;
         world.cf(&[
             "deploy",
             "--env",
@@ -344,7 +351,11 @@ impl Load {
             s.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
         }
         for (k, v) in &self.headers {
-            s.push_str(&format!("wrk.headers[{}] = {}\n", lua_string(k), lua_string(v)));
+            s.push_str(&format!(
+                "wrk.headers[{}] = {}\n",
+                lua_string(k),
+                lua_string(v)
+            ));
         }
         s
     }
@@ -378,7 +389,12 @@ pub fn wrk(server: &Server, load: &Load, conns: u32, secs: u32) -> anyhow::Resul
     std::fs::write(script.path(), load.lua())?;
     let cpu_before = server.cpu()?;
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency"])
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ])
         .arg("-s")
         .arg(script.path())
         .arg(&load.url)

@@ -122,8 +122,14 @@ impl Plan {
 
     /// A warm-up, then the measured runs; prints each run as it ends.
     async fn measure(&self, row: &str, server: &Server, load: &Load) -> anyhow::Result<Figures> {
-        let answer = load.check().await.with_context(|| format!("{row}: checking"))?;
-        eprintln!("{row}: answers {}", answer.chars().take(120).collect::<String>());
+        let answer = load
+            .check()
+            .await
+            .with_context(|| format!("{row}: checking"))?;
+        eprintln!(
+            "{row}: answers {}",
+            answer.chars().take(120).collect::<String>()
+        );
         wrk(server, load, self.connections, 2)?;
         let mut figures = Vec::new();
         for i in 0..self.runs {
@@ -147,7 +153,9 @@ impl Plan {
             figures.push(f);
         }
         // The load was all successes before and after the runs.
-        load.check().await.with_context(|| format!("{row}: after the runs"))?;
+        load.check()
+            .await
+            .with_context(|| format!("{row}: after the runs"))?;
         Ok(median(&figures))
     }
 }
@@ -165,7 +173,15 @@ impl Plan {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
         Command::new("perf")
-            .args(["record", "-F", "499", "--call-graph", "dwarf,8192", "-q", "-p"])
+            .args([
+                "record",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,8192",
+                "-q",
+                "-p",
+            ])
             .arg(server.pid().to_string())
             .arg("-o")
             .arg(dir.join(format!("{file}.data")))
@@ -222,16 +238,17 @@ async fn http(
                 .arg(component);
             // wasmtime serve logs its address on stderr; wait for the port instead.
             let server = Server::spawn_until_port(WASMTIME, cmd, port)?;
-            rows.push((WASMTIME, plan.measure(WASMTIME, &server, &hello(port)).await?));
+            rows.push((
+                WASMTIME,
+                plan.measure(WASMTIME, &server, &hello(port)).await?,
+            ));
         }
         _ => eprintln!("{WASMTIME}: skipped (no --wasmtime binary; scripts/bench.sh --wasmtime)"),
     }
 
     let world = World::build(cloudfn)?;
     let invoke = |base: &str, token: &str| Load {
-        url: format!(
-            "{base}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo"
-        ),
+        url: format!("{base}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo"),
         body: Some(EVENT.into()),
         headers: vec![],
     };
@@ -326,17 +343,42 @@ fn print_table(plan: &Plan, rows: &[(&str, Figures)]) {
         );
     }
     println!("\nTargets (docs/performance.md):");
-    let ratio = |what: &str, a: Option<Figures>, b: Option<Figures>, f: fn(&Figures) -> f64, goal: &str| {
-        if let (Some(a), Some(b)) = (a, b) {
-            println!("- {what}: {:.2}× (target {goal})", f(&a) / f(&b));
-        }
-    };
+    let ratio =
+        |what: &str, a: Option<Figures>, b: Option<Figures>, f: fn(&Figures) -> f64, goal: &str| {
+            if let (Some(a), Some(b)) = (a, b) {
+                println!("- {what}: {:.2}× (target {goal})", f(&a) / f(&b));
+            }
+        };
     let rps = |f: &Figures| f.rps;
     let p99 = |f: &Figures| f.p99.as_secs_f64();
-    ratio("same-app req/s ÷ Node req/s", get(SAME), node, rps, "≥ 1.0×");
-    ratio("same-app req/s ÷ wasmtime serve req/s", get(SAME), get(WASMTIME), rps, "≥ 3×");
-    ratio("same-app p99 ÷ bare hyper p99", get(SAME), get(HYPER), p99, "≤ 1.5×");
-    ratio("cross-app cached req/s ÷ same-app req/s", get(CROSS), get(SAME), rps, "≥ 0.9×");
+    ratio(
+        "same-app req/s ÷ Node req/s",
+        get(SAME),
+        node,
+        rps,
+        "≥ 1.0×",
+    );
+    ratio(
+        "same-app req/s ÷ wasmtime serve req/s",
+        get(SAME),
+        get(WASMTIME),
+        rps,
+        "≥ 3×",
+    );
+    ratio(
+        "same-app p99 ÷ bare hyper p99",
+        get(SAME),
+        get(HYPER),
+        p99,
+        "≤ 1.5×",
+    );
+    ratio(
+        "cross-app cached req/s ÷ same-app req/s",
+        get(CROSS),
+        get(SAME),
+        rps,
+        "≥ 0.9×",
+    );
     if let Some(f) = get(SAME) {
         println!(
             "- same-app server CPU per call: {:.1} µs (target ≤ 50 µs)",
@@ -366,7 +408,11 @@ async fn deploy(cloudfn: &std::path::Path, duration: u32, connections: u32) -> a
     let echo = std::fs::read(cloudfn_test_guests::ECHO)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deployer = {
-        let (stop, dir, cloudfn) = (stop.clone(), world.dir.path().to_path_buf(), cloudfn.to_path_buf());
+        let (stop, dir, cloudfn) = (
+            stop.clone(),
+            world.dir.path().to_path_buf(),
+            cloudfn.to_path_buf(),
+        );
         std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
             let mut times = Vec::new();
             let mut i = 0;
@@ -375,7 +421,18 @@ async fn deploy(cloudfn: &std::path::Path, duration: u32, connections: u32) -> a
                 let file = dir.join(format!("echo-{i}.wasm"));
                 std::fs::write(&file, distinct(&echo, &format!("v{i}")))?;
                 let t = Instant::now();
-                run_cloudfn(&cloudfn, &dir, &["deploy", "--env", ENV, "--name", "echo", file.to_str().expect("utf-8")])?;
+                run_cloudfn(
+                    &cloudfn,
+                    &dir,
+                    &[
+                        "deploy",
+                        "--env",
+                        ENV,
+                        "--name",
+                        "echo",
+                        file.to_str().expect("utf-8"),
+                    ],
+                )?;
                 times.push(t.elapsed());
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -389,12 +446,24 @@ async fn deploy(cloudfn: &std::path::Path, duration: u32, connections: u32) -> a
     println!("\n{connections} connections, {duration} s each, echo same-app\n");
     println!("| load | req/s | p50 | p99 | errors |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, f) in [("calls only", quiet), (&*format!("calls + {} deploys", deploys.len()), busy)] {
-        println!("| {name} | {:.0} | {} | {} | {} |", f.rps, ms(f.p50), ms(f.p99), f.errors);
+    for (name, f) in [
+        ("calls only", quiet),
+        (&*format!("calls + {} deploys", deploys.len()), busy),
+    ] {
+        println!(
+            "| {name} | {:.0} | {} | {} | {} |",
+            f.rps,
+            ms(f.p50),
+            ms(f.p99),
+            f.errors
+        );
     }
     let mean = deploys.iter().sum::<Duration>() / deploys.len().max(1) as u32;
     println!("\ndeploy command, whole process, mean: {}", ms(mean));
-    println!("p99 during deploys ÷ p99 without: {:.2}×", busy.p99.as_secs_f64() / quiet.p99.as_secs_f64());
+    println!(
+        "p99 during deploys ÷ p99 without: {:.2}×",
+        busy.p99.as_secs_f64() / quiet.p99.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -437,7 +506,10 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
         let t = Instant::now();
         let (status, body) = request("POST", &url, &[], EVENT).await?;
         firsts.push(t.elapsed());
-        anyhow::ensure!(status == 200 && body.contains("\"errcode\":0"), "f{i:04}: {body}");
+        anyhow::ensure!(
+            status == 200 && body.contains("\"errcode\":0"),
+            "f{i:04}: {body}"
+        );
     }
     let first_cpu = served.server.cpu()?.saturating_sub(cpu0);
     let after = served.server.rss()?;
@@ -457,16 +529,36 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
         v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
     };
     let mb = |b: u64| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0));
-    println!("\n{functions} functions across {envs} envs (each distinct bytes, precompiled at deploy)\n");
+    println!(
+        "\n{functions} functions across {envs} envs (each distinct bytes, precompiled at deploy)\n"
+    );
     println!("| figure | value |");
     println!("| --- | ---: |");
-    println!("| deploy all, in-process | {:.1} s |", deployed.as_secs_f64());
-    println!("| `cloudfn serve` start, spawn to listening | {} |", ms(start));
+    println!(
+        "| deploy all, in-process | {:.1} s |",
+        deployed.as_secs_f64()
+    );
+    println!(
+        "| `cloudfn serve` start, spawn to listening | {} |",
+        ms(start)
+    );
     println!("| idle RSS after start | {} |", mb(idle));
-    println!("| first call of each, p50 (client, HTTP) | {} |", ms(pct(&mut firsts, 0.5)));
-    println!("| first call of each, p99 | {} |", ms(pct(&mut firsts, 0.99)));
-    println!("| server CPU per first call | {} |", ms(first_cpu / functions as u32));
+    println!(
+        "| first call of each, p50 (client, HTTP) | {} |",
+        ms(pct(&mut firsts, 0.5))
+    );
+    println!(
+        "| first call of each, p99 | {} |",
+        ms(pct(&mut firsts, 0.99))
+    );
+    println!(
+        "| server CPU per first call | {} |",
+        ms(first_cpu / functions as u32)
+    );
     println!("| RSS after calling each once | {} |", mb(after));
-    println!("| second call of each, p50 | {} |", ms(pct(&mut seconds, 0.5)));
+    println!(
+        "| second call of each, p50 | {} |",
+        ms(pct(&mut seconds, 0.5))
+    );
     Ok(())
 }

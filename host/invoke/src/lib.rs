@@ -24,7 +24,7 @@ pub mod rules;
 pub mod state;
 
 pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
-pub use error::InvokeError;
 pub use cloudfn_runtime::EngineConfig;
+pub use error::InvokeError;
 pub use host::{Host, Options};
 pub use limits::Limits;

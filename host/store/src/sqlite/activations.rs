@@ -124,8 +124,18 @@ impl Recorder {
         // recording call wait behind it.
         let tx = self.tx.read().unwrap_or_else(|e| e.into_inner()).clone();
         let sent = tx.is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        self.wake_writer();
         if sent {
             let _ = done_rx.recv();
+        }
+    }
+}
+
+impl Recorder {
+    /// Ends the writer's wait for more records now.
+    fn wake_writer(&self) {
+        if let Some(t) = &*self.thread.lock().unwrap_or_else(|e| e.into_inner()) {
+            t.thread().unpark();
         }
     }
 }
@@ -133,6 +143,7 @@ impl Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         drop(self.tx.write().unwrap_or_else(|e| e.into_inner()).take());
+        self.wake_writer();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
@@ -152,11 +163,11 @@ fn writer(
 ) {
     while let Ok(first) = rx.recv() {
         // Records gather for a few milliseconds into one transaction: under load a commit per
-        // record costs more CPU than the calls. The writer sleeps rather than waits on the
+        // record costs more CPU than the calls. The writer parks rather than waits on the
         // channel, since a sender wakes a waiting receiver (a futex wake and a context switch
-        // per record) but not a sleeping one. A flush request is served at once.
+        // per record) but not a parked one; `flush` and shutdown unpark it.
         if !matches!(first, Msg::Flush(_)) {
-            std::thread::sleep(BATCH_WINDOW);
+            std::thread::park_timeout(BATCH_WINDOW);
         }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
