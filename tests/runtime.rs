@@ -423,7 +423,7 @@ async fn variables_reach_the_guest() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reuses_precompiled_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -440,21 +440,39 @@ async fn a_restart_reuses_precompiled_artifacts() {
         ok_json(&call(&svc, "echo", "{}").await);
         assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
     }
+    // Many first calls at once after the restart: one of them loads the artifact, the others
+    // wait for it.
     let svc = Host::open(dir.path()).await.unwrap();
-    ok_json(&call(&svc, "echo", "{}").await);
+    let first_calls: Vec<_> = (0..8)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { call(&svc, "echo", "{}").await })
+        })
+        .collect();
+    for c in first_calls {
+        ok_json(&c.await.unwrap());
+    }
     ok_json(&call(&svc, "echo", "{}").await);
     assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 0);
     assert_eq!(
         svc.runtime().stats.artifact_loads.load(Ordering::Relaxed),
         1
     );
-    // A damaged artifact is recompiled and rewritten, not fatal.
+    // A damaged artifact is recompiled (once, however many calls want it) and rewritten.
     drop(svc);
     for entry in std::fs::read_dir(dir.path().join("artifacts")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let svc = Host::open(dir.path()).await.unwrap();
-    ok_json(&call(&svc, "echo", "{}").await);
+    let first_calls: Vec<_> = (0..8)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { call(&svc, "echo", "{}").await })
+        })
+        .collect();
+    for c in first_calls {
+        ok_json(&c.await.unwrap());
+    }
     assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
     let svc2 = Host::open(dir.path()).await.unwrap();
     ok_json(&call(&svc2, "echo", "{}").await);

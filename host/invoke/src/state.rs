@@ -17,13 +17,15 @@ use cloudfn_store::{
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// A function's active version, and its prepared form once a call needed it.
 pub struct ActiveFunction {
     /// The version.
     pub info: VersionInfo,
-    prepared: OnceLock<Arc<Prepared>>,
+    /// Loaded by the first call that needs it while the others wait (one compile per
+    /// version, not one per concurrent caller).
+    prepared: tokio::sync::OnceCell<Arc<Prepared>>,
 }
 
 /// One consistent view of the store.
@@ -49,7 +51,7 @@ impl Snapshot {
         let mut functions: HashMap<String, HashMap<String, ActiveFunction>> = HashMap::new();
         for info in s.active {
             // A version still active with the same content and config keeps its prepared form.
-            let prepared = OnceLock::new();
+            let prepared = tokio::sync::OnceCell::new();
             if let Some(p) = old
                 .and_then(|o| o.function(&info.env, &info.name))
                 .filter(|f| f.info.sha256 == info.sha256 && f.info.config == info.config)
@@ -243,11 +245,10 @@ impl State {
 
     /// The prepared form of a function's active version, loading it on first use.
     pub async fn prepared(&self, f: &ActiveFunction) -> Result<Arc<Prepared>, InvokeError> {
-        if let Some(p) = f.prepared.get() {
-            return Ok(p.clone());
-        }
-        let p = self.load_version(&f.info).await?;
-        Ok(f.prepared.get_or_init(|| p).clone())
+        f.prepared
+            .get_or_try_init(|| self.load_version(&f.info))
+            .await
+            .cloned()
     }
 
     /// The prepared form of a version called by number.
@@ -276,23 +277,35 @@ impl State {
         Ok((info, prepared))
     }
 
+    /// Loads (artifact or compile), links and prepares a version. Each step blocks — a file
+    /// map, tens of milliseconds of Cranelift, type-checking imports, opening the env directory —
+    /// so each runs off the async workers.
     async fn load_version(&self, info: &VersionInfo) -> Result<Arc<Prepared>, InvokeError> {
-        let component = match self.runtime.cached(&info.sha256) {
+        let (runtime, sha) = (self.runtime.clone(), info.sha256.clone());
+        let component = match blocking(move || Ok(runtime.cached(&sha))).await? {
             Some(c) => c,
             None => {
                 let bytes = self.store.blob(&info.sha256).await?;
                 let (runtime, sha) = (self.runtime.clone(), info.sha256.clone());
-                // Compiling takes tens of milliseconds: off the async workers.
-                tokio::task::spawn_blocking(move || runtime.compile_stored(&sha, &bytes))
-                    .await
-                    .map_err(|e| InvokeError::System(anyhow::anyhow!("compile task: {e}")))??
+                blocking(move || runtime.compile_stored(&sha, &bytes)).await?
             }
         };
-        let prepared = self.runtime.prepare(
-            &component,
-            Some(&self.env_dir(&info.env)),
+        let (runtime, dir, config) = (
+            self.runtime.clone(),
+            self.env_dir(&info.env),
             info.config.clone(),
-        )?;
+        );
+        let prepared = blocking(move || runtime.prepare(&component, Some(&dir), config)).await?;
         Ok(Arc::new(prepared))
     }
+}
+
+/// Runs blocking work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, InvokeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| InvokeError::System(anyhow::anyhow!("blocking task: {e}")))?
+        .map_err(InvokeError::System)
 }
