@@ -19,9 +19,8 @@ use crate::call::{AppCaller, Caller};
 use crate::error::InvokeError;
 use crate::state::Snapshot;
 use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo};
+use dashmap::DashMap;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The app a call must be granted access for, if any: an app caller that does not own the
@@ -212,7 +211,8 @@ const MAX_CACHED_DECISIONS: usize = 100_000;
 /// Cached `cloudbase_auth` outcomes.
 pub struct Decisions {
     ttl: Duration,
-    cache: Mutex<HashMap<AuthKey, (u64, Instant, AuthOutcome)>>,
+    /// Sharded: concurrent cross-app calls share no lock.
+    cache: DashMap<AuthKey, (u64, Instant, AuthOutcome)>,
 }
 
 impl Decisions {
@@ -220,7 +220,7 @@ impl Decisions {
     pub fn new(ttl: Duration) -> Self {
         Decisions {
             ttl,
-            cache: Mutex::default(),
+            cache: DashMap::new(),
         }
     }
 
@@ -242,8 +242,8 @@ impl Decisions {
         function: Option<&str>,
         caller: &AppCaller,
     ) -> Option<AuthOutcome> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let (t, at, outcome) = cache.get(&Self::key(env, function, caller))?;
+        let entry = self.cache.get(&Self::key(env, function, caller))?;
+        let (t, at, outcome) = entry.value();
         (*t == tag && at.elapsed() < self.ttl).then(|| outcome.clone())
     }
 
@@ -259,7 +259,7 @@ impl Decisions {
         if self.ttl.is_zero() {
             return;
         }
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = &self.cache;
         if cache.len() >= MAX_CACHED_DECISIONS {
             let ttl = self.ttl;
             cache.retain(|_, (_, at, _)| at.elapsed() < ttl);

@@ -5,8 +5,8 @@
 use crate::call::Call;
 use crate::error::InvokeError;
 use cloudfn_store::FunctionConfig;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use dashmap::DashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -77,26 +77,22 @@ impl Limits {
     }
 }
 
-/// The per-env concurrency slots.
+/// The per-env concurrency slots (a sharded map: calls of different envs share no lock).
 #[derive(Default)]
 pub struct Slots {
-    per_env: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_env: DashMap<String, Arc<Semaphore>>,
 }
 
 impl Slots {
     /// Takes a slot of `env`'s cap of `limit`, or says it is full.
     pub fn take(&self, env: &str, limit: usize) -> Result<OwnedSemaphorePermit, InvokeError> {
-        let sem = {
-            let mut slots = self.per_env.lock().unwrap_or_else(|e| e.into_inner());
-            match slots.get(env) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Arc::new(Semaphore::new(limit));
-                    slots.insert(env.to_string(), s.clone());
-                    s
-                }
-            }
-        };
+        let existing = self.per_env.get(env).map(|s| s.clone());
+        let sem = existing.unwrap_or_else(|| {
+            self.per_env
+                .entry(env.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone()
+        });
         sem.try_acquire_owned().map_err(|_| InvokeError::TooBusy {
             env: env.to_string(),
             limit,

@@ -9,6 +9,7 @@
 
 use crate::error::InvokeError;
 use crate::rules::Rules;
+use arc_swap::ArcSwap;
 use cloudfn_runtime::{Prepared, Runtime};
 use cloudfn_store::{
     AUTH_FUNCTION, EnvInfo, ShareInfo, StateSnapshot, Store, TokenError, TokenPolicy, TokenRecord,
@@ -171,7 +172,8 @@ pub struct State {
     store: Arc<dyn Store>,
     runtime: Arc<Runtime>,
     env_root: PathBuf,
-    current: RwLock<Arc<Snapshot>>,
+    /// Swapped whole on reload; calls read it without a lock.
+    current: ArcSwap<Snapshot>,
     reload: tokio::sync::Mutex<()>,
     /// Versions called by number (not the active one), by (env, name, version).
     pinned: RwLock<HashMap<PinnedKey, (VersionInfo, Arc<Prepared>)>>,
@@ -196,7 +198,7 @@ impl State {
             store,
             runtime,
             env_root,
-            current: RwLock::new(Arc::new(snapshot)),
+            current: ArcSwap::from_pointee(snapshot),
             reload: tokio::sync::Mutex::new(()),
             pinned: RwLock::default(),
         })
@@ -204,21 +206,13 @@ impl State {
 
     /// The current snapshot, taking a new one first if the store changed since.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, InvokeError> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = self.current.load_full();
         if current.feed_version == self.store.version() {
             return Ok(current);
         }
         // One reload at a time; whoever waited finds it done.
         let _reloading = self.reload.lock().await;
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = self.current.load_full();
         let feed_version = self.store.version();
         if current.feed_version == feed_version {
             return Ok(current);
@@ -230,7 +224,7 @@ impl State {
             self.store.snapshot().await?,
             Some(&current),
         ));
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        self.current.store(fresh.clone());
         self.pinned
             .write()
             .unwrap_or_else(|e| e.into_inner())

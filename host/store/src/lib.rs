@@ -155,7 +155,7 @@ pub trait ActivationLog: Send + Sync {
     fn record(&self, activation: Activation);
     /// Waits until every record queued so far is stored.
     async fn flush(&self);
-    /// Records matching `q`, oldest first.
+    /// Records matching `q`, oldest first, including every record queued before the call.
     async fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
 }
 

@@ -217,6 +217,8 @@ impl ActivationLog for SqliteStore {
     }
 
     async fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+        // Records wait a few milliseconds to be written in batches; a reader sees its own calls.
+        self.recorder.flush();
         self.recorder.query(q)
     }
 }
