@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(about = "cloudfn's process-level benchmarks (see docs/performance.md)")]
 struct Args {
+    /// The `cloudfn` binary to measure (default: the one next to this binary), e.g. an older
+    /// build for a before/after comparison in one sitting.
+    #[arg(long, global = true)]
+    cloudfn: Option<PathBuf>,
     #[command(subcommand)]
     command: Bench,
 }
@@ -74,7 +78,7 @@ enum Bench {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cloudfn = sibling("cloudfn");
+    let cloudfn = args.cloudfn.unwrap_or_else(|| sibling("cloudfn"));
     anyhow::ensure!(
         cloudfn.exists(),
         "{} is missing: build it first (scripts/bench.sh does)",
@@ -232,7 +236,9 @@ async fn http(
         Some((bin, component)) if plan.wants(WASMTIME) => {
             let port = free_port()?;
             let mut cmd = Command::new(bin);
+            // -Scli: Rust's std imports wasi:cli (environment, stdio), as cloudfn guests may.
             cmd.arg("serve")
+                .arg("-Scli")
                 .arg("--addr")
                 .arg(format!("127.0.0.1:{port}"))
                 .arg(component);

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 pub type Body = Full<Bytes>;
 
 /// A JSON response with `status`.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("JSON values and plain structs serialize");
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
 }
 

@@ -37,6 +37,14 @@ fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
     )
 }
 
+/// A §3 success.
+#[derive(serde::Serialize)]
+struct Success<'a> {
+    errcode: i32,
+    errmsg: &'a str,
+    resp_data: &'a str,
+}
+
 /// A request past the token check.
 struct Authenticated {
     parts: hyper::http::request::Parts,
@@ -65,9 +73,14 @@ impl Dialect for WeChat {
 
     fn render(&self, inv: Invocation) -> Response<Body> {
         match inv.result {
+            // A struct, not a `json!` value: the result is copied once, into the body.
             Ok(result) => json(
                 StatusCode::OK,
-                &json!({ "errcode": 0, "errmsg": "ok", "resp_data": result }),
+                &Success {
+                    errcode: 0,
+                    errmsg: "ok",
+                    resp_data: &result,
+                },
             ),
             Err(e) => wx_error(e.errcode(), e.to_string()),
         }
