@@ -197,6 +197,37 @@ async fn the_share_and_the_rules_limit_functions() {
     )
     .await;
     assert_eq!(errcode(&v), 0, "{v}");
+    // A grant reused from the decision cache (the rules' verdict with it) is dropped by a
+    // rules change too: wxB's partner, granted twice above, is refused now.
+    for _ in 0..2 {
+        let v = call_as(
+            s,
+            &s.other,
+            Some("oB"),
+            "prod",
+            "users_add",
+            r#"{"name":"Bo"}"#,
+        )
+        .await;
+        assert_eq!(errcode(&v), 0, "{v}");
+    }
+    s.host
+        .set_rules(
+            "prod",
+            r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role == 'viewer'"}}"#,
+        )
+        .await
+        .unwrap();
+    let v = call_as(
+        s,
+        &s.other,
+        Some("oB"),
+        "prod",
+        "users_add",
+        r#"{"name":"Bo"}"#,
+    )
+    .await;
+    assert_eq!(errcode(&v), -501019, "{v}");
     let bad = s
         .host
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.role =="}}"#)

@@ -58,6 +58,7 @@ pub fn decision(caller: &AppCaller, allowed: bool, step: &str, reason: String) -
         step: step.to_string(),
         reason,
         caller_appid: caller.appid.clone(),
+        cached: false,
     }
 }
 
@@ -208,11 +209,21 @@ type AuthKey = (
 /// Most `cloudbase_auth` decisions kept; past it, expired ones are dropped first, then all.
 const MAX_CACHED_DECISIONS: usize = 100_000;
 
+/// One cached outcome.
+struct Cached {
+    /// The grant tag it was made under (shares, rules and `cloudbase_auth` of the env).
+    tag: u64,
+    at: Instant,
+    outcome: AuthOutcome,
+    /// The whole grant, once the rules passed for it: a hit skips the rules as well.
+    granted: Option<Decision>,
+}
+
 /// Cached `cloudbase_auth` outcomes.
 pub struct Decisions {
     ttl: Duration,
     /// Sharded: concurrent cross-app calls share no lock.
-    cache: DashMap<AuthKey, (u64, Instant, AuthOutcome)>,
+    cache: DashMap<AuthKey, Cached>,
 }
 
 impl Decisions {
@@ -234,17 +245,18 @@ impl Decisions {
         )
     }
 
-    /// A cached outcome made under `tag` and still fresh.
+    /// A cached outcome made under `tag` and still fresh, with the whole grant when the
+    /// rules passed for it under the same tag.
     pub fn get(
         &self,
         tag: u64,
         env: &str,
         function: Option<&str>,
         caller: &AppCaller,
-    ) -> Option<AuthOutcome> {
+    ) -> Option<(AuthOutcome, Option<Decision>)> {
         let entry = self.cache.get(&Self::key(env, function, caller))?;
-        let (t, at, outcome) = entry.value();
-        (*t == tag && at.elapsed() < self.ttl).then(|| outcome.clone())
+        let c = entry.value();
+        (c.tag == tag && c.at.elapsed() < self.ttl).then(|| (c.outcome.clone(), c.granted.clone()))
     }
 
     /// Keeps an outcome made under `tag`.
@@ -262,14 +274,38 @@ impl Decisions {
         let cache = &self.cache;
         if cache.len() >= MAX_CACHED_DECISIONS {
             let ttl = self.ttl;
-            cache.retain(|_, (_, at, _)| at.elapsed() < ttl);
+            cache.retain(|_, c| c.at.elapsed() < ttl);
             if cache.len() >= MAX_CACHED_DECISIONS {
                 cache.clear();
             }
         }
         cache.insert(
             Self::key(env, function, caller),
-            (tag, Instant::now(), outcome.clone()),
+            Cached {
+                tag,
+                at: Instant::now(),
+                outcome: outcome.clone(),
+                granted: None,
+            },
         );
+    }
+
+    /// Notes that the rules passed for a cached outcome made under `tag`.
+    pub fn granted(
+        &self,
+        tag: u64,
+        env: &str,
+        function: Option<&str>,
+        caller: &AppCaller,
+        decision: &Decision,
+    ) {
+        if let Some(mut c) = self.cache.get_mut(&Self::key(env, function, caller))
+            && c.tag == tag
+        {
+            c.granted = Some(Decision {
+                cached: true,
+                ..decision.clone()
+            });
+        }
     }
 }

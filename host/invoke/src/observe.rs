@@ -77,12 +77,20 @@ impl Observer for Standard {
             .calls
             .get_or_create(&CallLabels { errcode: label })
             .inc();
-        if let Some(d) = &inv.decision {
-            tracing::info!(
+        // A decision is logged when it is made; its reuse from the cache only at debug level
+        // (it is in the activation record either way).
+        match &inv.decision {
+            Some(d) if !d.cached => tracing::info!(
                 env = %req.env, function = %req.name, caller = %d.caller_appid,
                 origin = f.call.origin.as_str(), allowed = d.allowed, step = %d.step,
                 "{}", d.reason
-            );
+            ),
+            Some(d) => tracing::debug!(
+                env = %req.env, function = %req.name, caller = %d.caller_appid,
+                origin = f.call.origin.as_str(), allowed = d.allowed, step = %d.step,
+                "cached: {}", d.reason
+            ),
+            None => {}
         }
         self.records.record(Activation {
             seq: 0,

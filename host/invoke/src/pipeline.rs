@@ -228,7 +228,8 @@ impl Host {
         }
         let tag = snap.grant_tag(&env.name);
         let outcome = match self.decisions.get(tag, &env.name, function, app) {
-            Some(outcome) => outcome,
+            Some((AuthOutcome::Granted { raw, .. }, Some(granted))) => return (Ok(raw), granted),
+            Some((outcome, _)) => outcome,
             None => {
                 let request = InvokeRequest::new(
                     &env.name,
@@ -263,7 +264,10 @@ impl Host {
             return deny("rules", e);
         }
         let reason = format!("granted by {AUTH_FUNCTION} with claims {custom}");
-        (Ok(raw), grant::decision(app, true, "rules", reason))
+        let decision = grant::decision(app, true, "rules", reason);
+        self.decisions
+            .granted(tag, &env.name, function, app, &decision);
+        (Ok(raw), decision)
     }
 
     /// Step 5: the guest runs.

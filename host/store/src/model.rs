@@ -376,6 +376,9 @@ pub struct Decision {
     pub reason: String,
     /// The calling app.
     pub caller_appid: String,
+    /// Reused from the decision cache rather than made for this call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Records kept by default.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Records waiting to be written at most; past it new ones are dropped (and counted).
-const QUEUE: usize = 4096;
+const QUEUE: usize = 16384;
 
 enum Msg {
     /// A record and the bytes it holds in the queue.
@@ -151,9 +151,9 @@ impl Drop for Recorder {
 }
 
 /// How long the writer waits for more records before committing a batch.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most records committed in one transaction.
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 8192;
 
 fn writer(
     mut conn: Connection,
