@@ -53,6 +53,7 @@ pub(super) struct Recorder {
     tx: std::sync::RwLock<Option<SyncSender<Msg>>>,
     dropped: std::sync::atomic::AtomicU64,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    wake: Arc<Wake>,
     thread: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
@@ -72,9 +73,13 @@ impl Recorder {
         let (tx, rx) = sync_channel(QUEUE);
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer_queued = queued.clone();
+        let wake = Arc::new(Wake::default());
         let thread = std::thread::Builder::new()
             .name("cloudfn-activations".into())
-            .spawn(move || writer(conn, rx, retention, writer_queued))
+            .spawn({
+                let wake = wake.clone();
+                move || writer(conn, rx, retention, writer_queued, &wake)
+            })
             .context("starting the activation writer")?;
         Ok(Recorder {
             tx: std::sync::RwLock::new(Some(tx)),
@@ -82,6 +87,7 @@ impl Recorder {
             reader: Mutex::new(reader),
             dropped: Default::default(),
             queued,
+            wake,
         })
     }
 
@@ -134,9 +140,7 @@ impl Recorder {
 impl Recorder {
     /// Ends the writer's wait for more records now.
     fn wake_writer(&self) {
-        if let Some(t) = &*self.thread.lock().unwrap_or_else(|e| e.into_inner()) {
-            t.thread().unpark();
-        }
+        self.wake.wake();
     }
 }
 
@@ -150,6 +154,31 @@ impl Drop for Recorder {
     }
 }
 
+/// Ends the writer's batching wait early (a flush, shutdown). Its own flag, not thread
+/// parking: the channel parks and unparks the writer thread too and would eat the wake-up.
+#[derive(Default)]
+struct Wake {
+    woken: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Wake {
+    fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits up to `max`, or not at all if woken since the last wait.
+    fn wait(&self, max: std::time::Duration) {
+        let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut woken, _) = self
+            .cv
+            .wait_timeout_while(woken, max, |woken| !*woken)
+            .unwrap_or_else(|e| e.into_inner());
+        *woken = false;
+    }
+}
+
 /// How long the writer waits for more records before committing a batch.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most records committed in one transaction.
@@ -160,14 +189,15 @@ fn writer(
     rx: Receiver<Msg>,
     retention: u64,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    wake: &Wake,
 ) {
     while let Ok(first) = rx.recv() {
         // Records gather for a few milliseconds into one transaction: under load a commit per
-        // record costs more CPU than the calls. The writer parks rather than waits on the
-        // channel, since a sender wakes a waiting receiver (a futex wake and a context switch
-        // per record) but not a parked one; `flush` and shutdown unpark it.
+        // record costs more CPU than the calls. The writer waits on its own signal rather than
+        // on the channel, since a sender wakes a waiting receiver (a futex wake and a context
+        // switch per record); `flush` and shutdown signal it.
         if !matches!(first, Msg::Flush(_)) {
-            std::thread::park_timeout(BATCH_WINDOW);
+            wake.wait(BATCH_WINDOW);
         }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
