@@ -239,12 +239,24 @@ impl Server {
 
     /// Resident memory in bytes.
     pub fn rss(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// Resident memory in bytes: (anonymous, file-backed such as mapped artifacts).
+    pub fn rss_split(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((
+            self.status_bytes("RssAnon:")?,
+            self.status_bytes("RssFile:")?,
+        ))
+    }
+
+    fn status_bytes(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")?;
+            .with_context(|| format!("no {field} in /proc/PID/status"))?;
         Ok(kb * 1024)
     }
 }

@@ -500,6 +500,7 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     let start = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = served.server.rss()?;
+    let idle_split = served.server.rss_split()?;
     let token = served.token(OWNER, &world.apps[OWNER]).await?;
     let mut firsts = Vec::with_capacity(functions);
     let cpu0 = served.server.cpu()?;
@@ -519,6 +520,7 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     }
     let first_cpu = served.server.cpu()?.saturating_sub(cpu0);
     let after = served.server.rss()?;
+    let after_split = served.server.rss_split()?;
     let mut seconds = Vec::with_capacity(functions);
     for i in 0..functions {
         let env = format!("scale-{:03}", i % envs);
@@ -548,7 +550,12 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
         "| `cloudfn serve` start, spawn to listening | {} |",
         ms(start)
     );
-    println!("| idle RSS after start | {} |", mb(idle));
+    println!(
+        "| idle RSS after start (anonymous + file-backed) | {} ({} + {}) |",
+        mb(idle),
+        mb(idle_split.0),
+        mb(idle_split.1)
+    );
     println!(
         "| first call of each, p50 (client, HTTP) | {} |",
         ms(pct(&mut firsts, 0.5))
@@ -561,7 +568,12 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
         "| server CPU per first call | {} |",
         ms(first_cpu / functions as u32)
     );
-    println!("| RSS after calling each once | {} |", mb(after));
+    println!(
+        "| RSS after calling each once (anonymous + file-backed: mapped artifacts) | {} ({} + {}) |",
+        mb(after),
+        mb(after_split.0),
+        mb(after_split.1)
+    );
     println!(
         "| second call of each, p50 | {} |",
         ms(pct(&mut seconds, 0.5))
