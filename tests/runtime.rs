@@ -443,15 +443,7 @@ async fn a_restart_reuses_precompiled_artifacts() {
     // Many first calls at once after the restart: one of them loads the artifact, the others
     // wait for it.
     let svc = Host::open(dir.path()).await.unwrap();
-    let first_calls: Vec<_> = (0..8)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { call(&svc, "echo", "{}").await })
-        })
-        .collect();
-    for c in first_calls {
-        ok_json(&c.await.unwrap());
-    }
+    echo_at_once(&svc, 8).await;
     ok_json(&call(&svc, "echo", "{}").await);
     assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 0);
     assert_eq!(
@@ -464,15 +456,7 @@ async fn a_restart_reuses_precompiled_artifacts() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let svc = Host::open(dir.path()).await.unwrap();
-    let first_calls: Vec<_> = (0..8)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { call(&svc, "echo", "{}").await })
-        })
-        .collect();
-    for c in first_calls {
-        ok_json(&c.await.unwrap());
-    }
+    echo_at_once(&svc, 8).await;
     assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
     let svc2 = Host::open(dir.path()).await.unwrap();
     ok_json(&call(&svc2, "echo", "{}").await);
@@ -480,6 +464,19 @@ async fn a_restart_reuses_precompiled_artifacts() {
         svc2.runtime().stats.artifact_loads.load(Ordering::Relaxed),
         1
     );
+}
+
+/// `n` calls of echo on `svc` at once, each a success.
+async fn echo_at_once(svc: &std::sync::Arc<Host>, n: usize) {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { call(&svc, "echo", "{}").await })
+        })
+        .collect();
+    for c in calls {
+        ok_json(&c.await.unwrap());
+    }
 }
 
 #[tokio::test]

@@ -504,14 +504,16 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     let token = served.token(OWNER, &world.apps[OWNER]).await?;
     let mut firsts = Vec::with_capacity(functions);
     let cpu0 = served.server.cpu()?;
+    let url = |i: usize| {
+        format!(
+            "{}/tcb/invokecloudfunction?access_token={token}&env=scale-{:03}&name=f{i:04}",
+            served.base,
+            i % envs
+        )
+    };
     for i in 0..functions {
-        let env = format!("scale-{:03}", i % envs);
-        let url = format!(
-            "{}/tcb/invokecloudfunction?access_token={token}&env={env}&name=f{i:04}",
-            served.base
-        );
         let t = Instant::now();
-        let (status, body) = request("POST", &url, &[], EVENT).await?;
+        let (status, body) = request("POST", &url(i), &[], EVENT).await?;
         firsts.push(t.elapsed());
         anyhow::ensure!(
             status == 200 && body.contains("\"errcode\":0"),
@@ -523,13 +525,8 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     let after_split = served.server.rss_split()?;
     let mut seconds = Vec::with_capacity(functions);
     for i in 0..functions {
-        let env = format!("scale-{:03}", i % envs);
-        let url = format!(
-            "{}/tcb/invokecloudfunction?access_token={token}&env={env}&name=f{i:04}",
-            served.base
-        );
         let t = Instant::now();
-        request("POST", &url, &[], EVENT).await?;
+        request("POST", &url(i), &[], EVENT).await?;
         seconds.push(t.elapsed());
     }
     let pct = |v: &mut Vec<Duration>, p: f64| {
