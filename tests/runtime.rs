@@ -686,3 +686,37 @@ async fn a_version_number_reused_after_rm_runs_the_new_code() {
     let inv = call(&svc, "echo", "{}").await;
     assert_eq!(err(&inv).0, -504002, "the old echo must not answer");
 }
+
+/// The data dir holds secretKeys and the token key: other local users can neither enter it nor
+/// read its databases, also when it existed before with looser modes.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_its_secrets_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    {
+        let svc = Host::open(&dir).await.unwrap();
+        svc.store().create_app("wxA", None).await.unwrap();
+    }
+    // An older data dir with world-readable files is tightened on the next open.
+    std::fs::set_permissions(
+        dir.join("cloudfn.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let _svc = Host::open(&dir).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["cloudfn.db", "activations.db", "keys/token.key"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    for wal in ["cloudfn.db-wal", "activations.db-wal"] {
+        let path = dir.join(wal);
+        if path.exists() {
+            assert_eq!(mode(&path) & 0o077, 0, "{wal}");
+        }
+    }
+}

@@ -296,6 +296,9 @@ async fn invoke_produces_every_protocol_errcode() {
     // User ids are plain and bounded.
     let (_, v) = request("POST", &url, &[("X-WX-OPENID", "o 1; DROP")], "{}").await;
     assert_eq!(errcode(&v), -501007, "{v}");
+    // Not visible ASCII: refused too, not taken as "no user" (an anonymous call).
+    let (_, v) = request("POST", &url, &[("X-WX-OPENID", "用户1")], "{}").await;
+    assert_eq!(errcode(&v), -501007, "{v}");
     let long = "o".repeat(200);
     let (_, v) = request("POST", &url, &[("X-WX-UNIONID", long.as_str())], "{}").await;
     assert_eq!(errcode(&v), -501007, "{v}");

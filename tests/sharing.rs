@@ -239,6 +239,30 @@ async fn the_share_and_the_rules_limit_functions() {
 }
 
 #[tokio::test]
+async fn a_sharee_cannot_call_cloudbase_auth_to_mint_claims() {
+    let t = shared().await;
+    let s = &t.s;
+    // wxB's share covers `*`; asking cloudbase_auth for a victim's claims is refused all the
+    // same, and nothing ran.
+    let event = r#"{"fromAppid":"wxB","fromOpenid":"victim","resourceEnv":"prod"}"#;
+    let v = call_as(s, &s.other, Some("oB"), "prod", "cloudbase_auth", event).await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+    assert!(v.get("resp_data").is_none(), "{v}");
+    assert!(
+        v["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("runs only for the host's grant check"),
+        "{v}"
+    );
+    // The owner may still call it (to test it), and wxB's ordinary calls are granted by it.
+    let v = call_as(s, &s.owner, Some("oA"), "prod", "cloudbase_auth", event).await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let v = call_as(s, &s.other, Some("oB"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), 0, "{v}");
+}
+
+#[tokio::test]
 async fn a_function_to_function_call_keeps_from_fields_and_the_source_chain() {
     let t = shared().await;
     let s = &t.s;

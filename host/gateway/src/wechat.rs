@@ -4,7 +4,7 @@
 //! every error comes back as `{errcode, errmsg}` with the protocol's codes.
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, header, json, query_map, read_body};
+use crate::http::{Body, BodyError, json, query_map, read_body};
 use async_trait::async_trait;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
 use cloudfn_store::{IssueError, TokenPolicy};
@@ -293,15 +293,18 @@ fn user_caller(
     headers: &hyper::HeaderMap,
     peer: SocketAddr,
 ) -> Result<AppCaller, Answer> {
+    // A value that is not visible ASCII is refused like any other bad id, not taken as absent
+    // (which would make the call anonymous).
     let id = |name: &str| -> Result<Option<String>, Answer> {
-        match header(headers, name).filter(|s| !s.is_empty()) {
+        let value = headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        match value.filter(|s| !s.is_empty()) {
             None => Ok(None),
             Some(v)
                 if v.len() <= 128
                     && v.bytes()
                         .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
             {
-                Ok(Some(v))
+                Ok(Some(v.to_string()))
             }
             Some(_) => Err(Box::new(wx_error(
                 -501007,

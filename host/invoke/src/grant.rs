@@ -62,7 +62,8 @@ pub fn decision(caller: &AppCaller, allowed: bool, step: &str, reason: String) -
     }
 }
 
-/// Step a: the share of `env` with the caller, and that it covers `function` (None: `init`).
+/// Step a: the share of `env` with the caller, and that it covers `function` (None: `init`);
+/// no share covers `cloudbase_auth`.
 pub fn check_share(
     snap: &Snapshot,
     env: &EnvInfo,
@@ -75,6 +76,15 @@ pub fn check_share(
             env.name, caller.appid
         )));
     };
+    // cloudbase_auth answers the host's grant step only: a sharee calling it could mint
+    // claims for any user it names in the event.
+    if function == Some(AUTH_FUNCTION) {
+        return Err(InvokeError::Unauthorized(format!(
+            "{AUTH_FUNCTION} of env {} runs only for the host's grant check; app {} may not \
+             invoke it",
+            env.name, caller.appid
+        )));
+    }
     if let Some(f) = function
         && !share.permits_invoke(f)
     {

@@ -77,3 +77,16 @@ pub fn remove_stale_temp_files(dir: &Path) {
         }
     }
 }
+
+/// Sets `path`'s permission bits to `mode` (on Unix; elsewhere a no-op).
+pub fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {} to {mode:o}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}

@@ -125,6 +125,8 @@ impl SqliteStore {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs"))
             .with_context(|| format!("creating {}", root.join("blobs").display()))?;
+        // The data dir holds secretKeys and the token key: only its owner may enter it.
+        crate::fsutil::restrict(&root, 0o700)?;
         remove_stale_temp_files(&root.join("blobs"));
         let db_path = root.join("cloudfn.db");
         let mut conn = open_db(&db_path, true)?;
@@ -133,6 +135,20 @@ impl SqliteStore {
         let token_key = apps::load_token_key(&root)?;
         let recorder = Recorder::start(&root.join("activations.db"), retention)?;
         let feed = Feed::open(&root, &db_path)?;
+        for file in [
+            "cloudfn.db",
+            "cloudfn.db-wal",
+            "cloudfn.db-shm",
+            "activations.db",
+            "activations.db-wal",
+            "activations.db-shm",
+            "keys/token.key",
+        ] {
+            let path = root.join(file);
+            if path.exists() {
+                crate::fsutil::restrict(&path, 0o600)?;
+            }
+        }
         Ok(SqliteStore {
             root,
             db: Mutex::new(conn),
