@@ -521,6 +521,66 @@ async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
     assert_eq!(data["event"], json!({"t":1}), "{v}");
 }
 
+/// The signature covers a number as its text, but `/admin` reads these fields as strings: a
+/// signed `"qualifier": 1` must not quietly run the latest version.
+#[tokio::test]
+async fn admin_refuses_signed_fields_of_the_wrong_type() {
+    let s = standard().await;
+    let host = s.public.to_string();
+    let send = |body: Value| {
+        let fields = body.as_object().unwrap().clone();
+        let ts = cloudfn_store::fsutil::now();
+        let headers = |name: &str| match name {
+            "host" => Some(host.clone()),
+            "content-type" => Some("application/json".to_string()),
+            _ => None,
+        };
+        let signed = cloudfn_gateway::tc3::SignedRequest {
+            host: &host,
+            path: "/admin",
+            query: "env=prod",
+            header: &headers,
+            body: &fields,
+        };
+        let auth = cloudfn_gateway::tc3::sign(&signed, &s.owner.secret_id, &s.owner.secret_key, ts)
+            .unwrap();
+        let url = s.url("/admin?env=prod");
+        async move {
+            let ts = ts.to_string();
+            let headers = [
+                ("content-type", "application/json"),
+                ("authorization", auth.as_str()),
+                ("x-timestamp", ts.as_str()),
+            ];
+            request("POST", &url, &headers, body.to_string()).await.1
+        }
+    };
+    let call = |qualifier: Value| {
+        json!({"action":"functions.invokeFunction","function_name":"echo",
+               "request_data":"{}","envName":"prod","qualifier":qualifier})
+    };
+    // As a string the pinned version runs (and the signing is right).
+    let v = send(call(json!("1"))).await;
+    assert!(v["data"]["response_data"].is_string(), "{v}");
+    for wrong in [json!(1), json!(true), json!({"v": 1})] {
+        let v = send(call(wrong.clone())).await;
+        assert_eq!(v["code"], "FUNCTION_PARAM_INVALID", "{wrong}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("qualifier must be a string"),
+            "{v}"
+        );
+    }
+    let v = send(
+        json!({"action":"functions.invokeFunction","function_name":"echo",
+                        "request_data":{"a":1},"envName":"prod"}),
+    )
+    .await;
+    assert_eq!(v["code"], "FUNCTION_PARAM_INVALID", "{v}");
+}
+
 #[tokio::test]
 async fn activation_records_logs_and_metrics() {
     let options = Options {

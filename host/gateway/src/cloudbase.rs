@@ -23,6 +23,15 @@ fn fail(cx: &Context, code: &str, message: String) -> Accepted {
     ))
 }
 
+/// The body fields `/admin` reads, all strings in the SDK's requests.
+const READ_AS_STRING: &[&str] = &[
+    "action",
+    "envName",
+    "function_name",
+    "request_data",
+    "qualifier",
+];
+
 #[async_trait]
 impl Dialect for CloudBase {
     fn claims(&self, req: &Request<Incoming>) -> bool {
@@ -86,6 +95,20 @@ impl Dialect for CloudBase {
             return fail(cx, e.code(), e.to_string());
         }
 
+        // The signature covers a non-string value as its JSON text; the fields below are read as
+        // strings, so another type would be ignored after verifying (`"qualifier": 1` would run
+        // the latest version). Such a request is refused instead.
+        for field in READ_AS_STRING {
+            if let Some(v) = fields.get(*field)
+                && !(v.is_string() || v.is_null())
+            {
+                return fail(
+                    cx,
+                    "FUNCTION_PARAM_INVALID",
+                    format!("{field} must be a string, not {v}"),
+                );
+            }
+        }
         let q = query_map(parts.uri.query());
         let env = q
             .get("env")
