@@ -549,6 +549,63 @@ async fn every_decision_is_in_the_activation_records() {
     );
 }
 
+/// An app the env is not shared with, or a caller naming envs that do not exist, cannot evict
+/// an env's records: such refusals are counted, not recorded, and retention is per env.
+#[tokio::test]
+async fn refusals_anyone_can_provoke_do_not_evict_records() {
+    let t = shared_with(Options {
+        activation_retention: 10,
+        ..Options::default()
+    })
+    .await;
+    let s = &t.s;
+    let owner = s.token(&s.owner).await;
+    for _ in 0..5 {
+        assert_eq!(errcode(&s.invoke(&owner, "prod", "echo", "{}").await), 0);
+        assert_eq!(errcode(&s.invoke(&owner, "dev", "echo", "{}").await), 0);
+    }
+    // wxD (no share) and made-up envs, 30 times each; then prod floods itself with 30 calls.
+    for i in 0..30 {
+        let v = call_as(s, &t.d, Some("o"), "prod", "echo", "{}").await;
+        assert_eq!(errcode(&v), -501019, "{v}");
+        let v = call_as(s, &t.d, Some("o"), &format!("no-env-{i}"), "echo", "{}").await;
+        assert_eq!(errcode(&v), -501000, "{v}");
+    }
+    s.host.flush_records().await;
+    let records = |env: &'static str| async move {
+        s.host
+            .store()
+            .activations(&cloudfn_store::ActivationQuery {
+                env: env.into(),
+                name: None,
+                after: None,
+                limit: Some(100),
+            })
+            .await
+            .unwrap()
+    };
+    let prod = records("prod").await;
+    assert_eq!(prod.len(), 5, "only the owner's calls: {prod:?}");
+    assert!(
+        prod.iter()
+            .all(|r| r.caller_appid.as_deref() == Some("wxA"))
+    );
+    for _ in 0..30 {
+        s.invoke(&owner, "prod", "echo", "{}").await;
+    }
+    s.host.flush_records().await;
+    assert_eq!(records("prod").await.len(), 10, "prod keeps its newest 10");
+    assert_eq!(
+        records("dev").await.len(),
+        5,
+        "dev keeps its own, untouched by prod"
+    );
+    // The refusals are counted.
+    let (_, metrics) = get(&format!("http://{}/metrics", s.admin)).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains(r#"errcode="-501019""#), "{metrics}");
+}
+
 #[tokio::test]
 async fn init_runs_cloudbase_auth_for_the_caller() {
     let t = shared().await;

@@ -142,7 +142,7 @@ pub struct ServeArgs {
     /// Largest request body, in MB.
     #[arg(long, default_value_t = 6)]
     pub max_body_mb: usize,
-    /// Activation records to keep.
+    /// Activation records to keep per env (the newest).
     #[arg(long, default_value_t = DEFAULT_RETENTION)]
     pub retention: u64,
     /// Seconds shutdown waits for in-flight calls.

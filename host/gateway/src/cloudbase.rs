@@ -193,7 +193,7 @@ pub fn admin_code(e: &InvokeError) -> std::borrow::Cow<'static, str> {
         InvokeError::Timeout { .. } => "FUNCTION_TIME_LIMIT_EXCEEDED",
         InvokeError::MemoryLimit { .. } => "FUNCTION_MEMORY_LIMIT_EXCEEDED",
         InvokeError::Failed { .. } | InvokeError::DepthExceeded(_) => "FUNCTION_INVOCATION_FAILED",
-        InvokeError::Unauthorized(_) => "EXCEED_AUTHORITY",
+        InvokeError::Unauthorized(_) | InvokeError::NotShared { .. } => "EXCEED_AUTHORITY",
         InvokeError::TooBusy { .. } | InvokeError::Overloaded(_) => {
             "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED"
         }

@@ -73,6 +73,16 @@ pub enum InvokeError {
     /// The caller is not allowed to run this function.
     #[error("unauthorized operation: {0}")]
     Unauthorized(String),
+    /// The env is not shared with the calling app at all. Like [`InvokeError::Unauthorized`]
+    /// on the wire; apart so that such refusals are counted, not recorded per call (any token
+    /// holder can make them, and records are kept per env).
+    #[error("unauthorized operation: env {env} is not shared with app {appid}")]
+    NotShared {
+        /// The env.
+        env: String,
+        /// The calling app.
+        appid: String,
+    },
     /// Something went wrong in the host itself (storage, compilation of a stored artifact).
     #[error("system error: {0:#}")]
     System(#[from] anyhow::Error),
@@ -89,7 +99,7 @@ impl InvokeError {
             InvokeError::MemoryLimit { .. }
             | InvokeError::Failed { .. }
             | InvokeError::DepthExceeded(_) => -504002,
-            InvokeError::Unauthorized(_) => -501019,
+            InvokeError::Unauthorized(_) | InvokeError::NotShared { .. } => -501019,
             InvokeError::TooBusy { .. } | InvokeError::Overloaded(_) => -501004,
             InvokeError::Denied { errcode, .. } => *errcode,
             InvokeError::System(_) => -1,

@@ -71,10 +71,10 @@ pub fn check_share(
     caller: &AppCaller,
 ) -> Result<(), InvokeError> {
     let Some(share) = snap.share(&env.name, &caller.appid) else {
-        return Err(InvokeError::Unauthorized(format!(
-            "env {} is not shared with app {}",
-            env.name, caller.appid
-        )));
+        return Err(InvokeError::NotShared {
+            env: env.name.clone(),
+            appid: caller.appid.clone(),
+        });
     };
     // cloudbase_auth answers the host's grant step only: a sharee calling it could mint
     // claims for any user it names in the event.

@@ -92,6 +92,17 @@ impl Observer for Standard {
             ),
             None => {}
         }
+        // A refusal anyone with a token can provoke (an env that does not exist or is not
+        // shared with them) is counted above but not recorded: records are kept per env, and
+        // such a flood would evict the env's real ones.
+        if !f.ran
+            && matches!(
+                inv.result,
+                Err(InvokeError::EnvNotFound(_) | InvokeError::NotShared { .. })
+            )
+        {
+            return;
+        }
         self.records.record(Activation {
             seq: 0,
             request_id: inv.request_id.clone(),

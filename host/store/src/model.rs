@@ -381,7 +381,7 @@ pub struct Decision {
     pub cached: bool,
 }
 
-/// Records kept by default.
+/// Records kept per env by default.
 pub const DEFAULT_RETENTION: u64 = 10_000;
 
 /// One call's record.

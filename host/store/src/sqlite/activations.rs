@@ -30,7 +30,8 @@ fn size_of(a: &Activation) -> usize {
 }
 
 /// Schema migrations of `activations.db`, applied in order (`PRAGMA user_version` counts them).
-const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE activations (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         request_id TEXT NOT NULL,
         env TEXT NOT NULL,
@@ -46,7 +47,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE activations (
         logs TEXT NOT NULL,
         decision TEXT
     );
-    CREATE INDEX activations_by_fn ON activations (env, function, seq);"];
+    CREATE INDEX activations_by_fn ON activations (env, function, seq);",
+    // Retention is per env.
+    "CREATE INDEX activations_by_env ON activations (env, seq);",
+];
 
 /// The activation store: a background writer and a reader.
 pub(super) struct Recorder {
@@ -221,14 +225,20 @@ fn writer(
             if let Err(e) = insert(&mut conn, &records) {
                 tracing::error!("writing {} activation records failed: {e:#}", records.len());
             }
-            // A range delete on the primary key: cheap enough for every batch.
-            if let Err(e) = conn
-                .prepare_cached(
-                    "DELETE FROM activations WHERE seq <= (SELECT MAX(seq) FROM activations) - ?1",
-                )
-                .and_then(|mut stmt| stmt.execute([retention as i64]))
-            {
-                tracing::error!("pruning activation records failed: {e}");
+            // Each env keeps its newest `retention` records, so one env's flood of calls
+            // never evicts another's. A range delete on the (env, seq) index per env written.
+            let envs: std::collections::BTreeSet<&str> =
+                records.iter().map(|r| r.env.as_str()).collect();
+            for env in envs {
+                if let Err(e) = conn
+                    .prepare_cached(
+                        "DELETE FROM activations WHERE env = ?1 AND seq <= (SELECT seq FROM \
+                         activations WHERE env = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                    )
+                    .and_then(|mut stmt| stmt.execute(rusqlite::params![env, retention as i64]))
+                {
+                    tracing::error!("pruning activation records of env {env} failed: {e}");
+                }
             }
         }
         for w in waiters {
