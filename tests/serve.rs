@@ -926,3 +926,57 @@ async fn a_call_whose_client_went_away_still_finishes_and_is_recorded() {
     assert_eq!(records[0].errcode, 0);
     assert!(records[0].duration_us >= 400_000);
 }
+
+/// One client IP cannot take every connection: past its cap its new connections are closed
+/// unanswered, another client (another loopback address) is still served, and closing its
+/// connections frees its share again.
+#[tokio::test]
+async fn one_client_ip_cannot_lock_the_others_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+    let s = start(
+        Options::default(),
+        ServeConfig {
+            max_connections_per_ip: 4,
+            ..ServeConfig::default()
+        },
+    )
+    .await;
+    async fn ask(mut conn: TcpStream) -> String {
+        let _ = conn
+            .write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut buf));
+        let _ = read
+            .await
+            .expect("the server answers or closes within 10 s");
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(s.public).await.unwrap());
+    }
+    let fifth = ask(TcpStream::connect(s.public).await.unwrap()).await;
+    assert_eq!(
+        fifth, "",
+        "a fifth connection from 127.0.0.1 is closed unanswered"
+    );
+    let from = |ip: &str| {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(s.public)
+    };
+    let other = ask(from("127.0.0.2").await.unwrap()).await;
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    drop(idle);
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = ask(TcpStream::connect(s.public).await.unwrap()).await;
+        if !answer.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}

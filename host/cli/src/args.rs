@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// share, rule and cloudbase_auth changes drop cached decisions at once.
     #[arg(long, default_value_t = 60)]
     pub auth_cache_ttl: u64,
+    /// Most connections one client IP may hold open on each listener; more are closed at once.
+    #[arg(long, default_value_t = cloudfn_gateway::server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
     /// Most guest instances alive at once (calls and their nested calls); the instance pool
     /// reserves address space for this many. Past it calls are refused with -501004.
     #[arg(long, default_value_t = 1000)]

@@ -247,6 +247,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         admin_token: cli.admin_token.clone(),
         max_body: args.max_body_mb.max(1) * 1024 * 1024,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        max_connections_per_ip: args.max_connections_per_ip,
         ..ServeConfig::default()
     };
     let server = Server::bind(svc.clone(), config).await?;

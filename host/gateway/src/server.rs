@@ -9,9 +9,11 @@ use anyhow::Context;
 use cloudfn_invoke::Host;
 use cloudfn_store::TokenPolicy;
 use cloudfn_store::secrets::{hash_secret, random_hex};
+use dashmap::DashMap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,9 @@ use tokio::sync::watch;
 
 /// Most connections served at once per listener.
 const MAX_CONNECTIONS: usize = 10_000;
+
+/// Connections one client IP may hold on a listener by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,6 +44,10 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
+    /// Most connections one client IP may hold open on each listener; past it new ones from
+    /// that IP are closed at once, so one client cannot take all of `MAX_CONNECTIONS` from
+    /// everybody else.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServeConfig {
@@ -50,6 +59,7 @@ impl Default for ServeConfig {
             token_policy: TokenPolicy::default(),
             max_body: MAX_BODY_BYTES,
             drain_timeout: Duration::from_secs(30),
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -61,6 +71,7 @@ pub struct Server {
     gateway: Gateway,
     admin_api: AdminApi,
     drain_timeout: Duration,
+    per_ip: usize,
     /// The admin token, when this start generated it (to be shown once).
     pub generated_admin_token: Option<String>,
 }
@@ -102,6 +113,7 @@ impl Server {
             gateway: Gateway::new(host.clone(), config.token_policy, config.max_body),
             admin_api: AdminApi { host, token_sha256 },
             drain_timeout: config.drain_timeout,
+            per_ip: config.max_connections_per_ip.max(1),
             generated_admin_token: generated,
         })
     }
@@ -127,6 +139,7 @@ impl Server {
         let gateway = self.gateway.clone();
         let public = tokio::spawn(accept_loop(
             self.public,
+            self.per_ip,
             stop_rx.clone(),
             graceful.clone(),
             move |req, peer| {
@@ -137,6 +150,7 @@ impl Server {
         let admin_api = self.admin_api.clone();
         let admin = tokio::spawn(accept_loop(
             self.admin,
+            self.per_ip,
             stop_rx,
             graceful.clone(),
             move |req, _peer| {
@@ -168,6 +182,7 @@ impl Server {
 
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    per_ip: usize,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
     handler: F,
@@ -176,6 +191,7 @@ async fn accept_loop<F, Fut>(
     Fut: Future<Output = hyper::Response<crate::http::Body>> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let by_ip = Arc::new(DashMap::<IpAddr, usize>::new());
     loop {
         // At the cap, stop accepting until a connection ends: the kernel's backlog queues the
         // rest instead of the host running out of descriptors.
@@ -195,6 +211,11 @@ async fn accept_loop<F, Fut>(
             },
             _ = stop.changed() => return,
         };
+        let Some(ip_slot) = IpSlot::take(&by_ip, peer.ip(), per_ip) else {
+            tracing::debug!("{peer} holds {per_ip} connections already; closing the new one");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |req| {
@@ -213,6 +234,38 @@ async fn accept_loop<F, Fut>(
                 tracing::debug!("connection from {peer} ended with an error: {e}");
             }
             drop(slot);
+            drop(ip_slot);
+        });
+    }
+}
+
+/// One connection of a client IP, counted while it is open.
+struct IpSlot {
+    by_ip: Arc<DashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// Counts a connection of `ip`, unless it holds `max` already.
+    fn take(by_ip: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut held = by_ip.entry(ip).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(IpSlot {
+            by_ip: by_ip.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        // The last connection of an IP removes its entry: the map holds live clients only.
+        self.by_ip.remove_if_mut(&self.ip, |_, held| {
+            *held -= 1;
+            *held == 0
         });
     }
 }
