@@ -980,3 +980,61 @@ async fn one_client_ip_cannot_lock_the_others_out() {
     }
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
 }
+
+/// Records are bounded on disk as a whole, not only by count per env: a function that logs a
+/// lot cannot grow `activations.db` past `--records-max-mb`; the oldest records go first.
+#[tokio::test]
+async fn activation_records_stay_within_their_byte_budget() {
+    let budget: u64 = 1 << 20;
+    let s = start(
+        Options {
+            activation_max_bytes: budget,
+            ..Options::default()
+        },
+        ServeConfig::default(),
+    )
+    .await;
+    s.world
+        .host
+        .deploy(
+            "prod",
+            "chatty",
+            &wasm(paths::CHATTY),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap();
+    let t = s.token(&s.owner).await;
+    for _ in 0..12 {
+        let v = s.invoke(&t, "prod", "chatty", r#"{"kb":256}"#).await;
+        assert_eq!(v["errcode"], 0, "{v}");
+        s.host.flush_records().await;
+    }
+    let records = s
+        .host
+        .store()
+        .activations(&ActivationQuery {
+            env: "prod".into(),
+            name: Some("chatty".into()),
+            after: None,
+            limit: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !records.is_empty() && records.len() < 12,
+        "{} of 12 records kept",
+        records.len()
+    );
+    let db = rusqlite::Connection::open(s.dir().join("activations.db")).unwrap();
+    let used: i64 = db
+        .query_row(
+            "SELECT ((SELECT page_count FROM pragma_page_count()) -
+                     (SELECT freelist_count FROM pragma_freelist_count())) *
+                    (SELECT page_size FROM pragma_page_size())",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(used as u64 <= budget, "records take {used} bytes");
+}

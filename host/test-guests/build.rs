@@ -19,6 +19,7 @@ const GUESTS: &[&str] = &[
     "wrong_import",
     "wrong_world",
     "leftovers",
+    "chatty",
 ];
 
 fn main() {

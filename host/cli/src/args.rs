@@ -145,6 +145,9 @@ pub struct ServeArgs {
     /// Activation records to keep per env (the newest).
     #[arg(long, default_value_t = DEFAULT_RETENTION)]
     pub retention: u64,
+    /// MB the activation records may take on disk, all envs together (the oldest go first).
+    #[arg(long, default_value_t = 1024)]
+    pub records_max_mb: u64,
     /// Seconds shutdown waits for in-flight calls.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,

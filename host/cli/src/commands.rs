@@ -226,6 +226,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             ..Limits::default()
         },
         activation_retention: args.retention,
+        activation_max_bytes: args.records_max_mb.max(1) * 1024 * 1024,
         auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
         engine: EngineConfig {
             pool_instances: Some(args.max_instances.max(1)),

@@ -24,6 +24,8 @@ pub struct Options {
     pub limits: Limits,
     /// Activation records kept.
     pub activation_retention: u64,
+    /// The most the activation records may take on disk, all envs together.
+    pub activation_max_bytes: u64,
     /// How long a `cloudbase_auth` decision is reused for the same caller.
     pub auth_cache_ttl: Duration,
     /// How the engine allocates instances (when the host builds its own runtime).
@@ -35,6 +37,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             activation_retention: DEFAULT_RETENTION,
+            activation_max_bytes: cloudfn_store::DEFAULT_RECORDS_MAX_BYTES,
             auth_cache_ttl: Duration::from_secs(60),
             engine: EngineConfig::default(),
         }
@@ -80,8 +83,12 @@ impl Host {
         runtime: Arc<Runtime>,
     ) -> anyhow::Result<Arc<Host>> {
         let dir = data_dir.as_ref();
-        let store = SqliteStore::open(dir, options.activation_retention)
-            .with_context(|| format!("opening data dir {}", dir.display()))?;
+        let store = SqliteStore::open_with(
+            dir,
+            options.activation_retention,
+            options.activation_max_bytes,
+        )
+        .with_context(|| format!("opening data dir {}", dir.display()))?;
         Self::new(Arc::new(store), runtime, dir.join("envs"), options).await
     }
 

@@ -384,6 +384,9 @@ pub struct Decision {
 /// Records kept per env by default.
 pub const DEFAULT_RETENTION: u64 = 10_000;
 
+/// The most the activation records may take on disk by default (all envs together).
+pub const DEFAULT_RECORDS_MAX_BYTES: u64 = 1 << 30;
+
 /// One call's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation {

@@ -69,7 +69,7 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
 impl Recorder {
     /// Opens (creating and migrating) the store at `db_path` and starts the writer, keeping at
     /// most `retention` records.
-    pub fn start(db_path: &Path, retention: u64) -> anyhow::Result<Recorder> {
+    pub fn start(db_path: &Path, retention: u64, max_bytes: u64) -> anyhow::Result<Recorder> {
         let mut conn = open(db_path)?;
         super::migrate(&mut conn, MIGRATIONS)
             .with_context(|| format!("migrating {}", db_path.display()))?;
@@ -82,7 +82,7 @@ impl Recorder {
             .name("cloudfn-activations".into())
             .spawn({
                 let wake = wake.clone();
-                move || writer(conn, rx, retention, writer_queued, &wake)
+                move || writer(conn, rx, (retention, max_bytes), writer_queued, &wake)
             })
             .context("starting the activation writer")?;
         Ok(Recorder {
@@ -191,7 +191,7 @@ const MAX_BATCH: usize = 8192;
 fn writer(
     mut conn: Connection,
     rx: Receiver<Msg>,
-    retention: u64,
+    (retention, max_bytes): (u64, u64),
     queued: Arc<std::sync::atomic::AtomicUsize>,
     wake: &Wake,
 ) {
@@ -240,11 +240,41 @@ fn writer(
                     tracing::error!("pruning activation records of env {env} failed: {e}");
                 }
             }
+            if let Err(e) = trim(&conn, max_bytes) {
+                tracing::error!("trimming activation records to {max_bytes} bytes failed: {e}");
+            }
         }
         for w in waiters {
             let _ = w.send(());
         }
     }
+}
+
+/// Deletes the oldest records of all envs, a tenth at a time, until the records take at most
+/// `max_bytes` of pages; the freed pages are reused, so the file stays about that size.
+fn trim(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
+    for _ in 0..16 {
+        let used: i64 = conn.query_row(
+            "SELECT ((SELECT page_count FROM pragma_page_count()) -
+                     (SELECT freelist_count FROM pragma_freelist_count())) *
+                    (SELECT page_size FROM pragma_page_size())",
+            [],
+            |r| r.get(0),
+        )?;
+        if used as u64 <= max_bytes {
+            return Ok(());
+        }
+        let deleted = conn
+            .prepare_cached(
+                "DELETE FROM activations WHERE seq <= (SELECT seq FROM activations ORDER BY seq \
+                 LIMIT 1 OFFSET (SELECT COUNT(*) / 10 FROM activations))",
+            )?
+            .execute([])?;
+        if deleted == 0 {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<()> {

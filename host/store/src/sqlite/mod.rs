@@ -122,6 +122,16 @@ impl SqliteStore {
     /// files an interrupted write left behind, and keeps at most `retention` activation
     /// records.
     pub fn open(root: impl Into<PathBuf>, retention: u64) -> anyhow::Result<SqliteStore> {
+        Self::open_with(root, retention, crate::model::DEFAULT_RECORDS_MAX_BYTES)
+    }
+
+    /// Like [`SqliteStore::open`], with the activation records also kept within `max_bytes`
+    /// on disk (the oldest of any env go first).
+    pub fn open_with(
+        root: impl Into<PathBuf>,
+        retention: u64,
+        max_bytes: u64,
+    ) -> anyhow::Result<SqliteStore> {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs"))
             .with_context(|| format!("creating {}", root.join("blobs").display()))?;
@@ -133,7 +143,7 @@ impl SqliteStore {
         migrate(&mut conn, MIGRATIONS)
             .with_context(|| format!("migrating {}", db_path.display()))?;
         let token_key = apps::load_token_key(&root)?;
-        let recorder = Recorder::start(&root.join("activations.db"), retention)?;
+        let recorder = Recorder::start(&root.join("activations.db"), retention, max_bytes)?;
         let feed = Feed::open(&root, &db_path)?;
         for file in [
             "cloudfn.db",
