@@ -6,12 +6,12 @@ use crate::common;
 
 use common::guests as paths;
 use common::http::*;
-use common::{Bin, Built, World, wasm};
+use common::{Bin, Built, World, records, wasm};
 
 use bytes::Bytes;
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Host, Limits, Options};
-use cloudfn_store::{ActivationQuery, AppCredentials, FunctionConfig, TokenPolicy};
+use cloudfn_store::{AppCredentials, FunctionConfig, TokenPolicy};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -910,18 +910,7 @@ async fn a_call_whose_client_went_away_still_finishes_and_is_recorded() {
     .await;
     assert!(gave_up.is_err(), "the client gave up before the answer");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    s.host.flush_records().await;
-    let records = s
-        .host
-        .store()
-        .activations(&ActivationQuery {
-            env: "prod".into(),
-            name: Some("sleepy".into()),
-            after: None,
-            limit: Some(10),
-        })
-        .await
-        .unwrap();
+    let records = records(&s.host, "prod", Some("sleepy")).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].errcode, 0);
     assert!(records[0].duration_us >= 400_000);
@@ -1010,17 +999,7 @@ async fn activation_records_stay_within_their_byte_budget() {
         assert_eq!(v["errcode"], 0, "{v}");
         s.host.flush_records().await;
     }
-    let records = s
-        .host
-        .store()
-        .activations(&ActivationQuery {
-            env: "prod".into(),
-            name: Some("chatty".into()),
-            after: None,
-            limit: Some(100),
-        })
-        .await
-        .unwrap();
+    let records = records(&s.host, "prod", Some("chatty")).await;
     assert!(
         !records.is_empty() && records.len() < 12,
         "{} of 12 records kept",

@@ -10,7 +10,7 @@ use cloudfn_invoke::Options;
 use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
 use common::guests as paths;
 use common::http::*;
-use common::{Bin, World, wasm};
+use common::{Bin, World, records, wasm};
 use serde_json::Value;
 
 const RULES: &str = r#"{"*": {"invoke": "auth != null"},
@@ -98,18 +98,7 @@ fn resp_data(v: &Value) -> Value {
 }
 
 async fn auth_runs(s: &TestServer) -> usize {
-    s.host.flush_records().await;
-    s.host
-        .store()
-        .activations(&cloudfn_store::ActivationQuery {
-            env: "prod".into(),
-            name: Some("cloudbase_auth".into()),
-            after: None,
-            limit: Some(1000),
-        })
-        .await
-        .unwrap()
-        .len()
+    records(&s.host, "prod", Some("cloudbase_auth")).await.len()
 }
 
 #[tokio::test]
@@ -515,18 +504,7 @@ async fn every_decision_is_in_the_activation_records() {
     call_as(s, &t.c, Some("o"), "prod", "fail_panic", "{}").await;
     call_as(s, &t.e, Some("o"), "prod", "echo", "{}").await;
     call_as(s, &t.c, Some("o"), "prod", "users_add", r#"{"name":"x"}"#).await;
-    s.host.flush_records().await;
-    let records = s
-        .host
-        .store()
-        .activations(&cloudfn_store::ActivationQuery {
-            env: "prod".into(),
-            name: None,
-            after: None,
-            limit: Some(100),
-        })
-        .await
-        .unwrap();
+    let records = records(&s.host, "prod", None).await;
     let decisions: Vec<(String, bool, String, i32)> = records
         .iter()
         .filter(|r| r.function != "cloudbase_auth")
@@ -571,20 +549,7 @@ async fn refusals_anyone_can_provoke_do_not_evict_records() {
         let v = call_as(s, &t.d, Some("o"), &format!("no-env-{i}"), "echo", "{}").await;
         assert_eq!(errcode(&v), -501000, "{v}");
     }
-    s.host.flush_records().await;
-    let records = |env: &'static str| async move {
-        s.host
-            .store()
-            .activations(&cloudfn_store::ActivationQuery {
-                env: env.into(),
-                name: None,
-                after: None,
-                limit: Some(100),
-            })
-            .await
-            .unwrap()
-    };
-    let prod = records("prod").await;
+    let prod = records(&s.host, "prod", None).await;
     assert_eq!(prod.len(), 5, "only the owner's calls: {prod:?}");
     assert!(
         prod.iter()
@@ -593,10 +558,13 @@ async fn refusals_anyone_can_provoke_do_not_evict_records() {
     for _ in 0..30 {
         s.invoke(&owner, "prod", "echo", "{}").await;
     }
-    s.host.flush_records().await;
-    assert_eq!(records("prod").await.len(), 10, "prod keeps its newest 10");
     assert_eq!(
-        records("dev").await.len(),
+        records(&s.host, "prod", None).await.len(),
+        10,
+        "prod keeps its newest 10"
+    );
+    assert_eq!(
+        records(&s.host, "dev", None).await.len(),
         5,
         "dev keeps its own, untouched by prod"
     );

@@ -8,7 +8,7 @@ pub mod http;
 
 use cloudfn_invoke::{Call, Host, Identity, Invocation, InvokeRequest, Options};
 use cloudfn_runtime::Runtime;
-use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions};
+use cloudfn_store::{Activation, ActivationQuery, AppCredentials, FunctionConfig, SharedFunctions};
 pub use cloudfn_test_guests as guests;
 pub use cloudfn_test_guests::wasm;
 use serde_json::Value;
@@ -169,6 +169,20 @@ pub async fn service() -> Built {
         .deploy("prod", "echo", guests::ECHO)
         .build()
         .await
+}
+
+/// The activation records of `env` (of function `name` only, when given), oldest first,
+/// including those still queued.
+pub async fn records(host: &Arc<Host>, env: &str, name: Option<&str>) -> Vec<Activation> {
+    host.store()
+        .activations(&ActivationQuery {
+            env: env.into(),
+            name: name.map(str::to_string),
+            after: None,
+            limit: Some(1000),
+        })
+        .await
+        .unwrap()
 }
 
 /// Calls `prod/name` on `host` with `event` from SOURCE wx_devtools and no identity.

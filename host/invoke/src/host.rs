@@ -22,7 +22,7 @@ use std::time::Duration;
 pub struct Options {
     /// The limits calls are held to.
     pub limits: Limits,
-    /// Activation records kept.
+    /// Activation records kept per env.
     pub activation_retention: u64,
     /// The most the activation records may take on disk, all envs together.
     pub activation_max_bytes: u64,

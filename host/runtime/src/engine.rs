@@ -107,18 +107,15 @@ impl Runtime {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             cloudfn_store::fsutil::remove_stale_temp_files(dir);
         }
-        let pooled = match engine.pool_instances {
-            Some(_) => match Engine::new(&config(Some(engine))) {
-                Ok(engine) => Some(engine),
-                Err(e) => {
+        let pooled = engine.pool_instances.and_then(|instances| {
+            Engine::new(&config(Some((instances, engine.keep_resident))))
+                .inspect_err(|e| {
                     tracing::warn!(
                         "pooling allocator unavailable ({e:#}); using on-demand allocation"
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
+                    )
+                })
+                .ok()
+        });
         let (engine, pooling) = match pooled {
             Some(engine) => (engine, true),
             None => (Engine::new(&config(None)).map_err(wasm_err)?, false),
@@ -337,13 +334,14 @@ fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-fn config(pool: Option<&EngineConfig>) -> Config {
+/// The engine's configuration; `pool` is (instances, keep-resident bytes) for the pooling
+/// allocator, `None` for on-demand allocation.
+fn config(pool: Option<(u32, usize)>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.concurrency_support(false);
-    if let Some(engine) = pool {
-        let instances = engine.pool_instances.unwrap_or(1000);
+    if let Some((instances, keep_resident)) = pool {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
             .total_core_instances(instances)
@@ -353,7 +351,7 @@ fn config(pool: Option<&EngineConfig>) -> Config {
         // Functions may ask for up to 2 GiB; the pool reserves address space, not memory.
         pool.max_memory_size(cloudfn_store::MAX_MEMORY_MB as usize * 1024 * 1024);
         // Reset freed memories in place rather than with madvise (see `keep_resident`).
-        pool.linear_memory_keep_resident(engine.keep_resident);
+        pool.linear_memory_keep_resident(keep_resident);
         pool.table_keep_resident(64 * 1024);
         pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

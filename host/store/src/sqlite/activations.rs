@@ -1,7 +1,7 @@
 //! Activation records in SQLite: one per call (request id, env, function, version, caller app, start,
 //! duration, outcome, peak memory, logs, grant decision), written by a background thread in
 //! batches so the call path never waits for a disk sync; old records are pruned to a retention
-//! limit. They live in their own SQLite file (`activations.db` in the data dir): their constant
+//! limit per env and to a byte budget for all. They live in their own SQLite file (`activations.db` in the data dir): their constant
 //! writes must not look like registry changes to the caches that watch `cloudfn.db`.
 
 use crate::error::StoreError;
@@ -54,11 +54,12 @@ const MIGRATIONS: &[&str] = &[
 
 /// The activation store: a background writer and a reader.
 pub(super) struct Recorder {
-    tx: std::sync::RwLock<Option<SyncSender<Msg>>>,
+    /// Taken only by `drop` (which ends the writer), so calls send without a lock.
+    tx: Option<SyncSender<Msg>>,
     dropped: std::sync::atomic::AtomicU64,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     wake: Arc<Wake>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
     reader: Mutex<Connection>,
 }
 
@@ -68,7 +69,7 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
 
 impl Recorder {
     /// Opens (creating and migrating) the store at `db_path` and starts the writer, keeping at
-    /// most `retention` records.
+    /// most `retention` records per env and all of them within `max_bytes`.
     pub fn start(db_path: &Path, retention: u64, max_bytes: u64) -> anyhow::Result<Recorder> {
         let mut conn = open(db_path)?;
         super::migrate(&mut conn, MIGRATIONS)
@@ -82,12 +83,12 @@ impl Recorder {
             .name("cloudfn-activations".into())
             .spawn({
                 let wake = wake.clone();
-                move || writer(conn, rx, (retention, max_bytes), writer_queued, &wake)
+                move || writer(conn, rx, retention, max_bytes, writer_queued, &wake)
             })
             .context("starting the activation writer")?;
         Ok(Recorder {
-            tx: std::sync::RwLock::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            tx: Some(tx),
+            thread: Some(thread),
             reader: Mutex::new(reader),
             dropped: Default::default(),
             queued,
@@ -112,7 +113,7 @@ impl Recorder {
             size = size_of(&activation);
         }
         self.queued.fetch_add(size, Relaxed);
-        if let Some(tx) = &*self.tx.read().unwrap_or_else(|e| e.into_inner())
+        if let Some(tx) = &self.tx
             && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 tx.try_send(Msg::Record(Box::new(activation), size))
         {
@@ -130,29 +131,23 @@ impl Recorder {
     /// Waits until every queued record is written.
     pub fn flush(&self) {
         let (done_tx, done_rx) = channel();
-        // Clone the sender out of the lock: a blocking send on a full queue must not make every
-        // recording call wait behind it.
-        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let sent = tx.is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
-        self.wake_writer();
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        self.wake.wake();
         if sent {
             let _ = done_rx.recv();
         }
     }
 }
 
-impl Recorder {
-    /// Ends the writer's wait for more records now.
-    fn wake_writer(&self) {
-        self.wake.wake();
-    }
-}
-
 impl Drop for Recorder {
     fn drop(&mut self) {
-        drop(self.tx.write().unwrap_or_else(|e| e.into_inner()).take());
-        self.wake_writer();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        // The writer drains what is queued, sees the channel closed, and ends.
+        drop(self.tx.take());
+        self.wake.wake();
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
@@ -191,7 +186,8 @@ const MAX_BATCH: usize = 8192;
 fn writer(
     mut conn: Connection,
     rx: Receiver<Msg>,
-    (retention, max_bytes): (u64, u64),
+    retention: u64,
+    max_bytes: u64,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     wake: &Wake,
 ) {

@@ -271,11 +271,7 @@ pub(super) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> 
     let path = dir.join("token.key");
     if !path.exists() {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        }
+        crate::fsutil::restrict(&dir, 0o700)?;
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
         let tmp = dir.join(format!(

@@ -120,7 +120,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the data dir at `root`, migrates its databases, removes temp
     /// files an interrupted write left behind, and keeps at most `retention` activation
-    /// records.
+    /// records per env (within the default byte budget).
     pub fn open(root: impl Into<PathBuf>, retention: u64) -> anyhow::Result<SqliteStore> {
         Self::open_with(root, retention, crate::model::DEFAULT_RECORDS_MAX_BYTES)
     }
