@@ -154,6 +154,23 @@ pub struct Served {
 }
 
 impl Served {
+    /// `/tcb/invokecloudfunction` of `env`/`name` with `token`.
+    pub fn invoke_url(&self, token: &str, env: &str, name: &str) -> String {
+        format!(
+            "{}/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}",
+            self.base
+        )
+    }
+
+    /// The benchmark's load: POST the event to echo of the bench env with `token`.
+    pub fn echo_load(&self, token: &str) -> Load {
+        Load {
+            url: self.invoke_url(token, ENV, "echo"),
+            body: Some(EVENT.into()),
+            headers: vec![],
+        }
+    }
+
     /// An access token for `appid`.
     pub async fn token(&self, appid: &str, creds: &Creds) -> anyhow::Result<String> {
         let url = format!(

@@ -253,21 +253,16 @@ async fn http(
     }
 
     let world = World::build(cloudfn)?;
-    let invoke = |base: &str, token: &str| Load {
-        url: format!("{base}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo"),
-        body: Some(EVENT.into()),
-        headers: vec![],
-    };
     if [SAME, CROSS, ADMIN].iter().any(|r| plan.wants(r)) {
         let served = world.serve(&[])?;
         if plan.wants(SAME) {
             let token = served.token(OWNER, &world.apps[OWNER]).await?;
-            let load = invoke(&served.base, &token);
+            let load = served.echo_load(&token);
             rows.push((SAME, plan.measure(SAME, &served.server, &load).await?));
         }
         if plan.wants(CROSS) {
             let token = served.token(SHAREE, &world.apps[SHAREE]).await?;
-            let load = invoke(&served.base, &token);
+            let load = served.echo_load(&token);
             rows.push((CROSS, plan.measure(CROSS, &served.server, &load).await?));
         }
         if plan.wants(ADMIN) {
@@ -278,7 +273,7 @@ async fn http(
     if plan.wants(CROSS_UNCACHED) {
         let served = world.serve(&["--auth-cache-ttl", "0"])?;
         let token = served.token(SHAREE, &world.apps[SHAREE]).await?;
-        let load = invoke(&served.base, &token);
+        let load = served.echo_load(&token);
         rows.push((
             CROSS_UNCACHED,
             plan.measure(CROSS_UNCACHED, &served.server, &load).await?,
@@ -306,9 +301,7 @@ fn admin_load(base: &str, creds: &Creds) -> anyhow::Result<Load> {
         "content-type" => Some(content_type.to_string()),
         _ => None,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let now = cloudfn_store::fsutil::now();
     let req = cloudfn_gateway::tc3::SignedRequest {
         host,
         path: "/admin",
@@ -397,14 +390,7 @@ async fn deploy(cloudfn: &std::path::Path, duration: u32, connections: u32) -> a
     let world = World::build(cloudfn)?;
     let served = world.serve(&[])?;
     let token = served.token(OWNER, &world.apps[OWNER]).await?;
-    let load = Load {
-        url: format!(
-            "{}/tcb/invokecloudfunction?access_token={token}&env={ENV}&name=echo",
-            served.base
-        ),
-        body: Some(EVENT.into()),
-        headers: vec![],
-    };
+    let load = served.echo_load(&token);
     load.check().await?;
     wrk(&served.server, &load, connections, 2)?;
     let quiet = wrk(&served.server, &load, connections, duration)?;
@@ -505,10 +491,10 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     let mut firsts = Vec::with_capacity(functions);
     let cpu0 = served.server.cpu()?;
     let url = |i: usize| {
-        format!(
-            "{}/tcb/invokecloudfunction?access_token={token}&env=scale-{:03}&name=f{i:04}",
-            served.base,
-            i % envs
+        served.invoke_url(
+            &token,
+            &format!("scale-{:03}", i % envs),
+            &format!("f{i:04}"),
         )
     };
     for i in 0..functions {
