@@ -984,15 +984,8 @@ async fn activation_records_stay_within_their_byte_budget() {
     )
     .await;
     s.world
-        .host
-        .deploy(
-            "prod",
-            "chatty",
-            &wasm(paths::CHATTY),
-            FunctionConfig::default(),
-        )
-        .await
-        .unwrap();
+        .deploy("chatty", paths::CHATTY, FunctionConfig::default())
+        .await;
     let t = s.token(&s.owner).await;
     for _ in 0..12 {
         let v = s.invoke(&t, "prod", "chatty", r#"{"kb":256}"#).await;
