@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod hostile;
 mod runtime;
 mod serve;
 mod sharing;

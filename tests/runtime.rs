@@ -213,8 +213,16 @@ async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
         let inv = call(&svc, "echo", r#"{"after":"x"}"#).await;
         assert_eq!(ok_json(&inv)["event"]["after"], "x", "after {name}");
     }
-    // The panic message is in the call's stderr log too.
+    // The caller gets the panic's message, not where in the author's source it happened;
+    // the call's stderr log (the author's) has both.
     let inv = call(&svc, "fail_panic", "{}").await;
+    let (_, msg) = err(&inv);
+    assert!(!msg.contains("src/lib.rs"), "{msg}");
+    assert!(
+        inv.logs
+            .iter()
+            .any(|l| l.message.contains("src/lib.rs"))
+    );
     assert!(
         inv.logs
             .iter()

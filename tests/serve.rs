@@ -519,6 +519,16 @@ async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
     assert_eq!(status, 200);
     let data: Value = serde_json::from_str(v["data"]["response_data"].as_str().unwrap()).unwrap();
     assert_eq!(data["event"], json!({"t":1}), "{v}");
+    // Sent again (a replay of a captured request), it is refused and does not run.
+    let (status, v) = signed_at(now).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["code"], "SIGN_PARAM_INVALID", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("used already"),
+        "{v}"
+    );
+    s.host.flush_records().await;
+    assert_eq!(records(&s.host, "prod", Some("echo")).await.len(), 1);
 }
 
 /// The signature covers a number as its text, but `/admin` reads these fields as strings: a
@@ -527,9 +537,15 @@ async fn admin_refuses_a_stale_timestamp_in_the_section_11_shape() {
 async fn admin_refuses_signed_fields_of_the_wrong_type() {
     let s = standard().await;
     let host = s.public.to_string();
+    // A fresh seqId per request, as the SDK sends: the same signature twice is a replay.
+    let seq = std::sync::atomic::AtomicU32::new(0);
     let send = |body: Value| {
         let fields = body.as_object().unwrap().clone();
         let ts = cloudfn_store::fsutil::now();
+        let query = format!(
+            "env=prod&seqId={}",
+            seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let headers = |name: &str| match name {
             "host" => Some(host.clone()),
             "content-type" => Some("application/json".to_string()),
@@ -538,13 +554,13 @@ async fn admin_refuses_signed_fields_of_the_wrong_type() {
         let signed = cloudfn_gateway::tc3::SignedRequest {
             host: &host,
             path: "/admin",
-            query: "env=prod",
+            query: &query,
             header: &headers,
             body: &fields,
         };
         let auth = cloudfn_gateway::tc3::sign(&signed, &s.owner.secret_id, &s.owner.secret_key, ts)
             .unwrap();
-        let url = s.url("/admin?env=prod");
+        let url = s.url(&format!("/admin?{query}"));
         async move {
             let ts = ts.to_string();
             let headers = [

@@ -165,13 +165,19 @@ async fn the_share_and_the_rules_limit_functions() {
     )
     .await;
     assert_eq!(errcode(&v), -501019, "{v}");
+    // The rule's text is the owner's: in its record, not in the caller's answer.
+    let msg = v["errmsg"].as_str().unwrap();
     assert!(
-        v["errmsg"]
-            .as_str()
-            .unwrap()
-            .contains("auth.custom.role == 'partner'"),
+        msg.contains("security rules") && !msg.contains("partner"),
         "{v}"
     );
+    s.host.flush_records().await;
+    let record = records(&s.host, "prod", Some("users_add"))
+        .await
+        .pop()
+        .unwrap();
+    let reason = record.decision.unwrap().reason;
+    assert!(reason.contains("auth.custom.role == 'partner'"), "{reason}");
     // Rules changes apply to the very next call.
     s.host
         .set_rules("prod", r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role in ['partner', 'viewer']"}}"#).await
@@ -468,11 +474,16 @@ async fn malformed_cloudbase_auth_replies_are_denials() {
             .unwrap();
         let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
         assert_eq!(errcode(&v), -501019, "{reply}: {v}");
+        // The caller learns that access is denied; the owner's record says why.
         let msg = v["errmsg"].as_str().unwrap();
         assert!(
-            msg.contains(why) && msg.contains("access denied"),
+            msg.contains("access denied") && !msg.contains(why),
             "{reply}: {msg}"
         );
+        s.host.flush_records().await;
+        let record = records(&s.host, "prod", Some("echo")).await.pop().unwrap();
+        let reason = record.decision.unwrap().reason;
+        assert!(reason.contains(why), "{reply}: {reason}");
     }
     // A well-formed denial passes through; a well-formed grant grants.
     for (reply, code) in [

@@ -20,6 +20,7 @@ const GUESTS: &[&str] = &[
     "wrong_world",
     "leftovers",
     "chatty",
+    "hostile",
 ];
 
 fn main() {

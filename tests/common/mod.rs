@@ -35,6 +35,7 @@ pub struct World {
     sharing: Vec<String>,
     shares: Vec<(String, String, SharedFunctions)>,
     rules: Vec<(String, String)>,
+    runtime: Option<Arc<Runtime>>,
 }
 
 /// A built test world: its data dir, host, and the credentials of its apps.
@@ -52,6 +53,12 @@ impl World {
     /// Host options.
     pub fn options(mut self, options: Options) -> World {
         self.options = options;
+        self
+    }
+
+    /// Runs the world on `runtime` instead of the shared one (for engine settings of its own).
+    pub fn runtime(mut self, runtime: Arc<Runtime>) -> World {
+        self.runtime = Some(runtime);
         self
     }
 
@@ -107,7 +114,8 @@ impl World {
     /// Builds it on a fresh data dir.
     pub async fn build(self) -> Built {
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::open_shared(dir.path(), self.options, runtime())
+        let runtime = self.runtime.unwrap_or_else(runtime);
+        let host = Host::open_shared(dir.path(), self.options, runtime)
             .await
             .unwrap();
         let store = host.store();

@@ -48,12 +48,14 @@ fn echo_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("echo");
 
     // The runtime alone: fresh Store + WASI context, instantiate, call, result check.
-    let runtime = Runtime::new(None).expect("runtime");
+    let runtime = Arc::new(Runtime::new(None).expect("runtime"));
     let echo = std::fs::read(cloudfn_test_guests::ECHO).expect("echo.wasm");
     let component = runtime.compile(&echo).expect("compile");
-    let prepared = runtime
-        .prepare(&component, None, FunctionConfig::default())
-        .expect("prepare");
+    let prepared = Arc::new(
+        runtime
+            .prepare(&component, None, FunctionConfig::default())
+            .expect("prepare"),
+    );
     let calls: CallFunction = Arc::new(|_, _| {
         Box::pin(async {
             Err(CallError {
@@ -68,7 +70,7 @@ fn echo_call(c: &mut Criterion) {
                 .run(
                     &prepared,
                     GuestCall {
-                        event: EVENT,
+                        event: EVENT.to_string(),
                         context: WxContext {
                             env: ENV.into(),
                             source: "wx_client".into(),

@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Largest request body, in MB.
     #[arg(long, default_value_t = 6)]
     pub max_body_mb: usize,
+    /// MB of request bodies held at once across all connections (a quarter per app); past it
+    /// requests are refused as busy (-501004) instead of buffered.
+    #[arg(long, default_value_t = 256)]
+    pub body_budget_mb: usize,
     /// Activation records to keep per env (the newest).
     #[arg(long, default_value_t = DEFAULT_RETENTION)]
     pub retention: u64,
@@ -166,6 +170,10 @@ pub struct ServeArgs {
     /// OS (faster calls; counts in the RSS).
     #[arg(long, default_value_t = 1024)]
     pub keep_resident_kb: usize,
+    /// MB of linear memory all running instances may hold together (half of it per env);
+    /// past it calls are refused with -501004 instead of the host running out of memory.
+    #[arg(long, default_value_t = 4096)]
+    pub memory_budget_mb: usize,
     /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
     #[arg(long)]
     pub demo: bool,

@@ -231,6 +231,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         engine: EngineConfig {
             pool_instances: Some(args.max_instances.max(1)),
             keep_resident: args.keep_resident_kb * 1024,
+            memory_budget: args.memory_budget_mb.max(1) << 20,
         },
     };
     let svc = Host::open_with(&cli.data_dir, options)
@@ -247,6 +248,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         admin_listen: args.admin_listen,
         admin_token: cli.admin_token.clone(),
         max_body: args.max_body_mb.max(1) * 1024 * 1024,
+        body_budget: args.body_budget_mb.max(1) * 1024 * 1024,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         max_connections_per_ip: args.max_connections_per_ip,
         ..ServeConfig::default()

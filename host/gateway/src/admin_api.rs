@@ -381,7 +381,7 @@ impl AdminApi {
                     format!("the component is over {limit} bytes"),
                 );
             }
-            Err(BodyError::Io(e)) => return error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         };
         self.host
             .deploy(env, name, &wasm, config)

@@ -3,7 +3,7 @@
 //! Errors come back as `{code, message, requestId}` with the §11 codes.
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, header, json, query_map, read_body};
+use crate::http::{Body, BodyError, header, json, query_map, read_body_within};
 use crate::tc3;
 use async_trait::async_trait;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeError, InvokeRequest};
@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 
 /// The CloudBase dialect.
-pub struct CloudBase;
+#[derive(Default)]
+pub struct CloudBase {
+    /// Signatures accepted already.
+    pub replays: tc3::ReplayGuard,
+}
 
 fn fail(cx: &Context, code: &str, message: String) -> Accepted {
     let request_id = cx.host.new_request_id();
@@ -47,7 +51,12 @@ impl Dialect for CloudBase {
         // make the host buffer megabytes; the header is parsed and the key found once.
         let snapshot = match cx.host.snapshot().await {
             Ok(s) => s,
-            Err(e) => return fail(cx, "SYS_ERR", e.to_string()),
+            Err(e) => {
+                if let cloudfn_invoke::InvokeError::System(err) = &e {
+                    tracing::error!("reading the state for /admin: {err:#}");
+                }
+                return fail(cx, "SYS_ERR", e.to_string());
+            }
         };
         let auth = match header(&parts.headers, "authorization")
             .ok_or_else(|| tc3::Tc3Error::Invalid("no authorization header".into()))
@@ -62,17 +71,16 @@ impl Dialect for CloudBase {
         };
         let (appid, secret_key) = (appid.to_string(), secret_key.to_string());
         drop(snapshot);
-        let body = match read_body(body, cx.max_body).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(limit)) => {
-                return fail(
-                    cx,
-                    "FUNCTION_PARAM_INVALID",
-                    format!("the body is over {limit} bytes"),
-                );
-            }
-            Err(BodyError::Io(e)) => return fail(cx, "FUNCTION_PARAM_INVALID", e),
-        };
+        // The signature covers the body, so a known secretId is as far as the check goes
+        // before reading it; the body counts against that app's share of the budget.
+        let (body, _permit) =
+            match read_body_within(&cx.bodies, &appid, &parts.headers, body, cx.max_body).await {
+                Ok(read) => read,
+                Err(e @ BodyError::Busy(_)) => {
+                    return fail(cx, "FUNCTION_CONCURRENCY_LIMIT_EXCEEDED", e.to_string());
+                }
+                Err(e) => return fail(cx, "FUNCTION_PARAM_INVALID", e.to_string()),
+            };
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
             return fail(
                 cx,
@@ -89,9 +97,11 @@ impl Dialect for CloudBase {
             header: &headers,
             body: &fields,
         };
-        if let Err(e) =
-            tc3::verify_parsed(&signed, &auth, &secret_key, cloudfn_store::fsutil::now())
-        {
+        let now = cloudfn_store::fsutil::now();
+        if let Err(e) = tc3::verify_parsed(&signed, &auth, &secret_key, now).and_then(|ts| {
+            self.replays
+                .check_once(&auth.secret_id, &auth.signature, ts, now)
+        }) {
             return fail(cx, e.code(), e.to_string());
         }
 

@@ -29,13 +29,16 @@ pub trait Dialect: Send + Sync {
     fn render(&self, inv: Invocation) -> Response<Body>;
 }
 
-/// What dialects share: the host, the body limit, and the detached calls shutdown waits for.
+/// What dialects share: the host, the body limit and budget, and the detached calls shutdown
+/// waits for.
 #[derive(Clone)]
 pub struct Context {
     /// The host.
     pub host: Arc<Host>,
     /// Largest request body.
     pub max_body: usize,
+    /// The body bytes all requests may hold at once.
+    pub bodies: Arc<crate::http::BodyBudget>,
     /// The calls running on behalf of requests; shutdown waits for them.
     pub calls: tokio_util::task::TaskTracker,
 }

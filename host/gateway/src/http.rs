@@ -1,11 +1,15 @@
-//! Small HTTP helpers shared by the public gateway and the admin API: bounded body reading,
-//! JSON responses, query parsing.
+//! Small HTTP helpers shared by the public gateway and the admin API: bounded body reading
+//! (each body within its limit, all bodies being read within the host's [`BodyBudget`]), JSON
+//! responses, query parsing.
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The response body type of both listeners.
 pub type Body = Full<Bytes>;
@@ -36,12 +40,111 @@ pub enum BodyError {
     TooLarge(usize),
     /// The connection failed mid-body.
     Io(String),
+    /// The host (or the caller's share of it) is holding as many body bytes as it may.
+    Busy(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(limit) => write!(f, "the body is over {limit} bytes"),
+            BodyError::Io(e) | BodyError::Busy(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The request-body bytes the host buffers at once, across every connection, and the share of
+/// them one caller (an app, known before its body is read) may hold: without it, many
+/// connections each sending most of a large body and then stalling hold gigabytes.
+pub struct BodyBudget {
+    total: Arc<Semaphore>,
+    per_caller: usize,
+    callers: DashMap<String, Arc<Semaphore>>,
+}
+
+/// Budget units are KiB, so a budget of gigabytes fits a semaphore's permit count.
+const UNIT: usize = 1024;
+
+impl BodyBudget {
+    /// A budget of `total` bytes, of which one caller may hold `per_caller`.
+    pub fn new(total: usize, per_caller: usize) -> BodyBudget {
+        BodyBudget {
+            total: Arc::new(Semaphore::new((total / UNIT).max(1))),
+            per_caller: (per_caller / UNIT).max(1),
+            callers: DashMap::new(),
+        }
+    }
+
+    /// `total` bytes (at least one body of `max_body`), a quarter of them per caller (so one
+    /// app cannot take it all) but at least one body of `max_body`.
+    pub fn for_bodies(total: usize, max_body: usize) -> BodyBudget {
+        let total = total.max(max_body);
+        BodyBudget::new(total, (total / 4).max(max_body))
+    }
+
+    /// Reserves room for a body of up to `bytes` for `caller`, or says the host is full. The
+    /// reservation lasts until the returned permits drop.
+    fn reserve(&self, caller: &str, bytes: usize) -> Result<BodyPermit, BodyError> {
+        let units = bytes.div_ceil(UNIT).max(1);
+        let mine = self
+            .callers
+            .entry(caller.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_caller)))
+            .clone();
+        let busy = |whose: &str| {
+            BodyError::Busy(format!(
+                "{whose} request bodies are being received at once; try again"
+            ))
+        };
+        let units = u32::try_from(units).map_err(|_| BodyError::TooLarge(bytes))?;
+        let caller_permit = mine
+            .try_acquire_many_owned(units)
+            .map_err(|_| busy("too many of this app's"))?;
+        let host_permit = self
+            .total
+            .clone()
+            .try_acquire_many_owned(units)
+            .map_err(|_| busy("too many"))?;
+        Ok(BodyPermit {
+            _caller: caller_permit,
+            _host: host_permit,
+        })
+    }
+}
+
+/// Room for one body in the [`BodyBudget`], held while the body is read and parsed.
+pub struct BodyPermit {
+    _caller: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
 }
 
 /// How long a client may take to send a body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Reads a whole body of at most `limit` bytes, within [`BODY_TIMEOUT`].
+/// Reads the whole body of an authenticated `caller`'s request, of at most `limit` bytes,
+/// within `budget`: room for its declared length (or `limit` when it declares none) is
+/// reserved first, and the body is refused at once if there is none. The permit keeps the
+/// room until the caller drops it.
+pub async fn read_body_within(
+    budget: &BodyBudget,
+    caller: &str,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<(Bytes, BodyPermit), BodyError> {
+    let declared = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let permit = budget.reserve(caller, declared.unwrap_or(limit))?;
+    Ok((read_body(body, limit).await?, permit))
+}
+
+/// Reads a whole body of at most `limit` bytes, within [`BODY_TIMEOUT`]. Only for small
+/// limits; bodies of callers use [`read_body_within`].
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

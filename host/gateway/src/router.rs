@@ -20,16 +20,23 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway with every dialect. A new dialect is a module and a line here.
-    pub fn new(host: Arc<Host>, policy: TokenPolicy, max_body: usize) -> Gateway {
+    /// The gateway with every dialect, taking bodies of up to `max_body` bytes and
+    /// `body_budget` bytes of them at once. A new dialect is a module and a line here.
+    pub fn new(
+        host: Arc<Host>,
+        policy: TokenPolicy,
+        max_body: usize,
+        body_budget: usize,
+    ) -> Gateway {
         let dialects: Vec<Box<dyn Dialect>> = vec![
-            Box::new(wechat::WeChat { policy }),
-            Box::new(cloudbase::CloudBase),
+            Box::new(wechat::WeChat::new(policy)),
+            Box::new(cloudbase::CloudBase::default()),
         ];
         Gateway {
             cx: Context {
                 host,
                 max_body,
+                bodies: Arc::new(http::BodyBudget::for_bodies(body_budget, max_body)),
                 calls: tokio_util::task::TaskTracker::new(),
             },
             dialects: Arc::new(dialects),

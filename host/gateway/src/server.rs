@@ -26,6 +26,9 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// Connections one client IP may hold on a listener by default.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
+/// Body bytes held at once by default: room for ~40 bodies of the largest size.
+pub const DEFAULT_BODY_BUDGET: usize = 256 * 1024 * 1024;
+
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,6 +45,9 @@ pub struct ServeConfig {
     pub token_policy: TokenPolicy,
     /// Largest request body on the public listener.
     pub max_body: usize,
+    /// Body bytes the public listener holds at once across all connections (a quarter of
+    /// it per app); past it a request is refused as busy instead of buffered.
+    pub body_budget: usize,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
     /// Most connections one client IP may hold open on each listener; past it new ones from
@@ -58,6 +64,7 @@ impl Default for ServeConfig {
             admin_token: None,
             token_policy: TokenPolicy::default(),
             max_body: MAX_BODY_BYTES,
+            body_budget: DEFAULT_BODY_BUDGET,
             drain_timeout: Duration::from_secs(30),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
@@ -110,7 +117,12 @@ impl Server {
         Ok(Server {
             public,
             admin,
-            gateway: Gateway::new(host.clone(), config.token_policy, config.max_body),
+            gateway: Gateway::new(
+                host.clone(),
+                config.token_policy,
+                config.max_body,
+                config.body_budget,
+            ),
             admin_api: AdminApi { host, token_sha256 },
             drain_timeout: config.drain_timeout,
             per_ip: config.max_connections_per_ip.max(1),

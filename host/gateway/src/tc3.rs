@@ -155,13 +155,13 @@ pub fn verify(
 }
 
 /// Checks the request's signature against its already parsed authorization header and the
-/// secretKey of its secretId; `now` is the server's Unix time.
+/// secretKey of its secretId; `now` is the server's Unix time. Returns the signed timestamp.
 pub fn verify_parsed(
     req: &SignedRequest<'_>,
     auth: &Authorization,
     key: &str,
     now: i64,
-) -> Result<(), Tc3Error> {
+) -> Result<i64, Tc3Error> {
     let header = |name: &str| (req.header)(name);
     let timestamp: i64 = header("x-timestamp")
         .and_then(|t| t.trim().parse().ok())
@@ -211,7 +211,94 @@ pub fn verify_parsed(
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(Tc3Error::Invalid("signature mismatch".into()));
     }
-    Ok(())
+    Ok(timestamp)
+}
+
+/// The signatures already accepted, per secretId, for as long as their timestamp is within
+/// the window: a request captured on the wire cannot be run a second time. The SDK signs a
+/// fresh `seqId` and client timestamp into every request, so a real client never repeats one.
+///
+/// Memory is bounded per secretId: when one holds `max_per_key` signatures, its oldest
+/// second is forgotten and its window starts after it (older signatures are then refused as
+/// expired, never accepted twice). So under very heavy use of one key its window shrinks,
+/// and nothing else changes.
+pub struct ReplayGuard {
+    keys: dashmap::DashMap<String, std::sync::Mutex<Seen>>,
+    max_per_key: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Hashes of the signatures seen, by their x-timestamp.
+    by_second: std::collections::BTreeMap<i64, std::collections::HashSet<u64>>,
+    count: usize,
+    /// Timestamps before this are refused (their signatures were forgotten).
+    floor: i64,
+}
+
+/// Signatures remembered per secretId by default (~16 MB at most per key).
+pub const REPLAY_MEMORY_PER_KEY: usize = 1 << 20;
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        ReplayGuard::new(REPLAY_MEMORY_PER_KEY)
+    }
+}
+
+impl ReplayGuard {
+    /// A guard remembering at most `max_per_key` signatures per secretId.
+    pub fn new(max_per_key: usize) -> ReplayGuard {
+        ReplayGuard {
+            keys: dashmap::DashMap::new(),
+            max_per_key: max_per_key.max(1),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Accepts a verified signature once: refuses it if it was seen, or if its timestamp is
+    /// older than what this key's memory still covers.
+    pub fn check_once(
+        &self,
+        secret_id: &str,
+        signature: &str,
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), Tc3Error> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(signature);
+        let entry = self.keys.entry(secret_id.to_string()).or_default();
+        let mut seen = entry.lock().unwrap_or_else(|e| e.into_inner());
+        // Seconds no accepted timestamp can fall in any more.
+        while let Some((&second, _)) = seen.by_second.first_key_value() {
+            if second >= now - MAX_EXPIRES {
+                break;
+            }
+            let gone = seen.by_second.pop_first().map_or(0, |(_, s)| s.len());
+            seen.count -= gone;
+        }
+        if timestamp < seen.floor {
+            return Err(Tc3Error::Invalid(format!(
+                "x-timestamp {timestamp} is older than this secretId's replay window, which \
+                 starts at {} under its current load: sign requests when sending them",
+                seen.floor
+            )));
+        }
+        if !seen.by_second.entry(timestamp).or_default().insert(hash) {
+            return Err(Tc3Error::Invalid(
+                "this signature was used already: a request is accepted once".into(),
+            ));
+        }
+        seen.count += 1;
+        while seen.count > self.max_per_key {
+            let Some((second, set)) = seen.by_second.pop_first() else {
+                break;
+            };
+            seen.count -= set.len();
+            seen.floor = second + 1;
+        }
+        Ok(())
+    }
 }
 
 /// The canonical request the signature covers: method, host and path, query, the signed
@@ -429,5 +516,28 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01");
         assert_eq!(utc_date(1795311813), "2026-11-22");
         assert_eq!(utc_date(951782400), "2000-02-29");
+    }
+
+    /// A signature is accepted once; a full memory moves the key's window forward instead of
+    /// forgetting signatures that could then be replayed.
+    #[test]
+    fn replays_are_refused_and_memory_stays_bounded() {
+        let guard = ReplayGuard::new(3);
+        let now = 1_000_000;
+        guard.check_once("id", "sig1", now, now).unwrap();
+        assert!(guard.check_once("id", "sig1", now, now).is_err());
+        guard.check_once("other", "sig1", now, now).unwrap();
+        guard.check_once("id", "sig2", now - 5, now).unwrap();
+        guard.check_once("id", "sig3", now - 1, now).unwrap();
+        // The fourth forgets second now-5: sig2 must not come back.
+        guard.check_once("id", "sig4", now, now).unwrap();
+        assert!(guard.check_once("id", "sig2", now - 5, now).is_err());
+        assert!(guard.check_once("id", "sig5", now - 5, now).is_err());
+        // Seconds past the window are forgotten as time goes on.
+        guard
+            .check_once("id", "sig6", now + 700, now + 700)
+            .unwrap();
+        let seen = guard.keys.get("id").unwrap();
+        assert_eq!(seen.lock().unwrap().count, 1);
     }
 }

@@ -4,7 +4,8 @@
 //! every error comes back as `{errcode, errmsg}` with the protocol's codes.
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, json, query_map, read_body};
+use crate::http::{Body, BodyError, json, query_map, read_body_within};
+use crate::quota::RateLimit;
 use async_trait::async_trait;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
 use cloudfn_store::{IssueError, TokenPolicy};
@@ -18,6 +19,21 @@ use std::net::SocketAddr;
 pub struct WeChat {
     /// Token lifetimes.
     pub policy: TokenPolicy,
+    /// New tokens per app.
+    pub issues: RateLimit,
+}
+
+/// New tokens one app may have issued per minute (the platform allows 2,000 a day).
+pub const TOKENS_PER_MINUTE: u32 = 60;
+
+impl WeChat {
+    /// The dialect with token lifetimes `policy` and the default token quota.
+    pub fn new(policy: TokenPolicy) -> WeChat {
+        WeChat {
+            policy,
+            issues: RateLimit::new(TOKENS_PER_MINUTE, std::time::Duration::from_secs(60)),
+        }
+    }
 }
 
 const PATHS: &[&str] = &[
@@ -107,8 +123,11 @@ impl WeChat {
         if req.method() != Method::POST {
             return wx_error(43002, "require POST method");
         }
-        let body = match read_body(req.into_body(), 64 * 1024).await {
-            Ok(b) => b,
+        let (parts, body) = req.into_parts();
+        // The caller is not known yet: every such body shares the anonymous part of the budget.
+        let body = match read_body_within(&cx.bodies, "", &parts.headers, body, 64 * 1024).await {
+            Ok((b, _permit)) => b,
+            Err(BodyError::Busy(e)) => return wx_error(-1, format!("system busy: {e}")),
             Err(_) => return wx_error(47001, "data format error: body unreadable or over 64 KB"),
         };
         let body: Value = match serde_json::from_slice(&body) {
@@ -145,13 +164,46 @@ impl WeChat {
             return wx_error(41004, "appsecret missing");
         };
         let store = cx.host.store();
-        let issued = match store.check_secret(appid, secret).await {
-            Ok(()) => match stable {
-                Some(force_refresh) => store.stable_token(appid, force_refresh, self.policy).await,
-                None => store.issue_token(appid, self.policy).await,
-            },
-            Err(e) => Err(e),
+        let (appid, secret, policy) = (appid.to_string(), secret.to_string(), self.policy);
+        // The checks and the token row are synchronous database work (a write and an fsync
+        // for a new token): off the async workers, which serve every tenant's calls.
+        let runtime = tokio::runtime::Handle::current();
+        let check = {
+            let (store, appid) = (store.clone(), appid.clone());
+            let runtime = runtime.clone();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(store.check_secret(&appid, &secret))
+            })
         };
+        let issued = match check.await {
+            Ok(Ok(())) if stable != Some(false) && !self.issues.allow(&appid) => {
+                return wx_error(
+                    45009,
+                    format!(
+                        "reach max api minute quota limit: at most {TOKENS_PER_MINUTE} new tokens \
+                         per minute per app; reuse the current token (stable_token)"
+                    ),
+                );
+            }
+            Ok(Ok(())) => {
+                let (store, appid) = (store.clone(), appid.clone());
+                tokio::task::spawn_blocking(move || {
+                    runtime.block_on(async {
+                        match stable {
+                            Some(force_refresh) => {
+                                store.stable_token(&appid, force_refresh, policy).await
+                            }
+                            None => store.issue_token(&appid, policy).await,
+                        }
+                    })
+                })
+                .await
+                .unwrap_or_else(|e| Err(IssueError::System(anyhow::anyhow!("token task: {e}"))))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(IssueError::System(anyhow::anyhow!("token task: {e}"))),
+        };
+        let appid = appid.as_str();
         match issued {
             Ok((token, expires_in)) => json(
                 StatusCode::OK,
@@ -226,18 +278,17 @@ impl WeChat {
                 format!("missing parameter {missing}"),
             )));
         };
-        let body = match read_body(body, cx.max_body).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(limit)) => {
-                return Err(Box::new(wx_error(
-                    -501007,
-                    format!("parameter error: the body is over {limit} bytes"),
-                )));
-            }
-            Err(BodyError::Io(e)) => {
-                return Err(Box::new(wx_error(-501007, format!("parameter error: {e}"))));
-            }
-        };
+        // The token is checked, so the app is known: its body counts against its share.
+        let (body, _permit) =
+            match read_body_within(&cx.bodies, &appid, &parts.headers, body, cx.max_body).await {
+                Ok(read) => read,
+                Err(BodyError::Busy(e)) => {
+                    return Err(Box::new(wx_error(-501004, format!("system busy: {e}"))));
+                }
+                Err(e) => {
+                    return Err(Box::new(wx_error(-501007, format!("parameter error: {e}"))));
+                }
+            };
         if body.is_empty() {
             return Err(Box::new(wx_error(44002, "empty post data")));
         }

@@ -84,7 +84,9 @@ pub enum InvokeError {
         appid: String,
     },
     /// Something went wrong in the host itself (storage, compilation of a stored artifact).
-    #[error("system error: {0:#}")]
+    /// Callers are told no more than that (the details name host paths); the activation
+    /// record and the host's log have them.
+    #[error("system error; the host's log has the details")]
     System(#[from] anyhow::Error),
 }
 

@@ -109,18 +109,39 @@ pub fn auth_event(env: &EnvInfo, function: Option<&str>, caller: &AppCaller) -> 
     .to_string()
 }
 
+/// A refusal: the error the caller gets, and what only the env's owner sees (in the
+/// decision of the activation record): the owner's rule text, or how its `cloudbase_auth`
+/// failed, are not the caller's business.
+pub struct Refused {
+    /// What the caller is told.
+    pub error: InvokeError,
+    /// Why, in the owner's terms.
+    pub detail: String,
+}
+
+impl From<InvokeError> for Refused {
+    fn from(error: InvokeError) -> Self {
+        Refused {
+            detail: error.to_string(),
+            error,
+        }
+    }
+}
+
 /// Step b's verdict from the `cloudbase_auth` run's result.
 pub fn auth_outcome(
     env: &EnvInfo,
     result: Result<String, InvokeError>,
-) -> Result<AuthOutcome, InvokeError> {
+) -> Result<AuthOutcome, Refused> {
+    let refused = |detail: String| Refused {
+        error: InvokeError::Unauthorized(format!(
+            "{AUTH_FUNCTION} of env {} gave no valid reply; access denied",
+            env.name
+        )),
+        detail,
+    };
     match result {
-        Ok(json) => parse_reply(&json).map_err(|why| {
-            InvokeError::Unauthorized(format!(
-                "{AUTH_FUNCTION} of env {} gave an invalid reply ({why}); access denied",
-                env.name
-            ))
-        }),
+        Ok(json) => parse_reply(&json).map_err(|why| refused(format!("invalid reply: {why}"))),
         // Not deployed, the env busy, the host failing: said as such, not as a denial.
         Err(
             e @ (InvokeError::FunctionNotFound { .. }
@@ -128,12 +149,9 @@ pub fn auth_outcome(
             | InvokeError::Overloaded(_)
             | InvokeError::DepthExceeded(_)
             | InvokeError::System(_)),
-        ) => Err(e),
+        ) => Err(e.into()),
         // A crash, a timeout or a result that is not even JSON is no reply: never a grant.
-        Err(e) => Err(InvokeError::Unauthorized(format!(
-            "{AUTH_FUNCTION} of env {} gave no valid reply ({e}); access denied",
-            env.name
-        ))),
+        Err(e) => Err(refused(e.to_string())),
     }
 }
 
@@ -183,7 +201,7 @@ pub fn check_rules(
     function: &str,
     caller: &AppCaller,
     custom: &Value,
-) -> Result<(), InvokeError> {
+) -> Result<(), Refused> {
     let auth = json!({
         "appid": caller.appid,
         "openid": caller.openid,
@@ -199,10 +217,13 @@ pub fn check_rules(
         Some(e) => format!(" ({e})"),
         None => String::new(),
     };
-    Err(InvokeError::Unauthorized(format!(
-        "the security rule `{}` of env {} denies app {}{why}",
-        verdict.rule, env.name, caller.appid
-    )))
+    Err(Refused {
+        error: InvokeError::Unauthorized(format!(
+            "the security rules of env {} deny app {} calling {function}",
+            env.name, caller.appid
+        )),
+        detail: format!("the security rule `{}` denies{why}", verdict.rule),
+    })
 }
 
 /// Whose `cloudbase_auth` decision about what: (env, app, openid, unionid, function). The

@@ -37,6 +37,63 @@ pub struct Standard {
     /// The metrics.
     pub metrics: Metrics,
     records: Arc<dyn ActivationLog>,
+    decision_lines: LineBudget,
+}
+
+/// Decision lines logged at INFO per second, at most; any app with a token can make the host
+/// decide (and refuse) as fast as it can send, and the log must not grow at that rate. Every
+/// decision is in the activation records or the metrics either way.
+const DECISION_LINES_PER_SECOND: u32 = 20;
+
+/// Lines allowed per second, and how many were held back.
+#[derive(Default)]
+struct LineBudget {
+    /// The current second (since the Unix epoch) and the lines logged in it, packed.
+    window: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LineBudget {
+    /// Whether a line may be logged now; when a new second starts, says how many were held
+    /// back in the last one(s).
+    fn allow(&self, per_second: u32) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = cloudfn_store::fsutil::now() as u64;
+        let mut current = self.window.load(Ordering::Relaxed);
+        loop {
+            let (second, used) = (current >> 32, current as u32);
+            let next = if second == now {
+                if used >= per_second {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                (now << 32) | u64::from(used + 1)
+            } else {
+                (now << 32) | 1
+            };
+            match self.window.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if second != now {
+                        let held = self.suppressed.swap(0, Ordering::Relaxed);
+                        if held > 0 {
+                            tracing::info!(
+                                "{held} more grant decisions were not logged (over \
+                                 {per_second} lines a second); the activation records and \
+                                 metrics have them"
+                            );
+                        }
+                    }
+                    return true;
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
 }
 
 impl Standard {
@@ -45,6 +102,7 @@ impl Standard {
         Standard {
             metrics: Metrics::default(),
             records,
+            decision_lines: LineBudget::default(),
         }
     }
 }
@@ -67,6 +125,11 @@ impl Observer for Standard {
         }
         let (errcode, errmsg) = match &inv.result {
             Ok(_) => (0, "ok".to_string()),
+            Err(InvokeError::System(e)) => {
+                tracing::error!(request_id = %inv.request_id, env = %req.env,
+                    function = %req.name, "system error: {e:#}");
+                (-1, format!("system error: {e:#}"))
+            }
             Err(e) => (e.errcode(), e.to_string()),
         };
         let label = match &inv.result {
@@ -77,18 +140,20 @@ impl Observer for Standard {
             .calls
             .get_or_create(&CallLabels { errcode: label })
             .inc();
-        // A decision is logged when it is made; its reuse from the cache only at debug level
-        // (it is in the activation record either way).
+        // A decision is logged when it is made (within a lines-per-second budget); its reuse
+        // from the cache, or one over the budget, only at debug level.
         match &inv.decision {
-            Some(d) if !d.cached => tracing::info!(
-                env = %req.env, function = %req.name, caller = %d.caller_appid,
-                origin = f.call.origin.as_str(), allowed = d.allowed, step = %d.step,
-                "{}", d.reason
-            ),
+            Some(d) if !d.cached && self.decision_lines.allow(DECISION_LINES_PER_SECOND) => {
+                tracing::info!(
+                    env = %req.env, function = %req.name, caller = %d.caller_appid,
+                    origin = f.call.origin.as_str(), allowed = d.allowed, step = %d.step,
+                    "{}", d.reason
+                )
+            }
             Some(d) => tracing::debug!(
                 env = %req.env, function = %req.name, caller = %d.caller_appid,
                 origin = f.call.origin.as_str(), allowed = d.allowed, step = %d.step,
-                "cached: {}", d.reason
+                "{}{}", if d.cached { "cached: " } else { "" }, d.reason
             ),
             None => {}
         }

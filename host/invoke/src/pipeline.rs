@@ -219,12 +219,12 @@ impl Host {
         depth: u32,
         deadline: Option<Instant>,
     ) -> (Result<String, InvokeError>, Decision) {
-        let deny = |step: &str, e: InvokeError| {
-            let d = grant::decision(app, false, step, e.to_string());
-            (Err(e), d)
+        let deny = |step: &str, refused: grant::Refused| {
+            let d = grant::decision(app, false, step, refused.detail);
+            (Err(refused.error), d)
         };
         if let Err(e) = grant::check_share(snap, env, function, app) {
-            return deny("share", e);
+            return deny("share", e.into());
         }
         let tag = snap.grant_tag(&env.name);
         let outcome = match self.decisions.get(tag, &env.name, function, app) {
@@ -255,7 +255,10 @@ impl Host {
         let (custom, raw) = match outcome {
             AuthOutcome::Granted { custom, raw } => (custom, raw),
             AuthOutcome::Denied { errcode, errmsg } => {
-                return deny(AUTH_FUNCTION, InvokeError::Denied { errcode, errmsg });
+                return deny(
+                    AUTH_FUNCTION,
+                    InvokeError::Denied { errcode, errmsg }.into(),
+                );
             }
         };
         if let Some(f) = function
@@ -300,7 +303,7 @@ impl Host {
             .run(
                 &ready.prepared,
                 GuestCall {
-                    event: &req.event,
+                    event: req.event.clone(),
                     context,
                     timeout,
                     deadline,

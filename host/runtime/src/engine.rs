@@ -43,6 +43,10 @@ pub struct EngineConfig {
     /// multi-threaded process interrupts every other core to flush its TLB, which under load
     /// cost more than the guest's own code. Memory kept resident counts in the RSS.
     pub keep_resident: usize,
+    /// Bytes of linear memory all live instances may hold together; half of it is the most
+    /// one env's instances may hold. Past either, growth fails and the call is refused as
+    /// "host full" (-501004) rather than the host running out of memory.
+    pub memory_budget: usize,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +54,7 @@ impl Default for EngineConfig {
         EngineConfig {
             pool_instances: Some(1000),
             keep_resident: 1 << 20,
+            memory_budget: 4 << 30,
         }
     }
 }
@@ -86,6 +91,14 @@ pub struct Runtime {
     components: RwLock<HashMap<String, Component>>,
     /// Counters of compilations and artifact loads.
     pub stats: EngineStats,
+    /// Turns to run guest code, shared fairly between envs.
+    pub(crate) sched: crate::sched::Scheduler,
+    /// The linear memory all instances may hold, shared between envs.
+    pub memory: crate::limiter::MemoryBudget,
+    /// The threads guest code runs on, apart from the caller's (the HTTP side's) async
+    /// workers: a busy guest slows other guests (as the scheduler shares out), never the
+    /// accepting and answering of requests. Taken out on drop to shut it down.
+    guests: Option<tokio::runtime::Runtime>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -103,6 +116,7 @@ impl Runtime {
         artifacts: Option<PathBuf>,
         engine: &EngineConfig,
     ) -> anyhow::Result<Runtime> {
+        let memory_budget = engine.memory_budget;
         if let Some(dir) = &artifacts {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             cloudfn_store::fsutil::remove_stale_temp_files(dir);
@@ -156,6 +170,9 @@ impl Runtime {
             artifacts,
             components: RwLock::default(),
             stats: EngineStats::default(),
+            sched: crate::sched::Scheduler::new(sched_turns()),
+            memory: crate::limiter::MemoryBudget::new(memory_budget, memory_budget / 2),
+            guests: Some(guest_threads(sched_turns())?),
             ticker_stop,
         })
     }
@@ -317,10 +334,42 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Where guest calls run.
+    pub(crate) fn guest_threads(&self) -> &tokio::runtime::Handle {
+        self.guests
+            .as_ref()
+            .expect("the guest threads live as long as the runtime")
+            .handle()
+    }
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        // Without waiting: a runtime may be dropped on an async worker.
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
     }
+}
+
+/// One guest thread, and one turn to run guest code, per core.
+fn sched_turns() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The guest threads. Their queues are checked often: a call spawned here, or woken by a
+/// timer or a finished file operation, must not wait behind many slices of busy guests.
+fn guest_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("cloudfn-guest")
+        .global_queue_interval(2)
+        .event_interval(2)
+        .enable_all()
+        .build()
+        .context("starting the guest threads")
 }
 
 /// Each cloudfn interface reaches only its own narrow context in the call's state.

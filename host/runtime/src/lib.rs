@@ -19,6 +19,7 @@ pub mod invoke;
 pub mod limiter;
 pub mod log;
 pub mod run;
+pub mod sched;
 pub mod state;
 
 pub use bindings::{CallError, WxContext};

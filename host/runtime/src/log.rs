@@ -93,7 +93,7 @@ impl LogSink {
     }
 
     /// What the guest last said on stderr about failing: for a panicking Rust guest, the
-    /// "panicked at" line and the panic message; otherwise its last meaningful stderr line.
+    /// panic message (not its source location); otherwise its last meaningful stderr line.
     pub fn stderr_summary(&self) -> Option<String> {
         let partial = String::from_utf8_lossy(&self.partial[1]);
         let lines: Vec<&str> = self
@@ -104,8 +104,13 @@ impl LogSink {
             .chain(std::iter::once(partial.as_ref()))
             .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
+        // The panic's message, without where in the source it happened: the caller may be
+        // another app, and the file and line are the author's (they are in the call's logs).
         if let Some(i) = lines.iter().rposition(|l| l.contains(" panicked at ")) {
-            return Some(lines[i..(i + 2).min(lines.len())].join(" "));
+            return Some(match lines.get(i + 1) {
+                Some(message) => format!("panicked: {message}"),
+                None => "panicked".to_string(),
+            });
         }
         lines.last().map(|l| l.to_string())
     }

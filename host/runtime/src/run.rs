@@ -31,9 +31,9 @@ pub struct Prepared {
 }
 
 /// One call of a prepared function.
-pub struct GuestCall<'a> {
+pub struct GuestCall {
     /// The event, JSON text (already checked).
-    pub event: &'a str,
+    pub event: String,
     /// The caller's WXContext.
     pub context: WxContext,
     /// The call's time limit (for the message when it is hit).
@@ -94,8 +94,23 @@ impl Runtime {
         })
     }
 
-    /// Runs one call in a fresh instance.
-    pub async fn run(&self, prepared: &Prepared, call: GuestCall<'_>) -> Outcome {
+    /// Runs one call in a fresh instance, on the guest threads.
+    pub async fn run(self: &Arc<Self>, prepared: &Arc<Prepared>, call: GuestCall) -> Outcome {
+        let (runtime, prepared) = (self.clone(), prepared.clone());
+        let task = self
+            .guest_threads()
+            .spawn(async move { runtime.run_here(&prepared, call).await });
+        task.await.unwrap_or_else(|e| Outcome {
+            result: Err(GuestError::System(anyhow::anyhow!(
+                "the guest task failed: {e}"
+            ))),
+            peak_memory: 0,
+            logs: Vec::new(),
+        })
+    }
+
+    /// Runs one call in a fresh instance, here.
+    async fn run_here(&self, prepared: &Prepared, call: GuestCall) -> Outcome {
         let logs = Arc::new(Mutex::new(LogSink::default()));
         let mut store = new_store(
             self.engine(),
@@ -103,30 +118,36 @@ impl Runtime {
                 fs: &prepared.fs,
                 vars: prepared.vars.clone(),
                 memory_bytes: prepared.config.memory_mb as usize * 1024 * 1024,
+                budget: (&self.memory, &call.context.env),
                 calls: call.calls,
                 logs: logs.clone(),
                 deadline: call.deadline,
             },
         );
-        let outcome = tokio::time::timeout(call.timeout, async {
-            let instance = match prepared.pre.instantiate_async(&mut store).await {
-                Ok(instance) => instance,
-                // No trap and no refused growth: the pooling allocator (or the OS) has no room
-                // for another instance. The host is full; the function did nothing wrong.
-                Err(e)
-                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                        .is_some() =>
-                {
-                    return Ok(Err(GuestError::Overloaded(format!("{e:#}"))));
-                }
-                Err(e) => return Err(e),
-            };
-            instance
-                .cloudfn_function_handler()
-                .call_handle(&mut store, call.event, &call.context)
-                .await
-                .map(Ok)
-        })
+        let env = call.context.env.clone();
+        // Waiting for a turn counts against the call's time like running does.
+        let outcome = tokio::time::timeout(
+            call.timeout,
+            self.sched.run(&env, async {
+                let instance = match prepared.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => instance,
+                    // No trap and no refused growth: the pooling allocator (or the OS) has no room
+                    // for another instance. The host is full; the function did nothing wrong.
+                    Err(e)
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some() =>
+                    {
+                        return Ok(Err(GuestError::Overloaded(format!("{e:#}"))));
+                    }
+                    Err(e) => return Err(e),
+                };
+                instance
+                    .cloudfn_function_handler()
+                    .call_handle(&mut store, &call.event, &call.context)
+                    .await
+                    .map(Ok)
+            }),
+        )
         .await;
         let result = match outcome {
             Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
@@ -180,6 +201,11 @@ fn classify(
         return GuestError::Timeout(timeout);
     }
     let limiter = &store.data().limiter;
+    if limiter.host_full {
+        return GuestError::Overloaded(
+            "the host's memory budget for instances is in use; try again".into(),
+        );
+    }
     if limiter.hit {
         return GuestError::MemoryLimit((limiter.limit() / (1024 * 1024)) as u32);
     }

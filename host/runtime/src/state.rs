@@ -4,7 +4,7 @@
 
 use crate::config::ConfigHost;
 use crate::invoke::{CallFunction, InvokeHost};
-use crate::limiter::MemLimiter;
+use crate::limiter::{MemLimiter, MemoryBudget};
 use crate::log::{LogHost, LogPipe, LogSink};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,8 @@ pub struct StoreParts<'a> {
     pub vars: Arc<BTreeMap<String, String>>,
     /// The memory limit in bytes.
     pub memory_bytes: usize,
+    /// The host's memory budget, and the env whose part of it the call uses.
+    pub budget: (&'a MemoryBudget, &'a str),
     /// The nested-call capability.
     pub calls: CallFunction,
     /// Where the logs go.
@@ -76,7 +78,7 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemLimiter::new(parts.memory_bytes),
+            limiter: MemLimiter::new(parts.memory_bytes, parts.budget.0, parts.budget.1),
             invoke: InvokeHost(parts.calls),
             log: LogHost(parts.logs),
             config: ConfigHost(parts.vars),

@@ -165,11 +165,16 @@ impl Apps for SqliteStore {
                 now + policy.ttl.as_secs() as i64
             ],
         )?;
-        // Forget expired tokens. Replaced ones stay until then, so they are refused as "not the
-        // latest" (40001) rather than as unknown.
+        // Forget expired tokens, and replaced ones ten minutes after their overlap ended (until
+        // then they are refused as "not the latest", 40001, rather than as unknown): an app's
+        // rows stay within what its token quota lets it issue in that time.
         tx.execute(
-            "DELETE FROM tokens WHERE appid = ?1 AND expires_at <= ?2",
-            params![appid, now],
+            "DELETE FROM tokens WHERE appid = ?1 AND (expires_at <= ?2 OR superseded_at <= ?3)",
+            params![
+                appid,
+                now,
+                now - policy.overlap.as_secs() as i64 - SUPERSEDED_KEPT_SECS
+            ],
         )?;
         tx.commit()?;
         self.feed.bump();
@@ -236,6 +241,10 @@ impl Apps for SqliteStore {
         Ok(())
     }
 }
+
+/// How long a replaced token is remembered after its overlap, to be refused as "not the
+/// latest" rather than as unknown.
+const SUPERSEDED_KEPT_SECS: i64 = 600;
 
 /// Every stored token. Expired ones stay until their app's next issue, so they are refused
 /// as expired (42001) rather than as unknown.
