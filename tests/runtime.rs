@@ -218,11 +218,7 @@ async fn each_failure_guest_gives_its_errcode_and_the_host_keeps_working() {
     let inv = call(&svc, "fail_panic", "{}").await;
     let (_, msg) = err(&inv);
     assert!(!msg.contains("src/lib.rs"), "{msg}");
-    assert!(
-        inv.logs
-            .iter()
-            .any(|l| l.message.contains("src/lib.rs"))
-    );
+    assert!(inv.logs.iter().any(|l| l.message.contains("src/lib.rs")));
     assert!(
         inv.logs
             .iter()

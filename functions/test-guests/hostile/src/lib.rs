@@ -33,7 +33,8 @@ fn hostile(attack: Attack, _ctx: &WxContext) -> Result<Value, Error> {
         "fill" => {
             let chunk = vec![b'x'; 1024];
             let mut written = 0;
-            let mut file = std::fs::File::create(&attack.file).map_err(|e| Error::new(e.to_string()))?;
+            let mut file =
+                std::fs::File::create(&attack.file).map_err(|e| Error::new(e.to_string()))?;
             for _ in 0..attack.kb {
                 match std::io::Write::write_all(&mut file, &chunk) {
                     Ok(()) => written += 1,
