@@ -22,6 +22,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Disk each env directory may use in the suite.
+const DISK_QUOTA: u64 = 1 << 20;
+
 /// Linear memory all instances of the hostile suite may hold (half of it per env).
 const MEMORY_BUDGET: usize = 512 << 20;
 
@@ -52,6 +55,7 @@ async fn arena_on(runtime: Arc<Runtime>, config: ServeConfig) -> TestServer {
         .options(Options {
             limits: Limits {
                 env_concurrency: 64,
+                env_disk_bytes: DISK_QUOTA,
                 ..Limits::default()
             },
             ..Options::default()
@@ -66,7 +70,12 @@ async fn arena_on(runtime: Arc<Runtime>, config: ServeConfig) -> TestServer {
             FunctionConfig::with(|c| c.memory_mb = 200),
         )
         .deploy_with("noisy", "sleepy", paths::SLEEPY, ms(10_000))
-        .deploy("noisy", "hostile", paths::HOSTILE)
+        .deploy_with(
+            "noisy",
+            "hostile",
+            paths::HOSTILE,
+            FunctionConfig::with(|c| c.fs_write = true),
+        )
         .deploy("noisy", "chatty", paths::CHATTY)
         .deploy("noisy", "recurse", paths::RECURSE)
         .deploy("quiet", "echo", paths::ECHO)
@@ -317,4 +326,47 @@ async fn token_spam_is_held_to_a_quota() {
     assert!(rows <= issued as i64, "{rows} token rows");
     // wxB's quota is its own.
     assert!(!s.token(&s.other).await.is_empty());
+}
+
+/// A function with write access fills its env directory: once the env is over its quota, the
+/// directory is read-only for its functions (one call may overshoot by what it writes), and
+/// writable again once files are removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_env_directory_becomes_read_only() {
+    let s = arena(ServeConfig::default()).await;
+    let (ta, tb) = (s.token(&s.owner).await, s.token(&s.other).await);
+    let fill = |file: &str, kb: usize| format!(r#"{{"op":"fill","file":"{file}","kb":{kb}}}"#);
+    let v = s.invoke(&ta, "noisy", "hostile", &fill("big", 2048)).await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    // The usage is measured after the call: soon no further file can be written.
+    let mut refused = Value::Null;
+    for i in 0..100 {
+        let v = s
+            .invoke(&ta, "noisy", "hostile", &fill(&format!("more{i}"), 1))
+            .await;
+        if errcode(&v) != 0 {
+            refused = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(errcode(&refused), -504002, "{refused}");
+    benign(&s, &tb, 5).await;
+    let dir = s.dir().join("envs/noisy");
+    let used: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(used < 3 << 20, "{used} bytes in the env directory");
+    // The operator removes the file: after the next call measures again, writes work.
+    std::fs::remove_file(dir.join("big")).unwrap();
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = s.invoke(&ta, "noisy", "hostile", &fill("after", 1)).await;
+        if errcode(&v) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(errcode(&v), 0, "{v}");
 }

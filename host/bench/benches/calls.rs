@@ -88,6 +88,7 @@ fn echo_call(c: &mut Criterion) {
                         deadline: Instant::now() + Duration::from_secs(3),
                         calls: calls.clone(),
                         max_result_bytes: 1 << 20,
+                        read_only: false,
                     },
                 )
                 .await;

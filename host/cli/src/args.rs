@@ -139,6 +139,10 @@ pub struct ServeArgs {
     /// Most calls running at once per env; more are refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
+    /// MB of disk each env directory may use; past it, functions deployed with write access
+    /// see it read-only until files are removed.
+    #[arg(long, default_value_t = 1024)]
+    pub env_disk_quota_mb: u64,
     /// Largest request body, in MB.
     #[arg(long, default_value_t = 6)]
     pub max_body_mb: usize,

@@ -223,6 +223,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let options = Options {
         limits: Limits {
             env_concurrency: args.env_concurrency.max(1),
+            env_disk_bytes: args.env_disk_quota_mb.saturating_mul(1 << 20),
             ..Limits::default()
         },
         activation_retention: args.retention,

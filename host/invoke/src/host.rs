@@ -51,6 +51,7 @@ pub struct Host {
     pub(crate) state: State,
     pub(crate) limits: Limits,
     pub(crate) slots: Slots,
+    pub(crate) disk: crate::limits::DiskUsage,
     pub(crate) decisions: Decisions,
     pub(crate) observer: Standard,
     pub(crate) ids: RequestIds,
@@ -111,6 +112,7 @@ impl Host {
             state,
             limits: options.limits,
             slots: Slots::default(),
+            disk: Default::default(),
             decisions: Decisions::new(options.auth_cache_ttl),
             ids: RequestIds::default(),
         }))

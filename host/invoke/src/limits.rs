@@ -1,6 +1,6 @@
 //! Every limit a call is held to, in one place: per-env concurrency slots, call depth, event and
-//! result sizes, and the time limit (the function's own, the call path's default, and what is
-//! left of a calling function's time).
+//! result sizes, the time limit (the function's own, the call path's default, and what is left
+//! of a calling function's time), and each env's disk quota.
 
 use crate::call::Call;
 use crate::error::InvokeError;
@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// How deep function-to-function calls may nest.
     pub max_depth: u32,
+    /// Bytes of disk an env directory may use. Functions deployed with write access see it
+    /// read-only while it is over (until files are removed); usage is measured after each
+    /// call of such a function, so one call may overshoot by what it writes in its time.
+    pub env_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_result_bytes: MAX_RESULT_BYTES,
             max_event_bytes: MAX_RESULT_BYTES,
             max_depth: MAX_CALL_DEPTH,
+            env_disk_bytes: 1 << 30,
         }
     }
 }
@@ -98,4 +103,73 @@ impl Slots {
             limit,
         })
     }
+}
+
+/// What each env directory uses on disk, as last measured.
+#[derive(Default)]
+pub struct DiskUsage {
+    per_env: DashMap<String, Arc<EnvDisk>>,
+}
+
+#[derive(Default)]
+struct EnvDisk {
+    bytes: std::sync::atomic::AtomicU64,
+    measuring: std::sync::atomic::AtomicBool,
+}
+
+/// Most directory entries one measurement visits (bounds its time on a huge tree; such a
+/// tree is over any sane quota long before).
+const MAX_ENTRIES: usize = 1_000_000;
+
+impl DiskUsage {
+    fn env(&self, env: &str) -> Arc<EnvDisk> {
+        if let Some(e) = self.per_env.get(env) {
+            return e.clone();
+        }
+        self.per_env.entry(env.to_string()).or_default().clone()
+    }
+
+    /// Whether `env` used more than `quota` bytes when last measured.
+    pub fn over(&self, env: &str, quota: u64) -> bool {
+        self.per_env
+            .get(env)
+            .is_some_and(|e| e.bytes.load(std::sync::atomic::Ordering::Relaxed) > quota)
+    }
+
+    /// Measures `env`'s directory `dir` again, off the async workers (once at a time per env).
+    pub fn remeasure(&self, env: &str, dir: std::path::PathBuf) {
+        use std::sync::atomic::Ordering;
+        let e = self.env(env);
+        if e.measuring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            e.bytes.store(measure(&dir), Ordering::Relaxed);
+            e.measuring.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Disk blocks under `dir` in bytes (blocks, not lengths: a sparse file counts what it
+/// occupies), symlinks not followed.
+fn measure(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let (mut total, mut seen, mut stack) = (0u64, 0usize, vec![dir.to_path_buf()]);
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return u64::MAX;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
 }

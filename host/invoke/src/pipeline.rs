@@ -298,6 +298,8 @@ impl Host {
         };
         let calls = self.nested_calls(call, deadline);
         let _running = Running::new(&self.observer);
+        let fs_write = ready.prepared.config.fs_write && call.file.is_none();
+        let read_only = fs_write && self.disk.over(&req.env, self.limits.env_disk_bytes);
         let outcome = self
             .runtime
             .run(
@@ -309,9 +311,13 @@ impl Host {
                     deadline,
                     calls,
                     max_result_bytes: self.limits.max_result_bytes,
+                    read_only,
                 },
             )
             .await;
+        if fs_write {
+            self.disk.remeasure(&req.env, self.state.env_dir(&req.env));
+        }
         let name = &req.name;
         let result = outcome.result.map_err(|e| match e {
             GuestError::Timeout(limit) => InvokeError::Timeout {

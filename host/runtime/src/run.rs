@@ -25,6 +25,9 @@ const MAX_ERROR_MESSAGE: usize = 4096;
 pub struct Prepared {
     pre: CloudFunctionPre<CallState>,
     fs: WasiFilesystemCtx,
+    /// For a version that may write: the env directory read-only, for calls made while the
+    /// env is over its disk quota.
+    fs_read_only: Option<WasiFilesystemCtx>,
     vars: Arc<BTreeMap<String, String>>,
     /// The version's configuration.
     pub config: FunctionConfig,
@@ -44,6 +47,9 @@ pub struct GuestCall {
     pub calls: CallFunction,
     /// Largest result accepted.
     pub max_result_bytes: usize,
+    /// Whether a version that may write sees its env directory read-only this time (the env
+    /// is over its disk quota).
+    pub read_only: bool,
 }
 
 /// Why a guest call produced no result.
@@ -88,6 +94,10 @@ impl Runtime {
         let pre = self.link(component).map_err(anyhow::Error::new)?;
         Ok(Prepared {
             fs: fs_template(dir, config.fs_write)?,
+            fs_read_only: match config.fs_write {
+                true => Some(fs_template(dir, false)?),
+                false => None,
+            },
             vars: Arc::new(config.vars.clone()),
             config,
             pre,
@@ -115,7 +125,10 @@ impl Runtime {
         let mut store = new_store(
             self.engine(),
             StoreParts {
-                fs: &prepared.fs,
+                fs: match (&prepared.fs_read_only, call.read_only) {
+                    (Some(read_only), true) => read_only,
+                    _ => &prepared.fs,
+                },
                 vars: prepared.vars.clone(),
                 memory_bytes: prepared.config.memory_mb as usize * 1024 * 1024,
                 budget: (&self.memory, &call.context.env),
