@@ -101,9 +101,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 
 fn store_error(e: StoreError) -> Response<Body> {
     let status = match &e {
-        StoreError::InvalidName { .. }
-        | StoreError::InvalidWasm(_)
-        | StoreError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+        StoreError::InvalidName(_) | StoreError::InvalidWasm(_) | StoreError::InvalidConfig(_) => {
+            StatusCode::BAD_REQUEST
+        }
         StoreError::EnvNotFound(_)
         | StoreError::AppNotFound(_)
         | StoreError::FunctionNotFound { .. }

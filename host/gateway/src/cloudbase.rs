@@ -7,9 +7,10 @@ use crate::http::{Body, BodyError, header, json, query_map, read_body_within};
 use crate::tc3;
 use async_trait::async_trait;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeError, InvokeRequest};
+use cloudfn_protocol::admin;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::net::SocketAddr;
 
 /// The CloudBase dialect.
@@ -26,15 +27,6 @@ fn fail(cx: &Context, code: &str, message: String) -> Accepted {
         &json!({ "code": code, "message": message, "requestId": request_id }),
     ))
 }
-
-/// The body fields `/admin` reads, all strings in the SDK's requests.
-const READ_AS_STRING: &[&str] = &[
-    "action",
-    "envName",
-    "function_name",
-    "request_data",
-    "qualifier",
-];
 
 #[async_trait]
 impl Dialect for CloudBase {
@@ -81,12 +73,9 @@ impl Dialect for CloudBase {
                 }
                 Err(e) => return fail(cx, "FUNCTION_PARAM_INVALID", e.to_string()),
             };
-        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
-            return fail(
-                cx,
-                "FUNCTION_PARAM_INVALID",
-                "the body must be a JSON object".into(),
-            );
+        let fields = match admin::body(&body) {
+            Ok(fields) => fields,
+            Err(refused) => return fail(cx, refused.code, refused.message),
         };
         let headers = |name: &str| header(&parts.headers, name);
         let host = headers("host").unwrap_or_default();
@@ -105,76 +94,21 @@ impl Dialect for CloudBase {
             return fail(cx, e.code(), e.to_string());
         }
 
-        // The signature covers a non-string value as its JSON text; the fields below are read as
-        // strings, so another type would be ignored after verifying (`"qualifier": 1` would run
-        // the latest version). Such a request is refused instead.
-        for field in READ_AS_STRING {
-            if let Some(v) = fields.get(*field)
-                && !(v.is_string() || v.is_null())
-            {
-                return fail(
-                    cx,
-                    "FUNCTION_PARAM_INVALID",
-                    format!("{field} must be a string, not {v}"),
-                );
-            }
-        }
-        let q = query_map(parts.uri.query());
-        let env = q
-            .get("env")
-            .cloned()
-            .filter(|e| !e.is_empty())
-            .or_else(|| {
-                fields
-                    .get("envName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
-        if action != "functions.invokeFunction" {
-            return fail(
-                cx,
-                "ACTION_FORBIDDEN",
-                format!("action {action:?} is not supported"),
-            );
-        }
-        let name = fields
-            .get("function_name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let event = match fields.get("request_data").and_then(Value::as_str) {
-            None | Some("") => "{}".to_string(),
-            Some(data) => data.to_string(),
+        let call = match admin::invoke(
+            &fields,
+            query_map(parts.uri.query()).get("env").map(String::as_str),
+        ) {
+            Ok(call) => call,
+            Err(refused) => return fail(cx, refused.code, refused.message),
         };
-        let version = match fields.get("qualifier").and_then(Value::as_str) {
-            None | Some("") | Some("$LATEST") => None,
-            Some(q) => match q.parse::<u32>() {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    return fail(
-                        cx,
-                        "FUNCTION_PARAM_INVALID",
-                        format!("qualifier {q:?} is not a version number"),
-                    );
-                }
-            },
-        };
-        if env.is_empty() || name.is_empty() {
-            return fail(
-                cx,
-                "FUNCTION_PARAM_INVALID",
-                "env and function_name are required".into(),
-            );
-        }
         let caller = AppCaller {
             appid,
             client_ip: Some(peer.ip().to_string()),
             ..AppCaller::default()
         };
         let request = InvokeRequest {
-            version,
-            ..InvokeRequest::new(&env, name, event, "wx_http")
+            version: call.version,
+            ..InvokeRequest::new(&call.env, &call.name, call.event, "wx_http")
         };
         Accepted::Call(caller, request)
     }

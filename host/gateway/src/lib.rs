@@ -9,7 +9,8 @@
 //!   server SDK's `/admin`, TC3-signed) are the dialects today; a new one is a module and a
 //!   line in [`Gateway::new`].
 //! - [`admin_api`]: the operator's REST API on the admin listener (and `/metrics`).
-//! - [`http`]: bounded body reading and JSON responses; [`tc3`]: TC3-HMAC-SHA256 signatures.
+//! - [`http`]: bounded body reading and JSON responses; [`tc3`] (from `cloudfn-protocol`):
+//!   TC3-HMAC-SHA256 signatures.
 
 pub mod admin_api;
 pub mod cloudbase;
@@ -18,9 +19,9 @@ pub mod http;
 pub mod quota;
 pub mod router;
 pub mod server;
-pub mod tc3;
 pub mod wechat;
 
+pub use cloudfn_protocol::tc3;
 pub use dialect::{Accepted, Context, Dialect};
 pub use router::Gateway;
 

@@ -344,27 +344,13 @@ fn user_caller(
     headers: &hyper::HeaderMap,
     peer: SocketAddr,
 ) -> Result<AppCaller, Answer> {
-    // A value that is not visible ASCII is refused like any other bad id, not taken as absent
-    // (which would make the call anonymous).
     let id = |name: &str| -> Result<Option<String>, Answer> {
-        let value = headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        match value.filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(v)
-                if v.len() <= 128
-                    && v.bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
-            {
-                Ok(Some(v.to_string()))
-            }
-            Some(_) => Err(Box::new(wx_error(
+        cloudfn_protocol::ids::user_id(headers.get(name).map(|v| v.as_bytes())).map_err(|why| {
+            Box::new(wx_error(
                 -501007,
-                format!(
-                    "parameter error: {} must be at most 128 letters, digits, '-' or '_'",
-                    name.to_uppercase()
-                ),
-            ))),
-        }
+                format!("parameter error: {} {why}", name.to_uppercase()),
+            ))
+        })
     };
     Ok(AppCaller {
         appid,

@@ -5,7 +5,7 @@
 //! feed tells the state, in this process and every other.
 
 use crate::host::Host;
-use crate::rules::{DEFAULT_RULES, Rules};
+use cloudfn_protocol::rules::{DEFAULT_RULES, Rules};
 use cloudfn_store::fsutil::crash_point;
 use cloudfn_store::{EnvInfo, FunctionConfig, StoreError, VersionInfo, validate_function_name};
 

@@ -128,7 +128,7 @@ impl From<StoreError> for InvokeError {
                 name,
                 version: Some(version),
             },
-            StoreError::InvalidName { .. }
+            StoreError::InvalidName(_)
             | StoreError::InvalidConfig(_)
             | StoreError::InvalidRules(_) => InvokeError::InvalidParam(e.to_string()),
             StoreError::Refused(_) | StoreError::ShareNotFound { .. } => {

@@ -4,7 +4,7 @@
 //! a. [`check_share`]: a share of the env with the calling app exists and permits the function,
 //!    else -501019;
 //! b. `cloudbase_auth` runs (the pipeline runs it) with FROM_* set and the [`auth_event`];
-//!    [`parse_reply`] reads its reply: errCode ≠ 0 goes back to the caller unchanged, a reply
+//!    [`cloudfn_protocol::auth_reply::parse`] reads its reply: errCode ≠ 0 goes back to the caller unchanged, a reply
 //!    that breaks the §5 table is a denial, never a grant;
 //! c. [`check_rules`]: the env's security rules over `auth` = {appid, openid, unionid,
 //!    loginType, custom}, else -501019;
@@ -18,6 +18,8 @@
 use crate::call::{AppCaller, Caller};
 use crate::error::InvokeError;
 use crate::state::Snapshot;
+pub use cloudfn_protocol::auth_reply::AuthOutcome;
+use cloudfn_protocol::auth_reply::parse as parse_reply;
 use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo};
 use dashmap::DashMap;
 use serde_json::{Value, json};
@@ -30,25 +32,6 @@ pub fn needs_grant<'a>(env: &EnvInfo, caller: &'a Caller) -> Option<&'a AppCalle
         Caller::App(app) if app.appid != env.owner_appid => Some(app),
         _ => None,
     }
-}
-
-/// A `cloudbase_auth` outcome worth caching.
-#[derive(Debug, Clone)]
-pub enum AuthOutcome {
-    /// errCode 0: the claims (`auth.custom`) and the raw `auth` string.
-    Granted {
-        /// `auth.custom`.
-        custom: Value,
-        /// The `auth` string as returned.
-        raw: String,
-    },
-    /// errCode ≠ 0.
-    Denied {
-        /// The errCode.
-        errcode: i32,
-        /// The errMsg.
-        errmsg: String,
-    },
 }
 
 /// A decision in words, for the record.
@@ -152,45 +135,6 @@ pub fn auth_outcome(
         ) => Err(e.into()),
         // A crash, a timeout or a result that is not even JSON is no reply: never a grant.
         Err(e) => Err(refused(e.to_string())),
-    }
-}
-
-/// Checks a `cloudbase_auth` reply against the §5 table.
-fn parse_reply(json: &str) -> Result<AuthOutcome, String> {
-    let reply: Value =
-        serde_json::from_str(json).map_err(|e| format!("the reply is not JSON: {e}"))?;
-    let Value::Object(reply) = reply else {
-        return Err(format!("the reply must be a JSON object, got {reply}"));
-    };
-    let errcode = match reply.get("errCode") {
-        None => return Err("errCode is missing".into()),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| format!("errCode must be an integer, got {n}"))?,
-        Some(other) => return Err(format!("errCode must be a number, got {other}")),
-    };
-    let errmsg = match reply.get("errMsg") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("errMsg must be a string, got {other}")),
-    };
-    if errcode != 0 {
-        return Ok(AuthOutcome::Denied { errcode, errmsg });
-    }
-    let raw = match reply.get("auth") {
-        None => return Err("auth is missing".into()),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(format!(
-                "auth must be a string holding a JSON object, got {other}"
-            ));
-        }
-    };
-    match serde_json::from_str::<Value>(&raw) {
-        Ok(custom @ Value::Object(_)) => Ok(AuthOutcome::Granted { custom, raw }),
-        Ok(other) => Err(format!("auth must hold a JSON object, got {other}")),
-        Err(e) => Err(format!("auth is not JSON: {e}")),
     }
 }
 

@@ -20,7 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;
-pub mod rules;
+pub use cloudfn_protocol::rules;
 pub mod state;
 
 pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};

@@ -8,8 +8,8 @@
 //! with.
 
 use crate::error::InvokeError;
-use crate::rules::Rules;
 use arc_swap::ArcSwap;
+use cloudfn_protocol::rules::Rules;
 use cloudfn_runtime::{Prepared, Runtime};
 use cloudfn_store::{
     AUTH_FUNCTION, EnvInfo, ShareInfo, StateSnapshot, Store, TokenError, TokenPolicy, TokenRecord,

@@ -5,15 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A name does not follow its pattern.
-    #[error("invalid {kind} name {name:?}: {rule}")]
-    InvalidName {
-        /// "function", "env" or "app".
-        kind: &'static str,
-        /// The rejected name.
-        name: String,
-        /// The rule it breaks.
-        rule: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] cloudfn_protocol::names::InvalidName),
     /// The environment does not exist.
     #[error("env not exists: {0} (create it with `cloudfn env create {0} --owner APPID`)")]
     EnvNotFound(String),

@@ -14,7 +14,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod model;
-pub mod names;
+pub use cloudfn_protocol::names;
 pub mod secrets;
 pub mod sqlite;
 

@@ -19,10 +19,7 @@ pub fn hash_secret(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// Compares secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use cloudfn_protocol::constant_time_eq;
 
 /// Fresh credentials for `appid`: app secret, secretId, secretKey.
 pub fn new_credentials(appid: &str) -> AppCredentials {
