@@ -3,8 +3,10 @@
 #   http   the side-by-side table (bare hyper, Node.js, wasmtime serve, cloudfn rows),
 #   deploy calls' p99 while new versions are deployed,
 #   scale  1,000 functions across 100 envs (start time, RSS, first call of each),
-#   micro  the criterion micro-benchmarks (host/bench/benches/calls.rs).
-# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro ...]   (default: all four)
+#   micro  the criterion micro-benchmarks (host/bench/benches/calls.rs),
+#   hostile a benign tenant's p99 under each hostile-tenant attack against its solo p99
+#          (docs/security.md).
+# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile ...]   (default: all)
 # --wasmtime installs wasmtime-cli 48 into target/bench-tools first when missing: a ~18 min
 # build, once. Without it the wasmtime serve row is skipped unless that binary is already there.
 # Every load targets 127.0.0.1 and is bounded in time (~4 min for http with the defaults).
@@ -17,11 +19,11 @@ parts=()
 for arg in "$@"; do
   case "$arg" in
     --wasmtime) install_wasmtime=true ;;
-    http|deploy|scale|micro) parts+=("$arg") ;;
-    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro ...]" >&2; exit 2 ;;
+    http|deploy|scale|micro|hostile) parts+=("$arg") ;;
+    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile ...]" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro)
+[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile)
 
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk (the load generator)" >&2
@@ -51,5 +53,6 @@ for part in "${parts[@]}"; do
     deploy) target/release/cloudfn-bench deploy ;;
     scale) target/release/cloudfn-bench scale ;;
     micro) cargo bench -p cloudfn-bench --bench calls ;;
+    hostile) target/release/cloudfn-bench hostile ;;
   esac
 done

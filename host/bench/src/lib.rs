@@ -165,6 +165,7 @@ impl Served {
     /// The benchmark's load: POST the event to echo of the bench env with `token`.
     pub fn echo_load(&self, token: &str) -> Load {
         Load {
+            script: None,
             url: self.invoke_url(token, ENV, "echo"),
             body: Some(EVENT.into()),
             headers: vec![],
@@ -198,7 +199,11 @@ impl Server {
     pub fn spawn(name: &str, mut cmd: Command, ready: &str) -> anyhow::Result<Server> {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("BENCH_SERVER_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().expect("piped");
@@ -345,6 +350,9 @@ pub struct Load {
     pub body: Option<String>,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// A wrk script that makes each request itself (instead of repeating the one above, which
+    /// [`Load::check`] still sends once).
+    pub script: Option<String>,
 }
 
 impl Load {
@@ -373,6 +381,9 @@ impl Load {
     }
 
     fn lua(&self) -> String {
+        if let Some(script) = &self.script {
+            return script.clone();
+        }
         let mut s = String::new();
         if let Some(body) = &self.body {
             s.push_str("wrk.method = \"POST\"\n");
@@ -391,7 +402,12 @@ impl Load {
 }
 
 fn lua_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r");
+    format!("\"{escaped}\"")
 }
 
 /// What one `wrk` run measured.
@@ -433,6 +449,9 @@ pub fn wrk(server: &Server, load: &Load, conns: u32, secs: u32) -> anyhow::Resul
     if !out.status.success() {
         bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+    if std::env::var_os("BENCH_WRK_OUTPUT").is_some() {
+        eprintln!("{}\n{}", load.lua(), String::from_utf8_lossy(&out.stdout));
+    }
     let mut f = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
     if f.requests > 0 {
         f.cpu_per_request = cpu / f.requests as u32;
@@ -450,6 +469,8 @@ fn parse_wrk(out: &str) -> anyhow::Result<Figures> {
             ["Requests/sec:", v] => f.rps = v.parse()?,
             [n, "requests", "in", ..] => f.requests = n.parse()?,
             ["Non-2xx", "or", "3xx", "responses:", n] => f.errors += n.parse::<u64>()?,
+            // Printed by scripts that look into answers (an error code in a 200).
+            ["Refused", "answers:", n] => f.errors += n.parse::<u64>()?,
             ["Socket", "errors:", rest @ ..] => {
                 for w in rest {
                     if let Ok(n) = w.trim_end_matches(',').parse::<u64>() {
@@ -532,3 +553,107 @@ pub fn distinct(wasm: &[u8], tag: &str) -> Vec<u8> {
     out.extend_from_slice(&content);
     out
 }
+
+/// A wrk script sending `POST /admin?env=ENV&seqId=…` with `body`, each request signed anew
+/// (TC3, as the server SDK does: a fresh seqId, the current second) with the app's key through
+/// OpenSSL's libcrypto (LuaJIT FFI), because cloudfn accepts a signature once. Answers with an
+/// error `code` are counted and printed as "Refused answers: N".
+pub fn signed_admin_script(
+    host: &str,
+    env: &str,
+    body: &serde_json::Map<String, serde_json::Value>,
+    secret_id: &str,
+    secret_key: &str,
+) -> anyhow::Result<String> {
+    const MARK: &str = "SEQ";
+    let query = format!("env={env}&seqId={MARK}");
+    let headers = |name: &str| match name {
+        "host" => Some(host.to_string()),
+        "content-type" => Some("application/json".to_string()),
+        _ => None,
+    };
+    let req = cloudfn_gateway::tc3::SignedRequest {
+        host,
+        path: "/admin",
+        query: &query,
+        header: &headers,
+        body,
+    };
+    let (canonical, params) = cloudfn_gateway::tc3::client_canonical(&req)
+        .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    let (before, after) = canonical
+        .split_once(MARK)
+        .ok_or_else(|| anyhow::anyhow!("no seqId in the canonical request"))?;
+    let body_text = serde_json::Value::Object(body.clone()).to_string();
+    Ok(SIGNED_ADMIN_LUA
+        .replace("@BEFORE@", &lua_string(before))
+        .replace("@AFTER@", &lua_string(after))
+        .replace("@ENV@", &lua_string(env))
+        .replace("@BODY@", &lua_string(&body_text))
+        .replace("@SECRET_ID@", &lua_string(secret_id))
+        .replace("@SECRET_KEY@", &lua_string(secret_key))
+        .replace("@PARAMS@", &lua_string(&params))
+        .replace(
+            "@HEADERS@",
+            &lua_string(cloudfn_gateway::tc3::CLIENT_SIGNED_HEADERS),
+        ))
+}
+
+const SIGNED_ADMIN_LUA: &str = r#"
+local ffi = require("ffi")
+ffi.cdef[[
+unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
+const void *EVP_sha256(void);
+unsigned char *HMAC(const void *md, const void *key, int key_len, const unsigned char *d,
+                    size_t n, unsigned char *out, unsigned int *out_len);
+]]
+local crypto = ffi.load("libcrypto.so.3")
+local out, out_len = ffi.new("unsigned char[32]"), ffi.new("unsigned int[1]")
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", string.byte(c)) end))
+end
+local function sha256(s) crypto.SHA256(s, #s, out) return ffi.string(out, 32) end
+local function hmac(key, s)
+  crypto.HMAC(crypto.EVP_sha256(), key, #key, s, #s, out, out_len)
+  return ffi.string(out, 32)
+end
+local before, after, env, body = @BEFORE@, @AFTER@, @ENV@, @BODY@
+local secret_id, secret_key, params, signed = @SECRET_ID@, @SECRET_KEY@, @PARAMS@, @HEADERS@
+-- id and refused are globals: wrk's thread:set and thread:get reach only those.
+id, refused = 0, 0
+local threads, seq = {}, 0
+local day, k_signing = nil, nil
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function request()
+  seq = seq + 1
+  local ts = os.time()
+  local date = os.date("!%Y-%m-%d", ts)
+  if date ~= day then
+    day = date
+    k_signing = hmac(hmac(hmac("TC3" .. secret_key, date), "tcb"), "tc3_request")
+  end
+  local seq_id = id .. "-" .. seq
+  local to_sign = "TC3-HMAC-SHA256\n" .. ts .. "\n" .. date .. "/tcb/tc3_request\n"
+    .. hex(sha256(before .. seq_id .. after))
+  local auth = "TC3-HMAC-SHA256 Credential=" .. secret_id .. "/" .. date
+    .. "/tcb/tc3_request, SignedParams=" .. params .. ", SignedHeaders=" .. signed
+    .. ", Signature=" .. hex(hmac(k_signing, to_sign))
+  return wrk.format("POST", "/admin?env=" .. env .. "&seqId=" .. seq_id, {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = auth,
+    ["X-Timestamp"] = tostring(ts),
+    ["X-Signature-Expires"] = "600",
+  }, body)
+end
+function response(status, headers, answer)
+  if status ~= 200 or answer:find('"code":"', 1, true) then refused = refused + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + (t:get("refused") or 0) end
+  print("Refused answers: " .. total)
+end
+"#;

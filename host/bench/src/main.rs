@@ -6,8 +6,13 @@
 //!   warm-up, then the median of several runs; server CPU from `/proc`.
 //! - `deploy`: the p99 of calls while new versions are deployed, against the same load without.
 //! - `scale`: many functions across many envs: start time, idle RSS, first call of each, RSS.
+//! - `hostile`: the hostile-tenant attacks, each beside a benign tenant under wrk ([`hostile`]).
 //!
 //! Every load is bounded in time and targets only 127.0.0.1. Figures are printed, never asserted.
+//! `BENCH_WRK_OUTPUT=1` also prints each wrk script and its output; `BENCH_SERVER_STDERR=1`
+//! lets the servers' stderr through.
+
+mod hostile;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -64,6 +69,16 @@ enum Bench {
         #[arg(long, default_value_t = 64)]
         connections: u32,
     },
+    /// The hostile-tenant attacks, each beside a benign tenant under wrk: the benign p99
+    /// under each attack against its solo p99 (goal: within 2×).
+    Hostile {
+        /// Seconds of benign load per attack (and solo).
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// The benign tenant's open connections.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
     /// Many functions across many envs: start time, RSS, first call of each.
     Scale {
         /// Functions in all.
@@ -108,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
             connections,
         } => deploy(&cloudfn, duration, connections).await,
         Bench::Scale { functions, envs } => scale(&cloudfn, functions, envs).await,
+        Bench::Hostile {
+            duration,
+            connections,
+        } => hostile::run(&cloudfn, duration, connections).await,
     }
 }
 
@@ -156,10 +175,13 @@ impl Plan {
             );
             figures.push(f);
         }
-        // The load was all successes before and after the runs.
-        load.check()
-            .await
-            .with_context(|| format!("{row}: after the runs"))?;
+        // The load was all successes before and after the runs (a script that makes each
+        // request itself counts refused answers among the errors instead).
+        if load.script.is_none() {
+            load.check()
+                .await
+                .with_context(|| format!("{row}: after the runs"))?;
+        }
         Ok(median(&figures))
     }
 }
@@ -212,6 +234,7 @@ async fn http(
 ) -> anyhow::Result<()> {
     let mut rows: Vec<(&str, Figures)> = Vec::new();
     let hello = |port: u16| Load {
+        script: None,
         url: format!("http://127.0.0.1:{port}/"),
         body: Some(EVENT.into()),
         headers: vec![],
@@ -283,8 +306,8 @@ async fn http(
     Ok(())
 }
 
-/// A `functions.invokeFunction` request as `@cloudbase/node-sdk` sends it, signed once (a
-/// signature is valid for 600 s, longer than any run).
+/// A `functions.invokeFunction` request as `@cloudbase/node-sdk` sends it: signed once for
+/// the check, and anew for each request under wrk (cloudfn accepts a signature once).
 fn admin_load(base: &str, creds: &Creds) -> anyhow::Result<Load> {
     let host = base.trim_start_matches("http://");
     let body = serde_json::json!({
@@ -310,7 +333,10 @@ fn admin_load(base: &str, creds: &Creds) -> anyhow::Result<Load> {
         body: map,
     };
     let auth = cloudfn_gateway::tc3::sign(&req, &creds.secret_id, &creds.secret_key, now)?;
+    let script =
+        cloudfn_bench::signed_admin_script(host, ENV, map, &creds.secret_id, &creds.secret_key)?;
     Ok(Load {
+        script: Some(script),
         url: format!("{base}/admin?{query}"),
         body: Some(body.to_string()),
         headers: vec![

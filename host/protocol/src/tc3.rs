@@ -349,18 +349,29 @@ pub fn sign(
     secret_key: &str,
     timestamp: i64,
 ) -> Result<String, Tc3Error> {
-    let params = signable_params(req.body);
-    let signed_params: Vec<String> = params.iter().map(|(k, _)| k.clone()).collect();
-    let signed_headers = vec!["content-type".to_string(), "host".to_string()];
-    let canonical = canonical_request(req, &signed_params, &params, &signed_headers)?;
+    let (canonical, signed_params) = client_canonical(req)?;
     Ok(format!(
         "TC3-HMAC-SHA256 Credential={secret_id}/{}/tcb/tc3_request, SignedParams={}, \
-         SignedHeaders={}, Signature={}",
+         SignedHeaders={CLIENT_SIGNED_HEADERS}, Signature={}",
         utc_date(timestamp),
-        signed_params.join(";"),
-        signed_headers.join(";"),
+        signed_params,
         signature(secret_key, timestamp, &canonical)
     ))
+}
+
+/// The headers [`sign`] signs.
+pub const CLIENT_SIGNED_HEADERS: &str = "content-type;host";
+
+/// The canonical request [`sign`] signs for `req`, and its SignedParams list.
+pub fn client_canonical(req: &SignedRequest<'_>) -> Result<(String, String), Tc3Error> {
+    let params = signable_params(req.body);
+    let signed_params: Vec<String> = params.iter().map(|(k, _)| k.clone()).collect();
+    let signed_headers: Vec<String> = CLIENT_SIGNED_HEADERS
+        .split(';')
+        .map(str::to_string)
+        .collect();
+    let canonical = canonical_request(req, &signed_params, &params, &signed_headers)?;
+    Ok((canonical, signed_params.join(";")))
 }
 
 fn hmac(key: &[u8], data: &str) -> Vec<u8> {

@@ -21,7 +21,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// How often the epoch ticks. Timeouts are checked at this granularity, and a guest that
 /// computes without pause yields its thread back to the async runtime once per tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Why a file is not a usable cloud function, in words that say what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,6 +162,16 @@ impl Runtime {
             })
             .context("starting the epoch ticker")?;
 
+        // Ends the running slices now (they yield at their next check), for a call of an env
+        // that has had less than the running ones.
+        let preempt: Box<dyn Fn() + Send + Sync> = {
+            let weak = engine.weak();
+            Box::new(move || {
+                if let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                }
+            })
+        };
         Ok(Runtime {
             engine,
             linker,
@@ -170,9 +180,12 @@ impl Runtime {
             artifacts,
             components: RwLock::default(),
             stats: EngineStats::default(),
-            sched: crate::sched::Scheduler::new(sched_turns()),
+            sched: crate::sched::Scheduler::new(sched_turns(), preempt),
             memory: crate::limiter::MemoryBudget::new(memory_budget, memory_budget / 2),
-            guests: Some(guest_threads(sched_turns())?),
+            // One thread more than turns: while every turn runs a slice, a thread is free to
+            // take a new call to the scheduler, which then puts it ahead of busier envs.
+            // With as many threads as turns, the threads' own run queues would decide instead.
+            guests: Some(guest_threads(sched_turns() + 1)?),
             ticker_stop,
         })
     }
@@ -354,7 +367,7 @@ impl Drop for Runtime {
     }
 }
 
-/// One guest thread, and one turn to run guest code, per core.
+/// Turns to run guest code: one per core.
 fn sched_turns() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }

@@ -162,27 +162,34 @@ impl Runtime {
             }),
         )
         .await;
-        let result = match outcome {
-            Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Ok(Ok(Ok(json)))) => check_result(json, call.max_result_bytes),
-            Ok(Ok(Ok(Err(fe)))) => Err(GuestError::Failed(truncate(
-                match fe.code {
-                    Some(code) => format!("{code}: {}", fe.message),
-                    None => fe.message,
-                },
-                MAX_ERROR_MESSAGE,
-            ))),
-            Ok(Err(trap)) => Err(classify(&store, &logs, call.timeout, &trap)),
-        };
-        let peak_memory = store.data().limiter.peak;
-        drop(store);
-        let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).finish();
-        Outcome {
-            result,
-            peak_memory,
-            logs,
-        }
+        // What follows costs the env too (checking a large result, handing back the memory
+        // the guest dirtied): in a turn of its own, so a tenant's heavy teardown waits its
+        // turn like its code does.
+        self.sched
+            .run(&env, async move {
+                let result = match outcome {
+                    Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
+                    Ok(Ok(Err(e))) => Err(e),
+                    Ok(Ok(Ok(Ok(json)))) => check_result(json, call.max_result_bytes),
+                    Ok(Ok(Ok(Err(fe)))) => Err(GuestError::Failed(truncate(
+                        match fe.code {
+                            Some(code) => format!("{code}: {}", fe.message),
+                            None => fe.message,
+                        },
+                        MAX_ERROR_MESSAGE,
+                    ))),
+                    Ok(Err(trap)) => Err(classify(&store, &logs, call.timeout, &trap)),
+                };
+                let peak_memory = store.data().limiter.peak;
+                drop(store);
+                let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).finish();
+                Outcome {
+                    result,
+                    peak_memory,
+                    logs,
+                }
+            })
+            .await
     }
 }
 

@@ -1,35 +1,52 @@
-//! Fair shares of the CPU between envs. Guest code runs on the same async workers as the HTTP
-//! side, in slices: a guest that computes without pause yields at every epoch tick
-//! ([`crate::EPOCH_TICK`]). Without a scheduler, 64 looping calls of one env fill the
-//! workers' run queues and another env's call waits behind all of them. With it, a guest
-//! needs a *turn* to run a slice, at most `capacity` turns are out at once (one per core), and
-//! a freed turn goes to the envs that wait in round-robin order: an env with 64 waiting calls
-//! gets one turn when it comes round, like an env with one. Waiting calls sit in the
-//! scheduler's queues, not in the runtime's, so the HTTP side and other envs keep moving.
+//! Fair shares of the CPU between envs. Guest code runs on the runtime's guest threads (apart
+//! from the HTTP side's), in slices: a guest that computes without pause yields at every epoch
+//! tick ([`crate::EPOCH_TICK`]). A guest needs a *turn* to run a slice; at most `capacity`
+//! turns are out at once (one per guest thread), and a freed turn goes to the waiting env that
+//! has used the least CPU time (the time its slices took): an env with 64 looping calls is
+//! charged 5 ms a slice, one answering echo calls 25 µs a call, so the second gets its calls
+//! through between the first's slices, and each env gets an equal share of the CPU when both
+//! want more than that. An env that was idle comes back at the least time of those running:
+//! no credit saved up, no debt either. Waiting calls sit in the scheduler's queues, not in the
+//! threads' run queues.
 //!
 //! A turn is held only while a slice runs (one poll of the call's future), never while the
-//! guest waits (for a nested call, a sleep, I/O); a nested call runs within its caller's turn.
+//! guest waits (for a nested call, a sleep, I/O); a nested call made within a slice runs in
+//! its caller's turn.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Hands out turns to run guest code, fairly between envs.
 pub struct Scheduler {
     capacity: usize,
     inner: Mutex<Inner>,
+    /// Makes the running slices end early (at their next epoch check).
+    preempt: Box<dyn Fn() + Send + Sync>,
 }
 
 #[derive(Default)]
 struct Inner {
     /// Turns out now (held by running slices, or granted to a waiter about to run).
     running: usize,
-    /// Envs with waiters, in the order they get the next turns.
-    ring: VecDeque<Arc<str>>,
-    /// Each waiting env's waiters, oldest first.
-    queues: HashMap<Arc<str>, VecDeque<Arc<Waiter>>>,
+    /// Waiters of all envs.
+    waiting: usize,
+    /// The envs running or waiting, with their CPU time; an env leaves when it has neither.
+    envs: HashMap<Arc<str>, Account>,
+}
+
+/// An env's use of the scheduler.
+#[derive(Default)]
+struct Account {
+    /// CPU time used by its slices (since it last came back from idle, plus where it started).
+    used: Duration,
+    /// Its turns out now.
+    running: usize,
+    /// Its waiters, oldest first.
+    waiters: VecDeque<Arc<Waiter>>,
 }
 
 /// A call waiting for a turn.
@@ -45,11 +62,14 @@ thread_local! {
 }
 
 impl Scheduler {
-    /// A scheduler with `capacity` turns (at least one).
-    pub fn new(capacity: usize) -> Scheduler {
+    /// A scheduler with `capacity` turns (at least one); `preempt` makes the running slices
+    /// end early, so that a call of an env that has used less than the running ones need not
+    /// wait for a whole slice.
+    pub fn new(capacity: usize, preempt: Box<dyn Fn() + Send + Sync>) -> Scheduler {
         Scheduler {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
+            preempt,
         }
     }
 
@@ -73,66 +93,89 @@ impl Scheduler {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a turn now, or queues `env`'s waiter for the next one.
+    /// Takes a turn now, or queues a waiter of `env` for one.
     fn acquire(&self, env: &str, waker: &Waker) -> Option<Arc<Waiter>> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if !inner.envs.contains_key(env) {
+            // Back from idle (or new): level with the least-served env that is active.
+            let used = inner
+                .envs
+                .values()
+                .map(|a| a.used)
+                .min()
+                .unwrap_or_default();
+            inner.envs.insert(
+                env.into(),
+                Account {
+                    used,
+                    ..Account::default()
+                },
+            );
+        }
+        let account = inner.envs.get_mut(env).expect("inserted above");
         // Nobody waits: take a free turn. Otherwise wait in line, even with a turn free for
         // a moment, so that arrivals cannot overtake the queue.
-        if inner.running < self.capacity && inner.ring.is_empty() {
+        if inner.running < self.capacity && inner.waiting == 0 {
             inner.running += 1;
+            account.running += 1;
             return None;
         }
         let waiter = Arc::new(Waiter {
             state: Mutex::new((false, Some(waker.clone()))),
         });
-        let env: Arc<str> = match inner.queues.get_key_value(env) {
-            Some((k, _)) => k.clone(),
-            None => {
-                let env: Arc<str> = env.into();
-                inner.ring.push_back(env.clone());
-                env
-            }
-        };
-        inner
-            .queues
-            .entry(env)
-            .or_default()
-            .push_back(waiter.clone());
+        account.waiters.push_back(waiter.clone());
+        let used = account.used;
+        inner.waiting += 1;
         // A turn may have been free while the line was not empty: hand it on now.
         if inner.running < self.capacity {
             inner.running += 1;
-            let next = Self::next_waiter(&mut inner);
-            drop(inner);
-            if let Some(w) = next {
+            if let Some(w) = Self::next_waiter(inner) {
                 grant(&w);
             }
+            return Some(waiter);
+        }
+        // Every turn is out: if an env that has used more than this one runs, end its slice
+        // now rather than at the next tick.
+        let busier = inner
+            .envs
+            .iter()
+            .any(|(name, a)| a.running > 0 && a.used > used && &**name != env);
+        drop(guard);
+        if busier {
+            (self.preempt)();
         }
         Some(waiter)
     }
 
-    /// Gives a turn back: to the next env in line, or to the pool.
-    fn release(&self) {
+    /// Gives back a turn `env` held for `used`: to the waiting env that has used the least,
+    /// or to the pool.
+    fn release(&self, env: &str, used: Duration) {
         let mut inner = self.lock();
-        let next = Self::next_waiter(&mut inner);
-        if next.is_none() {
-            inner.running -= 1;
+        let inner = &mut *inner;
+        if let Some(account) = inner.envs.get_mut(env) {
+            account.used += used;
+            account.running -= 1;
+            if account.running == 0 && account.waiters.is_empty() {
+                inner.envs.remove(env);
+            }
         }
-        drop(inner);
-        if let Some(w) = next {
-            grant(&w);
+        match Self::next_waiter(inner) {
+            Some(w) => grant(&w),
+            None => inner.running -= 1,
         }
     }
 
-    /// The oldest waiter of the env whose go it is; that env goes to the back of the line.
+    /// The oldest waiter of the waiting env that has used the least CPU, its turn counted.
     fn next_waiter(inner: &mut Inner) -> Option<Arc<Waiter>> {
-        let env = inner.ring.pop_front()?;
-        let queue = inner.queues.get_mut(&env).expect("ring envs have queues");
-        let waiter = queue.pop_front();
-        if queue.is_empty() {
-            inner.queues.remove(&env);
-        } else {
-            inner.ring.push_back(env);
-        }
+        let account = inner
+            .envs
+            .values_mut()
+            .filter(|a| !a.waiters.is_empty())
+            .min_by_key(|a| a.used)?;
+        let waiter = account.waiters.pop_front();
+        account.running += 1;
+        inner.waiting -= 1;
         waiter
     }
 
@@ -142,14 +185,16 @@ impl Scheduler {
         let granted = waiter.state.lock().unwrap_or_else(|e| e.into_inner()).0;
         if granted {
             drop(inner);
-            self.release();
+            self.release(env, Duration::ZERO);
             return;
         }
-        if let Some(queue) = inner.queues.get_mut(env) {
-            queue.retain(|w| !Arc::ptr_eq(w, waiter));
-            if queue.is_empty() {
-                inner.queues.remove(env);
-                inner.ring.retain(|e| &**e != env);
+        let inner = &mut *inner;
+        if let Some(account) = inner.envs.get_mut(env) {
+            let before = account.waiters.len();
+            account.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
+            inner.waiting -= before - account.waiters.len();
+            if account.running == 0 && account.waiters.is_empty() {
+                inner.envs.remove(env);
             }
         }
     }
@@ -195,15 +240,24 @@ impl<F: Future> Future for Fair<'_, F> {
                 self.waiter = None;
             }
         }
-        // Release the turn even if the guest's host code panics.
-        struct Turn<'s>(&'s Scheduler);
+        // Charge and release the turn even if the guest's host code panics.
+        struct Turn<'s> {
+            sched: &'s Scheduler,
+            env: &'s str,
+            started: Instant,
+        }
         impl Drop for Turn<'_> {
             fn drop(&mut self) {
                 IN_TURN.set(false);
-                self.0.release();
+                self.sched.release(self.env, self.started.elapsed());
             }
         }
-        let _turn = Turn(self.sched);
+        let (sched, env) = (self.sched, self.env);
+        let _turn = Turn {
+            sched,
+            env,
+            started: Instant::now(),
+        };
         IN_TURN.set(true);
         self.work.as_mut().poll(cx)
     }
@@ -236,7 +290,7 @@ mod tests {
     /// most a couple of a's slices, not after all of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_env_cannot_starve_another() {
-        let sched = Arc::new(Scheduler::new(1));
+        let sched = Arc::new(Scheduler::new(1, Box::new(|| {})));
         let a_slices = Arc::new(AtomicUsize::new(0));
         let mut loops = Vec::new();
         for _ in 0..16 {
@@ -266,7 +320,7 @@ mod tests {
     /// Dropped waiters give their turn back: nothing leaks, later calls still run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn abandoned_waiters_give_their_turns_back() {
-        let sched = Arc::new(Scheduler::new(1));
+        let sched = Arc::new(Scheduler::new(1, Box::new(|| {})));
         for _ in 0..20 {
             let s = sched.clone();
             let t =
@@ -278,13 +332,14 @@ mod tests {
             .await
             .expect("a turn is free");
         assert_eq!(sched.lock().running, 0);
-        assert!(sched.lock().ring.is_empty());
+        assert_eq!(sched.lock().waiting, 0);
+        assert!(sched.lock().envs.is_empty());
     }
 
     /// A call made inside a slice (a nested call) runs in its caller's turn.
     #[tokio::test]
     async fn nested_calls_use_the_callers_turn() {
-        let sched = Scheduler::new(1);
+        let sched = Scheduler::new(1, Box::new(|| {}));
         let out = sched
             .run("a", async { sched.run("b", async { 7 }).await })
             .await;

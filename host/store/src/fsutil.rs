@@ -90,3 +90,16 @@ pub fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     let _ = (path, mode);
     Ok(())
 }
+
+/// Lowers the calling thread's CPU priority (nice 10): for background work (writing records)
+/// that must not take the CPU from answering calls when a tenant makes a lot of it; it still
+/// gets the CPU that is idle. Best effort: where it cannot, nothing changes.
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their arguments; on Linux, PRIO_PROCESS with a
+    // thread id sets that thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}

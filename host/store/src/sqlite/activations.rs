@@ -83,7 +83,10 @@ impl Recorder {
             .name("cloudfn-activations".into())
             .spawn({
                 let wake = wake.clone();
-                move || writer(conn, rx, retention, max_bytes, writer_queued, &wake)
+                move || {
+                    crate::fsutil::background_priority();
+                    writer(conn, rx, retention, max_bytes, writer_queued, &wake)
+                }
             })
             .context("starting the activation writer")?;
         Ok(Recorder {
