@@ -8,9 +8,12 @@
 //!   classification of its outcome.
 //! - One module per host interface: [`invoke`] (calls to other functions, through a capability
 //!   the pipeline provides), [`log`] (log lines, stdout, stderr), [`config`] (variables), and
-//!   [`limiter`] (the memory limit).
+//!   [`limiter`] (the call's memory limit and the host's memory budget).
+//! - [`sched`]: the fair scheduler: guest code runs on the runtime's own threads, in slices,
+//!   with CPU shared between envs.
 //!
-//! Nothing here knows about envs, apps or grants: that is the pipeline's (`cloudfn-invoke`).
+//! Nothing here knows about apps or grants: that is the pipeline's (`cloudfn-invoke`). An env
+//! is only a name here, the unit CPU and memory are shared out by.
 
 mod bindings;
 pub mod config;
