@@ -5,8 +5,10 @@
 //! has used the least CPU time (the time its slices took): an env with 64 looping calls is
 //! charged 5 ms a slice, one answering echo calls 25 µs a call, so the second gets its calls
 //! through between the first's slices, and each env gets an equal share of the CPU when both
-//! want more than that. An env that was idle comes back at the least time of those running:
-//! no credit saved up, no debt either. Waiting calls sit in the scheduler's queues, not in the
+//! want more than that. While another env is active, one env holds at most half the turns,
+//! so a core stays for the others' calls and the host's own work (alone, an env may use all).
+//! An env that was idle comes back at the least time of those running: no credit saved up, no
+//! debt either. Waiting calls sit in the scheduler's queues, not in the
 //! threads' run queues.
 //!
 //! A turn is held only while a slice runs (one poll of the call's future), never while the
@@ -23,6 +25,10 @@ use std::time::{Duration, Instant};
 /// Hands out turns to run guest code, fairly between envs.
 pub struct Scheduler {
     capacity: usize,
+    /// Turns one env may hold at once while another env is active: half of them (at least
+    /// one), so that however many calls one tenant runs, a turn stays for the others and the
+    /// host's own work. An env alone may use them all.
+    per_env: usize,
     inner: Mutex<Inner>,
     /// Makes the running slices end early (at their next epoch check).
     preempt: Box<dyn Fn() + Send + Sync>,
@@ -47,7 +53,19 @@ struct Account {
     running: usize,
     /// Its waiters, oldest first.
     waiters: VecDeque<Arc<Waiter>>,
+    /// Since when it has had neither (it is forgotten [`GRACE`] later).
+    idle_since: Option<Instant>,
 }
+
+impl Account {
+    fn idle(&self) -> bool {
+        self.running == 0 && self.waiters.is_empty()
+    }
+}
+
+/// How long an idle env still counts as active: a tenant between two calls is still there,
+/// and the others are still held to their part of the turns.
+const GRACE: Duration = Duration::from_millis(10);
 
 /// A call waiting for a turn.
 #[derive(Default)]
@@ -68,6 +86,7 @@ impl Scheduler {
     pub fn new(capacity: usize, preempt: Box<dyn Fn() + Send + Sync>) -> Scheduler {
         Scheduler {
             capacity: capacity.max(1),
+            per_env: capacity.div_ceil(2).max(1),
             inner: Mutex::new(Inner::default()),
             preempt,
         }
@@ -97,6 +116,10 @@ impl Scheduler {
     fn acquire(&self, env: &str, waker: &Waker) -> Option<Arc<Waiter>> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        let now = Instant::now();
+        inner
+            .envs
+            .retain(|_, a| a.idle_since.is_none_or(|t| now.duration_since(t) < GRACE));
         if !inner.envs.contains_key(env) {
             // Back from idle (or new): level with the least-served env that is active.
             let used = inner
@@ -113,10 +136,12 @@ impl Scheduler {
                 },
             );
         }
+        let cap = self.cap(inner);
         let account = inner.envs.get_mut(env).expect("inserted above");
+        account.idle_since = None;
         // Nobody waits: take a free turn. Otherwise wait in line, even with a turn free for
         // a moment, so that arrivals cannot overtake the queue.
-        if inner.running < self.capacity && inner.waiting == 0 {
+        if inner.running < self.capacity && inner.waiting == 0 && account.running < cap {
             inner.running += 1;
             account.running += 1;
             return None;
@@ -127,10 +152,11 @@ impl Scheduler {
         account.waiters.push_back(waiter.clone());
         let used = account.used;
         inner.waiting += 1;
-        // A turn may have been free while the line was not empty: hand it on now.
+        // A turn may be free while the line is not empty (its envs hold their part): hand it
+        // to whoever may take it now.
         if inner.running < self.capacity {
-            inner.running += 1;
-            if let Some(w) = Self::next_waiter(inner) {
+            if let Some(w) = Self::next_waiter(inner, cap) {
+                inner.running += 1;
                 grant(&w);
             }
             return Some(waiter);
@@ -156,22 +182,33 @@ impl Scheduler {
         if let Some(account) = inner.envs.get_mut(env) {
             account.used += used;
             account.running -= 1;
-            if account.running == 0 && account.waiters.is_empty() {
-                inner.envs.remove(env);
+            if account.idle() {
+                account.idle_since = Some(Instant::now());
             }
         }
-        match Self::next_waiter(inner) {
+        let cap = self.cap(inner);
+        match Self::next_waiter(inner, cap) {
             Some(w) => grant(&w),
             None => inner.running -= 1,
         }
     }
 
-    /// The oldest waiter of the waiting env that has used the least CPU, its turn counted.
-    fn next_waiter(inner: &mut Inner) -> Option<Arc<Waiter>> {
+    /// The turns one env may hold now: all of them while it is the only active env.
+    fn cap(&self, inner: &Inner) -> usize {
+        if inner.envs.len() > 1 {
+            self.per_env
+        } else {
+            self.capacity
+        }
+    }
+
+    /// The oldest waiter of the waiting env that has used the least CPU (among those under
+    /// `cap` turns), its turn counted to its env.
+    fn next_waiter(inner: &mut Inner, cap: usize) -> Option<Arc<Waiter>> {
         let account = inner
             .envs
             .values_mut()
-            .filter(|a| !a.waiters.is_empty())
+            .filter(|a| !a.waiters.is_empty() && a.running < cap)
             .min_by_key(|a| a.used)?;
         let waiter = account.waiters.pop_front();
         account.running += 1;
@@ -193,8 +230,8 @@ impl Scheduler {
             let before = account.waiters.len();
             account.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
             inner.waiting -= before - account.waiters.len();
-            if account.running == 0 && account.waiters.is_empty() {
-                inner.envs.remove(env);
+            if account.idle() {
+                account.idle_since = Some(Instant::now());
             }
         }
     }
@@ -333,7 +370,7 @@ mod tests {
             .expect("a turn is free");
         assert_eq!(sched.lock().running, 0);
         assert_eq!(sched.lock().waiting, 0);
-        assert!(sched.lock().envs.is_empty());
+        assert!(sched.lock().envs.values().all(Account::idle));
     }
 
     /// A call made inside a slice (a nested call) runs in its caller's turn.
