@@ -38,6 +38,7 @@ pub struct Standard {
     pub metrics: Metrics,
     records: Arc<dyn ActivationLog>,
     decision_lines: LineBudget,
+    log_bytes: LogBudget,
 }
 
 /// Decision lines logged at INFO per second, at most; any app with a token can make the host
@@ -103,6 +104,7 @@ impl Standard {
             metrics: Metrics::default(),
             records,
             decision_lines: LineBudget::default(),
+            log_bytes: LogBudget::default(),
         }
     }
 }
@@ -181,8 +183,52 @@ impl Observer for Standard {
             errcode,
             errmsg,
             peak_memory: inv.peak_memory as i64,
-            logs: inv.logs.clone(),
+            logs: self.log_bytes.keep(&req.env, &inv.logs),
             decision: inv.decision.clone(),
         });
+    }
+}
+
+/// Log bytes an env's records may carry per second, on average; a burst of this many per
+/// second times [`LOG_BURST_SECONDS`] is allowed. Past it, its records keep a marker instead of
+/// their logs: a tenant logging megabytes per call must not make the host write (and fsync)
+/// its logs as fast as it can produce them. (The call's own answer and `cloudfn logs` of later
+/// calls are unaffected.)
+pub const LOG_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
+/// See [`LOG_BYTES_PER_SECOND`].
+const LOG_BURST_SECONDS: f64 = 8.0;
+
+/// Per-env budgets of log bytes in records.
+#[derive(Default)]
+struct LogBudget {
+    per_env: dashmap::DashMap<String, (f64, std::time::Instant)>,
+}
+
+impl LogBudget {
+    /// `logs` if `env` has the room for them, else a one-line marker.
+    fn keep(&self, env: &str, logs: &[cloudfn_store::LogLine]) -> Vec<cloudfn_store::LogLine> {
+        let bytes: usize = logs.iter().map(|l| l.message.len()).sum();
+        if bytes == 0 {
+            return Vec::new();
+        }
+        let now = std::time::Instant::now();
+        let burst = LOG_BYTES_PER_SECOND * LOG_BURST_SECONDS;
+        let mut bucket = self.per_env.entry(env.to_string()).or_insert((burst, now));
+        let (level, at) = &mut *bucket;
+        *level = (*level + now.duration_since(*at).as_secs_f64() * LOG_BYTES_PER_SECOND).min(burst);
+        *at = now;
+        if *level >= bytes as f64 {
+            *level -= bytes as f64;
+            return logs.to_vec();
+        }
+        vec![cloudfn_store::LogLine {
+            stream: cloudfn_store::LogStream::Stderr,
+            level: None,
+            message: format!(
+                "[cloudfn: {bytes} bytes of logs not kept: env {env} is over its log rate of \
+                 {} KB/s in records]",
+                LOG_BYTES_PER_SECOND as u64 / 1024
+            ),
+        }]
     }
 }

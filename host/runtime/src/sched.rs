@@ -32,6 +32,9 @@ pub struct Scheduler {
     inner: Mutex<Inner>,
     /// Makes the running slices end early (at their next epoch check).
     preempt: Box<dyn Fn() + Send + Sync>,
+    /// Whether slices of an env ahead of its share may run at a lower OS priority (only where
+    /// a thread can raise its priority back; otherwise threads would stay low for good).
+    demote: bool,
 }
 
 #[derive(Default)]
@@ -77,7 +80,13 @@ struct Waiter {
 thread_local! {
     /// Whether this thread is running a slice (so a nested call needs no turn of its own).
     static IN_TURN: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread runs at the lower priority of an env ahead of its share.
+    static DEMOTED: Cell<bool> = const { Cell::new(false) };
 }
+
+/// How far ahead of the least-served active env an env must be for its slices to run at a
+/// lower OS priority.
+const AHEAD: Duration = Duration::from_millis(20);
 
 impl Scheduler {
     /// A scheduler with `capacity` turns (at least one); `preempt` makes the running slices
@@ -89,6 +98,7 @@ impl Scheduler {
             per_env: capacity.div_ceil(2).max(1),
             inner: Mutex::new(Inner::default()),
             preempt,
+            demote: cloudfn_store::fsutil::can_restore_priority(),
         }
     }
 
@@ -193,6 +203,27 @@ impl Scheduler {
         }
     }
 
+    /// Whether `env` has used more than its share while others are active: its slices then
+    /// run at a lower OS priority, so the threads that answer the others' requests get the
+    /// core first (the turn is still its; only contended CPU goes elsewhere).
+    fn ahead(&self, env: &str) -> bool {
+        if !self.demote {
+            return false;
+        }
+        let inner = self.lock();
+        if inner.envs.len() < 2 {
+            return false;
+        }
+        let Some(mine) = inner.envs.get(env).map(|a| a.used) else {
+            return false;
+        };
+        inner
+            .envs
+            .iter()
+            .filter(|(name, _)| &***name != env)
+            .any(|(_, a)| a.used + AHEAD < mine)
+    }
+
     /// The turns one env may hold now: all of them while it is the only active env.
     fn cap(&self, inner: &Inner) -> usize {
         if inner.envs.len() > 1 {
@@ -290,6 +321,12 @@ impl<F: Future> Future for Fair<'_, F> {
             }
         }
         let (sched, env) = (self.sched, self.env);
+        let demote = sched.ahead(env);
+        if demote != DEMOTED.get() {
+            DEMOTED.set(demote);
+            cloudfn_store::fsutil::set_thread_nice(if demote { 10 } else { 0 });
+            // (If raising it back failed, `demote` would be off: see `can_restore_priority`.)
+        }
         let _turn = Turn {
             sched,
             env,

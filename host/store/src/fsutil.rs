@@ -95,11 +95,31 @@ pub fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
 /// that must not take the CPU from answering calls when a tenant makes a lot of it; it still
 /// gets the CPU that is idle. Best effort: where it cannot, nothing changes.
 pub fn background_priority() {
+    set_thread_nice(10);
+}
+
+/// Sets the calling thread's nice value; whether it took (Linux; elsewhere nothing happens).
+/// Lowering the priority is always allowed; raising it back only where the process may (root,
+/// `CAP_SYS_NICE` or `RLIMIT_NICE`): see [`can_restore_priority`].
+pub fn set_thread_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read their arguments; on Linux, PRIO_PROCESS with a
     // thread id sets that thread's nice value.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0
     }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
+    }
+}
+
+/// Whether a thread of this process can lower its priority and raise it back (tried on a
+/// thread of its own, which then ends).
+pub fn can_restore_priority() -> bool {
+    std::thread::spawn(|| set_thread_nice(10) && set_thread_nice(0))
+        .join()
+        .unwrap_or(false)
 }
