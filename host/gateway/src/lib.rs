@@ -16,7 +16,6 @@ pub mod admin_api;
 pub mod cloudbase;
 pub mod dialect;
 pub mod http;
-pub mod quota;
 pub mod router;
 pub mod server;
 pub mod wechat;

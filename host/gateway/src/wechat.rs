@@ -5,8 +5,8 @@
 
 use crate::dialect::{Accepted, Context, Dialect};
 use crate::http::{Body, BodyError, json, query_map, read_body_within};
-use crate::quota::RateLimit;
 use async_trait::async_trait;
+use cloudfn_invoke::quota::RateLimit;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
 use cloudfn_store::{IssueError, TokenPolicy};
 use hyper::body::Incoming;

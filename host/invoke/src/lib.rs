@@ -5,7 +5,7 @@
 //!   every caller uses; [`admin`]: the operator's changes that need more than the store.
 //! - [`state`]: the in-memory snapshot of the store, refreshed from its change feed, and the
 //!   prepared versions; [`grant`] and [`rules`]: who may call what in a shared env;
-//!   [`limits`]: every limit in one place; [`observe`] and [`metrics`]: what every call
+//!   [`limits`]: every limit in one place; [`quota`]: per-key rate limits; [`observe`] and [`metrics`]: what every call
 //!   leaves behind.
 //!
 //! It speaks to state only through `cloudfn-store`'s traits and to wasm only through
@@ -20,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;
+pub mod quota;
 pub use cloudfn_protocol::rules;
 pub mod state;
 

@@ -199,9 +199,15 @@ pub const LOG_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
 const LOG_BURST_SECONDS: f64 = 8.0;
 
 /// Per-env budgets of log bytes in records.
-#[derive(Default)]
-struct LogBudget {
-    per_env: dashmap::DashMap<String, (f64, std::time::Instant)>,
+struct LogBudget(crate::quota::RateLimit);
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget(crate::quota::RateLimit::per_second(
+            LOG_BYTES_PER_SECOND,
+            LOG_BYTES_PER_SECOND * LOG_BURST_SECONDS,
+        ))
+    }
 }
 
 impl LogBudget {
@@ -211,14 +217,7 @@ impl LogBudget {
         if bytes == 0 {
             return Vec::new();
         }
-        let now = std::time::Instant::now();
-        let burst = LOG_BYTES_PER_SECOND * LOG_BURST_SECONDS;
-        let mut bucket = self.per_env.entry(env.to_string()).or_insert((burst, now));
-        let (level, at) = &mut *bucket;
-        *level = (*level + now.duration_since(*at).as_secs_f64() * LOG_BYTES_PER_SECOND).min(burst);
-        *at = now;
-        if *level >= bytes as f64 {
-            *level -= bytes as f64;
+        if self.0.take(env, bytes as f64) {
             return logs.to_vec();
         }
         vec![cloudfn_store::LogLine {

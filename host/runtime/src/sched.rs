@@ -1,9 +1,9 @@
 //! Fair shares of the CPU between envs. Guest code runs on the runtime's guest threads (apart
 //! from the HTTP side's), in slices: a guest that computes without pause yields at every epoch
 //! tick ([`crate::EPOCH_TICK`]). A guest needs a *turn* to run a slice; at most `capacity`
-//! turns are out at once (one per guest thread), and a freed turn goes to the waiting env that
+//! turns are out at once (one per core), and a freed turn goes to the waiting env that
 //! has used the least CPU time (the time its slices took): an env with 64 looping calls is
-//! charged 5 ms a slice, one answering echo calls 25 µs a call, so the second gets its calls
+//! charged 1 ms a slice, one answering echo calls 25 µs a call, so the second gets its calls
 //! through between the first's slices, and each env gets an equal share of the CPU when both
 //! want more than that. While another env is active, one env holds at most half the turns,
 //! so a core stays for the others' calls and the host's own work (alone, an env may use all).
@@ -12,8 +12,9 @@
 //! threads' run queues.
 //!
 //! A turn is held only while a slice runs (one poll of the call's future), never while the
-//! guest waits (for a nested call, a sleep, I/O); a nested call made within a slice runs in
-//! its caller's turn.
+//! guest waits (for a nested call, a sleep, I/O). A nested call is a task of its own
+//! (`Runtime::run` spawns each call), so it takes its own turn once its caller's slice ended;
+//! [`Scheduler::run`] must never be awaited inside another call's slice.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -43,7 +44,8 @@ struct Inner {
     running: usize,
     /// Waiters of all envs.
     waiting: usize,
-    /// The envs running or waiting, with their CPU time; an env leaves when it has neither.
+    /// The envs running or waiting, with their CPU time; an env that has neither is forgotten
+    /// [`GRACE`] later.
     envs: HashMap<Arc<str>, Account>,
 }
 
@@ -78,8 +80,6 @@ struct Waiter {
 }
 
 thread_local! {
-    /// Whether this thread is running a slice (so a nested call needs no turn of its own).
-    static IN_TURN: Cell<bool> = const { Cell::new(false) };
     /// Whether this thread runs at the lower priority of an env ahead of its share.
     static DEMOTED: Cell<bool> = const { Cell::new(false) };
 }
@@ -100,11 +100,6 @@ impl Scheduler {
             preempt,
             demote: cloudfn_store::fsutil::can_restore_priority(),
         }
-    }
-
-    /// Turns out at once.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Runs `work` (a call of a guest in `env`) a slice at a time, each slice in a turn.
@@ -288,9 +283,6 @@ impl<F: Future> Future for Fair<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if IN_TURN.get() {
-            return self.work.as_mut().poll(cx);
-        }
         match &self.waiter {
             None => {
                 if let Some(w) = self.sched.acquire(self.env, cx.waker()) {
@@ -316,7 +308,6 @@ impl<F: Future> Future for Fair<'_, F> {
         }
         impl Drop for Turn<'_> {
             fn drop(&mut self) {
-                IN_TURN.set(false);
                 self.sched.release(self.env, self.started.elapsed());
             }
         }
@@ -332,7 +323,6 @@ impl<F: Future> Future for Fair<'_, F> {
             env,
             started: Instant::now(),
         };
-        IN_TURN.set(true);
         self.work.as_mut().poll(cx)
     }
 }
@@ -408,15 +398,5 @@ mod tests {
         assert_eq!(sched.lock().running, 0);
         assert_eq!(sched.lock().waiting, 0);
         assert!(sched.lock().envs.values().all(Account::idle));
-    }
-
-    /// A call made inside a slice (a nested call) runs in its caller's turn.
-    #[tokio::test]
-    async fn nested_calls_use_the_callers_turn() {
-        let sched = Scheduler::new(1, Box::new(|| {}));
-        let out = sched
-            .run("a", async { sched.run("b", async { 7 }).await })
-            .await;
-        assert_eq!(out, 7);
     }
 }
