@@ -3,6 +3,7 @@
 
 mod common;
 
+mod authoring;
 mod cli;
 mod hostile;
 mod runtime;

@@ -78,7 +78,13 @@ fn attacks() -> Vec<(&'static str, Attack)> {
 }
 
 /// Builds the world (and env `noisy` with the attack guests), then measures.
-pub async fn run(cloudfn: &Path, duration: u32, connections: u32) -> anyhow::Result<()> {
+pub async fn run(
+    cloudfn: &Path,
+    duration: u32,
+    connections: u32,
+    runs: u32,
+    only: &[String],
+) -> anyhow::Result<()> {
     let world = World::build(cloudfn)?;
     world.cf(&["env", "create", NOISY, "--owner", SHAREE])?;
     for (name, path, extra) in [
@@ -108,7 +114,13 @@ pub async fn run(cloudfn: &Path, duration: u32, connections: u32) -> anyhow::Res
     benign.check().await?;
     let base_rss = served.server.rss()?;
     wrk(&served.server, &benign, connections, 2)?;
-    let solo = wrk(&served.server, &benign, connections, duration)?;
+    let measure = |load: &Load| -> anyhow::Result<Figures> {
+        let figures = (0..runs.max(1))
+            .map(|_| wrk(&served.server, load, connections, duration))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(median(&figures))
+    };
+    let solo = measure(&benign)?;
     eprintln!(
         "solo: {:.0} req/s, p50 {}, p99 {}",
         solo.rps,
@@ -117,7 +129,10 @@ pub async fn run(cloudfn: &Path, duration: u32, connections: u32) -> anyhow::Res
     );
     let public: SocketAddr = served.base.trim_start_matches("http://").parse()?;
     let mut rows = Vec::new();
-    for (name, attack) in attacks() {
+    let chosen = attacks()
+        .into_iter()
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())));
+    for (name, attack) in chosen {
         let tally: Tally = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tasks = start(
@@ -131,10 +146,7 @@ pub async fn run(cloudfn: &Path, duration: u32, connections: u32) -> anyhow::Res
         )?;
         // Let the attack build up before measuring.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let under = {
-            let (server, load) = (&served.server, benign.clone());
-            tokio::task::block_in_place(|| wrk(server, &load, connections, duration))?
-        };
+        let under = tokio::task::block_in_place(|| measure(&benign))?;
         let peak_rss = served.server.rss()?;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in tasks {
@@ -159,8 +171,8 @@ pub async fn run(cloudfn: &Path, duration: u32, connections: u32) -> anyhow::Res
         rows.push((name, under, outcome, peak_rss, after_rss));
     }
     println!(
-        "\nbenign tenant: wrk -t2 -c{connections} on echo, {duration} s per row; solo {:.0} \
-         req/s, p50 {}, p99 {}; server RSS at start {} MB\n",
+        "\nbenign tenant: wrk -t2 -c{connections} on echo, median of {runs} × {duration} s per \
+         row; solo {:.0} req/s, p50 {}, p99 {}; server RSS at start {} MB\n",
         solo.rps,
         ms(solo.p50),
         ms(solo.p99),

@@ -78,6 +78,13 @@ enum Bench {
         /// The benign tenant's open connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
+        /// Measured runs of the benign load, solo and under each attack (the table shows the
+        /// median of each figure).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Run only the attacks whose name contains one of these (e.g. `--only log --only slow`).
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Many functions across many envs: start time, RSS, first call of each.
     Scale {
@@ -126,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::Hostile {
             duration,
             connections,
-        } => hostile::run(&cloudfn, duration, connections).await,
+            runs,
+            only,
+        } => hostile::run(&cloudfn, duration, connections, runs, &only).await,
     }
 }
 

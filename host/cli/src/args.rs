@@ -14,6 +14,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "CLOUDFN_DATA_DIR",
         default_value = "./cloudfn-data"
     )]
@@ -21,26 +22,31 @@ pub struct Cli {
 
     /// Manage a running server through its admin API (e.g. http://127.0.0.1:8081) instead
     /// of opening the data dir.
-    #[arg(long, global = true, env = "CLOUDFN_SERVER")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "CLOUDFN_SERVER")]
     pub server: Option<String>,
 
-    /// The admin API's bearer token (for --server, and for `serve` to set it).
+    /// The admin API's bearer token (for --server, and for `serve` to set it; at least 16
+    /// characters; `serve` generates one when none is given).
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "CLOUDFN_ADMIN_TOKEN",
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
 
     /// Log format of the host's own diagnostics on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
     /// What to do.
     pub command: Command,
 }
+
+/// The heading global options are listed under, apart from each subcommand's own.
+const GLOBAL: &str = "Global options";
 
 /// Log output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -125,6 +131,57 @@ pub enum Command {
     },
     /// Fill the data dir with example apps, envs and functions, then call one.
     Demo,
+    /// Create a function crate (with a passing test) in a new directory NAME.
+    New(NewArgs),
+    /// Build a function crate into a wasm32-wasip2 component and check it.
+    Build(BuildArgs),
+    /// Serve an env locally, rebuilding and redeploying function crates when they change.
+    Dev(DevArgs),
+}
+
+/// `cloudfn new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The new crate's directory (its last component is the function's name).
+    pub path: PathBuf,
+    /// A `cloudbase_auth` function (decides who may use a shared env) instead of a plain one.
+    #[arg(long)]
+    pub auth: bool,
+    /// The cloudfn source tree whose SDK and testing crate the new crate uses [default: the
+    /// one this binary was built from].
+    #[arg(long, env = "CLOUDFN_SOURCE")]
+    pub cloudfn_source: Option<PathBuf>,
+}
+
+/// `cloudfn build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The function crate (its directory or Cargo.toml).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// `cloudfn dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The env the functions are deployed into (created, owned by --owner, when missing).
+    #[arg(long)]
+    pub env: String,
+    /// The app owning the env when it is created.
+    #[arg(long, default_value = "wxdev")]
+    pub owner: String,
+    /// Function crates to watch; each is deployed under its crate name.
+    #[arg(default_value = ".")]
+    pub paths: Vec<PathBuf>,
+    /// Address of the public endpoints.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the admin API.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub admin_listen: std::net::SocketAddr,
+    /// A fixture file to load first (apps, envs, shares, rules, other functions).
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
 }
 
 /// `cloudfn serve`.
@@ -136,9 +193,13 @@ pub struct ServeArgs {
     /// Address of the admin API and /metrics.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub admin_listen: std::net::SocketAddr,
-    /// Most calls running at once per env; more are refused with -501004.
+    /// Most calls running at once per env; a call past it waits up to --slot-wait-ms for a
+    /// slot (at most as many wait as the cap), then is refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
+    /// Milliseconds a call may wait for a slot of its full env.
+    #[arg(long, default_value_t = 100)]
+    pub slot_wait_ms: u64,
     /// MB of disk each env directory may use; past it, functions deployed with write access
     /// see it read-only until files are removed.
     #[arg(long, default_value_t = 1024)]
@@ -181,6 +242,10 @@ pub struct ServeArgs {
     /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
     #[arg(long)]
     pub demo: bool,
+    /// Load this fixture file (apps, envs, shares, rules, functions) into the data dir first;
+    /// what exists stays, and the credentials of apps it creates are printed.
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
 }
 
 /// App subcommands.
@@ -351,6 +416,10 @@ pub struct DeployArgs {
 pub struct InvokeArgs {
     /// Run this component file directly instead of a deployed function (local testing).
     pub file: Option<PathBuf>,
+    /// Run on a temporary data dir holding what this fixture file describes, instead of
+    /// the data dir.
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
     /// The environment (for a file: where its call_function calls go; default `local`).
     #[arg(long)]
     pub env: Option<String>,

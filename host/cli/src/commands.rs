@@ -21,6 +21,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Invoke(args) if args.file.is_some() => {
             return invoke_file(&cli.data_dir, args).await;
         }
+        Command::Invoke(args) if args.fixture.is_some() => {
+            return invoke_fixture(args).await;
+        }
+        Command::New(args) => return crate::author::new(args),
+        Command::Build(args) => return crate::author::build_cmd(args),
+        Command::Dev(args) => {
+            return crate::author::dev(&cli.data_dir, cli.admin_token.clone(), args).await;
+        }
         Command::Invoke(args) => return invoke(&backend(&cli).await?, args).await,
         Command::Demo => return crate::demo::run(&cli.data_dir).await,
         Command::App(AppCommand::Create { appid, subject }) => {
@@ -223,6 +231,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let options = Options {
         limits: Limits {
             env_concurrency: args.env_concurrency.max(1),
+            slot_wait: Duration::from_millis(args.slot_wait_ms),
             env_disk_bytes: args.env_disk_quota_mb.saturating_mul(1 << 20),
             ..Limits::default()
         },
@@ -244,6 +253,18 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
+    let fixture_credentials = match &args.fixture {
+        Some(path) => {
+            let fixture = cloudfn_testing::Fixture::read(path)?;
+            fixture
+                .apply(&svc, &|p| {
+                    let options = cloudfn_testing::build::BuildOptions::default();
+                    Ok(cloudfn_testing::build::build_crate(p, &options)?.wasm)
+                })
+                .await?
+        }
+        None => Vec::new(),
+    };
     let config = ServeConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -255,14 +276,22 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         ..ServeConfig::default()
     };
     let server = Server::bind(svc.clone(), config).await?;
+    // What a person starting the server reads (the banner, credentials, the admin token) goes
+    // to stdout, in one stream, the addresses first; the host's diagnostics go to stderr.
+    println!("Serving HTTP on http://{}/", server.public_addr());
+    println!("Admin API on http://{}/", server.admin_addr());
     if let Some(token) = &server.generated_admin_token {
-        eprintln!("admin token (shown once; cloudfn keeps only its hash): {token}");
+        println!("admin token (shown once; cloudfn keeps only its hash): {token}");
     }
     if let Some(creds) = demo_credentials {
         crate::demo::print_credentials(&creds, server.public_addr());
     }
-    println!("Serving HTTP on http://{}/", server.public_addr());
-    println!("Admin API on http://{}/", server.admin_addr());
+    for c in &fixture_credentials {
+        println!(
+            "app {} (from the fixture): secret {}  secretId {}  secretKey {}",
+            c.appid, c.secret, c.secret_id, c.secret_key
+        );
+    }
     let _ = std::io::stdout().flush();
     server.run(cloudfn_gateway::server::shutdown_signal()).await;
     svc.flush_records().await;
@@ -409,19 +438,58 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
             .unwrap_or_else(|| "main".into()),
     };
     let env = args.env.clone().unwrap_or_else(|| "local".into());
-    // A file run needs no data dir; use one only if it is already there.
+    // A file run needs no data dir; use one only if it is already there. Compiled components
+    // are kept by content hash (in the data dir, or the user's cache dir) for the next run.
     let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
         (open(data_dir).await?, None)
     } else {
         let tmp = tempdir()?;
-        (open(&tmp).await?, Some(TempDir(tmp)))
+        let runtime = Arc::new(cloudfn_runtime::Runtime::with_config(
+            artifact_cache(),
+            &EngineConfig::one_shot(),
+        )?);
+        let svc = Host::open_shared(&tmp, Options::default(), runtime).await?;
+        (svc, Some(TempDir(tmp)))
     };
     let req = InvokeRequest::new(&env, &name, event, &args.source);
     let config = args.config.to_config()?;
+    let compiles = || {
+        svc.runtime()
+            .stats
+            .compiles
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (before, started) = (compiles(), std::time::Instant::now());
     let inv = svc
         .run_file(&wasm, config, args.dir.as_deref(), req, args.identity())
         .await?;
+    if compiles() > before && !args.quiet {
+        eprintln!(
+            "[cloudfn] compiled {} ({} KB) in {} ms; the next run of the same file loads it",
+            file.display(),
+            wasm.len() / 1024,
+            (started.elapsed().as_secs_f64() * 1e3 - inv.duration.as_secs_f64() * 1e3).max(0.0)
+                as u64
+        );
+    }
     Ok(print_invocation(&inv.into(), args.quiet))
+}
+
+/// `invoke --fixture FILE`: the call on a temporary data dir holding what the fixture
+/// describes, through the same checks as on a server.
+async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
+    let path = args.fixture.as_ref().expect("checked by the caller");
+    let fixture = cloudfn_testing::Fixture::read(path)?;
+    let tmp = tempdir()?;
+    let _tmp = TempDir(tmp.clone());
+    let host = open(&tmp).await?;
+    fixture
+        .apply(&host, &|p| {
+            let options = cloudfn_testing::build::BuildOptions::default();
+            Ok(cloudfn_testing::build::build_crate(p, &options)?.wasm)
+        })
+        .await?;
+    invoke(&Backend::Local(host), args).await
 }
 
 /// Prints logs on stderr and the result (or the protocol error) on stdout; returns the exit code.
@@ -453,6 +521,16 @@ fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
             1
         }
     }
+}
+
+/// Where file runs keep compiled components: `$XDG_CACHE_HOME/cloudfn/artifacts` or
+/// `~/.cache/cloudfn/artifacts`.
+fn artifact_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cloudfn/artifacts"))
 }
 
 /// A temporary data dir for file runs, removed on drop.

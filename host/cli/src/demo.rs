@@ -87,15 +87,15 @@ pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials
 
 /// Prints the demo credentials and a curl session against `addr`.
 pub fn print_credentials(creds: &[AppCredentials], addr: std::net::SocketAddr) {
-    eprintln!("demo apps (credentials rotated at each `serve --demo` start):");
+    println!("demo apps (credentials rotated at each `serve --demo` start):");
     for c in creds {
-        eprintln!(
+        println!(
             "  {}  secret {}  secretId {}  secretKey {}",
             c.appid, c.secret, c.secret_id, c.secret_key
         );
     }
     let owner = &creds[0];
-    eprintln!(
+    println!(
         "try:\n  TOKEN=$(curl -s 'http://{addr}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n  curl -s -X POST \"http://{addr}/tcb/invokecloudfunction?access_token=$TOKEN&env={PROD_ENV}&name=echo\" -d '{{\"hello\":\"world\"}}'",
         owner.appid, owner.secret
     );

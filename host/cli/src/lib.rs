@@ -6,6 +6,7 @@
 //! - [`demo`]: the embedded example data dir.
 
 pub mod args;
+pub mod author;
 pub mod client;
 pub mod commands;
 pub mod demo;

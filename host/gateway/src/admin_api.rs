@@ -21,7 +21,10 @@ pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 /// `POST /v1/envs/{env}/functions/{name}/invoke`: a call as any caller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminInvoke {
-    /// The event: JSON text.
+    /// The event, as JSON text. On the wire it may also be the event itself (an object,
+    /// array, number…): `{"event": {"a": 1}}` and `{"event": "{\"a\":1}"}` are the same call.
+    /// Absent, it is `{}`.
+    #[serde(deserialize_with = "event_text", default = "empty_event")]
     pub event: String,
     /// The caller.
     #[serde(default)]
@@ -32,6 +35,19 @@ pub struct AdminInvoke {
     /// A version instead of the active one.
     #[serde(default)]
     pub version: Option<u32>,
+}
+
+fn empty_event() -> String {
+    "{}".into()
+}
+
+/// A JSON string is taken as the event's JSON text (as the CLI sends it); any other JSON
+/// value is the event itself.
+fn event_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(text) => text,
+        event => event.to_string(),
+    })
 }
 
 /// What an admin invocation returns: the record and the result or error.

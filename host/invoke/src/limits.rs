@@ -7,6 +7,7 @@ use crate::error::InvokeError;
 use cloudfn_store::FunctionConfig;
 use dashmap::DashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -18,8 +19,12 @@ pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
 /// The host's limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Most calls running at once in one env (nested calls count too); more get -501004.
+    /// Most calls running at once in one env (nested calls count too). A call past it waits
+    /// up to `slot_wait` for a slot (at most as many calls wait as the cap), then gets -501004.
     pub env_concurrency: usize,
+    /// How long a call may wait for a slot of its full env. A short wait smooths bursts, and
+    /// a client looping on a full env gets its refusals at this pace, not as fast as it asks.
+    pub slot_wait: Duration,
     /// Largest result a function may return.
     pub max_result_bytes: usize,
     /// Largest event a function-to-function call may pass.
@@ -36,6 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             env_concurrency: 64,
+            slot_wait: Duration::from_millis(100),
             max_result_bytes: MAX_RESULT_BYTES,
             max_event_bytes: MAX_RESULT_BYTES,
             max_depth: MAX_CALL_DEPTH,
@@ -85,23 +91,59 @@ impl Limits {
 /// The per-env concurrency slots (a sharded map: calls of different envs share no lock).
 #[derive(Default)]
 pub struct Slots {
-    per_env: DashMap<String, Arc<Semaphore>>,
+    per_env: DashMap<String, Arc<EnvSlots>>,
+}
+
+struct EnvSlots {
+    free: Arc<Semaphore>,
+    waiting: AtomicUsize,
 }
 
 impl Slots {
-    /// Takes a slot of `env`'s cap of `limit`, or says it is full.
-    pub fn take(&self, env: &str, limit: usize) -> Result<OwnedSemaphorePermit, InvokeError> {
+    /// Takes a slot of `env`'s cap of `limit`, waiting up to `wait` (and never past
+    /// `deadline`) when the env is full, or says it is full.
+    pub async fn take(
+        &self,
+        env: &str,
+        limit: usize,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<OwnedSemaphorePermit, InvokeError> {
         let existing = self.per_env.get(env).map(|s| s.clone());
-        let sem = existing.unwrap_or_else(|| {
+        let slots = existing.unwrap_or_else(|| {
             self.per_env
                 .entry(env.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .or_insert_with(|| {
+                    Arc::new(EnvSlots {
+                        free: Arc::new(Semaphore::new(limit)),
+                        waiting: AtomicUsize::new(0),
+                    })
+                })
                 .clone()
         });
-        sem.try_acquire_owned().map_err(|_| InvokeError::TooBusy {
+        if let Ok(permit) = slots.free.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = || InvokeError::TooBusy {
             env: env.to_string(),
             limit,
-        })
+        };
+        let wait = match deadline {
+            Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
+            None => wait,
+        };
+        if wait.is_zero() || slots.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
+            if !wait.is_zero() {
+                slots.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(busy());
+        }
+        let got = tokio::time::timeout(wait, slots.free.clone().acquire_owned()).await;
+        slots.waiting.fetch_sub(1, Ordering::AcqRel);
+        match got {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy()),
+        }
     }
 }
 
@@ -172,4 +214,64 @@ fn measure(dir: &std::path::Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_call_at_a_full_env_waits_for_a_slot_then_is_refused() {
+        let slots = Arc::new(Slots::default());
+        let held = slots.take("e", 1, WAIT, None).await.unwrap();
+        // A slot freed within the wait goes to the waiting call.
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take("e", 1, WAIT, None).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        assert!(waiter.await.unwrap());
+        // Nothing freed: refused once the wait is over, as busy.
+        let _held = slots.take("e", 1, WAIT, None).await.unwrap();
+        let started = Instant::now();
+        let refused = slots.take("e", 1, WAIT, None).await.unwrap_err();
+        assert!(matches!(refused, InvokeError::TooBusy { limit: 1, .. }));
+        assert!(started.elapsed() >= WAIT);
+        // A call whose time is up does not wait.
+        let started = Instant::now();
+        assert!(slots.take("e", 1, WAIT, Some(started)).await.is_err());
+        assert!(started.elapsed() < WAIT);
+        // Another env is not affected.
+        assert!(slots.take("f", 1, WAIT, None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn at_most_the_cap_waits_beyond_it_calls_are_refused_at_once() {
+        let slots = Arc::new(Slots::default());
+        let _held = hold(&slots, 2).await;
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let slots = slots.clone();
+                tokio::spawn(async move { slots.take("e", 2, WAIT, None).await.is_ok() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        assert!(slots.take("e", 2, WAIT, None).await.is_err());
+        assert!(started.elapsed() < WAIT, "refused without waiting");
+        for w in waiters {
+            assert!(!w.await.unwrap());
+        }
+    }
+
+    async fn hold(slots: &Slots, n: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(slots.take("e", n, WAIT, None).await.unwrap());
+        }
+        held
+    }
 }

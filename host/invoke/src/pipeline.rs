@@ -73,9 +73,18 @@ impl Host {
     ) -> Result<Invocation, cloudfn_store::StoreError> {
         config.validate()?;
         let runtime = self.runtime.clone();
-        let component = runtime
-            .compile(wasm)
-            .map_err(|e| cloudfn_store::StoreError::InvalidWasm(e.0))?;
+        // Cached by content, so running the same file again loads it instead of compiling.
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let component = match runtime.cached(&sha256) {
+            Some(c) => c,
+            None => {
+                let c = runtime
+                    .compile(wasm)
+                    .map_err(|e| cloudfn_store::StoreError::InvalidWasm(e.0))?;
+                runtime.remember(&sha256, &c)?;
+                c
+            }
+        };
         let prepared = runtime.prepare(&component, dir, config)?;
         let call = Call {
             origin: Origin::File,
@@ -165,7 +174,13 @@ impl Host {
             .map_err(|e| (e, decision.clone()))?;
         let slot = self
             .slots
-            .take(&req.env, self.limits.env_concurrency)
+            .take(
+                &req.env,
+                self.limits.env_concurrency,
+                self.limits.slot_wait,
+                call.deadline,
+            )
+            .await
             .map_err(|e| (e, decision.clone()))?;
         Ok((
             Ready {

@@ -1,0 +1,226 @@
+//! Building a function crate into a `wasm32-wasip2` component, for `cloudfn build`, fixtures
+//! naming a `crate`, and [`crate::TestHost::deploy_crate`]: the target added when missing,
+//! `cargo build --release` (its progress and errors shown as cargo prints them, or kept and
+//! shown only on failure), and the result checked against the `cloud-function` world.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The target function components are built for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// How to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Where cargo puts its output (default: the crate's own target dir).
+    pub target_dir: Option<PathBuf>,
+    /// Give each workspace a directory of its own under `target_dir`: crates of different
+    /// workspaces may share a name, and cargo writes a cdylib under its bare name, so one
+    /// would overwrite the other's `.wasm` while cargo still thinks both up to date.
+    pub per_workspace: bool,
+    /// Keep cargo's output and show it only if the build fails (for tests).
+    pub quiet: bool,
+}
+
+/// A built component.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The `.wasm` file.
+    pub wasm: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The crate's package name.
+    pub package: String,
+}
+
+/// Builds the function crate at `path` (its directory or its `Cargo.toml`) and checks the
+/// component fits the `cloud-function` world.
+pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built> {
+    let manifest = if path.is_dir() {
+        path.join("Cargo.toml")
+    } else {
+        path.to_path_buf()
+    };
+    if !manifest.exists() {
+        bail!(
+            "{} is not a function crate (no Cargo.toml); create one with `cloudfn new NAME`",
+            path.display()
+        );
+    }
+    let manifest = manifest
+        .canonicalize()
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let meta = package_of(&manifest)?;
+    let package = meta.package;
+    ensure_target()?;
+    let mut target_dir = options.target_dir.clone().unwrap_or(meta.target_dir);
+    if options.per_workspace {
+        use sha2::Digest;
+        let root = meta.workspace_root.to_string_lossy();
+        let hash = hex::encode(&sha2::Sha256::digest(root.as_bytes())[..6]);
+        let name = meta
+            .workspace_root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        target_dir = target_dir.join(format!("{name}-{hash}"));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--target", TARGET, "-p", &package])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Flags meant for the host build (a `cargo test` around us) are not for the guest.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let ok = if options.quiet {
+        let out = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .context("running cargo")?;
+        if !out.status.success() {
+            bail!(
+                "cargo build of {} failed:\n{}{}",
+                manifest.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        true
+    } else {
+        cmd.status().context("running cargo")?.success()
+    };
+    if !ok {
+        bail!("cargo build of {} failed (see above)", manifest.display());
+    }
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    let size = std::fs::metadata(&wasm)
+        .with_context(|| {
+            format!(
+                "cargo built no {}: is the crate's lib `crate-type = [\"cdylib\"]`?",
+                wasm.display()
+            )
+        })?
+        .len();
+    check_component(&std::fs::read(&wasm)?).with_context(|| {
+        format!(
+            "checking {} against the cloud-function world",
+            wasm.display()
+        )
+    })?;
+    Ok(Built {
+        wasm,
+        size,
+        package,
+    })
+}
+
+/// Checks that `bytes` is a component of the `cloud-function` world (what a deploy checks).
+pub fn check_component(bytes: &[u8]) -> anyhow::Result<()> {
+    let runtime =
+        cloudfn_runtime::Runtime::with_config(None, &cloudfn_runtime::EngineConfig::one_shot())?;
+    runtime
+        .compile(bytes)
+        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+    Ok(())
+}
+
+/// The package of `manifest` and the target dir cargo would use for it.
+/// What `cargo metadata` says of a crate.
+struct Metadata {
+    package: String,
+    target_dir: PathBuf,
+    workspace_root: PathBuf,
+}
+
+fn package_of(manifest: &Path) -> anyhow::Result<Metadata> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed for {}", manifest.display());
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest))
+        .and_then(|p| p["name"].as_str())
+        .with_context(|| {
+            format!(
+                "{} is a workspace manifest, not a function crate; name the crate's own directory",
+                manifest.display()
+            )
+        })?
+        .to_string();
+    let dir = |key: &str| {
+        meta[key]
+            .as_str()
+            .map(PathBuf::from)
+            .with_context(|| format!("cargo metadata gave no {key}"))
+    };
+    Ok(Metadata {
+        package,
+        target_dir: dir("target_directory")?,
+        workspace_root: dir("workspace_root")?,
+    })
+}
+
+/// Adds the `wasm32-wasip2` target through rustup when the toolchain lacks it.
+pub fn ensure_target() -> anyhow::Result<()> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc (is Rust installed?)")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).exists() {
+        return Ok(());
+    }
+    eprintln!("adding the {TARGET} target (rustup target add {TARGET})");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .context("running rustup; install the target with `rustup target add wasm32-wasip2`")?;
+    if !status.success() {
+        bail!("`rustup target add {TARGET}` failed");
+    }
+    Ok(())
+}
+
+/// The target dir of the `cargo` build (or test) running this process, found from the
+/// executable's path (cargo marks its target dirs with `CACHEDIR.TAG`).
+pub fn enclosing_target_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").exists())
+        .map(Path::to_path_buf)
+}
