@@ -11,7 +11,8 @@ use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError}
 use common::guests as paths;
 use common::http::*;
 use common::{Bin, World, records, wasm};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 
 const RULES: &str = r#"{"*": {"invoke": "auth != null"},
     "users_add": {"invoke": "auth.custom.role == 'partner'"}}"#;
@@ -365,12 +366,17 @@ async fn ending_a_share_takes_effect_on_the_very_next_call() {
             errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
             0
         );
-        // ...and ending the share (by the sharee, then by the owner) still stops the next call.
-        s.host
-            .store()
-            .remove_share("prod", "wxB", Some(acting))
-            .await
-            .unwrap();
+        // ...and ending the share (the sharee ends the relationship; the owner the env's
+        // share) still stops the next call.
+        if acting == "wxB" {
+            let envs = s.host.unbind("wxA", "wxB", Some(acting)).await.unwrap();
+            assert_eq!(envs, ["prod"]);
+        } else {
+            s.host
+                .remove_share("prod", "wxB", Some(acting))
+                .await
+                .unwrap();
+        }
         let v = call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await;
         assert_eq!(errcode(&v), -501019, "after {acting} ended it: {v}");
         s.host
@@ -646,6 +652,526 @@ async fn the_node_sdk_goes_through_the_same_pipeline() {
     );
 }
 
+/// A cloud function calling through the real server SDKs (node-sdk, wx-server-sdk) says so
+/// (`X-TCB-Source: {TCB_SOURCE},scf`, signed): the callee's SOURCE chains on, as for a nested
+/// call. The user the calling function served (its `WX_OPENID`) is not passed: the signature
+/// proves the app, not the user. A backend server is `wx_http` as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_cloud_callers_chain_their_source_through_the_server_sdks() {
+    let t = shared().await;
+    let s = &t.s;
+    for sdk in ["@cloudbase/node-sdk", "wx-server-sdk"] {
+        // What the platform sets in a cloud function (the SDK reads the keys
+        // TCB_CONTEXT_KEYS and WX_CONTEXT_KEYS name).
+        let in_scf = [
+            ("FN_SDK", sdk),
+            ("TENCENTCLOUD_RUNENV", "SCF"),
+            ("TENCENTCLOUD_REGION", "ap-shanghai"),
+            ("SCF_NAMESPACE", "prod"),
+            ("TCB_CONTEXT_KEYS", "TCB_SOURCE"),
+            ("TCB_SOURCE", "wx_client"),
+            ("WX_CONTEXT_KEYS", "WX_OPENID"),
+            ("WX_OPENID", "o-in-cloud"),
+        ];
+        // The owner's own function calling its env.
+        let (ok, v) = node_call_in(s, &s.owner, "prod", "echo", Some("{}"), None, &in_scf);
+        assert!(ok, "{sdk}: {v}");
+        let ctx = &v["result"]["context"];
+        assert_eq!(ctx["SOURCE"], "wx_client,scf", "{sdk}: {v}");
+        assert_eq!(ctx["APPID"], "wxA", "{sdk}: {v}");
+        assert!(ctx.get("OPENID").is_none(), "{sdk}: {v}");
+        // A sharee's function: the sharing pipeline as before, FROM_APPID its app.
+        let (ok, v) = node_call_in(s, &s.other, "prod", "echo", Some("{}"), None, &in_scf);
+        assert!(ok, "{sdk}: {v}");
+        let ctx = &v["result"]["context"];
+        assert_eq!(ctx["SOURCE"], "wx_client,scf", "{sdk}: {v}");
+        assert_eq!(ctx["FROM_APPID"], "wxB", "{sdk}: {v}");
+        assert!(ctx.get("FROM_OPENID").is_none(), "{sdk}: {v}");
+        // A function that was itself called by a function, with no SOURCE of its own.
+        let nested = [
+            ("FN_SDK", sdk),
+            ("TENCENTCLOUD_RUNENV", "SCF"),
+            ("TENCENTCLOUD_REGION", "ap-shanghai"),
+            ("SCF_NAMESPACE", "prod"),
+        ];
+        let (ok, v) = node_call_in(s, &s.owner, "prod", "echo", Some("{}"), None, &nested);
+        assert!(ok, "{sdk}: {v}");
+        assert_eq!(v["result"]["context"]["SOURCE"], "scf", "{sdk}: {v}");
+        // A backend server, even one that sets TCB_SOURCE.
+        let backend = [
+            ("FN_SDK", sdk),
+            ("TCB_CONTEXT_KEYS", "TCB_SOURCE"),
+            ("TCB_SOURCE", "wx_client"),
+        ];
+        let (ok, v) = node_call_in(s, &s.owner, "prod", "echo", Some("{}"), None, &backend);
+        assert!(ok, "{sdk}: {v}");
+        assert_eq!(v["result"]["context"]["SOURCE"], "wx_http", "{sdk}: {v}");
+    }
+}
+
+/// Per-share permissions beyond invoke, on the admin API (`?acting=APP`) and the CLI (`--as`):
+/// `functions:read` lists the covered functions and versions and the records of the sharee's
+/// own calls; `functions:deploy` deploys, rolls back and removes covered functions, never
+/// `cloudbase_auth`; rules and shares stay the owner's. Every change is in the audit log with
+/// the acting app.
+#[tokio::test(flavor = "multi_thread")]
+async fn share_permissions_let_a_sharee_read_and_deploy_within_its_share() {
+    let t = shared().await;
+    let s = &t.s;
+    let share = |perms: &[&str]| {
+        json!({"env": "prod", "to": "wxC", "perms": perms, "functions": "echo,users_add"})
+            .to_string()
+    };
+    // wxC's share grants invoke only: nothing to read.
+    let (status, v) = admin(s, "GET", "/v1/envs/prod/functions?acting=wxC", "").await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("functions:read"),
+        "{v}"
+    );
+    // An app of another company with no share at all.
+    let (status, _) = admin(s, "GET", "/v1/envs/prod/functions?acting=wxD", "").await;
+    assert_eq!(status, 403);
+
+    let (status, v) = admin(
+        s,
+        "POST",
+        "/v1/shares",
+        share(&["functions:invoke", "functions:read"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = admin(s, "GET", "/v1/envs/prod/functions?acting=wxC", "").await;
+    assert_eq!(status, 200, "{v}");
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "users_add"], "only what the share covers");
+    let (status, _) = admin(
+        s,
+        "GET",
+        "/v1/envs/prod/functions/echo/versions?acting=wxC",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = admin(
+        s,
+        "GET",
+        "/v1/envs/prod/functions/fail_panic/versions?acting=wxC",
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The owner, acting, sees everything.
+    let (_, v) = admin(s, "GET", "/v1/envs/prod/functions?acting=wxA", "").await;
+    assert_eq!(v.as_array().unwrap().len(), 4, "{v}");
+
+    // Records: a sharee reads its own calls' only.
+    assert_eq!(
+        errcode(&call_as(s, &t.c, Some("oC"), "prod", "echo", "{}").await),
+        0
+    );
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("oB"), "prod", "echo", "{}").await),
+        0
+    );
+    s.host.flush_records().await;
+    let (status, v) = admin(
+        s,
+        "GET",
+        "/v1/envs/prod/activations?acting=wxC&limit=1000",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let callers: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["caller_appid"].as_str().unwrap_or("-"))
+        .collect();
+    assert!(
+        !callers.is_empty() && callers.iter().all(|c| *c == "wxC"),
+        "{callers:?}"
+    );
+    let (_, v) = admin(s, "GET", "/v1/envs/prod/activations?limit=1000", "").await;
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["caller_appid"] == "wxB"),
+        "the operator sees all"
+    );
+
+    // Deploying needs functions:deploy.
+    let echo = std::fs::read(paths::ECHO).unwrap();
+    let deploy_echo = "/v1/envs/prod/functions/echo?acting=wxC";
+    let (status, v) = admin(s, "PUT", deploy_echo, echo.clone()).await;
+    assert_eq!(status, 403, "{v}");
+    let perms = ["functions:invoke", "functions:read", "functions:deploy"];
+    let (status, v) = admin(s, "POST", "/v1/shares", share(&perms)).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = admin(s, "PUT", deploy_echo, echo.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 2);
+    let reshare =
+        json!({"env": "prod", "to": "wxE", "perms": ["functions:invoke"], "acting": "wxC"});
+    let rules = r#"{"*":{"invoke":"true"}}"#;
+    let steps: [(&str, &str, Vec<u8>, u16); 6] = [
+        (
+            "POST",
+            "/v1/envs/prod/functions/echo/rollback?acting=wxC",
+            br#"{"to":1}"#.to_vec(),
+            200,
+        ),
+        (
+            "DELETE",
+            "/v1/envs/prod/functions/users_add?acting=wxC",
+            vec![],
+            200,
+        ),
+        // Never cloudbase_auth, nothing outside the share, never the rules or the shares.
+        (
+            "PUT",
+            "/v1/envs/prod/functions/cloudbase_auth?acting=wxC",
+            echo.clone(),
+            403,
+        ),
+        (
+            "PUT",
+            "/v1/envs/prod/functions/fail_panic?acting=wxC",
+            echo.clone(),
+            403,
+        ),
+        (
+            "PUT",
+            "/v1/envs/prod/rules?acting=wxC",
+            rules.as_bytes().to_vec(),
+            403,
+        ),
+        ("POST", "/v1/shares", reshare.to_string().into_bytes(), 409),
+    ];
+    for (method, path, body, want) in steps {
+        let (status, v) = admin(s, method, path, body).await;
+        assert_eq!(status, want, "{method} {path}: {v}");
+    }
+    // What was refused changed nothing: cloudbase_auth still grants wxB.
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("oB"), "prod", "echo", "{}").await),
+        0
+    );
+
+    // The audit log names the acting app.
+    let (status, v) = admin(s, "GET", "/v1/audit?env=prod", "").await;
+    assert_eq!(status, 200, "{v}");
+    let seen: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or("operator").to_string();
+            (f("acting"), f("action"), f("target"))
+        })
+        .collect();
+    for want in [
+        ("operator", "share.add", "wxC"),
+        ("wxC", "deploy", "echo"),
+        ("wxC", "rollback", "echo"),
+        ("wxC", "remove", "users_add"),
+    ] {
+        let want = (want.0.to_string(), want.1.to_string(), want.2.to_string());
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|(by, _, t)| by == "wxC" && t == "cloudbase_auth"),
+        "{seen:?}"
+    );
+
+    // The CLI, against the server (--server) and on the data dir: the same checks.
+    let server = format!("http://{}", s.admin);
+    let remote = |args: &[&str]| {
+        Bin::new(s.dir())
+            .command(&["--server", &server, "--admin-token", ADMIN_TOKEN])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = remote(&["ls", "--env", "prod", "--as", "wxC"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("echo") && !text.contains("fail_panic"),
+        "{text}"
+    );
+    for run in [
+        remote(&[
+            "deploy",
+            "--env",
+            "prod",
+            "--name",
+            "cloudbase_auth",
+            paths::ECHO,
+            "--as",
+            "wxC",
+        ]),
+        Bin::new(s.dir())
+            .command(&[
+                "deploy",
+                "--env",
+                "prod",
+                "--name",
+                "cloudbase_auth",
+                paths::ECHO,
+                "--as",
+                "wxC",
+            ])
+            .output()
+            .unwrap(),
+    ] {
+        assert!(!run.status.success());
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains("only its owner decides"), "{err}");
+    }
+    let out = Bin::new(s.dir())
+        .command(&["audit", "--env", "prod"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wxC\tdeploy\tprod\techo"), "{text}");
+}
+
+/// What a webhook receiver got: each request's headers and body.
+type Received = Arc<Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>>;
+
+/// A webhook receiver on 127.0.0.1: records each request and answers 500 to the first
+/// `failures` of them, 200 after.
+async fn receiver(failures: usize) -> (String, Received) {
+    use http_body_util::BodyExt;
+    let got: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let headers = req.headers().clone();
+                        let body = req.into_body().collect().await?.to_bytes().to_vec();
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push((headers, body));
+                            seen.len()
+                        };
+                        let status = if n <= failures { 500 } else { 200 };
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, got)
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..500 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("waited 5 s for {what}")
+}
+
+/// Unbinding as the seed describes: the share of one env is its owner's alone to end; either
+/// side ends the whole relationship; the side that did not act is told by a signed webhook,
+/// retried until its receiver takes it; deliveries are in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_shares_tells_the_other_side_by_a_signed_webhook() {
+    use hmac::Mac;
+    let t = shared_with(Options {
+        webhook_backoff: vec![std::time::Duration::from_millis(20); 2],
+        ..Options::default()
+    })
+    .await;
+    let s = &t.s;
+    // wxB's receiver fails once, then takes it.
+    let (b_url, b_got) = receiver(1).await;
+    let (status, v) = admin(
+        s,
+        "POST",
+        "/v1/apps/wxB/webhook",
+        json!({"url": b_url}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let b_secret = v["secret"].as_str().unwrap().to_string();
+    let (status, v) = admin(
+        s,
+        "POST",
+        "/v1/apps/wxB/webhook",
+        r#"{"url":"https://example.com/x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("https"), "{v}");
+
+    // A sharee cannot end one env's share; it is told how to end the relationship.
+    let (status, v) = admin(s, "DELETE", "/v1/shares/prod/wxB?acting=wxB", "").await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("share unbind"), "{v}");
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
+        0
+    );
+
+    // The owner ends it: the next call is refused, and wxB is told.
+    let (status, v) = admin(s, "DELETE", "/v1/shares/prod/wxB?acting=wxA", "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
+        -501019
+    );
+    let got = wait_for("two attempts at wxB's webhook", || {
+        let got = b_got.lock().unwrap();
+        (got.len() >= 2).then(|| got.clone())
+    })
+    .await;
+    let (first, second) = (&got[0], &got[1]);
+    let h = |m: &hyper::HeaderMap, k: &str| m[k].to_str().unwrap().to_string();
+    assert_eq!(h(&second.0, "x-cloudfn-event"), "share.ended");
+    assert_eq!(
+        h(&first.0, "x-cloudfn-delivery"),
+        h(&second.0, "x-cloudfn-delivery"),
+        "one delivery, retried"
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b_secret.as_bytes()).unwrap();
+    mac.update(format!("{}.", h(&second.0, "x-cloudfn-timestamp")).as_bytes());
+    mac.update(&second.1);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(h(&second.0, "x-cloudfn-signature"), want);
+    let event: Value = serde_json::from_slice(&second.1).unwrap();
+    assert_eq!(
+        (
+            &event["event"],
+            &event["scope"],
+            &event["owner"],
+            &event["to"],
+            &event["envs"],
+            &event["acting"]
+        ),
+        (
+            &json!("share.ended"),
+            &json!("env"),
+            &json!("wxA"),
+            &json!("wxB"),
+            &json!(["prod"]),
+            &json!("wxA")
+        ),
+        "{event}"
+    );
+
+    // A sharee ends the relationship (all of wxA's envs); wxA, the other side, is told.
+    let (a_url, a_got) = receiver(0).await;
+    let (status, _) = admin(
+        s,
+        "POST",
+        "/v1/apps/wxA/webhook",
+        json!({"url": a_url}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let unbind = |acting: &str| json!({"owner": "wxA", "to": "wxC", "acting": acting}).to_string();
+    let (status, v) = admin(s, "POST", "/v1/shares/unbind", unbind("wxE")).await;
+    assert_eq!(status, 409, "a third app may not: {v}");
+    let (status, v) = admin(s, "POST", "/v1/shares/unbind", unbind("wxC")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["envs"], json!(["prod"]));
+    assert_eq!(
+        errcode(&call_as(s, &t.c, Some("o"), "prod", "echo", "{}").await),
+        -501019
+    );
+    let event = wait_for("wxA's webhook", || {
+        let got = a_got.lock().unwrap();
+        got.first()
+            .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap())
+    })
+    .await;
+    assert_eq!(
+        (&event["scope"], &event["acting"], &event["to"]),
+        (&json!("app"), &json!("wxC"), &json!("wxC")),
+        "{event}"
+    );
+    let (status, _) = admin(s, "POST", "/v1/shares/unbind", unbind("wxC")).await;
+    assert_eq!(status, 409, "nothing left to unbind");
+
+    // A receiver that is down: the share still ends; the audit log says the delivery failed.
+    let (status, _) = admin(
+        s,
+        "POST",
+        "/v1/apps/wxE/webhook",
+        r#"{"url":"http://127.0.0.1:9/down"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out = Bin::new(s.dir())
+        .command(&["share", "rm", "--env", "prod", "--to", "wxE", "--as", "wxE"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("share unbind --owner wxA --to wxE --as wxE")
+    );
+    let (status, _) = admin(s, "DELETE", "/v1/shares/prod/wxE", "").await;
+    assert_eq!(status, 200);
+    let mut audit = Vec::new();
+    for _ in 0..500 {
+        let (_, v) = admin(s, "GET", "/v1/audit?limit=1000", "").await;
+        audit = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (f("action"), f("target"))
+            })
+            .collect::<Vec<(String, String)>>();
+        if audit
+            .iter()
+            .any(|(a, t)| a == "webhook.failed" && t == "wxE")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for want in [
+        ("share.remove", "wxB"),
+        ("webhook.delivered", "wxB"),
+        ("share.unbind", "wxC"),
+        ("webhook.delivered", "wxA"),
+        ("share.remove", "wxE"),
+    ] {
+        assert!(
+            audit.contains(&(want.0.into(), want.1.into())),
+            "{want:?} not in {audit:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_local_cli_gives_the_same_results_as_http() {
     let t = shared().await;
@@ -772,11 +1298,7 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
         errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
         -403001
     );
-    other
-        .store()
-        .remove_share("prod", "wxC", Some("wxC"))
-        .await
-        .unwrap();
+    other.unbind("wxA", "wxC", Some("wxC")).await.unwrap();
     assert_eq!(
         errcode(&call_as(s, &t.c, Some("o"), "prod", "echo", "{}").await),
         -501019

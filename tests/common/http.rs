@@ -137,6 +137,18 @@ pub async fn request(
     (status, value)
 }
 
+/// A request to the admin API of `s` with the admin token.
+pub async fn admin(
+    s: &TestServer,
+    method: &str,
+    path_and_query: &str,
+    body: impl Into<Bytes>,
+) -> (u16, Value) {
+    let url = format!("http://{}{path_and_query}", s.admin);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    request(method, &url, &[("authorization", &auth)], body).await
+}
+
 pub async fn get(url: &str) -> (u16, Value) {
     request("GET", url, &[], Bytes::new()).await
 }
@@ -154,6 +166,20 @@ pub fn node_call(
     name: &str,
     data: Option<&str>,
     qualifier: Option<&str>,
+) -> (bool, Value) {
+    node_call_in(s, creds, env, name, data, qualifier, &[])
+}
+
+/// [`node_call`] with more of the SDK's environment (e.g. what a cloud function runs with:
+/// `TENCENTCLOUD_RUNENV=SCF`, `TCB_SOURCE`, `WX_OPENID`).
+pub fn node_call_in(
+    s: &TestServer,
+    creds: &AppCredentials,
+    env: &str,
+    name: &str,
+    data: Option<&str>,
+    qualifier: Option<&str>,
+    sdk_env: &[(&str, &str)],
 ) -> (bool, Value) {
     let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
     assert!(
@@ -176,6 +202,7 @@ pub fn node_call(
     if let Some(q) = qualifier {
         cmd.env("FN_QUALIFIER", q);
     }
+    cmd.envs(sdk_env.iter().copied());
     let out = cmd.output().expect("running node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {

@@ -188,6 +188,7 @@ pub async fn records(host: &Arc<Host>, env: &str, name: Option<&str>) -> Vec<Act
             name: name.map(str::to_string),
             after: None,
             limit: Some(1000),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -81,6 +81,10 @@ pub enum Command {
         /// The environment.
         #[arg(long)]
         env: String,
+        /// Act as this app: its own envs in full, a shared env as far as its share's
+        /// permissions go (functions:read, functions:deploy).
+        #[arg(long = "as")]
+        acting: Option<String>,
     },
     /// List the versions of a function, newest first.
     Versions {
@@ -90,6 +94,10 @@ pub enum Command {
         /// The function.
         #[arg(long)]
         name: String,
+        /// Act as this app: its own envs in full, a shared env as far as its share's
+        /// permissions go (functions:read, functions:deploy).
+        #[arg(long = "as")]
+        acting: Option<String>,
     },
     /// Make an earlier version of a function active again.
     Rollback {
@@ -102,6 +110,10 @@ pub enum Command {
         /// The version to make active.
         #[arg(long)]
         to: u32,
+        /// Act as this app: its own envs in full, a shared env as far as its share's
+        /// permissions go (functions:read, functions:deploy).
+        #[arg(long = "as")]
+        acting: Option<String>,
     },
     /// Remove a function and all its versions.
     Rm {
@@ -111,6 +123,10 @@ pub enum Command {
         /// The function.
         #[arg(long)]
         name: String,
+        /// Act as this app: its own envs in full, a shared env as far as its share's
+        /// permissions go (functions:read, functions:deploy).
+        #[arg(long = "as")]
+        acting: Option<String>,
     },
     /// Call a function, deployed or straight from a .wasm file, as any caller.
     Invoke(Box<InvokeArgs>),
@@ -128,6 +144,22 @@ pub enum Command {
         /// Keep printing new records as they arrive.
         #[arg(long, short)]
         follow: bool,
+        /// Act as this app: all records of its own envs, those of its own calls in an env
+        /// shared with it (with functions:read).
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+    /// Show the audit log: who changed what (deploys, rollbacks, rules, shares, apps).
+    Audit {
+        /// Only entries of this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only entries this app made or that concern it (or its envs).
+        #[arg(long)]
+        app: Option<String>,
+        /// How many of the latest entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
     /// Fill the data dir with example apps, envs and functions, then call one.
     Demo,
@@ -274,6 +306,22 @@ pub enum AppCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Set where an app is told of changes others make to it (a share of an env ending):
+    /// prints the secret its deliveries are signed with, once.
+    Set {
+        /// The appid.
+        appid: String,
+        /// An http:// URL events are POSTed to (signed: X-Cloudfn-Signature).
+        #[arg(
+            long,
+            conflicts_with = "no_webhook",
+            required_unless_present = "no_webhook"
+        )]
+        webhook: Option<String>,
+        /// Remove the app's webhook.
+        #[arg(long)]
+        no_webhook: bool,
+    },
 }
 
 /// Share subcommands.
@@ -287,7 +335,9 @@ pub enum ShareCommand {
         /// The app to share it with.
         #[arg(long)]
         to: String,
-        /// Permissions, comma-separated (functions:invoke).
+        /// Permissions, comma-separated: functions:invoke (call), functions:read (list
+        /// functions and versions, read records of its own calls), functions:deploy (deploy,
+        /// roll back, remove the covered functions except cloudbase_auth).
         #[arg(long, default_value = "functions:invoke")]
         perm: String,
         /// The functions covered: `*` or a,b,c.
@@ -306,7 +356,7 @@ pub enum ShareCommand {
         #[arg(long)]
         app: Option<String>,
     },
-    /// End a share (either side may).
+    /// End the share of one env (its owner's alone; the sharee is told by webhook).
     Rm {
         /// The environment.
         #[arg(long)]
@@ -314,7 +364,20 @@ pub enum ShareCommand {
         /// The app it is shared with.
         #[arg(long)]
         to: String,
-        /// The app making the change (the owner or the sharee; default: the owner).
+        /// The app making the change: only the env's owner may.
+        #[arg(long = "as")]
+        acting: Option<String>,
+    },
+    /// End the relationship of two apps: every share of OWNER's envs with TO (either side
+    /// may; the other is told by webhook).
+    Unbind {
+        /// The app whose envs are shared.
+        #[arg(long)]
+        owner: String,
+        /// The app they are shared with.
+        #[arg(long)]
+        to: String,
+        /// The side ending it (default: the owner).
         #[arg(long = "as")]
         acting: Option<String>,
     },
@@ -330,6 +393,9 @@ pub enum RulesCommand {
         env: String,
         /// The rules file.
         file: PathBuf,
+        /// The app making the change: only the env's owner may.
+        #[arg(long = "as")]
+        acting: Option<String>,
     },
     /// Print ENV's rules.
     Get {
@@ -406,6 +472,9 @@ pub struct DeployArgs {
     pub name: String,
     /// The component (.wasm built for wasm32-wasip2).
     pub file: PathBuf,
+    /// Act as this app: its own envs, or a shared env whose share grants functions:deploy.
+    #[arg(long = "as")]
+    pub acting: Option<String>,
     #[command(flatten)]
     /// Settings of the new version.
     pub config: ConfigArgs,

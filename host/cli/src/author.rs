@@ -144,6 +144,8 @@ pub async fn dev(
         admin_token,
         ..ServeConfig::default()
     };
+    // Records from here on are printed: taken before serving, so no call can slip in between.
+    let printed_up_to = latest_record(&host, &args.env).await;
     let server = Server::bind(host.clone(), config).await?;
     if let Some(token) = &server.generated_admin_token {
         println!("admin token (shown once): {token}");
@@ -157,7 +159,7 @@ pub async fn dev(
     );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch(&crates, tx)?;
-    tokio::spawn(print_calls(host.clone(), args.env.clone()));
+    tokio::spawn(print_calls(host.clone(), args.env.clone(), printed_up_to));
     let redeploys = {
         let (host, env) = (host.clone(), args.env.clone());
         tokio::spawn(async move {
@@ -250,20 +252,23 @@ fn watch(
     Ok(watcher)
 }
 
-/// Prints each call of `env` with its log lines, as the records arrive.
-async fn print_calls(host: Arc<Host>, env: String) {
-    let mut after = host
-        .store()
+/// The `seq` of `env`'s newest activation record (0 when it has none).
+async fn latest_record(host: &Host, env: &str) -> i64 {
+    host.flush_records().await;
+    host.store()
         .activations(&ActivationQuery {
-            env: env.clone(),
-            name: None,
-            after: None,
+            env: env.to_string(),
             limit: Some(1),
+            ..Default::default()
         })
         .await
         .ok()
         .and_then(|r| r.last().map(|a| a.seq))
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Prints each call of `env` after record `after` with its log lines, as the records arrive.
+async fn print_calls(host: Arc<Host>, env: String, mut after: i64) {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         host.flush_records().await;
@@ -274,6 +279,7 @@ async fn print_calls(host: Arc<Host>, env: String) {
                 name: None,
                 after: Some(after),
                 limit: Some(1000),
+                ..Default::default()
             })
             .await
         else {

@@ -4,10 +4,10 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
-use cloudfn_invoke::Host;
+use cloudfn_invoke::{Actor, Host};
 use cloudfn_store::{
-    Activation, ActivationQuery, AppCredentials, AppInfo, EnvInfo, FunctionConfig, FunctionInfo,
-    ShareInfo, SharedFunctions, VersionInfo,
+    Activation, ActivationQuery, AppCredentials, AppInfo, AuditEntry, AuditQuery, EnvInfo,
+    FunctionConfig, FunctionInfo, ShareInfo, SharedFunctions, VersionInfo,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -35,6 +35,17 @@ pub struct AdminClient {
 
 fn enc(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// `path` with `acting=APP` added to its query, when an app acts.
+fn acting_in(path: String, acting: Option<&str>) -> String {
+    match acting {
+        Some(a) => {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{sep}acting={}", enc(a))
+        }
+        None => path,
+    }
 }
 
 impl AdminClient {
@@ -119,53 +130,72 @@ impl Backend {
         }
     }
 
-    /// Deploys a new version.
+    /// Deploys a new version, as `acting` if given.
     pub async fn deploy(
         &self,
         env: &str,
         name: &str,
         wasm: Vec<u8>,
         config: FunctionConfig,
+        acting: Option<&str>,
     ) -> anyhow::Result<VersionInfo> {
         match self {
-            Backend::Local(s) => Ok(s.deploy(env, name, &wasm, config).await?),
+            Backend::Local(s) => Ok(s
+                .deploy_as(&Actor::acting(acting), env, name, &wasm, config)
+                .await?),
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
+                let path = acting_in(path, acting);
                 c.call(Method::PUT, &path, Bytes::from(wasm), Some(&config))
                     .await
             }
         }
     }
 
-    /// Lists an env's functions.
-    pub async fn functions(&self, env: &str) -> anyhow::Result<Vec<FunctionInfo>> {
+    /// Lists an env's functions (those `acting` may see).
+    pub async fn functions(
+        &self,
+        env: &str,
+        acting: Option<&str>,
+    ) -> anyhow::Result<Vec<FunctionInfo>> {
         match self {
-            Backend::Local(s) => Ok(s.store().functions(env).await?),
-            Backend::Remote(c) => c.get(&format!("/v1/envs/{}/functions", enc(env))).await,
+            Backend::Local(s) => Ok(s.functions_as(&Actor::acting(acting), env).await?),
+            Backend::Remote(c) => {
+                let path = format!("/v1/envs/{}/functions", enc(env));
+                c.get(&acting_in(path, acting)).await
+            }
         }
     }
 
     /// Lists a function's versions.
-    pub async fn versions(&self, env: &str, name: &str) -> anyhow::Result<Vec<VersionInfo>> {
+    pub async fn versions(
+        &self,
+        env: &str,
+        name: &str,
+        acting: Option<&str>,
+    ) -> anyhow::Result<Vec<VersionInfo>> {
         match self {
-            Backend::Local(s) => Ok(s.store().versions(env, name).await?),
+            Backend::Local(s) => Ok(s.versions_as(&Actor::acting(acting), env, name).await?),
             Backend::Remote(c) => {
-                c.get(&format!(
-                    "/v1/envs/{}/functions/{}/versions",
-                    enc(env),
-                    enc(name)
-                ))
-                .await
+                let path = format!("/v1/envs/{}/functions/{}/versions", enc(env), enc(name));
+                c.get(&acting_in(path, acting)).await
             }
         }
     }
 
     /// Makes an earlier version active.
-    pub async fn rollback(&self, env: &str, name: &str, to: u32) -> anyhow::Result<()> {
+    pub async fn rollback(
+        &self,
+        env: &str,
+        name: &str,
+        to: u32,
+        acting: Option<&str>,
+    ) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.store().rollback(env, name, to).await?),
+            Backend::Local(s) => Ok(s.rollback_as(&Actor::acting(acting), env, name, to).await?),
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}/rollback", enc(env), enc(name));
+                let path = acting_in(path, acting);
                 c.post::<serde_json::Value>(&path, json!({ "to": to }))
                     .await
                     .map(drop)
@@ -174,11 +204,12 @@ impl Backend {
     }
 
     /// Removes a function.
-    pub async fn remove(&self, env: &str, name: &str) -> anyhow::Result<()> {
+    pub async fn remove(&self, env: &str, name: &str, acting: Option<&str>) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.store().remove_function(env, name).await?),
+            Backend::Local(s) => Ok(s.remove_as(&Actor::acting(acting), env, name).await?),
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
+                let path = acting_in(path, acting);
                 c.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
                     .await
                     .map(drop)
@@ -202,10 +233,14 @@ impl Backend {
         }
     }
 
-    /// Activation records.
-    pub async fn activations(&self, q: &ActivationQuery) -> anyhow::Result<Vec<Activation>> {
+    /// Activation records (those `acting` may read).
+    pub async fn activations(
+        &self,
+        q: &ActivationQuery,
+        acting: Option<&str>,
+    ) -> anyhow::Result<Vec<Activation>> {
         match self {
-            Backend::Local(s) => Ok(s.store().activations(q).await?),
+            Backend::Local(s) => Ok(s.activations_as(&Actor::acting(acting), q).await?),
             Backend::Remote(c) => {
                 let mut path = format!("/v1/envs/{}/activations?", enc(&q.env));
                 if let Some(n) = &q.name {
@@ -215,7 +250,10 @@ impl Backend {
                     path.push_str(&format!("after={a}&"));
                 }
                 if let Some(l) = q.limit {
-                    path.push_str(&format!("limit={l}"));
+                    path.push_str(&format!("limit={l}&"));
+                }
+                if let Some(a) = acting {
+                    path.push_str(&format!("acting={}", enc(a)));
                 }
                 c.get(&path).await
             }
@@ -229,7 +267,7 @@ impl Backend {
         subject: Option<&str>,
     ) -> anyhow::Result<AppCredentials> {
         match self {
-            Backend::Local(s) => Ok(s.store().create_app(appid, subject).await?),
+            Backend::Local(s) => Ok(s.create_app(appid, subject).await?),
             Backend::Remote(c) => {
                 c.post("/v1/apps", json!({ "appid": appid, "subject": subject }))
                     .await
@@ -240,7 +278,7 @@ impl Backend {
     /// Rotates an app's credentials.
     pub async fn rotate_secret(&self, appid: &str) -> anyhow::Result<AppCredentials> {
         match self {
-            Backend::Local(s) => Ok(s.store().rotate_secret(appid).await?),
+            Backend::Local(s) => Ok(s.rotate_secret(appid).await?),
             Backend::Remote(c) => {
                 c.post(&format!("/v1/apps/{}/rotate-secret", enc(appid)), json!({}))
                     .await
@@ -259,7 +297,7 @@ impl Backend {
     /// Turns an app's sharing on or off.
     pub async fn set_sharing(&self, appid: &str, on: bool) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.store().set_sharing(appid, on).await?),
+            Backend::Local(s) => Ok(s.set_sharing(appid, on).await?),
             Backend::Remote(c) => c
                 .post::<serde_json::Value>(
                     &format!("/v1/apps/{}/sharing", enc(appid)),
@@ -275,17 +313,49 @@ impl Backend {
         match self {
             Backend::Local(s) => {
                 let functions = SharedFunctions::parse(share.functions.as_deref().unwrap_or("*"))?;
-                Ok(s.store()
-                    .add_share(
-                        &share.env,
-                        &share.to,
-                        &share.perms,
-                        functions,
-                        share.acting.as_deref(),
-                    )
-                    .await?)
+                Ok(s.add_share(
+                    &share.env,
+                    &share.to,
+                    &share.perms,
+                    functions,
+                    share.acting.as_deref(),
+                )
+                .await?)
             }
             Backend::Remote(c) => c.post("/v1/shares", serde_json::to_value(&share)?).await,
+        }
+    }
+
+    /// Ends every share of `owner`'s envs with `to`; returns those envs.
+    pub async fn unbind(
+        &self,
+        owner: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        match self {
+            Backend::Local(s) => Ok(s.unbind(owner, to, acting).await?),
+            Backend::Remote(c) => {
+                let body = json!({ "owner": owner, "to": to, "acting": acting });
+                let v: serde_json::Value = c.post("/v1/shares/unbind", body).await?;
+                Ok(serde_json::from_value(v["envs"].clone())?)
+            }
+        }
+    }
+
+    /// Sets or removes an app's webhook; returns the new signing secret.
+    pub async fn set_webhook(
+        &self,
+        appid: &str,
+        url: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
+        match self {
+            Backend::Local(s) => Ok(s.set_webhook(appid, url).await?),
+            Backend::Remote(c) => {
+                let path = format!("/v1/apps/{}/webhook", enc(appid));
+                let v: serde_json::Value = c.post(&path, json!({ "url": url })).await?;
+                Ok(v["secret"].as_str().map(str::to_string))
+            }
         }
     }
 
@@ -318,7 +388,7 @@ impl Backend {
         acting: Option<&str>,
     ) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.store().remove_share(env, to, acting).await?),
+            Backend::Local(s) => Ok(s.remove_share(env, to, acting).await?),
             Backend::Remote(c) => {
                 let mut path = format!("/v1/shares/{}/{}", enc(env), enc(to));
                 if let Some(a) = acting {
@@ -332,11 +402,19 @@ impl Backend {
     }
 
     /// Sets an env's security rules.
-    pub async fn set_rules(&self, env: &str, rules: String) -> anyhow::Result<()> {
+    pub async fn set_rules(
+        &self,
+        env: &str,
+        rules: String,
+        acting: Option<&str>,
+    ) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.set_rules(env, &rules).await.map(drop)?),
+            Backend::Local(s) => Ok(s
+                .set_rules_as(&Actor::acting(acting), env, &rules)
+                .await
+                .map(drop)?),
             Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/rules", enc(env));
+                let path = acting_in(format!("/v1/envs/{}/rules", enc(env)), acting);
                 c.call::<serde_json::Value>(Method::PUT, &path, Bytes::from(rules), None)
                     .await
                     .map(drop)
@@ -351,6 +429,26 @@ impl Backend {
             Backend::Remote(c) => {
                 let v: serde_json::Value = c.get(&format!("/v1/envs/{}/rules", enc(env))).await?;
                 Ok(serde_json::to_string_pretty(&v)?)
+            }
+        }
+    }
+
+    /// Audit log entries.
+    pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
+        match self {
+            Backend::Local(s) => Ok(s.store().audit_log(q).await?),
+            Backend::Remote(c) => {
+                let mut path = String::from("/v1/audit?");
+                if let Some(e) = &q.env {
+                    path.push_str(&format!("env={}&", enc(e)));
+                }
+                if let Some(a) = &q.app {
+                    path.push_str(&format!("app={}&", enc(a)));
+                }
+                if let Some(l) = q.limit {
+                    path.push_str(&format!("limit={l}"));
+                }
+                c.get(&path).await
             }
         }
     }

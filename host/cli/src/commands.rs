@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
 use cloudfn_gateway::server::{ServeConfig, Server};
 use cloudfn_invoke::{EngineConfig, Host, Identity, InvokeRequest, Limits, Options};
-use cloudfn_store::{ActivationQuery, AppCredentials};
+use cloudfn_store::{ActivationQuery, AppCredentials, AuditQuery};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,6 +108,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             print!("{out}");
         }
+        Command::App(AppCommand::Set {
+            appid,
+            webhook,
+            no_webhook: _,
+        }) => {
+            let secret = backend(&cli)
+                .await?
+                .set_webhook(appid, webhook.as_deref())
+                .await?;
+            match (webhook, secret) {
+                (Some(url), Some(secret)) => {
+                    println!("webhook of {appid}: {url}");
+                    println!("signing secret (shown once): {secret}");
+                }
+                _ => println!("{appid} has no webhook"),
+            }
+        }
+        Command::Share(ShareCommand::Unbind { owner, to, acting }) => {
+            let envs = backend(&cli)
+                .await?
+                .unbind(owner, to, acting.as_deref())
+                .await?;
+            println!("{owner} no longer shares {} with {to}", envs.join(", "));
+        }
         Command::Share(ShareCommand::Rm { env, to, acting }) => {
             backend(&cli)
                 .await?
@@ -115,10 +139,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .await?;
             println!("env {env} is no longer shared with {to}");
         }
-        Command::Rules(RulesCommand::Set { env, file }) => {
+        Command::Rules(RulesCommand::Set { env, file, acting }) => {
             let rules = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            backend(&cli).await?.set_rules(env, rules).await?;
+            backend(&cli)
+                .await?
+                .set_rules(env, rules, acting.as_deref())
+                .await?;
             println!("rules of env {env} set");
         }
         Command::Rules(RulesCommand::Get { env }) => {
@@ -141,8 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("reading {}", args.file.display()))?;
             let backend = backend(&cli).await?;
             let msg = format!("compiling {} ({} KB)", args.name, wasm.len() / 1024);
-            let info =
-                with_spinner(msg, backend.deploy(&args.env, &args.name, wasm, config)).await?;
+            let deploy =
+                backend.deploy(&args.env, &args.name, wasm, config, args.acting.as_deref());
+            let info = with_spinner(msg, deploy).await?;
             eprintln!(
                 "deployed {}/{} version {} (sha256 {})",
                 info.env,
@@ -152,9 +180,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             println!("{}", info.version);
         }
-        Command::Ls { env } => {
+        Command::Ls { env, acting } => {
             let mut out = String::from("NAME\tACTIVE\tVERSIONS\n");
-            for f in backend(&cli).await?.functions(env).await? {
+            for f in backend(&cli)
+                .await?
+                .functions(env, acting.as_deref())
+                .await?
+            {
                 out.push_str(&format!(
                     "{}\t{}\t{}\n",
                     f.name, f.active_version, f.versions
@@ -162,9 +194,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             print!("{out}");
         }
-        Command::Versions { env, name } => {
+        Command::Versions { env, name, acting } => {
             let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\n");
-            for v in backend(&cli).await?.versions(env, name).await? {
+            for v in backend(&cli)
+                .await?
+                .versions(env, name, acting.as_deref())
+                .await?
+            {
                 out.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\t{}MB\n",
                     v.version,
@@ -180,12 +216,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             print!("{out}");
         }
-        Command::Rollback { env, name, to } => {
-            backend(&cli).await?.rollback(env, name, *to).await?;
+        Command::Rollback {
+            env,
+            name,
+            to,
+            acting,
+        } => {
+            backend(&cli)
+                .await?
+                .rollback(env, name, *to, acting.as_deref())
+                .await?;
             println!("{env}/{name} now runs version {to}");
         }
-        Command::Rm { env, name } => {
-            backend(&cli).await?.remove(env, name).await?;
+        Command::Rm { env, name, acting } => {
+            backend(&cli)
+                .await?
+                .remove(env, name, acting.as_deref())
+                .await?;
             println!("removed {env}/{name}");
         }
         Command::Logs {
@@ -193,7 +240,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             name,
             limit,
             follow,
-        } => logs(&backend(&cli).await?, env, name.clone(), *limit, *follow).await?,
+            acting,
+        } => {
+            let query = ActivationQuery {
+                env: env.to_string(),
+                name: name.clone(),
+                limit: Some(*limit),
+                ..Default::default()
+            };
+            logs(&backend(&cli).await?, query, acting.as_deref(), *follow).await?
+        }
+        Command::Audit { env, app, limit } => {
+            let q = AuditQuery {
+                env: env.clone(),
+                app: app.clone(),
+                limit: Some(*limit),
+                ..Default::default()
+            };
+            let mut out = String::from("SEQ\tTIME\tBY\tACTION\tENV\tTARGET\tDETAIL\n");
+            for e in backend(&cli).await?.audit(&q).await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                    e.seq,
+                    format_time(e.at * 1000),
+                    e.acting.as_deref().unwrap_or("operator"),
+                    e.action,
+                    e.env.as_deref().unwrap_or("-"),
+                    e.target.as_deref().unwrap_or("-"),
+                    e.detail
+                ));
+            }
+            print!("{out}");
+        }
     }
     Ok(0)
 }
@@ -243,6 +321,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             keep_resident: args.keep_resident_kb * 1024,
             memory_budget: args.memory_budget_mb.max(1) << 20,
         },
+        ..Options::default()
     };
     let svc = Host::open_with(&cli.data_dir, options)
         .await
@@ -300,19 +379,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
 
 async fn logs(
     backend: &Backend,
-    env: &str,
-    name: Option<String>,
-    limit: u32,
+    mut query: ActivationQuery,
+    acting: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let mut query = ActivationQuery {
-        env: env.to_string(),
-        name,
-        after: None,
-        limit: Some(limit),
-    };
     loop {
-        let records = backend.activations(&query).await?;
+        let records = backend.activations(&query, acting).await?;
         let mut out = std::io::stdout().lock();
         for a in &records {
             writeln!(

@@ -3,9 +3,11 @@
 //! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it.
 
 use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
-use cloudfn_invoke::{Call, Host, Identity, Invocation, InvokeRequest};
+use cloudfn_invoke::{Actor, Call, Host, Identity, Invocation, InvokeRequest};
 use cloudfn_store::secrets::{constant_time_eq, hash_secret};
-use cloudfn_store::{ActivationQuery, FunctionConfig, LogLine, SharedFunctions, StoreError};
+use cloudfn_store::{
+    ActivationQuery, AuditQuery, FunctionConfig, LogLine, SharedFunctions, StoreError,
+};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -125,6 +127,7 @@ fn store_error(e: StoreError) -> Response<Body> {
         | StoreError::FunctionNotFound { .. }
         | StoreError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::EnvExists(_) | StoreError::Refused(_) => StatusCode::CONFLICT,
+        StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
         StoreError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::InvalidRules(_) => StatusCode::BAD_REQUEST,
         StoreError::Storage(err) => {
@@ -170,6 +173,24 @@ struct Rollback {
 #[derive(Deserialize)]
 struct SharingSwitch {
     on: bool,
+}
+
+/// `POST /v1/apps/{appid}/webhook`: a URL, or null to remove it.
+#[derive(Deserialize)]
+struct WebhookUrl {
+    url: Option<String>,
+}
+
+/// `POST /v1/shares/unbind`: end every share of `owner`'s envs with `to`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Unbind {
+    /// The app whose envs are shared.
+    pub owner: String,
+    /// The app they are shared with.
+    pub to: String,
+    /// The side ending it (default: the owner).
+    #[serde(default)]
+    pub acting: Option<String>,
 }
 
 /// `POST /v1/shares`.
@@ -230,18 +251,23 @@ impl AdminApi {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
         let store = self.host.store();
+        // `?acting=APPID`: an app acting through the operator's token, held to what it may do.
+        let query = query_map(req.uri().query());
+        let actor = Actor::acting(query.get("acting").map(String::as_str));
         match (method, segs.as_slice()) {
             (Method::GET, ["v1", "apps"]) => {
                 store.apps().await.map_or_else(store_error, |a| ok(&a))
             }
             (Method::POST, ["v1", "apps"]) => match json_body::<NewApp>(req.into_body()).await {
-                Ok(n) => store
+                Ok(n) => self
+                    .host
                     .create_app(&n.appid, n.subject.as_deref())
                     .await
                     .map_or_else(store_error, |c| ok(&c)),
                 Err(r) => r,
             },
-            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => store
+            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => self
+                .host
                 .rotate_secret(appid)
                 .await
                 .map_or_else(store_error, |c| ok(&c)),
@@ -256,25 +282,29 @@ impl AdminApi {
                     .map_or_else(store_error, |e| ok(&e)),
                 Err(r) => r,
             },
-            (Method::GET, ["v1", "envs", env, "functions"]) => store
-                .functions(env)
+            (Method::GET, ["v1", "envs", env, "functions"]) => self
+                .host
+                .functions_as(&actor, env)
                 .await
                 .map_or_else(store_error, |f| ok(&f)),
             (Method::PUT, ["v1", "envs", env, "functions", name]) => {
-                self.deploy(env, name, req).await
+                self.deploy(&actor, env, name, req).await
             }
-            (Method::DELETE, ["v1", "envs", env, "functions", name]) => store
-                .remove_function(env, name)
+            (Method::DELETE, ["v1", "envs", env, "functions", name]) => self
+                .host
+                .remove_as(&actor, env, name)
                 .await
                 .map_or_else(store_error, |()| ok(&json!({ "removed": name }))),
-            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => store
-                .versions(env, name)
+            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => self
+                .host
+                .versions_as(&actor, env, name)
                 .await
                 .map_or_else(store_error, |v| ok(&v)),
             (Method::POST, ["v1", "envs", env, "functions", name, "rollback"]) => {
                 match json_body::<Rollback>(req.into_body()).await {
-                    Ok(r) => store
-                        .rollback(env, name, r.to)
+                    Ok(r) => self
+                        .host
+                        .rollback_as(&actor, env, name, r.to)
                         .await
                         .map_or_else(store_error, |()| ok(&json!({ "active_version": r.to }))),
                     Err(r) => r,
@@ -291,7 +321,8 @@ impl AdminApi {
             }
             (Method::POST, ["v1", "apps", appid, "sharing"]) => {
                 match json_body::<SharingSwitch>(req.into_body()).await {
-                    Ok(b) => store
+                    Ok(b) => self
+                        .host
                         .set_sharing(appid, b.on)
                         .await
                         .map_or_else(store_error, |()| {
@@ -300,20 +331,42 @@ impl AdminApi {
                     Err(r) => r,
                 }
             }
-            (Method::GET, ["v1", "shares"]) => {
-                let q = query_map(req.uri().query());
-                store
-                    .shares(
-                        q.get("env").map(String::as_str),
-                        q.get("app").map(String::as_str),
-                    )
-                    .await
-                    .map_or_else(store_error, |s| ok(&s))
+            (Method::POST, ["v1", "apps", appid, "webhook"]) => {
+                match json_body::<WebhookUrl>(req.into_body()).await {
+                    Ok(w) => self
+                        .host
+                        .set_webhook(appid, w.url.as_deref())
+                        .await
+                        .map_or_else(store_error, |secret| {
+                            ok(&json!({ "appid": appid, "url": w.url, "secret": secret }))
+                        }),
+                    Err(r) => r,
+                }
             }
+            (Method::POST, ["v1", "shares", "unbind"]) => {
+                match json_body::<Unbind>(req.into_body()).await {
+                    Ok(u) => self
+                        .host
+                        .unbind(&u.owner, &u.to, u.acting.as_deref())
+                        .await
+                        .map_or_else(store_error, |envs| {
+                            ok(&json!({ "owner": u.owner, "to": u.to, "envs": envs }))
+                        }),
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, ["v1", "shares"]) => store
+                .shares(
+                    query.get("env").map(String::as_str),
+                    query.get("app").map(String::as_str),
+                )
+                .await
+                .map_or_else(store_error, |s| ok(&s)),
             (Method::POST, ["v1", "shares"]) => {
                 match json_body::<NewShare>(req.into_body()).await {
                     Ok(n) => match SharedFunctions::parse(n.functions.as_deref().unwrap_or("*")) {
-                        Ok(functions) => store
+                        Ok(functions) => self
+                            .host
                             .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
                             .await
                             .map_or_else(store_error, |s| ok(&s)),
@@ -322,15 +375,13 @@ impl AdminApi {
                     Err(r) => r,
                 }
             }
-            (Method::DELETE, ["v1", "shares", env, to]) => {
-                let q = query_map(req.uri().query());
-                store
-                    .remove_share(env, to, q.get("acting").map(String::as_str))
-                    .await
-                    .map_or_else(store_error, |()| {
-                        ok(&json!({ "removed": { "env": env, "to": to } }))
-                    })
-            }
+            (Method::DELETE, ["v1", "shares", env, to]) => self
+                .host
+                .remove_share(env, to, query.get("acting").map(String::as_str))
+                .await
+                .map_or_else(store_error, |()| {
+                    ok(&json!({ "removed": { "env": env, "to": to } }))
+                }),
             (Method::GET, ["v1", "envs", env, "rules"]) => {
                 self.host.rules(env).await.map_or_else(store_error, |r| {
                     json(
@@ -342,32 +393,42 @@ impl AdminApi {
             (Method::PUT, ["v1", "envs", env, "rules"]) => {
                 match read_body(req.into_body(), 1024 * 1024).await {
                     Ok(body) => match std::str::from_utf8(&body) {
-                        Ok(text) => {
-                            self.host
-                                .set_rules(env, text)
-                                .await
-                                .map_or_else(store_error, |r| {
-                                    json(
-                                        StatusCode::OK,
-                                        &serde_json::from_str(&r).unwrap_or(Value::Null),
-                                    )
-                                })
-                        }
+                        Ok(text) => self.host.set_rules_as(&actor, env, text).await.map_or_else(
+                            store_error,
+                            |r| {
+                                json(
+                                    StatusCode::OK,
+                                    &serde_json::from_str(&r).unwrap_or(Value::Null),
+                                )
+                            },
+                        ),
                         Err(_) => error(StatusCode::BAD_REQUEST, "the rules must be UTF-8 JSON"),
                     },
                     Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "the rules are over 1 MB"),
                 }
             }
             (Method::GET, ["v1", "envs", env, "activations"]) => {
-                let q = query_map(req.uri().query());
-                let query = ActivationQuery {
+                let records = ActivationQuery {
                     env: env.to_string(),
-                    name: q.get("name").cloned(),
-                    after: q.get("after").and_then(|a| a.parse().ok()),
-                    limit: q.get("limit").and_then(|l| l.parse().ok()),
+                    name: query.get("name").cloned(),
+                    after: query.get("after").and_then(|a| a.parse().ok()),
+                    limit: query.get("limit").and_then(|l| l.parse().ok()),
+                    caller: None,
+                };
+                self.host
+                    .activations_as(&actor, &records)
+                    .await
+                    .map_or_else(store_error, |a| ok(&a))
+            }
+            (Method::GET, ["v1", "audit"]) => {
+                let q = AuditQuery {
+                    env: query.get("env").cloned(),
+                    app: query.get("app").cloned(),
+                    after: query.get("after").and_then(|a| a.parse().ok()),
+                    limit: query.get("limit").and_then(|l| l.parse().ok()),
                 };
                 store
-                    .activations(&query)
+                    .audit_log(&q)
                     .await
                     .map_or_else(store_error, |a| ok(&a))
             }
@@ -375,7 +436,13 @@ impl AdminApi {
         }
     }
 
-    async fn deploy(&self, env: &str, name: &str, req: Request<Incoming>) -> Response<Body> {
+    async fn deploy(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
             Some(c) => match serde_json::from_str(&c) {
@@ -400,7 +467,7 @@ impl AdminApi {
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         };
         self.host
-            .deploy(env, name, &wasm, config)
+            .deploy_as(actor, env, name, &wasm, config)
             .await
             .map_or_else(store_error, |v| ok(&v))
     }

@@ -106,9 +106,14 @@ impl Dialect for CloudBase {
             client_ip: Some(peer.ip().to_string()),
             ..AppCaller::default()
         };
+        // A cloud function calling through the SDK says so in a signed header: its SOURCE
+        // chain goes on (`…,scf`). Its user is not passed: the signature proves the app, not
+        // which of its users the calling function served.
+        let signed_source = auth.signed_headers.iter().any(|h| h == "x-tcb-source");
+        let source = admin::caller_source(headers("x-tcb-source").as_deref(), signed_source);
         let request = InvokeRequest {
             version: call.version,
-            ..InvokeRequest::new(&call.env, &call.name, call.event, "wx_http")
+            ..InvokeRequest::new(&call.env, &call.name, call.event, &source)
         };
         Accepted::Call(caller, request)
     }

@@ -1,15 +1,142 @@
-//! The changes an operator makes through the host, where they need more than the store: a
-//! deploy validates and compiles the component before storing it, a new env gets its
-//! directory, rules are compiled before they are stored. Everything else (listing, apps,
-//! shares) is the store's own (`Host::store`). No cache is invalidated here: the store's change
-//! feed tells the state, in this process and every other.
+//! Management through the host: who may change or read what, the audit log, and the changes
+//! that need more than the store (a deploy validates and compiles the component before storing
+//! it, a new env gets its directory, rules are compiled before they are stored).
+//!
+//! An [`Actor`] is the operator (the admin token, or the CLI on its data dir) or an app acting
+//! through it (`acting`, `--as`). An app manages its own envs; in an env shared with it, its
+//! share's permissions decide (`functions:read`: list functions and versions, read the records
+//! of its own calls; `functions:deploy`: deploy, roll back and remove the functions the share
+//! covers, never `cloudbase_auth`); an env's rules and shares stay its owner's. Every change
+//! made here is written to the audit log with the acting app. No cache is invalidated here:
+//! the store's change feed tells the state, in this process and every other.
 
 use crate::host::Host;
+use crate::webhook::{self, Webhook};
 use cloudfn_protocol::rules::{DEFAULT_RULES, Rules};
 use cloudfn_store::fsutil::crash_point;
-use cloudfn_store::{EnvInfo, FunctionConfig, StoreError, VersionInfo, validate_function_name};
+use cloudfn_store::{
+    AUTH_FUNCTION, Activation, ActivationQuery, AppCredentials, AuditEntry, EnvInfo,
+    FunctionConfig, FunctionInfo, PERM_DEPLOY, PERM_READ, ShareInfo, SharedFunctions, StoreError,
+    VersionInfo, validate_function_name,
+};
+
+/// Who makes a management change or read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Actor {
+    /// The operator: may do everything.
+    #[default]
+    Operator,
+    /// An app acting through the operator's API or CLI.
+    App(String),
+}
+
+impl Actor {
+    /// The actor an optional `acting` app names.
+    pub fn acting(acting: Option<&str>) -> Actor {
+        match acting {
+            Some(app) if !app.is_empty() => Actor::App(app.to_string()),
+            _ => Actor::Operator,
+        }
+    }
+
+    fn app(&self) -> Option<&str> {
+        match self {
+            Actor::Operator => None,
+            Actor::App(a) => Some(a),
+        }
+    }
+}
+
+/// How much of an env an actor may reach.
+enum Access {
+    /// The operator, or the env's owner.
+    Full,
+    /// A sharee, within its share.
+    Shared(ShareInfo),
+}
 
 impl Host {
+    /// What `actor` may reach of `env` for an action needing `perm` of a share.
+    async fn access(&self, actor: &Actor, env: &str, perm: &str) -> Result<Access, StoreError> {
+        let info = self.store.env(env).await?;
+        let Some(app) = actor.app() else {
+            return Ok(Access::Full);
+        };
+        if info.owner_appid == app {
+            return Ok(Access::Full);
+        }
+        match self.store.share(env, app).await? {
+            Some(share) if share.has(perm) => Ok(Access::Shared(share)),
+            Some(_) => Err(StoreError::Forbidden(format!(
+                "app {app}'s share of env {env} does not grant {perm}"
+            ))),
+            None => Err(StoreError::Forbidden(format!(
+                "app {app} neither owns env {env} nor has a share of it"
+            ))),
+        }
+    }
+
+    /// What `actor` may reach of function `name` for `perm`; `cloudbase_auth` and functions
+    /// outside the share are the owner's.
+    async fn function_access(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+        perm: &str,
+    ) -> Result<(), StoreError> {
+        if let Access::Shared(share) = self.access(actor, env, perm).await? {
+            let app = &share.to_appid;
+            if name == AUTH_FUNCTION && perm == PERM_DEPLOY {
+                return Err(StoreError::Forbidden(format!(
+                    "app {app} may not change {AUTH_FUNCTION} of env {env}: only its owner decides \
+                     who may use it"
+                )));
+            }
+            if !share.functions.covers(name) {
+                return Err(StoreError::Forbidden(format!(
+                    "app {app}'s share of env {env} does not cover function {name}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn owner_only(&self, actor: &Actor, env: &str, what: &str) -> Result<(), StoreError> {
+        let info = self.store.env(env).await?;
+        match actor.app() {
+            Some(app) if app != info.owner_appid => Err(StoreError::Forbidden(format!(
+                "only env {env}'s owner {} may {what}; app {app} may not",
+                info.owner_appid
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends to the audit log; a change already made is not undone when this fails, so the
+    /// failure is logged rather than returned.
+    async fn log_change(
+        &self,
+        actor: &Actor,
+        action: &str,
+        env: Option<&str>,
+        target: Option<&str>,
+        detail: String,
+    ) {
+        let entry = AuditEntry {
+            seq: 0,
+            at: 0,
+            acting: actor.app().map(str::to_string),
+            action: action.to_string(),
+            env: env.map(str::to_string),
+            target: target.map(str::to_string),
+            detail,
+        };
+        if let Err(e) = self.store.audit(entry).await {
+            tracing::error!("writing the audit log ({action}) failed: {e}");
+        }
+    }
+
     /// Creates an environment and its directory.
     pub async fn create_env(&self, name: &str, owner: &str) -> Result<EnvInfo, StoreError> {
         // The directory first: a name the store refuses leaves at most an empty directory, a
@@ -18,7 +145,16 @@ impl Host {
         let dir = self.state.env_dir(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
-        self.store.create_env(name, owner).await
+        let info = self.store.create_env(name, owner).await?;
+        self.log_change(
+            &Actor::Operator,
+            "env.create",
+            Some(name),
+            None,
+            format!("owner {owner}"),
+        )
+        .await;
+        Ok(info)
     }
 
     /// Validates and stores a new version of `env/name` and makes it active.
@@ -29,9 +165,22 @@ impl Host {
         wasm: &[u8],
         config: FunctionConfig,
     ) -> Result<VersionInfo, StoreError> {
+        self.deploy_as(&Actor::Operator, env, name, wasm, config)
+            .await
+    }
+
+    /// [`Host::deploy`] by `actor`.
+    pub async fn deploy_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+        wasm: &[u8],
+        config: FunctionConfig,
+    ) -> Result<VersionInfo, StoreError> {
         validate_function_name(name)?;
         config.validate()?;
-        self.store.env(env).await?;
+        self.function_access(actor, env, name, PERM_DEPLOY).await?;
         let runtime = self.runtime.clone();
         let bytes = wasm.to_vec();
         // Compiling takes tens of milliseconds or more: off the async workers.
@@ -47,14 +196,116 @@ impl Host {
             .store
             .add_version(env, name, &sha256, wasm.len() as u64, &config)
             .await?;
-        self.store.resolve(env, name, Some(version)).await
+        let info = self.store.resolve(env, name, Some(version)).await?;
+        self.log_change(
+            actor,
+            "deploy",
+            Some(env),
+            Some(name),
+            format!("version {version}, sha256 {sha256}"),
+        )
+        .await;
+        Ok(info)
+    }
+
+    /// Makes version `to` of `env/name` active again.
+    pub async fn rollback_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+        to: u32,
+    ) -> Result<(), StoreError> {
+        self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        self.store.rollback(env, name, to).await?;
+        self.log_change(
+            actor,
+            "rollback",
+            Some(env),
+            Some(name),
+            format!("to version {to}"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Removes `env/name` and all its versions.
+    pub async fn remove_as(&self, actor: &Actor, env: &str, name: &str) -> Result<(), StoreError> {
+        self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        self.store.remove_function(env, name).await?;
+        self.log_change(actor, "remove", Some(env), Some(name), String::new())
+            .await;
+        Ok(())
+    }
+
+    /// The functions of `env` `actor` may see (a sharee: those its share covers).
+    pub async fn functions_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+    ) -> Result<Vec<FunctionInfo>, StoreError> {
+        let access = self.access(actor, env, PERM_READ).await?;
+        let mut functions = self.store.functions(env).await?;
+        if let Access::Shared(share) = access {
+            functions.retain(|f| share.functions.covers(&f.name));
+        }
+        Ok(functions)
+    }
+
+    /// The versions of `env/name`, if `actor` may see them.
+    pub async fn versions_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+    ) -> Result<Vec<VersionInfo>, StoreError> {
+        self.function_access(actor, env, name, PERM_READ).await?;
+        self.store.versions(env, name).await
+    }
+
+    /// Activation records `actor` may read: all of the env's for its owner, those of its own
+    /// calls for a sharee.
+    pub async fn activations_as(
+        &self,
+        actor: &Actor,
+        q: &ActivationQuery,
+    ) -> Result<Vec<Activation>, StoreError> {
+        let access = self.access(actor, &q.env, PERM_READ).await?;
+        self.flush_records().await;
+        match access {
+            Access::Full => self.store.activations(q).await,
+            Access::Shared(share) => {
+                let mut q = q.clone();
+                q.caller = Some(share.to_appid);
+                self.store.activations(&q).await
+            }
+        }
     }
 
     /// Validates and stores an env's security rules; returns them as stored.
     pub async fn set_rules(&self, env: &str, json: &str) -> Result<String, StoreError> {
-        self.store.env(env).await?;
+        self.set_rules_as(&Actor::Operator, env, json).await
+    }
+
+    /// [`Host::set_rules`] by `actor`: the env's owner's alone.
+    pub async fn set_rules_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+        json: &str,
+    ) -> Result<String, StoreError> {
+        self.owner_only(actor, env, "set its security rules")
+            .await?;
         Rules::parse(json).map_err(StoreError::InvalidRules)?;
         self.store.set_rules(env, json).await?;
+        self.log_change(
+            actor,
+            "rules.set",
+            Some(env),
+            None,
+            format!("{} bytes", json.len()),
+        )
+        .await;
         Ok(json.to_string())
     }
 
@@ -65,5 +316,216 @@ impl Host {
             .rules(env)
             .await?
             .unwrap_or_else(|| DEFAULT_RULES.to_string()))
+    }
+
+    /// Registers an app and issues its credentials.
+    pub async fn create_app(
+        &self,
+        appid: &str,
+        subject: Option<&str>,
+    ) -> Result<AppCredentials, StoreError> {
+        let creds = self.store.create_app(appid, subject).await?;
+        let detail = subject.map(|s| format!("subject {s}")).unwrap_or_default();
+        self.log_change(&Actor::Operator, "app.create", None, Some(appid), detail)
+            .await;
+        Ok(creds)
+    }
+
+    /// Issues an app new credentials; the old ones stop working.
+    pub async fn rotate_secret(&self, appid: &str) -> Result<AppCredentials, StoreError> {
+        let creds = self.store.rotate_secret(appid).await?;
+        self.log_change(
+            &Actor::Operator,
+            "app.rotate-secret",
+            None,
+            Some(appid),
+            String::new(),
+        )
+        .await;
+        Ok(creds)
+    }
+
+    /// Turns an app's sharing switch on or off (off is refused while it has shares).
+    pub async fn set_sharing(&self, appid: &str, on: bool) -> Result<(), StoreError> {
+        self.store.set_sharing(appid, on).await?;
+        let action = if on { "sharing.on" } else { "sharing.off" };
+        self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
+            .await;
+        Ok(())
+    }
+
+    /// Shares `env` with `to` (the store checks who may: the owner, same subject, sharing on,
+    /// a `cloudbase_auth` deployed).
+    pub async fn add_share(
+        &self,
+        env: &str,
+        to: &str,
+        perms: &[String],
+        functions: SharedFunctions,
+        acting: Option<&str>,
+    ) -> Result<ShareInfo, StoreError> {
+        let share = self
+            .store
+            .add_share(env, to, perms, functions, acting)
+            .await?;
+        let detail = format!("{} on {}", share.perms.join(","), share.functions.encode());
+        self.log_change(
+            &Actor::acting(acting),
+            "share.add",
+            Some(env),
+            Some(to),
+            detail,
+        )
+        .await;
+        Ok(share)
+    }
+
+    /// Ends the share of `env` with `to`: its owner's alone. The sharee is told (webhook).
+    pub async fn remove_share(
+        &self,
+        env: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let owner = self.store.env(env).await?.owner_appid;
+        self.store.remove_share(env, to, acting).await?;
+        let actor = Actor::acting(acting);
+        self.log_change(&actor, "share.remove", Some(env), Some(to), String::new())
+            .await;
+        self.share_ended(&actor, &owner, to, vec![env.to_string()], "env");
+        Ok(())
+    }
+
+    /// Ends every share of `owner`'s envs with `to`; either side may. The other side is told
+    /// (webhook). Returns the envs whose shares ended.
+    pub async fn unbind(
+        &self,
+        owner: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let envs = self.store.unbind(owner, to, acting).await?;
+        let actor = Actor::acting(acting);
+        let detail = format!("owner {owner}, envs {}", envs.join(","));
+        self.log_change(&actor, "share.unbind", None, Some(to), detail)
+            .await;
+        self.share_ended(&actor, owner, to, envs.clone(), "app");
+        Ok(envs)
+    }
+
+    /// Sets (or with `None` clears) the URL `appid`'s events are POSTed to; returns the new
+    /// signing secret, shown once.
+    pub async fn set_webhook(
+        &self,
+        appid: &str,
+        url: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        self.store.app(appid).await?;
+        let key = webhook::setting_key(appid);
+        let Some(url) = url else {
+            self.store.set_setting(&key, "").await?;
+            self.log_change(
+                &Actor::Operator,
+                "webhook.clear",
+                None,
+                Some(appid),
+                String::new(),
+            )
+            .await;
+            return Ok(None);
+        };
+        webhook::validate_url(url).map_err(StoreError::InvalidConfig)?;
+        let hook = Webhook {
+            url: url.to_string(),
+            secret: cloudfn_store::secrets::random_hex(24),
+        };
+        let json = serde_json::to_string(&hook).map_err(anyhow::Error::from)?;
+        self.store.set_setting(&key, &json).await?;
+        self.log_change(
+            &Actor::Operator,
+            "webhook.set",
+            None,
+            Some(appid),
+            url.to_string(),
+        )
+        .await;
+        Ok(Some(hook.secret))
+    }
+
+    /// The webhook of `appid`, if it has one.
+    pub async fn webhook(&self, appid: &str) -> Result<Option<Webhook>, StoreError> {
+        let json = self.store.setting(&webhook::setting_key(appid)).await?;
+        Ok(json
+            .filter(|j| !j.is_empty())
+            .and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Tells the side of a share that did not end it (both, when the operator did), in the
+    /// background: the change stands whether or not a receiver is up, and the delivery's
+    /// outcome goes to the audit log.
+    fn share_ended(&self, actor: &Actor, owner: &str, to: &str, envs: Vec<String>, scope: &str) {
+        let notify: Vec<&str> = match actor.app() {
+            Some(a) if a == owner => vec![to],
+            Some(a) if a == to => vec![owner],
+            _ => vec![owner, to],
+        };
+        let body = serde_json::json!({
+            "event": "share.ended",
+            "scope": scope,
+            "owner": owner,
+            "to": to,
+            "envs": envs,
+            "acting": actor.app(),
+            "at": cloudfn_store::fsutil::now(),
+        })
+        .to_string()
+        .into_bytes();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for app in notify {
+            let (store, hooks, app, body) = (
+                self.store.clone(),
+                self.webhooks.clone(),
+                app.to_string(),
+                body.clone(),
+            );
+            rt.spawn(async move {
+                let hook = match store.setting(&webhook::setting_key(&app)).await {
+                    Ok(Some(j)) if !j.is_empty() => serde_json::from_str::<Webhook>(&j).ok(),
+                    _ => None,
+                };
+                let Some(hook) = hook else { return };
+                let delivery = cloudfn_store::secrets::random_hex(12);
+                let done = hooks.deliver(&hook, "share.ended", &delivery, &body).await;
+                let (action, detail) = if done.ok {
+                    let detail = format!(
+                        "share.ended to {} after {} attempt(s)",
+                        hook.url, done.attempts
+                    );
+                    ("webhook.delivered", detail)
+                } else {
+                    let last = done.last_error.unwrap_or_default();
+                    tracing::warn!(app, url = %hook.url, "webhook not delivered: {last}");
+                    let detail = format!(
+                        "share.ended to {} failed {} time(s), last: {last}",
+                        hook.url, done.attempts
+                    );
+                    ("webhook.failed", detail)
+                };
+                let entry = AuditEntry {
+                    seq: 0,
+                    at: 0,
+                    acting: None,
+                    action: action.to_string(),
+                    env: None,
+                    target: Some(app),
+                    detail,
+                };
+                if let Err(e) = store.audit(entry).await {
+                    tracing::error!("writing the audit log ({action}) failed: {e}");
+                }
+            });
+        }
     }
 }

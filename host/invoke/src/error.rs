@@ -131,9 +131,9 @@ impl From<StoreError> for InvokeError {
             StoreError::InvalidName(_)
             | StoreError::InvalidConfig(_)
             | StoreError::InvalidRules(_) => InvokeError::InvalidParam(e.to_string()),
-            StoreError::Refused(_) | StoreError::ShareNotFound { .. } => {
-                InvokeError::Unauthorized(e.to_string())
-            }
+            StoreError::Refused(_)
+            | StoreError::Forbidden(_)
+            | StoreError::ShareNotFound { .. } => InvokeError::Unauthorized(e.to_string()),
             StoreError::InvalidWasm(_) | StoreError::EnvExists(_) | StoreError::AppNotFound(_) => {
                 InvokeError::System(anyhow::Error::new(e))
             }

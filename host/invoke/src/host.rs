@@ -30,6 +30,8 @@ pub struct Options {
     pub auth_cache_ttl: Duration,
     /// How the engine allocates instances (when the host builds its own runtime).
     pub engine: EngineConfig,
+    /// Waits between webhook attempts (one attempt more than waits).
+    pub webhook_backoff: Vec<Duration>,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             activation_max_bytes: cloudfn_store::DEFAULT_RECORDS_MAX_BYTES,
             auth_cache_ttl: Duration::from_secs(60),
             engine: EngineConfig::default(),
+            webhook_backoff: [1, 10, 60, 300].map(Duration::from_secs).to_vec(),
         }
     }
 }
@@ -55,6 +58,7 @@ pub struct Host {
     pub(crate) decisions: Decisions,
     pub(crate) observer: Standard,
     pub(crate) ids: RequestIds,
+    pub(crate) webhooks: crate::webhook::Webhooks,
 }
 
 impl Host {
@@ -115,6 +119,7 @@ impl Host {
             disk: Default::default(),
             decisions: Decisions::new(options.auth_cache_ttl),
             ids: RequestIds::default(),
+            webhooks: crate::webhook::Webhooks::new(options.webhook_backoff),
         }))
     }
 

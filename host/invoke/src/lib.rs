@@ -23,7 +23,9 @@ pub mod pipeline;
 pub mod quota;
 pub use cloudfn_protocol::rules;
 pub mod state;
+pub mod webhook;
 
+pub use admin::Actor;
 pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
 pub use cloudfn_runtime::EngineConfig;
 pub use error::InvokeError;

@@ -108,10 +108,72 @@ pub fn invoke(fields: &Map<String, Value>, query_env: Option<&str>) -> Result<In
     })
 }
 
+/// The SOURCE a `/admin` call runs with (protocol §4, §11). The server SDKs send
+/// `X-TCB-Source: {their own SOURCE},{where they run}`; `scf` as the last part says the caller
+/// is a cloud function, so the callee sees the caller's chain extended with `,scf` (`wx_client`
+/// → `wx_client,scf`; `scf` alone when the caller had none). Anything else, or a header the
+/// request's signature does not cover (`signed`), is an HTTP-API caller: `wx_http`. A chain
+/// that is not a list of at most 8 lower-case words (`[a-z0-9_]`, 32 characters) is kept as
+/// `wx_unknown,scf` rather than passed on.
+pub fn caller_source(x_tcb_source: Option<&str>, signed: bool) -> String {
+    const HTTP: &str = "wx_http";
+    let Some(header) = x_tcb_source.filter(|_| signed) else {
+        return HTTP.into();
+    };
+    let Some((chain, tag)) = header.rsplit_once(',') else {
+        return HTTP.into();
+    };
+    if tag.trim() != "scf" {
+        return HTTP.into();
+    }
+    let chain = chain.trim();
+    if chain.is_empty() {
+        return "scf".into();
+    }
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 32
+            && w.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+    };
+    let parts: Vec<&str> = chain.split(',').map(str::trim).collect();
+    if parts.len() > 8 || !parts.iter().all(|p| word(p)) {
+        return "wx_unknown,scf".into();
+    }
+    format!("{},scf", parts.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn in_cloud_callers_chain_their_source_http_callers_are_wx_http() {
+        // What @cloudbase/node-sdk 3.x sends: `${TCB_SOURCE},${runEnvTag}`.
+        let s = |h: &str, signed| caller_source(Some(h), signed);
+        assert_eq!(s("wx_client,scf", true), "wx_client,scf");
+        assert_eq!(s("wx_client,scf,scf", true), "wx_client,scf,scf");
+        assert_eq!(s(",scf", true), "scf");
+        // A backend server (not in a cloud function).
+        assert_eq!(s(",unknown", true), "wx_http");
+        assert_eq!(s("wx_client,tencentcloud", true), "wx_http");
+        assert_eq!(caller_source(None, true), "wx_http");
+        // Not covered by the signature: not believed.
+        assert_eq!(s("wx_client,scf", false), "wx_http");
+        // Not a chain of words.
+        assert_eq!(s("wx client,scf", true), "wx_unknown,scf");
+        assert_eq!(s("A,scf", true), "wx_unknown,scf");
+        assert_eq!(
+            s(&format!("{},scf", ["x"; 9].join(",")), true),
+            "wx_unknown,scf"
+        );
+        assert_eq!(
+            s(&format!("{},scf", "x".repeat(33)), true),
+            "wx_unknown,scf"
+        );
+        assert_eq!(s("wx_client,,scf", true), "wx_unknown,scf");
+    }
 
     fn fields(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

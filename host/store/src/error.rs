@@ -16,6 +16,9 @@ pub enum StoreError {
     /// The change breaks a sharing rule (who may share, with whom, what must exist first).
     #[error("{0}")]
     Refused(String),
+    /// An app acting through the admin API or the CLI (`--as`) may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such share.
     #[error("env {env} is not shared with app {to}")]
     ShareNotFound {

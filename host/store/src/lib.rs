@@ -135,13 +135,22 @@ pub trait Sharing: Send + Sync {
         env: Option<&str>,
         app: Option<&str>,
     ) -> Result<Vec<ShareInfo>, StoreError>;
-    /// Ends a share. `acting` (default: the owner) must be the owner or `to`.
+    /// Ends the share of one env: its owner's alone (`acting`, default the owner, must be the
+    /// owner; a sharee ends the whole relationship with [`Sharing::unbind`]).
     async fn remove_share(
         &self,
         env: &str,
         to: &str,
         acting: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Ends the relationship of two apps: every share of `owner`'s envs with `to`. Either side
+    /// may (`acting`: `owner` or `to`; default the owner). Returns the envs whose shares ended.
+    async fn unbind(
+        &self,
+        owner: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Stores an env's security rules (already validated by the caller).
     async fn set_rules(&self, env: &str, json: &str) -> Result<(), StoreError>;
     /// An env's own security rules, `None` when it has set none.
@@ -159,6 +168,16 @@ pub trait ActivationLog: Send + Sync {
     async fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
 }
 
+/// The audit log of management changes: who (the operator, or an app acting through it) did
+/// what to which env, function or app.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an entry (its `seq` and `at` are the store's).
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Entries matching `q`, oldest first.
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 /// Reads everything the call path needs in one consistent read.
 #[async_trait]
 pub trait Snapshots: Send + Sync {
@@ -174,6 +193,12 @@ pub trait ChangeFeed: Send + Sync {
 }
 
 /// A complete store.
-pub trait Store: Catalog + Blobs + Apps + Sharing + ActivationLog + Snapshots + ChangeFeed {}
+pub trait Store:
+    Catalog + Blobs + Apps + Sharing + ActivationLog + AuditLog + Snapshots + ChangeFeed
+{
+}
 
-impl<T: Catalog + Blobs + Apps + Sharing + ActivationLog + Snapshots + ChangeFeed> Store for T {}
+impl<T: Catalog + Blobs + Apps + Sharing + ActivationLog + AuditLog + Snapshots + ChangeFeed> Store
+    for T
+{
+}

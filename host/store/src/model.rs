@@ -237,8 +237,17 @@ impl TokenRecord {
     }
 }
 
-/// Permissions a share can grant.
-pub const PERMISSIONS: &[&str] = &["functions:invoke"];
+/// Permissions a share can grant: calling its functions; listing them, their versions and the
+/// records of the sharee's own calls; deploying, rolling back and removing them (never
+/// `cloudbase_auth`, never the env's rules or shares).
+pub const PERMISSIONS: &[&str] = &["functions:invoke", "functions:read", "functions:deploy"];
+
+/// The permission to call a shared env's functions.
+pub const PERM_INVOKE: &str = "functions:invoke";
+/// The permission to list a shared env's functions, versions and own calls' records.
+pub const PERM_READ: &str = "functions:read";
+/// The permission to deploy, roll back and remove a shared env's functions.
+pub const PERM_DEPLOY: &str = "functions:deploy";
 
 /// Which functions a share covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,7 +335,17 @@ pub struct ShareInfo {
 impl ShareInfo {
     /// Whether the share lets its app invoke `function`.
     pub fn permits_invoke(&self, function: &str) -> bool {
-        self.perms.iter().any(|p| p == "functions:invoke") && self.functions.covers(function)
+        self.permits(PERM_INVOKE, function)
+    }
+
+    /// Whether the share grants `perm` (one of [`PERMISSIONS`]) for `function`.
+    pub fn permits(&self, perm: &str, function: &str) -> bool {
+        self.has(perm) && self.functions.covers(function)
+    }
+
+    /// Whether the share grants `perm` at all.
+    pub fn has(&self, perm: &str) -> bool {
+        self.perms.iter().any(|p| p == perm)
     }
 }
 
@@ -430,6 +449,43 @@ pub struct ActivationQuery {
     /// Only this function.
     pub name: Option<String>,
     /// Only records after this `seq` (for following).
+    pub after: Option<i64>,
+    /// At most this many, newest ones (default 100).
+    pub limit: Option<u32>,
+    /// Only calls made by this app (a sharee reads its own calls' records only).
+    #[serde(default)]
+    pub caller: Option<String>,
+}
+
+/// One management change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, increasing.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The app that acted (`--as`, `acting`), or `None` for the operator.
+    pub acting: Option<String>,
+    /// What was done: `deploy`, `rollback`, `remove`, `rules.set`, `env.create`,
+    /// `app.create`, `app.rotate-secret`, `sharing.on`, `sharing.off`, `share.add`,
+    /// `share.remove`.
+    pub action: String,
+    /// The env it concerned, if one.
+    pub env: Option<String>,
+    /// The function or app it concerned, if one.
+    pub target: Option<String>,
+    /// Details (a version, permissions).
+    pub detail: String,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only entries of this env.
+    pub env: Option<String>,
+    /// Only entries this app made or that concern it.
+    pub app: Option<String>,
+    /// Only entries after this `seq`.
     pub after: Option<i64>,
     /// At most this many, newest ones (default 100).
     pub limit: Option<u32>,

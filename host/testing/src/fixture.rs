@@ -210,14 +210,14 @@ impl Fixture {
                 .await
                 .is_ok_and(|a| a.secret_id.is_some());
             if !exists {
-                let creds = store
+                let creds = host
                     .create_app(&app.appid, app.subject.as_deref())
                     .await
                     .with_context(|| format!("app {}", app.appid))?;
                 created.push(creds);
             }
             if app.sharing {
-                store.set_sharing(&app.appid, true).await?;
+                host.set_sharing(&app.appid, true).await?;
             }
         }
         for env in &self.envs {
@@ -243,8 +243,7 @@ impl Fixture {
         for s in &self.shares {
             let functions = SharedFunctions::parse(&s.functions)?;
             // Sharing again updates the share to what the fixture says.
-            store
-                .add_share(&s.env, &s.to, &s.perms, functions, None)
+            host.add_share(&s.env, &s.to, &s.perms, functions, None)
                 .await
                 .with_context(|| format!("sharing env {} with {}", s.env, s.to))?;
         }

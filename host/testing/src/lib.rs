@@ -256,6 +256,7 @@ impl TestHost {
                 name: name.map(str::to_string),
                 after: None,
                 limit: Some(1000),
+                ..Default::default()
             })
             .await?)
     }

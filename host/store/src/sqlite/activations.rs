@@ -316,11 +316,18 @@ impl Recorder {
                        duration_us, errcode, errmsg, peak_memory, logs, decision
                 FROM activations
                 WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
+                  AND (?5 IS NULL OR caller_appid = ?5)
                 ORDER BY seq DESC LIMIT ?4
              ) ORDER BY seq",
         )?;
         let rows = stmt.query_map(
-            params![q.env, q.name, q.after.unwrap_or(0), q.limit.unwrap_or(100)],
+            params![
+                q.env,
+                q.name,
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(100),
+                q.caller
+            ],
             |r| {
                 let logs: String = r.get(12)?;
                 Ok(Activation {

@@ -9,6 +9,7 @@
 
 mod activations;
 mod apps;
+mod audit;
 mod catalog;
 mod feed;
 mod sharing;
@@ -94,6 +95,17 @@ const MIGRATIONS: &[&str] = &[
         rules TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 4: the audit log of management changes.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        acting TEXT,
+        action TEXT NOT NULL,
+        env TEXT,
+        target TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_env ON audit (env, seq);",
 ];
 
 impl From<rusqlite::Error> for StoreError {

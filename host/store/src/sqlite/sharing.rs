@@ -160,9 +160,17 @@ impl Sharing for SqliteStore {
         acting: Option<&str>,
     ) -> Result<(), StoreError> {
         let owner = self.env(env).await?.owner_appid;
-        if let Some(acting) = acting.filter(|a| *a != owner && *a != to) {
+        if let Some(acting) = acting.filter(|a| *a != owner) {
+            let how = if acting == to {
+                format!(
+                    "; app {to} can end its whole relationship with {owner}: \
+                     cloudfn share unbind --owner {owner} --to {to} --as {to}"
+                )
+            } else {
+                String::new()
+            };
             return Err(StoreError::Refused(format!(
-                "only {owner} (the owner) or {to} (the sharee) can end this share, not {acting}"
+                "only {owner}, env {env}'s owner, can end its share with {to}, not {acting}{how}"
             )));
         }
         let removed = self.db().execute(
@@ -177,6 +185,42 @@ impl Sharing for SqliteStore {
         }
         self.feed.bump();
         Ok(())
+    }
+
+    async fn unbind(
+        &self,
+        owner: &str,
+        to: &str,
+        acting: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        if let Some(acting) = acting.filter(|a| *a != owner && *a != to) {
+            return Err(StoreError::Refused(format!(
+                "only {owner} or {to} can end their sharing relationship, not {acting}"
+            )));
+        }
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let envs: Vec<String> = tx
+            .prepare(
+                "SELECT s.env FROM shares s JOIN envs e ON e.name = s.env
+                 WHERE e.owner_appid = ?1 AND s.to_appid = ?2 ORDER BY s.env",
+            )?
+            .query_map([owner, to], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if envs.is_empty() {
+            return Err(StoreError::Refused(format!(
+                "app {owner} shares no env with {to}"
+            )));
+        }
+        tx.execute(
+            "DELETE FROM shares WHERE to_appid = ?2
+             AND env IN (SELECT name FROM envs WHERE owner_appid = ?1)",
+            [owner, to],
+        )?;
+        tx.commit()?;
+        drop(db);
+        self.feed.bump();
+        Ok(envs)
     }
 
     async fn set_rules(&self, env: &str, json: &str) -> Result<(), StoreError> {
