@@ -951,41 +951,19 @@ type Received = Arc<Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>>;
 /// A webhook receiver on 127.0.0.1: records each request and answers 500 to the first
 /// `failures` of them, 200 after.
 async fn receiver(failures: usize) -> (String, Received) {
-    use http_body_util::BodyExt;
     let got: Received = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen = got.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let headers = req.headers().clone();
-                        let body = req.into_body().collect().await?.to_bytes().to_vec();
-                        let n = {
-                            let mut seen = seen.lock().unwrap();
-                            seen.push((headers, body));
-                            seen.len()
-                        };
-                        let status = if n <= failures { 500 } else { 200 };
-                        Ok::<_, hyper::Error>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                .unwrap(),
-                        )
-                    }
-                });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
+    let base = stand_in(move |(parts, body): Seen| {
+        let seen = seen.clone();
+        async move {
+            let mut seen = seen.lock().unwrap();
+            seen.push((parts.headers, body.to_vec()));
+            let status = if seen.len() <= failures { 500 } else { 200 };
+            (status, "text/plain", Vec::new())
         }
-    });
-    (url, got)
+    })
+    .await;
+    (format!("{base}/hook"), got)
 }
 
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -95,6 +95,8 @@ pub mod __private {
 
 use __private::bindings::cloudfn::function as wit;
 
+pub mod openapi;
+
 /// The caller's identity and call path (the platform's `WXContext`).
 ///
 /// Serializes with the platform's upper-case keys (`APPID`, `FROM_OPENID`, …);

@@ -21,6 +21,7 @@ const GUESTS: &[&str] = &[
     "leftovers",
     "chatty",
     "hostile",
+    "openapi_probe",
 ];
 
 fn main() {

@@ -149,6 +149,47 @@ pub async fn admin(
     request(method, &url, &[("authorization", &auth)], body).await
 }
 
+/// A request as a little test server sees it: its parts and its whole body.
+pub type Seen = (hyper::http::request::Parts, Bytes);
+
+/// A little HTTP server on 127.0.0.1 standing in for another party (an upstream platform, a
+/// webhook receiver): each request, body read, goes to `answer`, which gives the status,
+/// content type and body. Returns the base URL (`http://127.0.0.1:PORT`).
+pub async fn stand_in<F, Fut>(answer: F) -> String
+where
+    F: Fn(Seen) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = (u16, &'static str, Vec<u8>)> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let (status, content_type, bytes) = answer((parts, body)).await;
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", content_type)
+                                .body(Full::new(Bytes::from(bytes)))
+                                .unwrap(),
+                        )
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    base
+}
+
 pub async fn get(url: &str) -> (u16, Value) {
     request("GET", url, &[], Bytes::new()).await
 }

@@ -56,6 +56,7 @@ fn echo_call(c: &mut Criterion) {
             .prepare(&component, None, FunctionConfig::default())
             .expect("prepare"),
     );
+    let cloud = cloudfn_runtime::no_cloud_calls();
     let calls: CallFunction = Arc::new(|_, _| {
         Box::pin(async {
             Err(CallError {
@@ -87,6 +88,7 @@ fn echo_call(c: &mut Criterion) {
                         timeout: Duration::from_secs(3),
                         deadline: Instant::now() + Duration::from_secs(3),
                         calls: calls.clone(),
+                        cloud: cloud.clone(),
                         max_result_bytes: 1 << 20,
                         read_only: false,
                     },

@@ -229,6 +229,10 @@ pub struct ServeArgs {
     /// slot (at most as many wait as the cap), then is refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
+    /// The upstream platform's API base URL for functions' cloud calls (openapi), e.g. a
+    /// relay on this network; without it cloud calls are refused (-501001). http:// only.
+    #[arg(long)]
+    pub upstream: Option<String>,
     /// Milliseconds a call may wait for a slot of its full env.
     #[arg(long, default_value_t = 100)]
     pub slot_wait_ms: u64,
@@ -306,21 +310,27 @@ pub enum AppCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-    /// Set where an app is told of changes others make to it (a share of an env ending):
-    /// prints the secret its deliveries are signed with, once.
+    /// Set an app's webhook (where it is told of changes others make to it, e.g. a share of
+    /// an env ending) or its upstream credentials (for its functions' cloud calls).
+    #[command(group(clap::ArgGroup::new("setting").required(true).multiple(true)
+        .args(["webhook", "no_webhook", "upstream_secret", "no_upstream_secret"])))]
     Set {
         /// The appid.
         appid: String,
-        /// An http:// URL events are POSTed to (signed: X-Cloudfn-Signature).
-        #[arg(
-            long,
-            conflicts_with = "no_webhook",
-            required_unless_present = "no_webhook"
-        )]
+        /// An http:// URL events are POSTed to, signed (X-Cloudfn-Signature); prints the
+        /// signing secret once.
+        #[arg(long, conflicts_with = "no_webhook")]
         webhook: Option<String>,
         /// Remove the app's webhook.
         #[arg(long)]
         no_webhook: bool,
+        /// The app's AppSecret on the upstream platform, for cloud calls (kept sealed, never
+        /// shown again): the secret, @FILE to read a file, or @- to read stdin.
+        #[arg(long, conflicts_with = "no_upstream_secret")]
+        upstream_secret: Option<String>,
+        /// Forget the app's upstream credentials.
+        #[arg(long)]
+        no_upstream_secret: bool,
     },
 }
 

@@ -359,6 +359,23 @@ impl Backend {
         }
     }
 
+    /// Sets or forgets an app's upstream credentials.
+    pub async fn set_upstream_secret(
+        &self,
+        appid: &str,
+        secret: Option<&str>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(s) => Ok(s.set_upstream_secret(appid, secret).await?),
+            Backend::Remote(c) => {
+                let path = format!("/v1/apps/{}/upstream", enc(appid));
+                c.post::<serde_json::Value>(&path, json!({ "secret": secret }))
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
     /// Lists shares of an env and/or involving an app.
     pub async fn shares(
         &self,

@@ -111,18 +111,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::App(AppCommand::Set {
             appid,
             webhook,
-            no_webhook: _,
+            no_webhook,
+            upstream_secret,
+            no_upstream_secret,
         }) => {
-            let secret = backend(&cli)
-                .await?
-                .set_webhook(appid, webhook.as_deref())
-                .await?;
-            match (webhook, secret) {
-                (Some(url), Some(secret)) => {
-                    println!("webhook of {appid}: {url}");
-                    println!("signing secret (shown once): {secret}");
+            let backend = backend(&cli).await?;
+            if webhook.is_some() || *no_webhook {
+                let secret = backend.set_webhook(appid, webhook.as_deref()).await?;
+                match (webhook, secret) {
+                    (Some(url), Some(secret)) => {
+                        println!("webhook of {appid}: {url}");
+                        println!("signing secret (shown once): {secret}");
+                    }
+                    _ => println!("{appid} has no webhook"),
                 }
-                _ => println!("{appid} has no webhook"),
+            }
+            if let Some(secret) = upstream_secret {
+                let secret = read_event(secret)?;
+                backend
+                    .set_upstream_secret(appid, Some(secret.trim()))
+                    .await?;
+                println!("upstream credentials of {appid} set (sealed)");
+            } else if *no_upstream_secret {
+                backend.set_upstream_secret(appid, None).await?;
+                println!("{appid} has no upstream credentials");
             }
         }
         Command::Share(ShareCommand::Unbind { owner, to, acting }) => {
@@ -321,6 +333,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             keep_resident: args.keep_resident_kb * 1024,
             memory_budget: args.memory_budget_mb.max(1) << 20,
         },
+        upstream: args.upstream.clone(),
         ..Options::default()
     };
     let svc = Host::open_with(&cli.data_dir, options)

@@ -181,6 +181,12 @@ struct WebhookUrl {
     url: Option<String>,
 }
 
+/// `POST /v1/apps/{appid}/upstream`: the app's upstream AppSecret, or null to forget it.
+#[derive(Deserialize)]
+struct UpstreamSecret {
+    secret: Option<String>,
+}
+
 /// `POST /v1/shares/unbind`: end every share of `owner`'s envs with `to`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Unbind {
@@ -339,6 +345,18 @@ impl AdminApi {
                         .await
                         .map_or_else(store_error, |secret| {
                             ok(&json!({ "appid": appid, "url": w.url, "secret": secret }))
+                        }),
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "apps", appid, "upstream"]) => {
+                match json_body::<UpstreamSecret>(req.into_body()).await {
+                    Ok(u) => self
+                        .host
+                        .set_upstream_secret(appid, u.secret.as_deref())
+                        .await
+                        .map_or_else(store_error, |()| {
+                            ok(&json!({ "appid": appid, "upstream_secret": u.secret.is_some() }))
                         }),
                     Err(r) => r,
                 }

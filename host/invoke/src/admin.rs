@@ -452,6 +452,30 @@ impl Host {
         Ok(Some(hook.secret))
     }
 
+    /// Keeps (sealed) or forgets `appid`'s AppSecret on the upstream platform, which its
+    /// functions' cloud calls get their access tokens with. Never shown again.
+    pub async fn set_upstream_secret(
+        &self,
+        appid: &str,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if secret.is_some_and(|s| s.trim().is_empty()) {
+            return Err(StoreError::InvalidConfig(
+                "the upstream secret is empty".into(),
+            ));
+        }
+        self.store.set_upstream_secret(appid, secret).await?;
+        self.upstream.forget(appid);
+        let action = if secret.is_some() {
+            "upstream.set"
+        } else {
+            "upstream.clear"
+        };
+        self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
+            .await;
+        Ok(())
+    }
+
     /// The webhook of `appid`, if it has one.
     pub async fn webhook(&self, appid: &str) -> Result<Option<Webhook>, StoreError> {
         let json = self.store.setting(&webhook::setting_key(appid)).await?;

@@ -32,6 +32,8 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Waits between webhook attempts (one attempt more than waits).
     pub webhook_backoff: Vec<Duration>,
+    /// The upstream platform's API base URL for functions' cloud calls; `None` refuses them.
+    pub upstream: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             auth_cache_ttl: Duration::from_secs(60),
             engine: EngineConfig::default(),
             webhook_backoff: [1, 10, 60, 300].map(Duration::from_secs).to_vec(),
+            upstream: None,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Host {
     pub(crate) observer: Standard,
     pub(crate) ids: RequestIds,
     pub(crate) webhooks: crate::webhook::Webhooks,
+    pub(crate) upstream: crate::upstream::Upstream,
 }
 
 impl Host {
@@ -120,6 +124,7 @@ impl Host {
             decisions: Decisions::new(options.auth_cache_ttl),
             ids: RequestIds::default(),
             webhooks: crate::webhook::Webhooks::new(options.webhook_backoff),
+            upstream: crate::upstream::Upstream::new(options.upstream),
         }))
     }
 

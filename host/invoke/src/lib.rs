@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod quota;
 pub use cloudfn_protocol::rules;
 pub mod state;
+pub mod upstream;
 pub mod webhook;
 
 pub use admin::Actor;

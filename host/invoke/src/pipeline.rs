@@ -17,7 +17,9 @@ use crate::grant::{self, AuthOutcome};
 use crate::host::Host;
 use crate::observe::{Finished, Observer};
 use crate::state::Snapshot;
-use cloudfn_runtime::{CallError, CallFunction, GuestCall, GuestError, Prepared, WxContext};
+use cloudfn_runtime::{
+    CallError, CallFunction, CloudCall, GuestCall, GuestError, OpenapiError, Prepared, WxContext,
+};
 use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, validate_function_name};
 use std::future::Future;
 use std::pin::Pin;
@@ -185,6 +187,7 @@ impl Host {
         Ok((
             Ready {
                 identity,
+                owner: env.owner_appid.clone(),
                 version,
                 prepared,
                 _slot: slot,
@@ -312,6 +315,7 @@ impl Host {
             function_name: req.name.clone(),
         };
         let calls = self.nested_calls(call, deadline);
+        let cloud = self.cloud_calls(call, &ready);
         let _running = Running::new(&self.observer);
         let fs_write = ready.prepared.config.fs_write && call.file.is_none();
         let read_only = fs_write && self.disk.over(&req.env, self.limits.env_disk_bytes);
@@ -325,6 +329,7 @@ impl Host {
                     timeout,
                     deadline,
                     calls,
+                    cloud,
                     max_result_bytes: self.limits.max_result_bytes,
                     read_only,
                 },
@@ -397,9 +402,55 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The `openapi` capability of a call: cloud calls as the env's owner (the default), or
+    /// in a call across apps as the calling app (FROM_APPID), and as no other app.
+    fn cloud_calls(self: &Arc<Self>, call: &Call, ready: &Ready) -> CloudCall {
+        let host = Arc::downgrade(self);
+        // A file run's env has no owner: the app it runs as stands in.
+        let owner = Some(ready.owner.clone())
+            .filter(|o| !o.is_empty())
+            .or_else(|| ready.identity.appid.clone());
+        let from = ready.identity.from_appid.clone();
+        let env = call.request.env.clone();
+        Arc::new(move |path: String, body: String, appid: Option<String>| {
+            let host = host.clone();
+            let acting = match appid {
+                None => owner.clone(),
+                Some(a) if Some(&a) == owner.as_ref() || Some(&a) == from.as_ref() => Some(a),
+                Some(a) => {
+                    let msg = format!(
+                        "a function of env {env} may make cloud calls as the env's owner or the \
+                         calling app, not as {a}"
+                    );
+                    return Box::pin(async move {
+                        Err(OpenapiError {
+                            errcode: -501019,
+                            errmsg: msg,
+                        })
+                    });
+                }
+            };
+            Box::pin(async move {
+                let (Some(host), Some(appid)) = (host.upgrade(), acting) else {
+                    return Err(OpenapiError {
+                        errcode: -501019,
+                        errmsg: "this call has no app to act as".into(),
+                    });
+                };
+                host.upstream
+                    .call(host.store.as_ref(), &appid, &path, body)
+                    .await
+            })
+        })
+    }
+}
+
 /// A call past every check, ready to run.
 struct Ready {
     identity: Identity,
+    /// The env's owner (empty for a file run's env).
+    owner: String,
     version: u32,
     prepared: Arc<Prepared>,
     _slot: tokio::sync::OwnedSemaphorePermit,

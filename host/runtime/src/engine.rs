@@ -7,6 +7,7 @@ use crate::bindings::{self, CloudFunctionPre};
 use crate::config::ConfigHost;
 use crate::invoke::InvokeHost;
 use crate::log::LogHost;
+use crate::openapi::OpenapiHost;
 use crate::state::CallState;
 use anyhow::Context;
 use std::collections::HashMap;
@@ -387,12 +388,13 @@ fn guest_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Each cloudfn interface reaches only its own narrow context in the call's state.
 fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    use bindings::cloudfn::function::{config, invoke, log, types};
+    use bindings::cloudfn::function::{config, invoke, log, openapi, types};
     use wasmtime::component::HasSelf;
     types::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
     invoke::add_to_linker::<_, HasSelf<InvokeHost>>(linker, |s: &mut CallState| &mut s.invoke)?;
     log::add_to_linker::<_, HasSelf<LogHost>>(linker, |s: &mut CallState| &mut s.log)?;
     config::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
+    openapi::add_to_linker::<_, HasSelf<OpenapiHost>>(linker, |s: &mut CallState| &mut s.openapi)?;
     Ok(())
 }
 

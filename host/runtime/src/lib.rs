@@ -7,7 +7,8 @@
 //! - [`run`]: [`Runtime::prepare`] a version once, [`Runtime::run`] a call, and the
 //!   classification of its outcome.
 //! - One module per host interface: [`invoke`] (calls to other functions, through a capability
-//!   the pipeline provides), [`log`] (log lines, stdout, stderr), [`config`] (variables), and
+//!   the pipeline provides), [`openapi`] (cloud calls, likewise), [`log`] (log lines, stdout,
+//!   stderr), [`config`] (variables), and
 //!   [`limiter`] (the call's memory limit and the host's memory budget).
 //! - [`sched`]: the fair scheduler: guest code runs on the runtime's own threads, in slices,
 //!   with CPU shared between envs.
@@ -21,12 +22,14 @@ pub mod engine;
 pub mod invoke;
 pub mod limiter;
 pub mod log;
+pub mod openapi;
 pub mod run;
 pub mod sched;
 pub mod state;
 
-pub use bindings::{CallError, WxContext};
+pub use bindings::{CallError, OpenapiError, WxContext};
 pub use engine::{EPOCH_TICK, EngineConfig, InvalidComponent, Runtime};
 pub use invoke::CallFunction;
+pub use openapi::{CloudCall, no_cloud_calls};
 pub use run::{GuestCall, GuestError, Outcome, Prepared};
 pub use wasmtime::component::Component;

@@ -6,6 +6,7 @@ use crate::bindings::{CloudFunctionPre, WxContext};
 use crate::engine::Runtime;
 use crate::invoke::CallFunction;
 use crate::log::LogSink;
+use crate::openapi::CloudCall;
 use crate::state::{CallState, StoreParts, new_store};
 use anyhow::Context;
 use cloudfn_store::{FunctionConfig, LogLine};
@@ -45,6 +46,8 @@ pub struct GuestCall {
     pub deadline: Instant,
     /// Where the guest's `call-function` goes.
     pub calls: CallFunction,
+    /// Where the guest's cloud calls (`openapi`) go.
+    pub cloud: CloudCall,
     /// Largest result accepted.
     pub max_result_bytes: usize,
     /// Whether a version that may write sees its env directory read-only this time (the env
@@ -133,6 +136,7 @@ impl Runtime {
                 memory_bytes: prepared.config.memory_mb as usize * 1024 * 1024,
                 budget: (&self.memory, &call.context.env),
                 calls: call.calls,
+                cloud: call.cloud,
                 logs: logs.clone(),
                 deadline: call.deadline,
             },

@@ -6,6 +6,7 @@ use crate::config::ConfigHost;
 use crate::invoke::{CallFunction, InvokeHost};
 use crate::limiter::{MemLimiter, MemoryBudget};
 use crate::log::{LogHost, LogPipe, LogSink};
+use crate::openapi::{CloudCall, OpenapiHost};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,6 +29,8 @@ pub struct CallState {
     pub log: LogHost,
     /// The `config` interface.
     pub config: ConfigHost,
+    /// The `openapi` interface.
+    pub openapi: OpenapiHost,
     /// When the call's time is up.
     pub deadline: Instant,
 }
@@ -53,6 +56,8 @@ pub struct StoreParts<'a> {
     pub budget: (&'a MemoryBudget, &'a str),
     /// The nested-call capability.
     pub calls: CallFunction,
+    /// The cloud-call capability.
+    pub cloud: CloudCall,
     /// Where the logs go.
     pub logs: Arc<Mutex<LogSink>>,
     /// When the call's time is up.
@@ -82,6 +87,7 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             invoke: InvokeHost(parts.calls),
             log: LogHost(parts.logs),
             config: ConfigHost(parts.vars),
+            openapi: OpenapiHost(parts.cloud),
             deadline: parts.deadline,
         },
     );

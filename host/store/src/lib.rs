@@ -104,6 +104,15 @@ pub trait Apps: Send + Sync {
         force_refresh: bool,
         policy: TokenPolicy,
     ) -> Result<(String, u64), IssueError>;
+    /// Keeps (or with `None` forgets) an app's credential for the upstream platform (its
+    /// AppSecret there), sealed: only this data dir's key opens it.
+    async fn set_upstream_secret(
+        &self,
+        appid: &str,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// An app's upstream credential, unsealed, if it has one.
+    async fn upstream_secret(&self, appid: &str) -> Result<Option<String>, StoreError>;
     /// A setting (e.g. the admin token's hash).
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a setting.

@@ -222,6 +222,40 @@ impl Apps for SqliteStore {
     }
 
     /// A setting (e.g. the admin token's hash).
+    async fn set_upstream_secret(
+        &self,
+        appid: &str,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.app(appid).await?;
+        let key = format!("upstream/{appid}");
+        match secret {
+            Some(s) => {
+                let sealed = crate::secrets::seal(&self.token_key, UPSTREAM, s);
+                self.set_setting(&key, &sealed).await
+            }
+            None => {
+                self.db()
+                    .execute("DELETE FROM settings WHERE key = ?1", [&key])?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn upstream_secret(&self, appid: &str) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = self.setting(&format!("upstream/{appid}")).await? else {
+            return Ok(None);
+        };
+        crate::secrets::unseal(&self.token_key, UPSTREAM, &sealed)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Storage(anyhow::anyhow!(
+                    "the upstream secret of {appid} does not open with this data dir's key \
+                     (keys/token.key replaced?); set it again"
+                ))
+            })
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db()
@@ -275,6 +309,9 @@ pub(super) fn secret_keys(db: &Connection) -> Result<Vec<(String, String, String
 /// Reads the data dir's token key (`keys/token.key`), creating it on first use. Creation is a
 /// link of a complete temp file that fails if another process got there first, so concurrent
 /// first starts agree on one key.
+/// What upstream secrets are sealed for.
+const UPSTREAM: &str = "upstream-secret";
+
 pub(super) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let dir = root.join("keys");
     let path = dir.join("token.key");
