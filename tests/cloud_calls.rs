@@ -280,3 +280,58 @@ async fn cloud_calls_act_as_the_owner_or_the_calling_app_with_tokens_the_host_ke
         "{text}"
     );
 }
+
+/// Over https the upstream's certificate is verified: a stand-in with a self-signed one gets
+/// a TLS handshake (so https is spoken) and the call is refused for its certificate, -1 saying
+/// why; nothing is sent to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_upstreams_have_their_certificates_verified() {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let handshakes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let outcome = match acceptor.accept(stream).await {
+                Ok(_) => "completed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            seen.lock().unwrap().push(outcome);
+        }
+    });
+    let s = World::new()
+        .options(Options {
+            upstream: Some(base),
+            ..Options::default()
+        })
+        .env("prod", "wxA")
+        .deploy("prod", "openapi_probe", paths::OPENAPI_PROBE)
+        .serve(ServeConfig::default())
+        .await;
+    let (status, _) = admin(
+        &s,
+        "POST",
+        "/v1/apps/wxA/upstream",
+        json!({"secret": SECRETS[0].1}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let owner = s.owner.clone();
+    let r = probe(&s, &owner, json!({"send": {"touser": "o1"}})).await;
+    assert_eq!(r[0]["errcode"], -1, "{r:?}");
+    let why = r[0]["errmsg"].as_str().unwrap();
+    assert!(why.contains("certificate"), "{why}");
+    let handshakes = handshakes.lock().unwrap().clone();
+    assert!(
+        !handshakes.is_empty() && !handshakes.contains(&"completed".to_string()),
+        "{handshakes:?}"
+    );
+}

@@ -229,8 +229,8 @@ pub struct ServeArgs {
     /// slot (at most as many wait as the cap), then is refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
-    /// The upstream platform's API base URL for functions' cloud calls (openapi), e.g. a
-    /// relay on this network; without it cloud calls are refused (-501001). http:// only.
+    /// The upstream platform's API base URL for functions' cloud calls (openapi), e.g.
+    /// https://api.weixin.qq.com; without it cloud calls are refused (-501001).
     #[arg(long)]
     pub upstream: Option<String>,
     /// Milliseconds a call may wait for a slot of its full env.
@@ -317,8 +317,8 @@ pub enum AppCommand {
     Set {
         /// The appid.
         appid: String,
-        /// An http:// URL events are POSTed to, signed (X-Cloudfn-Signature); prints the
-        /// signing secret once.
+        /// An https:// (or http://) URL events are POSTed to, signed (X-Cloudfn-Signature);
+        /// prints the signing secret once.
         #[arg(long, conflicts_with = "no_webhook")]
         webhook: Option<String>,
         /// Remove the app's webhook.

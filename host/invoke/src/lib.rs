@@ -19,6 +19,7 @@ pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod outbound;
 pub mod pipeline;
 pub mod quota;
 pub use cloudfn_protocol::rules;

@@ -11,9 +11,6 @@ use cloudfn_runtime::OpenapiError;
 use cloudfn_store::Store;
 use dashmap::DashMap;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +30,7 @@ struct Token {
 /// The upstream platform: its base URL, and each app's cached token.
 pub struct Upstream {
     base: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: crate::outbound::Outbound,
     tokens: DashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>,
 }
 
@@ -49,7 +46,7 @@ impl Upstream {
     pub fn new(base: Option<String>) -> Upstream {
         Upstream {
             base: base.map(|b| b.trim_end_matches('/').to_string()),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: crate::outbound::client(),
             tokens: DashMap::new(),
         }
     }
@@ -182,7 +179,7 @@ impl Upstream {
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
             .await
             .map_err(|_| unreachable(format!("no answer in {} s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(crate::outbound::explain(&e)))?;
         let content_type = resp
             .headers()
             .get("content-type")

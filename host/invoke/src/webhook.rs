@@ -10,9 +10,6 @@
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -31,7 +28,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where an app's events go, as the store keeps it (setting `webhook/APPID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
-    /// `http://HOST[:PORT]/PATH`.
+    /// `https://HOST[:PORT]/PATH` (or `http://`).
     pub url: String,
     /// The HMAC key; shown once, when set.
     pub secret: String,
@@ -42,20 +39,15 @@ pub fn setting_key(appid: &str) -> String {
     format!("webhook/{appid}")
 }
 
-/// Checks a webhook URL: `http://` with a host. (`https://` needs a TLS client, which this
-/// build does not have yet.)
+/// Checks a webhook URL: `https://` (or `http://`) with a host.
 pub fn validate_url(url: &str) -> Result<(), String> {
     let parsed: hyper::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme_str() {
-        Some("http") if parsed.host().is_some_and(|h| !h.is_empty()) => Ok(()),
-        Some("https") => Err(format!(
-            "{url}: https webhooks are not supported yet (no TLS client in this build); use an \
-             http:// URL on a network you trust, e.g. a local relay"
-        )),
+        Some("http" | "https") if parsed.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(format!(
-            "{url}: a webhook URL must be http://HOST[:PORT]/PATH"
+            "{url}: a webhook URL must be https://HOST[:PORT]/PATH (or http://)"
         )),
     }
 }
@@ -72,7 +64,7 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// Delivers webhook events.
 #[derive(Clone)]
 pub struct Webhooks {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: crate::outbound::Outbound,
     backoff: Vec<Duration>,
 }
 
@@ -91,7 +83,7 @@ impl Webhooks {
     /// Retries after each of `backoff` (so `backoff.len() + 1` attempts at most).
     pub fn new(backoff: Vec<Duration>) -> Webhooks {
         Webhooks {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: crate::outbound::client(),
             backoff,
         }
     }
@@ -147,7 +139,7 @@ impl Webhooks {
         match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
             Ok(Ok(resp)) => Err(format!("HTTP {}", resp.status())),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(crate::outbound::explain(&e)),
             Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
         }
     }
@@ -160,11 +152,7 @@ mod tests {
     #[test]
     fn urls_and_signatures() {
         assert!(validate_url("http://127.0.0.1:9/hook").is_ok());
-        assert!(
-            validate_url("https://example.com/hook")
-                .unwrap_err()
-                .contains("https")
-        );
+        assert!(validate_url("https://example.com/hook").is_ok());
         assert!(validate_url("ftp://x/y").is_err());
         assert!(validate_url("not a url").is_err());
         // RFC 4231 test case 2 shape: a known HMAC-SHA256.
