@@ -23,9 +23,10 @@ struct Upstream {
     expire_next: AtomicBool,
 }
 
-const SECRETS: [(&str, &str); 2] = [
+const SECRETS: [(&str, &str); 3] = [
     ("wxA", "AppSecret-of-wxA-7f3e"),
     ("wxB", "AppSecret-of-wxB-91c2"),
+    ("wxC", "AppSecret-of-wxC-0d4b"),
 ];
 
 /// The fake platform: `GET /cgi-bin/token` (tokens `tok-APP-N`, 50 ms to answer so concurrent
@@ -64,7 +65,11 @@ impl Upstream {
             let mut fetches = self.fetches.lock().unwrap();
             let n = fetches.entry(app.clone()).or_default();
             *n += 1;
-            return reply(json!({"access_token": format!("tok-{app}-{n}"), "expires_in": 7200}));
+            // wxC's tokens live 1 s, to show they are refreshed before they expire.
+            let expires_in = if app == "wxC" { 1 } else { 7200 };
+            return reply(
+                json!({"access_token": format!("tok-{app}-{n}"), "expires_in": expires_in}),
+            );
         }
         let token = query.get("access_token").cloned().unwrap_or_default();
         let app = token.split('-').nth(1).unwrap_or("?").to_string();
@@ -92,9 +97,19 @@ fn sent(r: &Value) -> bool {
 
 /// The probe's results for one call, as `app`'s server calls it over HTTP.
 async fn probe(s: &TestServer, creds: &cloudfn_store::AppCredentials, ask: Value) -> Vec<Value> {
+    probe_in(s, creds, "prod", ask).await
+}
+
+/// [`probe`] in env `env`.
+async fn probe_in(
+    s: &TestServer,
+    creds: &cloudfn_store::AppCredentials,
+    env: &str,
+    ask: Value,
+) -> Vec<Value> {
     let token = s.token(creds).await;
     let v = s
-        .invoke(&token, "prod", "openapi_probe", &ask.to_string())
+        .invoke(&token, env, "openapi_probe", &ask.to_string())
         .await;
     assert_eq!(v["errcode"], 0, "{v}");
     let text = v["resp_data"].as_str().unwrap();
@@ -123,6 +138,8 @@ async fn cloud_calls_act_as_the_owner_or_the_calling_app_with_tokens_the_host_ke
             FunctionConfig::vars([("allowed_appids", "wxB")]),
         )
         .deploy("prod", "openapi_probe", paths::OPENAPI_PROBE)
+        .env("short", "wxC")
+        .deploy("short", "openapi_probe", paths::OPENAPI_PROBE)
         .sharing("wxA")
         .share("prod", "wxB", "*")
         .serve(ServeConfig::default())
@@ -257,6 +274,30 @@ async fn cloud_calls_act_as_the_owner_or_the_calling_app_with_tokens_the_host_ke
         assert!(sent(&out["results"][0]), "{v}");
     }
     assert_eq!(seen.fetches.lock().unwrap()["wxB"], before + 1);
+
+    // A token is fetched again before it expires (wxC's live 1 s), not used past it.
+    let (status, _) = admin(
+        &s,
+        "POST",
+        "/v1/apps/wxC/upstream",
+        json!({"secret": SECRETS[2].1}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let c = s.world.creds("wxC").clone();
+    let r = probe_in(
+        &s,
+        &c,
+        "short",
+        json!({"send": {"touser": "o4"}, "times": 2}),
+    )
+    .await;
+    assert!(r.iter().all(sent), "{r:?}");
+    assert_eq!(seen.fetches.lock().unwrap()["wxC"], 1, "cached while fresh");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = probe_in(&s, &c, "short", json!({"send": {"touser": "o4"}})).await;
+    assert!(sent(&r[0]), "{r:?}");
+    assert_eq!(seen.fetches.lock().unwrap()["wxC"], 2, "refreshed once due");
 
     // A binary reply, as wx-server-sdk gives it: {contentType, buffer (base64)}.
     let r = probe(
