@@ -81,9 +81,10 @@ echo "as wxC: $out"
 echo "$out" | grep -q '"errcode":-403001' || fail "wxC was not refused by cloudbase_auth"
 
 step "7. cloudfn dev: deploy, call, edit, redeploy"
-# Ports chosen by the system (the page uses the defaults, 8080/8081).
-cloudfn --data-dir "$work/data" dev --env dev greeter --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  > dev.out 2>&1 &
+# Ports chosen by the system (the page uses the defaults, 8080/8081). The binary itself in the
+# background (not the shell function), so `kill $dev` stops cloudfn and not a subshell.
+"$CARGO_TARGET_DIR/debug/cloudfn" --data-dir "$work/data" dev --env dev greeter \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > dev.out 2>&1 &
 dev=$!
 wait_for() {
   for _ in $(seq 1 1200); do
