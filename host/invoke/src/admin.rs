@@ -478,10 +478,7 @@ impl Host {
 
     /// The webhook of `appid`, if it has one.
     pub async fn webhook(&self, appid: &str) -> Result<Option<Webhook>, StoreError> {
-        let json = self.store.setting(&webhook::setting_key(appid)).await?;
-        Ok(json
-            .filter(|j| !j.is_empty())
-            .and_then(|j| serde_json::from_str(&j).ok()))
+        webhook::load(self.store.as_ref(), appid).await
     }
 
     /// Tells the side of a share that did not end it (both, when the operator did), in the
@@ -515,11 +512,9 @@ impl Host {
                 body.clone(),
             );
             rt.spawn(async move {
-                let hook = match store.setting(&webhook::setting_key(&app)).await {
-                    Ok(Some(j)) if !j.is_empty() => serde_json::from_str::<Webhook>(&j).ok(),
-                    _ => None,
+                let Ok(Some(hook)) = webhook::load(store.as_ref(), &app).await else {
+                    return;
                 };
-                let Some(hook) = hook else { return };
                 let delivery = cloudfn_store::secrets::random_hex(12);
                 let done = hooks.deliver(&hook, "share.ended", &delivery, &body).await;
                 let (action, detail) = if done.ok {

@@ -76,7 +76,7 @@ impl Host {
         config.validate()?;
         let runtime = self.runtime.clone();
         // Cached by content, so running the same file again loads it instead of compiling.
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let sha256 = cloudfn_store::secrets::sha256_hex(wasm);
         let component = match runtime.cached(&sha256) {
             Some(c) => c,
             None => {

@@ -39,6 +39,17 @@ pub fn setting_key(appid: &str) -> String {
     format!("webhook/{appid}")
 }
 
+/// The webhook `appid` has set, if any.
+pub async fn load(
+    store: &dyn cloudfn_store::Store,
+    appid: &str,
+) -> Result<Option<Webhook>, cloudfn_store::StoreError> {
+    let json = store.setting(&setting_key(appid)).await?;
+    Ok(json
+        .filter(|j| !j.is_empty())
+        .and_then(|j| serde_json::from_str(&j).ok()))
+}
+
 /// Checks a webhook URL: `https://` (or `http://`) with a host.
 pub fn validate_url(url: &str) -> Result<(), String> {
     let parsed: hyper::Uri = url

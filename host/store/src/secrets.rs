@@ -16,7 +16,13 @@ pub fn random_hex(n: usize) -> String {
 
 /// SHA-256 of a secret, hex; what a store keeps of secrets that only need checking.
 pub fn hash_secret(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+    sha256_hex(s.as_bytes())
+}
+
+/// The lower-case hex SHA-256 of `bytes`: a component's content address (blobs, artifacts,
+/// file runs), and what is kept of a secret.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 pub use cloudfn_protocol::constant_time_eq;

@@ -56,9 +56,8 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     ensure_target()?;
     let mut target_dir = options.target_dir.clone().unwrap_or(meta.target_dir);
     if options.per_workspace {
-        use sha2::Digest;
         let root = meta.workspace_root.to_string_lossy();
-        let hash = hex::encode(&sha2::Sha256::digest(root.as_bytes())[..6]);
+        let hash = &cloudfn_store::secrets::sha256_hex(root.as_bytes())[..12];
         let name = meta
             .workspace_root
             .file_name()

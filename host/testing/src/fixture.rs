@@ -274,8 +274,7 @@ async fn deploy_unless_current(
     wasm: &[u8],
     config: FunctionConfig,
 ) -> anyhow::Result<()> {
-    use sha2::Digest;
-    let sha = hex::encode(sha2::Sha256::digest(wasm));
+    let sha = cloudfn_store::secrets::sha256_hex(wasm);
     if let Ok(versions) = host.store().versions(env, name).await
         && versions
             .iter()

@@ -23,7 +23,6 @@ use anyhow::Context;
 use async_trait::async_trait;
 use feed::Feed;
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -230,7 +229,7 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> anyhow::Result<()> {
 #[async_trait]
 impl Blobs for SqliteStore {
     async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = crate::secrets::sha256_hex(bytes);
         let path = self.blob_path(&sha256);
         if !path.exists() {
             write_atomic(&path, bytes)?;
