@@ -5,6 +5,7 @@ mod common;
 
 mod authoring;
 mod cli;
+mod client;
 mod cloud_calls;
 mod hostile;
 mod runtime;

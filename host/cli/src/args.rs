@@ -229,10 +229,26 @@ pub struct ServeArgs {
     /// slot (at most as many wait as the cap), then is refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
-    /// The upstream platform's API base URL for functions' cloud calls (openapi), e.g.
-    /// https://api.weixin.qq.com; without it cloud calls are refused (-501001).
+    /// The upstream platform's API base URL for functions' cloud calls (openapi) and
+    /// mini-program logins (jscode2session), e.g. https://api.weixin.qq.com; without it both
+    /// are refused (-501001).
     #[arg(long)]
     pub upstream: Option<String>,
+    /// Minutes a mini-program user's session lasts unless the client refreshes it.
+    #[arg(long, default_value_t = 120)]
+    pub session_ttl_minutes: u64,
+    /// Mini-program logins per minute from one client IP; past it, errcode 45011.
+    #[arg(long, default_value_t = 60)]
+    pub logins_per_ip: u32,
+    /// Mini-program logins per minute of one app's users together; past it, errcode 45011.
+    #[arg(long, default_value_t = 6000)]
+    pub logins_per_app: u32,
+    /// Mini-program calls per second from one client IP; past it, errCode 45011.
+    #[arg(long, default_value_t = 50)]
+    pub client_calls_per_ip: u32,
+    /// Mini-program calls per second of one app's users together; past it, errCode 45011.
+    #[arg(long, default_value_t = 2000)]
+    pub client_calls_per_app: u32,
     /// Milliseconds a call may wait for a slot of its full env.
     #[arg(long, default_value_t = 100)]
     pub slot_wait_ms: u64,
@@ -300,6 +316,11 @@ pub enum AppCommand {
         /// The appid.
         appid: String,
     },
+    /// End every session of an app's mini-program users at once; they log in again.
+    RevokeSessions {
+        /// The appid.
+        appid: String,
+    },
     /// List apps.
     Ls,
     /// Turn an app's environment sharing on or off (off is refused while shares exist).
@@ -311,7 +332,8 @@ pub enum AppCommand {
         state: String,
     },
     /// Set an app's webhook (where it is told of changes others make to it, e.g. a share of
-    /// an env ending) or its upstream credentials (for its functions' cloud calls).
+    /// an env ending) or its upstream credentials (for its functions' cloud calls and its
+    /// mini-program users' logins).
     #[command(group(clap::ArgGroup::new("setting").required(true).multiple(true)
         .args(["webhook", "no_webhook", "upstream_secret", "no_upstream_secret"])))]
     Set {
@@ -324,8 +346,8 @@ pub enum AppCommand {
         /// Remove the app's webhook.
         #[arg(long)]
         no_webhook: bool,
-        /// The app's AppSecret on the upstream platform, for cloud calls (kept sealed, never
-        /// shown again): the secret, @FILE to read a file, or @- to read stdin.
+        /// The app's AppSecret on the upstream platform, for cloud calls and logins (kept
+        /// sealed, never shown again): the secret, @FILE to read a file, or @- to read stdin.
         #[arg(long, conflicts_with = "no_upstream_secret")]
         upstream_secret: Option<String>,
         /// Forget the app's upstream credentials.

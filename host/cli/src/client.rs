@@ -286,6 +286,22 @@ impl Backend {
         }
     }
 
+    /// Ends every session of an app's users; returns the new session generation.
+    pub async fn revoke_sessions(&self, appid: &str) -> anyhow::Result<u64> {
+        match self {
+            Backend::Local(s) => Ok(s.revoke_sessions(appid).await?),
+            Backend::Remote(c) => {
+                let v: serde_json::Value = c
+                    .post(
+                        &format!("/v1/apps/{}/revoke-sessions", enc(appid)),
+                        json!({}),
+                    )
+                    .await?;
+                Ok(v["generation"].as_u64().unwrap_or_default())
+            }
+        }
+    }
+
     /// Lists apps.
     pub async fn apps(&self) -> anyhow::Result<Vec<AppInfo>> {
         match self {

@@ -42,6 +42,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let creds = backend(&cli).await?.rotate_secret(appid).await?;
             print_credentials(&creds);
         }
+        Command::App(AppCommand::RevokeSessions { appid }) => {
+            let generation = backend(&cli).await?.revoke_sessions(appid).await?;
+            println!("revoked every session of {appid}'s users (session generation {generation})");
+        }
         Command::App(AppCommand::Ls) => {
             let mut out = String::from("APPID\tSUBJECT\tSECRET_ID\n");
             for a in backend(&cli).await?.apps().await? {
@@ -334,6 +338,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             memory_budget: args.memory_budget_mb.max(1) << 20,
         },
         upstream: args.upstream.clone(),
+        session_ttl: std::time::Duration::from_secs(args.session_ttl_minutes.max(1) * 60),
         ..Options::default()
     };
     let svc = Host::open_with(&cli.data_dir, options)
@@ -365,6 +370,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         body_budget: args.body_budget_mb.max(1) * 1024 * 1024,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         max_connections_per_ip: args.max_connections_per_ip,
+        client_limits: cloudfn_gateway::client::ClientLimits {
+            logins_per_ip_per_minute: args.logins_per_ip,
+            logins_per_app_per_minute: args.logins_per_app,
+            calls_per_ip_per_second: args.client_calls_per_ip,
+            calls_per_app_per_second: args.client_calls_per_app,
+        },
         ..ServeConfig::default()
     };
     let server = Server::bind(svc.clone(), config).await?;

@@ -277,6 +277,11 @@ impl AdminApi {
                 .rotate_secret(appid)
                 .await
                 .map_or_else(store_error, |c| ok(&c)),
+            (Method::POST, ["v1", "apps", appid, "revoke-sessions"]) => self
+                .host
+                .revoke_sessions(appid)
+                .await
+                .map_or_else(store_error, |g| ok(&json!({ "generation": g }))),
             (Method::GET, ["v1", "envs"]) => {
                 store.envs().await.map_or_else(store_error, |e| ok(&e))
             }

@@ -113,6 +113,7 @@ impl Dialect for CloudBase {
         let source = admin::caller_source(headers("x-tcb-source").as_deref(), signed_source);
         let request = InvokeRequest {
             version: call.version,
+            default_timeout: cloudfn_store::DEFAULT_HTTP_TIMEOUT,
             ..InvokeRequest::new(&call.env, &call.name, call.event, &source)
         };
         Accepted::Call(caller, request)

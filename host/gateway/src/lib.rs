@@ -5,14 +5,16 @@
 //!   [`Dialect`] that claims it ([`dialect`]): the dialect authenticates the request into a
 //!   caller and a call, and renders the call's outcome in its own shape; the pipeline
 //!   (`cloudfn-invoke`) does everything in between. [`wechat`] (`/cgi-bin/token`,
-//!   `/cgi-bin/stable_token`, `/tcb/invokecloudfunction`, `/tcb/init`) and [`cloudbase`] (the
-//!   server SDK's `/admin`, TC3-signed) are the dialects today; a new one is a module and a
-//!   line in [`Gateway::new`].
+//!   `/cgi-bin/stable_token`, `/tcb/invokecloudfunction`, `/tcb/init`), [`cloudbase`] (the
+//!   server SDK's `/admin`, TC3-signed) and [`client`] (mini-programs' `wx.cloud`: login
+//!   with `wx.login()`'s code, then calls with a user session) are the dialects today; a new
+//!   one is a module and a line in [`Gateway::new`].
 //! - [`admin_api`]: the operator's REST API on the admin listener (and `/metrics`).
 //! - [`http`]: bounded body reading and JSON responses; [`tc3`] (from `cloudfn-protocol`):
 //!   TC3-HMAC-SHA256 signatures.
 
 pub mod admin_api;
+pub mod client;
 pub mod cloudbase;
 pub mod dialect;
 pub mod http;

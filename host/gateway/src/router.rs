@@ -3,9 +3,9 @@
 
 use crate::dialect::{Accepted, Context, Dialect};
 use crate::http::{self, Body};
-use crate::{cloudbase, wechat};
+use crate::{client, cloudbase, wechat};
 use cloudfn_invoke::{AppCaller, Call, Caller, Host, Invocation, InvokeRequest};
-use cloudfn_store::{DEFAULT_HTTP_TIMEOUT, TokenPolicy};
+use cloudfn_store::TokenPolicy;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -27,10 +27,12 @@ impl Gateway {
         policy: TokenPolicy,
         max_body: usize,
         body_budget: usize,
+        client_limits: client::ClientLimits,
     ) -> Gateway {
         let dialects: Vec<Box<dyn Dialect>> = vec![
             Box::new(wechat::WeChat::new(policy)),
             Box::new(cloudbase::CloudBase::default()),
+            Box::new(client::Client::new(client_limits)),
         ];
         Gateway {
             cx: Context {
@@ -58,9 +60,9 @@ impl Gateway {
         }
     }
 
-    /// An HTTP-API call (default time limit 5 s, protocol §3) as `caller`, detached.
-    async fn call(&self, caller: AppCaller, mut request: InvokeRequest) -> Invocation {
-        request.default_timeout = DEFAULT_HTTP_TIMEOUT;
+    /// A call as `caller`, detached (its time limit is the dialect's choice: HTTP-API calls
+    /// 5 s, protocol §3; a mini-program's 3 s).
+    async fn call(&self, caller: AppCaller, request: InvokeRequest) -> Invocation {
         let host = self.cx.host.clone();
         self.cx
             .detached(async move { host.call(Call::new(request, Caller::App(caller))).await })

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     /// that IP are closed at once, so one client cannot take all of `MAX_CONNECTIONS` from
     /// everybody else.
     pub max_connections_per_ip: usize,
+    /// Mini-program logins and calls allowed per client IP and per app.
+    pub client_limits: crate::client::ClientLimits,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +69,7 @@ impl Default for ServeConfig {
             body_budget: DEFAULT_BODY_BUDGET,
             drain_timeout: Duration::from_secs(30),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            client_limits: Default::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl Server {
                 config.token_policy,
                 config.max_body,
                 config.body_budget,
+                config.client_limits,
             ),
             admin_api: AdminApi { host, token_sha256 },
             drain_timeout: config.drain_timeout,

@@ -299,7 +299,11 @@ impl WeChat {
             )));
         };
         let caller = user_caller(appid, &parts.headers, peer)?;
-        Ok((caller, InvokeRequest::new(env, name, event, "wx_http")))
+        let request = InvokeRequest {
+            default_timeout: cloudfn_store::DEFAULT_HTTP_TIMEOUT,
+            ..InvokeRequest::new(env, name, event, "wx_http")
+        };
+        Ok((caller, request))
     }
 
     /// `POST /tcb/init?access_token=…&env=…`: a shared env's `cloud.init()`. Runs the share
@@ -325,7 +329,7 @@ impl WeChat {
         };
         let (host, env) = (cx.host.clone(), env.clone());
         match cx
-            .detached(async move { host.init(&env, caller).await })
+            .detached(async move { host.init(&env, caller, "wx_http").await })
             .await
         {
             Ok(auth) => json(

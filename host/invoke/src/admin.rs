@@ -345,6 +345,21 @@ impl Host {
         Ok(creds)
     }
 
+    /// Ends every session of an app's mini-program users at once (they log in again); takes
+    /// effect on every host sharing the store from its next call.
+    pub async fn revoke_sessions(&self, appid: &str) -> Result<u64, StoreError> {
+        let generation = self.store.revoke_sessions(appid).await?;
+        self.log_change(
+            &Actor::Operator,
+            "app.revoke-sessions",
+            None,
+            Some(appid),
+            format!("session generation {generation}"),
+        )
+        .await;
+        Ok(generation)
+    }
+
     /// Turns an app's sharing switch on or off (off is refused while it has shares).
     pub async fn set_sharing(&self, appid: &str, on: bool) -> Result<(), StoreError> {
         self.store.set_sharing(appid, on).await?;

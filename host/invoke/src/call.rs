@@ -107,6 +107,10 @@ impl Caller {
     }
 }
 
+/// SOURCE of a mini-program's own call (`wx.cloud.callFunction`): the one the env's security
+/// rules apply to even when the app owns the env (protocol §6).
+pub const CLIENT_SOURCE: &str = "wx_client";
+
 /// Where a call comes from; the observer tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {

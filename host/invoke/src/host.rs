@@ -32,8 +32,11 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Waits between webhook attempts (one attempt more than waits).
     pub webhook_backoff: Vec<Duration>,
-    /// The upstream platform's API base URL for functions' cloud calls; `None` refuses them.
+    /// The upstream platform's API base URL for functions' cloud calls and mini-program
+    /// logins; `None` refuses them.
     pub upstream: Option<String>,
+    /// How long a mini-program user's session lasts unless refreshed.
+    pub session_ttl: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             engine: EngineConfig::default(),
             webhook_backoff: [1, 10, 60, 300].map(Duration::from_secs).to_vec(),
             upstream: None,
+            session_ttl: crate::session::DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -63,6 +67,11 @@ pub struct Host {
     pub(crate) ids: RequestIds,
     pub(crate) webhooks: crate::webhook::Webhooks,
     pub(crate) upstream: crate::upstream::Upstream,
+    pub(crate) session_ttl: Duration,
+    /// Refused logins written to the audit log, per app.
+    pub(crate) refusals_audited: crate::quota::RateLimit,
+    /// Refused logins not written since the last one that was, per app.
+    pub(crate) refusals_skipped: dashmap::DashMap<String, u64>,
 }
 
 impl Host {
@@ -125,6 +134,12 @@ impl Host {
             ids: RequestIds::default(),
             webhooks: crate::webhook::Webhooks::new(options.webhook_backoff),
             upstream: crate::upstream::Upstream::new(options.upstream),
+            session_ttl: options.session_ttl,
+            refusals_audited: crate::quota::RateLimit::new(
+                crate::session::REFUSALS_AUDITED_PER_MINUTE,
+                Duration::from_secs(60),
+            ),
+            refusals_skipped: Default::default(),
         }))
     }
 

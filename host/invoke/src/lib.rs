@@ -22,13 +22,16 @@ pub mod observe;
 pub mod outbound;
 pub mod pipeline;
 pub mod quota;
+pub mod session;
 pub use cloudfn_protocol::rules;
 pub mod state;
 pub mod upstream;
 pub mod webhook;
 
 pub use admin::Actor;
-pub use call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
+pub use call::{
+    AppCaller, CLIENT_SOURCE, Call, Caller, Identity, Invocation, InvokeRequest, Origin,
+};
 pub use cloudfn_runtime::EngineConfig;
 pub use error::InvokeError;
 pub use host::{Host, Options};

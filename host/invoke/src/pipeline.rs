@@ -11,7 +11,9 @@
 //!    capability that re-enters step 1 one level deeper;
 //! 6. the observer records the call, refused or not ([`crate::observe`]).
 
-use crate::call::{AppCaller, Call, Caller, Identity, Invocation, InvokeRequest, Origin};
+use crate::call::{
+    AppCaller, CLIENT_SOURCE, Call, Caller, Identity, Invocation, InvokeRequest, Origin,
+};
 use crate::error::InvokeError;
 use crate::grant::{self, AuthOutcome};
 use crate::host::Host;
@@ -103,6 +105,7 @@ impl Host {
         self: &Arc<Self>,
         env: &str,
         caller: AppCaller,
+        source: &str,
     ) -> Result<Option<String>, InvokeError> {
         let snap = self.state.snapshot().await?;
         let env = snap
@@ -114,7 +117,7 @@ impl Host {
             return Ok(None);
         };
         let (granted, decision) = self
-            .authorize(&snap, &env, None, app, "wx_http", 0, None)
+            .authorize(&snap, &env, None, app, source, 0, None)
             .await;
         tracing::info!(
             env = %env.name, caller = %app.appid, allowed = decision.allowed,
@@ -144,15 +147,22 @@ impl Host {
             },
             (None, None) => return Err((InvokeError::EnvNotFound(req.env.clone()), None)),
         };
-        let (identity, decision) = match grant::needs_grant(&env, &call.caller) {
-            None => (
-                match &call.caller {
-                    Caller::App(app) => app.as_owner(),
-                    Caller::Trusted(identity) => identity.clone(),
-                },
-                None,
-            ),
-            Some(app) => {
+        let (identity, decision) = match (grant::needs_grant(&env, &call.caller), &call.caller) {
+            // A mini-program's own call is held to its env's rules, as the platform holds
+            // client calls (protocol §6); its servers' calls are not.
+            (None, Caller::App(app))
+                if call.origin == Origin::User && req.source == CLIENT_SOURCE =>
+            {
+                let custom = serde_json::Value::Object(Default::default());
+                if let Err(e) = grant::check_rules(&snap, &env, &req.name, app, &custom) {
+                    let decision = grant::decision(app, false, "rules", e.detail);
+                    return Err((e.error, Some(decision)));
+                }
+                (app.as_owner(), None)
+            }
+            (None, Caller::App(app)) => (app.as_owner(), None),
+            (None, Caller::Trusted(identity)) => (identity.clone(), None),
+            (Some(app), _) => {
                 let (granted, decision) = self
                     .authorize(
                         &snap,

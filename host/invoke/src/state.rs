@@ -43,6 +43,7 @@ pub struct Snapshot {
     grant_tags: HashMap<String, u64>,
     tokens: HashMap<String, TokenRecord>,
     secret_keys: HashMap<String, (String, String)>,
+    session_gens: HashMap<String, u64>,
 }
 
 impl Snapshot {
@@ -122,6 +123,7 @@ impl Snapshot {
                 .into_iter()
                 .map(|(id, app, key)| (id, (app, key)))
                 .collect(),
+            session_gens: s.session_gens.into_iter().collect(),
         }
     }
 
@@ -157,6 +159,12 @@ impl Snapshot {
             None => Err(TokenError::Invalid),
             Some(t) => t.check(cloudfn_store::fsutil::now(), policy),
         }
+    }
+
+    /// An app's session generation (`None`: no such app): a user session is good only
+    /// under the current one.
+    pub fn session_gen(&self, appid: &str) -> Option<u64> {
+        self.session_gens.get(appid).copied()
     }
 
     /// The app and secretKey behind a server-SDK secretId.

@@ -3,7 +3,8 @@
 //! `/cgi-bin/token` with the app's sealed AppSecret; it is cached per app, fetched by one
 //! request at a time per app, refreshed before it expires, and fetched anew (with the call
 //! retried once) when the upstream answers that it is invalid or expired. A function sees
-//! neither the secret nor the token: only the API's reply.
+//! neither the secret nor the token: only the API's reply. A mini-program's login code is
+//! exchanged here too (`jscode2session`), with the same sealed AppSecret.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -25,6 +26,16 @@ const MAX_REPLY: usize = 6 * 1024 * 1024;
 struct Token {
     token: String,
     refresh_at: Instant,
+}
+
+/// A mini-program user, as the upstream's `jscode2session` names them.
+pub struct Code2Session {
+    /// The user in the app.
+    pub openid: String,
+    /// The user across the subject's apps, when the platform gives it.
+    pub unionid: Option<String>,
+    /// The platform's session key for the user; it stays on the host.
+    pub session_key: String,
 }
 
 /// The upstream platform: its base URL, and each app's cached token.
@@ -107,6 +118,71 @@ impl Upstream {
         ))
     }
 
+    /// Exchanges a mini-program's `wx.login()` code for its user (protocol §12:
+    /// `jscode2session` with the app's sealed AppSecret). The upstream's refusals (40029
+    /// invalid code, 45011 rate limit, 40226 high-risk user, -1 busy) come back as they are.
+    pub async fn code2session(
+        &self,
+        store: &dyn Store,
+        appid: &str,
+        code: &str,
+    ) -> Result<Code2Session, OpenapiError> {
+        let Some(base) = &self.base else {
+            return Err(fail(
+                -501001,
+                "mini-program login is not configured on this host (serve --upstream URL)",
+            ));
+        };
+        let secret = self.secret(store, appid, "mini-program login").await?;
+        let url = format!(
+            "{base}/sns/jscode2session?appid={}&secret={}&js_code={}&grant_type=authorization_code",
+            enc(appid),
+            enc(&secret),
+            enc(code)
+        );
+        let (_, reply) = self.send(hyper::Method::GET, &url, String::new()).await?;
+        let v: serde_json::Value = serde_json::from_slice(&reply)
+            .map_err(|_| fail(-1, "the upstream's jscode2session reply is not JSON"))?;
+        let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        match (text("openid"), text("session_key")) {
+            (Some(openid), Some(session_key)) if v["errcode"].as_i64().unwrap_or(0) == 0 => {
+                Ok(Code2Session {
+                    openid,
+                    unionid: text("unionid"),
+                    session_key,
+                })
+            }
+            _ => Err(fail(
+                v["errcode"].as_i64().filter(|c| *c != 0).unwrap_or(-1),
+                v["errmsg"]
+                    .as_str()
+                    .unwrap_or("no openid and session_key in the upstream's reply"),
+            )),
+        }
+    }
+
+    /// An app's sealed AppSecret on the upstream platform, needed for `what`.
+    async fn secret(
+        &self,
+        store: &dyn Store,
+        appid: &str,
+        what: &str,
+    ) -> Result<String, OpenapiError> {
+        store
+            .upstream_secret(appid)
+            .await
+            .map_err(|e| fail(-1, e.to_string()))?
+            .ok_or_else(|| {
+                fail(
+                    -501001,
+                    format!(
+                        "app {appid} has no upstream credentials for {what} \
+                         (cloudfn app set {appid} --upstream-secret …)"
+                    ),
+                )
+            })
+    }
+
     /// The app's token: the cached one unless it is due or was `stale`; else one fetch,
     /// which concurrent callers for the same app wait for and share.
     async fn token(
@@ -124,19 +200,7 @@ impl Upstream {
         {
             return Ok(t.token.clone());
         }
-        let secret = store
-            .upstream_secret(appid)
-            .await
-            .map_err(|e| fail(-1, e.to_string()))?
-            .ok_or_else(|| {
-                fail(
-                    -501001,
-                    format!(
-                        "app {appid} has no upstream credentials for cloud calls \
-                         (cloudfn app set {appid} --upstream-secret …)"
-                    ),
-                )
-            })?;
+        let secret = self.secret(store, appid, "cloud calls").await?;
         let url = format!(
             "{base}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
             enc(appid),

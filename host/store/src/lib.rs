@@ -113,6 +113,23 @@ pub trait Apps: Send + Sync {
     ) -> Result<(), StoreError>;
     /// An app's upstream credential, unsealed, if it has one.
     async fn upstream_secret(&self, appid: &str) -> Result<Option<String>, StoreError>;
+    /// HMAC-SHA256 of `data` under this store's key, derived for `purpose`: what signs
+    /// values the host hands out and checks when they come back (user sessions).
+    fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32];
+    /// Keeps a mini-program user's login: their `session_key` from the platform (sealed, never
+    /// handed out), replacing an earlier one. Returns the app's session generation, which the
+    /// session issued for this login carries.
+    async fn record_login(
+        &self,
+        appid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        session_key: &str,
+    ) -> Result<u64, StoreError>;
+    /// Ends every session of an app's users: moves its session generation on (sessions
+    /// carrying an older one are refused) and forgets their `session_key`s. Returns the new
+    /// generation.
+    async fn revoke_sessions(&self, appid: &str) -> Result<u64, StoreError>;
     /// A setting (e.g. the admin token's hash).
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a setting.

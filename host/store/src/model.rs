@@ -467,8 +467,8 @@ pub struct AuditEntry {
     /// The app that acted (`--as`, `acting`), or `None` for the operator.
     pub acting: Option<String>,
     /// What was done: `deploy`, `rollback`, `remove`, `rules.set`, `env.create`,
-    /// `app.create`, `app.rotate-secret`, `sharing.on`, `sharing.off`, `share.add`,
-    /// `share.remove`.
+    /// `app.create`, `app.rotate-secret`, `app.revoke-sessions`, `sharing.on`, `sharing.off`,
+    /// `share.add`, `share.remove`; and mini-program users' `login` and `login.refused`.
     pub action: String,
     /// The env it concerned, if one.
     pub env: Option<String>,
@@ -508,4 +508,7 @@ pub struct StateSnapshot {
     pub tokens: Vec<TokenRecord>,
     /// (secretId, appid, secretKey) of every app with server-SDK credentials.
     pub secret_keys: Vec<(String, String, String)>,
+    /// (appid, session generation) of every app: a user session is good only under its
+    /// app's current generation.
+    pub session_gens: Vec<(String, u64)>,
 }

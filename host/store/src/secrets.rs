@@ -71,6 +71,15 @@ pub fn unseal(key: &[u8], purpose: &str, sealed: &str) -> Option<String> {
     String::from_utf8(plain).ok()
 }
 
+/// HMAC-SHA256 of `data` under a key derived from the data dir's key for `purpose`: what
+/// signs values the host hands out and takes back (user sessions), so only this data dir's
+/// key (or a host sharing it) makes or checks them.
+pub fn mac(key: &[u8], purpose: &str, data: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&subkey(key, purpose)).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
 fn subkey(key: &[u8], purpose: &str) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");

@@ -256,6 +256,62 @@ impl Apps for SqliteStore {
             })
     }
 
+    fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        crate::secrets::mac(&self.token_key, purpose, data)
+    }
+
+    async fn record_login(
+        &self,
+        appid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        session_key: &str,
+    ) -> Result<u64, StoreError> {
+        let sealed = crate::secrets::seal(&self.token_key, SESSION_KEY, session_key);
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(generation) = tx
+            .query_row(
+                "SELECT session_gen FROM apps WHERE appid = ?1",
+                [appid],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+        else {
+            return Err(StoreError::AppNotFound(appid.to_string()));
+        };
+        tx.execute(
+            "INSERT INTO user_sessions (appid, openid, unionid, session_key, logged_in_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (appid, openid) DO UPDATE
+             SET unionid = ?3, session_key = ?4, logged_in_at = ?5",
+            params![appid, openid, unionid, sealed, crate::fsutil::now()],
+        )?;
+        tx.commit()?;
+        // No feed bump: nothing on the call path reads a user's session_key.
+        Ok(generation as u64)
+    }
+
+    async fn revoke_sessions(&self, appid: &str) -> Result<u64, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(generation) = tx
+            .query_row(
+                "UPDATE apps SET session_gen = session_gen + 1 WHERE appid = ?1
+                 RETURNING session_gen",
+                [appid],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+        else {
+            return Err(StoreError::AppNotFound(appid.to_string()));
+        };
+        tx.execute("DELETE FROM user_sessions WHERE appid = ?1", [appid])?;
+        tx.commit()?;
+        self.feed.bump();
+        Ok(generation as u64)
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db()
@@ -306,12 +362,23 @@ pub(super) fn secret_keys(db: &Connection) -> Result<Vec<(String, String, String
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Reads the data dir's token key (`keys/token.key`), creating it on first use. Creation is a
-/// link of a complete temp file that fails if another process got there first, so concurrent
-/// first starts agree on one key.
 /// What upstream secrets are sealed for.
 const UPSTREAM: &str = "upstream-secret";
 
+/// What users' `session_key`s are sealed for.
+const SESSION_KEY: &str = "session-key";
+
+/// Each app's session generation: sessions carry the one they were issued under, and
+/// revoking an app's sessions moves it on.
+pub(super) fn session_gens(db: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = db.prepare("SELECT appid, session_gen FROM apps")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Reads the data dir's token key (`keys/token.key`), creating it on first use. Creation is a
+/// link of a complete temp file that fails if another process got there first, so concurrent
+/// first starts agree on one key.
 pub(super) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let dir = root.join("keys");
     let path = dir.join("token.key");

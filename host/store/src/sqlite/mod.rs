@@ -105,6 +105,17 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX audit_by_env ON audit (env, seq);",
+    // 5: mini-program users' logins: each app's session generation (revoking its sessions
+    // moves it on), and each user's platform session_key, sealed.
+    "ALTER TABLE apps ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE user_sessions (
+        appid TEXT NOT NULL REFERENCES apps(appid) ON DELETE CASCADE,
+        openid TEXT NOT NULL,
+        unionid TEXT,
+        session_key TEXT NOT NULL,
+        logged_in_at INTEGER NOT NULL,
+        PRIMARY KEY (appid, openid)
+    );",
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -278,6 +289,7 @@ impl Snapshots for SqliteStore {
         let rules = sharing::all_rules(&tx)?;
         let tokens = apps::tokens(&tx)?;
         let secret_keys = apps::secret_keys(&tx)?;
+        let session_gens = apps::session_gens(&tx)?;
         tx.finish()?;
         Ok(StateSnapshot {
             envs,
@@ -286,6 +298,7 @@ impl Snapshots for SqliteStore {
             rules,
             tokens,
             secret_keys,
+            session_gens,
         })
     }
 }
