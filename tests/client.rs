@@ -5,7 +5,7 @@
 //! (clients/wx-cloud) running seed 001's mini-program code under Node.
 
 use crate::common::http::*;
-use crate::common::{Bin, World, guests as paths};
+use crate::common::{Bin, World, guests as paths, ok};
 use cloudfn_gateway::client::ClientLimits;
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::Options;
@@ -75,7 +75,7 @@ async fn platform() -> (String, Arc<Platform>) {
 }
 
 /// wxA owns `prod` (shared with wxB and wxC; `cloudbase_auth` grants wxB only); wxB owns
-/// `bprod`. Every app has its platform AppSecret; wxC has none until a test sets it.
+/// `bprod`. Every app has its platform AppSecret on the host.
 async fn world(options: Options, config: ServeConfig) -> (TestServer, Arc<Platform>) {
     let (base, seen) = platform().await;
     let s = World::new()
@@ -99,7 +99,7 @@ async fn world(options: Options, config: ServeConfig) -> (TestServer, Arc<Platfo
         .share("prod", "wxC", "*")
         .serve(config)
         .await;
-    for (app, secret) in &SECRETS[..2] {
+    for (app, secret) in SECRETS {
         s.host
             .store()
             .set_upstream_secret(app, Some(secret))
@@ -166,6 +166,11 @@ async fn audit(s: &TestServer, app: &str) -> Vec<(String, Option<String>, String
 #[tokio::test(flavor = "multi_thread")]
 async fn login_gives_a_session_and_keeps_the_session_key_on_the_host() {
     let (s, seen) = world(Options::default(), ServeConfig::default()).await;
+    s.host
+        .store()
+        .set_upstream_secret("wxC", None)
+        .await
+        .unwrap();
 
     let v = login(&s, "wxB", "ok-ob1-1").await;
     assert_eq!(v["errcode"], 0, "{v}");
@@ -242,11 +247,6 @@ async fn login_gives_a_session_and_keeps_the_session_key_on_the_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_calls_run_as_the_sessions_user_under_the_envs_rules() {
     let (s, _) = world(Options::default(), ServeConfig::default()).await;
-    s.host
-        .store()
-        .set_upstream_secret("wxC", Some(SECRETS[2].1))
-        .await
-        .unwrap();
     let b = session(&login(&s, "wxB", "ok-ob1-1").await);
     let c = session(&login(&s, "wxC", "ok-oc1-1").await);
 
@@ -434,15 +434,8 @@ async fn sessions_refresh_expire_and_are_revoked_per_app() {
     // and not wxA's.
     let a = session(&login(&s, "wxA", "ok-oa1-1").await);
     let b = session(&login(&s, "wxB", "ok-ob1-2").await);
-    let out = Bin::new(s.dir())
-        .command(&["app", "revoke-sessions", "wxB"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(&Bin::new(s.dir()).run(&["app", "revoke-sessions", "wxB"]));
+    assert!(out.contains("session generation 1"), "{out}");
     let v = call_fn(&s, &b, "bprod", "echo").await;
     assert_eq!(v["errCode"], 40014, "{v}");
     assert!(v["errMsg"].as_str().unwrap().contains("revoked"), "{v}");
@@ -566,11 +559,6 @@ fn parse_node(stdout: &[u8], stderr: &[u8]) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wx_cloud_sdk_runs_seed_001_under_node() {
     let (s, _) = world(Options::default(), ServeConfig::default()).await;
-    s.host
-        .store()
-        .set_upstream_secret("wxC", Some(SECRETS[2].1))
-        .await
-        .unwrap();
     let s = Arc::new(s);
 
     // B's user: its own env, then A's shared env after init, with one login for all of it.

@@ -3,7 +3,7 @@
 //! checks which app's token each API call carries.
 
 use crate::common::http::*;
-use crate::common::{Bin, World, guests as paths};
+use crate::common::{Bin, World, guests as paths, ok};
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::Options;
 use cloudfn_store::FunctionConfig;
@@ -169,21 +169,8 @@ async fn cloud_calls_act_as_the_owner_or_the_calling_app_with_tokens_the_host_ke
     assert_eq!(status, 200, "{v}");
     let file = s.dir().join("wxB.secret");
     std::fs::write(&file, SECRETS[1].1).unwrap();
-    let out = Bin::new(s.dir())
-        .command(&[
-            "app",
-            "set",
-            "wxB",
-            "--upstream-secret",
-            &format!("@{}", file.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let secret_arg = format!("@{}", file.display());
+    ok(&Bin::new(s.dir()).run(&["app", "set", "wxB", "--upstream-secret", &secret_arg]));
     std::fs::remove_file(&file).unwrap();
     for db in ["cloudfn.db", "cloudfn.db-wal"] {
         let bytes = std::fs::read(s.dir().join(db)).unwrap_or_default();

@@ -17,7 +17,7 @@
 //! platform's "api minute-quota reach limit".
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, json, read_body, read_body_within};
+use crate::http::{Body, BodyError, json, read_body_within, wx_error};
 use async_trait::async_trait;
 use cloudfn_invoke::quota::RateLimit;
 use cloudfn_invoke::session::{LoginError, Session};
@@ -89,13 +89,6 @@ const PATHS: &[&str] = &[
     "/client/callFunction",
 ];
 
-fn login_error(errcode: i64, errmsg: impl Into<String>) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &json!({ "errcode": errcode, "errmsg": errmsg.into() }),
-    )
-}
-
 /// A `wx.cloud` API's failure: `{errCode, errMsg: "API:fail …"}`.
 fn api_error(api: &str, errcode: i64, message: impl std::fmt::Display) -> Response<Body> {
     json(
@@ -128,7 +121,7 @@ impl Dialect for Client {
     async fn accept(&self, cx: &Context, req: Request<Incoming>, peer: SocketAddr) -> Accepted {
         let path = req.uri().path().to_string();
         if req.method() != Method::POST {
-            return Accepted::Answer(login_error(43002, "require POST method"));
+            return Accepted::Answer(wx_error(43002, "require POST method"));
         }
         match path.as_str() {
             "/auth/code2session" => Accepted::Answer(self.login(cx, req, peer).await),
@@ -180,16 +173,19 @@ impl Client {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let body = match read_body(req.into_body(), SMALL_BODY).await {
-            Ok(b) => b,
-            Err(_) => return login_error(47001, "data format error: body unreadable or over 4 KB"),
+        let (parts, body) = req.into_parts();
+        // The caller is not known yet: the body counts against the anonymous part of the budget.
+        let body = match read_body_within(&cx.bodies, "", &parts.headers, body, SMALL_BODY).await {
+            Ok((b, _permit)) => b,
+            Err(BodyError::Busy(e)) => return wx_error(-1, format!("system busy: {e}")),
+            Err(_) => return wx_error(47001, "data format error: body unreadable or over 4 KB"),
         };
         let body: Value = match serde_json::from_slice(&body) {
             Ok(v @ Value::Object(_)) => v,
-            _ => return login_error(47001, "data format error: the body must be a JSON object"),
+            _ => return wx_error(47001, "data format error: the body must be a JSON object"),
         };
         let Some(appid) = body["appid"].as_str().filter(|a| !a.is_empty()) else {
-            return login_error(41002, "appid missing");
+            return wx_error(41002, "appid missing");
         };
         let code = body["code"].as_str().unwrap_or("");
         let ip = peer.ip().to_string();
@@ -202,7 +198,7 @@ impl Client {
                 ),
             };
             cx.host.refused_login(appid, &error).await;
-            return login_error(error.errcode, error.errmsg);
+            return wx_error(error.errcode, error.errmsg);
         }
         let (host, appid, code) = (cx.host.clone(), appid.to_string(), code.to_string());
         match cx
@@ -210,7 +206,7 @@ impl Client {
             .await
         {
             Ok(session) => session_answer(session),
-            Err(e) => login_error(e.errcode, e.errmsg),
+            Err(e) => wx_error(e.errcode, e.errmsg),
         }
     }
 
@@ -221,14 +217,14 @@ impl Client {
         peer: SocketAddr,
     ) -> Response<Body> {
         if !self.logins_per_ip.allow(&peer.ip().to_string()) {
-            return login_error(
+            return wx_error(
                 RATE_LIMITED,
                 "api minute-quota reach limit: retry next minute",
             );
         }
         match cx.host.refresh_session(session_of(&req)).await {
             Ok(session) => session_answer(session),
-            Err(e) => login_error(e.errcode(), e.to_string()),
+            Err(e) => wx_error(e.errcode(), e.to_string()),
         }
     }
 
@@ -270,10 +266,17 @@ impl Client {
             Ok(c) => c,
             Err(resp) => return *resp,
         };
-        let body = match read_body(req.into_body(), SMALL_BODY).await {
-            Ok(b) => b,
-            Err(e) => return api_error(API, -501007, format!("parameter error: {e}")),
-        };
+        let (parts, body) = req.into_parts();
+        let body =
+            match read_body_within(&cx.bodies, &caller.appid, &parts.headers, body, SMALL_BODY)
+                .await
+            {
+                Ok((b, _permit)) => b,
+                Err(BodyError::Busy(e)) => {
+                    return api_error(API, -501004, format!("system busy: {e}"));
+                }
+                Err(e) => return api_error(API, -501007, format!("parameter error: {e}")),
+            };
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let Some(env) = body["resourceEnv"]
             .as_str()

@@ -24,6 +24,15 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
         .expect("static response parts are valid")
 }
 
+/// The WeChat API's error shape, `{errcode, errmsg}` (HTTP 200), of the token endpoints,
+/// `/tcb/*` and mini-program logins.
+pub fn wx_error(errcode: impl Into<i64>, errmsg: impl Into<String>) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "errcode": errcode.into(), "errmsg": errmsg.into() }),
+    )
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
     Response::builder()

@@ -4,7 +4,7 @@
 //! every error comes back as `{errcode, errmsg}` with the protocol's codes.
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, json, query_map, read_body_within};
+use crate::http::{Body, BodyError, json, query_map, read_body_within, wx_error};
 use async_trait::async_trait;
 use cloudfn_invoke::quota::RateLimit;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
@@ -45,13 +45,6 @@ const PATHS: &[&str] = &[
 
 /// A §3 response, or a boxed one where it is the error of a `Result`.
 type Answer = Box<Response<Body>>;
-
-fn wx_error(errcode: i32, errmsg: impl Into<String>) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &json!({ "errcode": errcode, "errmsg": errmsg.into() }),
-    )
-}
 
 /// A §3 success.
 #[derive(serde::Serialize)]

@@ -79,6 +79,9 @@ pub enum SessionError {
     /// The app's sessions were revoked after it was issued.
     #[error("session revoked: log in again")]
     Revoked,
+    /// The host could not read its state to check the session (details in its log).
+    #[error("system error")]
+    System,
 }
 
 impl SessionError {
@@ -88,6 +91,7 @@ impl SessionError {
             SessionError::Missing => 41001,
             SessionError::Invalid | SessionError::Revoked => 40014,
             SessionError::Expired => 42001,
+            SessionError::System => -1,
         }
     }
 }
@@ -237,11 +241,10 @@ impl Host {
         if now_ms() >= claims.e {
             return Err(SessionError::Expired);
         }
-        let snap = self
-            .state
-            .snapshot()
-            .await
-            .map_err(|_| SessionError::Invalid)?;
+        let snap = self.state.snapshot().await.map_err(|e| {
+            tracing::error!("checking a session: {e}");
+            SessionError::System
+        })?;
         match snap.session_gen(&claims.a) {
             Some(g) if g == claims.g => Ok(claims),
             Some(_) => Err(SessionError::Revoked),
