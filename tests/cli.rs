@@ -187,7 +187,7 @@ fn event_from_file_and_version_listing_and_rollback() {
         &["rollback", "--env", "prod", "--name", "echo", "--to", "1"],
     ));
     let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod"]));
-    assert_eq!(ls.lines().nth(1).unwrap(), "echo\t1\t2");
+    assert_eq!(ls.lines().nth(1).unwrap(), "echo\t1\t2\tfunction");
     let (_, stderr) = failed(&cloudfn(
         dir.path(),
         &["rollback", "--env", "prod", "--name", "echo", "--to", "9"],
@@ -338,7 +338,8 @@ fn the_demo_fills_a_data_dir_and_calls_a_function() {
     let ls = ok(&cloudfn(dir.path(), &["ls", "--env", "prod-demo"]));
     assert_eq!(
         ls,
-        "NAME\tACTIVE\tVERSIONS\ncloudbase_auth\t1\t1\necho\t1\t1\nusers_add\t1\t1\n"
+        "NAME\tACTIVE\tVERSIONS\tKIND\ncloudbase_auth\t1\t1\tfunction\necho\t1\t1\tfunction\n\
+         tb_app\t1\t1\thttp\ntt_todo\t1\t1\thttp\nusers_add\t1\t1\tfunction\nwx_counter\t1\t1\thttp\n"
     );
 }
 

@@ -519,41 +519,7 @@ async fn logins_and_client_calls_are_rate_limited() {
 /// Runs seed 001's mini-program code (tests/node/miniprogram/app.js) as `appid`'s user
 /// `openid`, with the cloudfn `wx.cloud` SDK; `own_env` is the app's own env, if any.
 fn mini_program(s: &TestServer, appid: &str, openid: &str, own_env: Option<&str>) -> Value {
-    let mut cmd = mini_program_command(s, appid, openid, own_env);
-    let out = cmd.output().expect("running node");
-    parse_node(&out.stdout, &out.stderr)
-}
-
-fn mini_program_command(
-    s: &TestServer,
-    appid: &str,
-    openid: &str,
-    own_env: Option<&str>,
-) -> std::process::Command {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/miniprogram");
-    let mut cmd = std::process::Command::new("node");
-    cmd.current_dir(&dir)
-        .arg("app.js")
-        .env("CLOUDFN_BASE", format!("http://{}", s.public))
-        .env("WX_APPID", appid)
-        .env("WX_OPENID", openid)
-        .env("RESOURCE_APPID", "wxA")
-        .env("RESOURCE_ENV", "prod");
-    if let Some(env) = own_env {
-        cmd.env("OWN_ENV", env);
-    }
-    cmd
-}
-
-fn parse_node(stdout: &[u8], stderr: &[u8]) -> Value {
-    let text = String::from_utf8_lossy(stdout);
-    let last = text.lines().last().unwrap_or("");
-    serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!(
-            "node printed {text:?}, stderr {}",
-            String::from_utf8_lossy(stderr)
-        )
-    })
+    node_mini_program(s, "app.js", appid, openid, own_env)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -608,7 +574,7 @@ async fn the_wx_cloud_sdk_runs_seed_001_under_node() {
 
     // Sessions revoked while the mini-program runs: its next call logs in again by itself.
     let flag = s.dir().join("revoked");
-    let mut cmd = mini_program_command(&s, "wxB", "ob8", None);
+    let mut cmd = mini_program_command(&s, "app.js", "wxB", "ob8", None);
     cmd.env("AFTER_FILE", &flag)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -7,6 +7,7 @@ mod authoring;
 mod cli;
 mod client;
 mod cloud_calls;
+mod containers;
 mod hostile;
 mod runtime;
 mod serve;

@@ -41,6 +41,35 @@ export interface CallFunctionResult<R = any> {
   errMsg: string;
 }
 
+export interface CallContainerOptions<D = unknown> extends Callbacks<CallContainerResult> {
+  /** The path (and query) the HTTP function receives. */
+  path: string;
+  /** Default `GET`. */
+  method?: 'OPTIONS' | 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'TRACE' | 'CONNECT';
+  /** Must include `X-WX-SERVICE`: the HTTP function. */
+  header: Record<string, string>;
+  /** The body (JSON unless a content-type says otherwise). */
+  data?: D;
+  /** Another env than the one given to `init`. */
+  config?: { env?: string };
+  /** `json` (default) parses the answer. */
+  dataType?: string;
+  responseType?: 'text' | 'arraybuffer';
+  /** Milliseconds, at most 15000. */
+  timeout?: number;
+}
+
+export interface CallContainerResult<R = any> {
+  /** The function's body. */
+  data: R;
+  statusCode: number;
+  header: Record<string, string>;
+  /** The call's request id. */
+  callID: string;
+  /** `cloud.callContainer:ok`. */
+  errMsg: string;
+}
+
 export interface CloudOptions {
   /** The app that owns the shared env. */
   resourceAppid: string;
@@ -58,12 +87,17 @@ export declare class Cloud {
   init(): Promise<{ errMsg: string }>;
   init(options: Callbacks<{ errMsg: string }>): void;
   callFunction<R = any, D = unknown>(options: CallFunctionOptions<D>): Promise<CallFunctionResult<R>>;
+  callContainer<R = any, D = unknown>(options: CallContainerOptions<D>): Promise<CallContainerResult<R>>;
 }
 
 export declare function init(options: InitOptions): typeof import('./index');
 export declare function callFunction<R = any, D = unknown>(
   options: CallFunctionOptions<D>,
 ): Promise<CallFunctionResult<R>>;
+/** An HTTP function through the callContainer gateway. */
+export declare function callContainer<R = any, D = unknown>(
+  options: CallContainerOptions<D>,
+): Promise<CallContainerResult<R>>;
 /** Logs in now (otherwise the first call does). */
 export declare function login(): Promise<{ openid: string }>;
 /** Forgets the kept session; the next call logs in again. */

@@ -1,6 +1,7 @@
 'use strict';
 // cloudfn's `wx.cloud` for mini-programs: the surface a mini-program calls its cloud
-// functions through (`init`, `callFunction`, `new Cloud({resourceAppid, resourceEnv}).init()`),
+// functions and HTTP functions through (`init`, `callFunction`, `callContainer`,
+// `new Cloud({resourceAppid, resourceEnv}).init()`),
 // served by a cloudfn host instead of the platform. Built on `wx.login` and `wx.request` only;
 // no dependencies.
 //
@@ -188,6 +189,68 @@ async function callFunctionWith(config, options) {
   return { result: reply.result, requestID: reply.requestID, errMsg: reply.errMsg };
 }
 
+/// callContainer's most time (seed 003: 15 s).
+const CONTAINER_TIMEOUT = 15000;
+
+/// One `wx.request` to an HTTP function through the callContainer gateway, as `session`.
+function containerRequest(config, options, env, session) {
+  const header = Object.assign({}, options.header || {});
+  header['X-WX-ENV'] = env;
+  header.Authorization = `Bearer ${session}`;
+  if (options.data !== undefined && !Object.keys(header).some((k) => k.toLowerCase() === 'content-type')) {
+    header['content-type'] = 'application/json';
+  }
+  const path = options.path.startsWith('/') ? options.path : `/${options.path}`;
+  return new Promise((resolve, reject) => {
+    wxApi().request({
+      url: config.baseUrl.replace(/\/+$/, '') + path,
+      method: (options.method || 'GET').toUpperCase(),
+      data: options.data,
+      header,
+      dataType: options.dataType || 'json',
+      responseType: options.responseType,
+      timeout: Math.min(options.timeout || CONTAINER_TIMEOUT, CONTAINER_TIMEOUT),
+      success: resolve,
+      fail: (e) => reject(new Error((e && e.errMsg) || 'request failed')),
+    });
+  });
+}
+
+/// The header of `res` named `name` (any case).
+function headerOf(res, name) {
+  const h = res.header || {};
+  const key = Object.keys(h).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : h[key];
+}
+
+async function callContainerWith(config, options) {
+  const api = 'cloud.callContainer';
+  if (!options || typeof options.path !== 'string') throw fail(api, 40101, 'missing parameter path');
+  const service = Object.keys(options.header || {}).find((k) => k.toLowerCase() === 'x-wx-service');
+  if (!service) throw fail(api, 40101, 'missing header X-WX-SERVICE');
+  const env = (options.config && options.config.env) || config.env;
+  if (!env) throw fail(api, 40101, 'missing parameter env: pass init({env}) or config.env');
+  let s = await session(config);
+  let res = await containerRequest(config, options, env, s.session);
+  const gatewayError = () => headerOf(res, 'x-cloudfn-error') !== undefined;
+  if (gatewayError() && SESSION_ERRORS.includes(res.data && res.data.errcode)) {
+    clearSession();
+    s = await login(config);
+    res = await containerRequest(config, options, env, s.session);
+  }
+  if (gatewayError()) {
+    const data = res.data || {};
+    throw fail(api, data.errcode, `${data.errmsg} (HTTP ${res.statusCode})`);
+  }
+  return {
+    data: res.data,
+    statusCode: res.statusCode,
+    header: res.header,
+    callID: headerOf(res, 'x-cloudfn-request-id'),
+    errMsg: `${api}:ok`,
+  };
+}
+
 /// `new wx.cloud.Cloud({resourceAppid, resourceEnv})`: another app's shared env. `init()` runs
 /// the owner's `cloudbase_auth` for this user; calls wait for it.
 class Cloud {
@@ -230,6 +293,15 @@ class Cloud {
     };
     return settle(call(), options);
   }
+
+  /// An HTTP function of the shared env (seed 003's `c1.callContainer`).
+  callContainer(options) {
+    const call = async () => {
+      await (this.ready || this.init());
+      return callContainerWith(resolved(this.config), options);
+    };
+    return settle(call(), options);
+  }
 }
 
 const cloud = {
@@ -243,6 +315,11 @@ const cloud = {
   },
   callFunction(options) {
     return settle((async () => callFunctionWith(resolved(), options))(), options);
+  },
+  /// `wx.cloud.callContainer({config: {env}, path, method, header: {'X-WX-SERVICE': NAME},
+  /// data})`: an HTTP function; resolves `{data, statusCode, header, callID, errMsg}`.
+  callContainer(options) {
+    return settle((async () => callContainerWith(resolved(), options))(), options);
   },
   /// Logs in now (otherwise the first call does); resolves `{openid}`.
   login() {

@@ -2,7 +2,14 @@
 //! `cloudfn` binary. Test-only guests are built by `cloudfn-test-guests`, for tests only.
 
 /// The example functions in `functions/` the demo deploys.
-const DEMO: &[&str] = &["cloudbase_auth", "echo", "users_add"];
+const DEMO: &[&str] = &[
+    "cloudbase_auth",
+    "echo",
+    "users_add",
+    "wx_counter",
+    "tt_todo",
+    "tb_app",
+];
 
 fn main() {
     let wasm_dir = cloudfn_guest_build::build(DEMO);

@@ -22,6 +22,10 @@ const GUESTS: &[&str] = &[
     "chatty",
     "hostile",
     "openapi_probe",
+    "http_probe",
+    "wx_counter",
+    "tt_todo",
+    "tb_app",
 ];
 
 fn main() {

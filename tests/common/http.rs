@@ -121,6 +121,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (u16, Value) {
+    let (status, _, value) = exchange(method, url, headers, body).await;
+    (status, value)
+}
+
+/// A request and the whole answer: status, headers, and the body as JSON (or a JSON string of
+/// the text).
+pub async fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, hyper::HeaderMap, Value) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
@@ -131,10 +143,11 @@ pub async fn request(
         .await
         .unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
+    (status, headers, value)
 }
 
 /// A request to the admin API of `s` with the admin token.
@@ -253,4 +266,55 @@ pub fn node_call_in(
         )
     });
     (out.status.success(), v)
+}
+
+/// `node SCRIPT` in tests/node/miniprogram: mini-program code with the cloudfn `wx.cloud` SDK
+/// against `s`, as `appid`'s user `openid`; `own_env` is the app's own env, if any, and
+/// wxA's `prod` the shared one.
+pub fn mini_program_command(
+    s: &TestServer,
+    script: &str,
+    appid: &str,
+    openid: &str,
+    own_env: Option<&str>,
+) -> Command {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/miniprogram");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg(script)
+        .env("CLOUDFN_BASE", format!("http://{}", s.public))
+        .env("WX_APPID", appid)
+        .env("WX_OPENID", openid)
+        .env("RESOURCE_APPID", "wxA")
+        .env("RESOURCE_ENV", "prod");
+    if let Some(env) = own_env {
+        cmd.env("OWN_ENV", env);
+    }
+    cmd
+}
+
+/// Runs [`mini_program_command`]; the JSON of its last line.
+pub fn node_mini_program(
+    s: &TestServer,
+    script: &str,
+    appid: &str,
+    openid: &str,
+    own_env: Option<&str>,
+) -> Value {
+    let out = mini_program_command(s, script, appid, openid, own_env)
+        .output()
+        .expect("running node");
+    parse_node(&out.stdout, &out.stderr)
+}
+
+/// The JSON a mini-program script prints last.
+pub fn parse_node(stdout: &[u8], stderr: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|_| {
+        panic!(
+            "node printed {text:?}, stderr {}",
+            String::from_utf8_lossy(stderr)
+        )
+    })
 }

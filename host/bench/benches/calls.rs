@@ -50,7 +50,9 @@ fn echo_call(c: &mut Criterion) {
     // The runtime alone: fresh Store + WASI context, instantiate, call, result check.
     let runtime = Arc::new(Runtime::new(None).expect("runtime"));
     let echo = std::fs::read(cloudfn_test_guests::ECHO).expect("echo.wasm");
-    let component = runtime.compile(&echo).expect("compile");
+    let component = runtime
+        .compile(&echo, cloudfn_store::FunctionKind::Function)
+        .expect("compile");
     let prepared = Arc::new(
         runtime
             .prepare(&component, None, FunctionConfig::default())
@@ -91,6 +93,7 @@ fn echo_call(c: &mut Criterion) {
                         cloud: cloud.clone(),
                         max_result_bytes: 1 << 20,
                         read_only: false,
+                        http: None,
                     },
                 )
                 .await;

@@ -99,6 +99,16 @@ impl World {
             &format!("allowed_appids={SHAREE}"),
         ])?;
         world.cf(&["share", "add", "--env", ENV, "--to", SHAREE])?;
+        world.cf(&[
+            "deploy",
+            "--env",
+            ENV,
+            "--name",
+            "probe",
+            "--kind",
+            "http",
+            cloudfn_test_guests::HTTP_PROBE,
+        ])?;
         Ok(world)
     }
 
@@ -169,6 +179,21 @@ impl Served {
             url: self.invoke_url(token, ENV, "echo"),
             body: Some(EVENT.into()),
             headers: vec![],
+        }
+    }
+
+    /// The HTTP-function load: the same event POSTed through callContainer to `probe` (a
+    /// wasi:http function answering what it received) with `token`.
+    pub fn container_load(&self, token: &str) -> Load {
+        Load {
+            script: None,
+            url: format!("{}/bench", self.base),
+            body: Some(EVENT.into()),
+            headers: vec![
+                ("X-WX-SERVICE".into(), "probe".into()),
+                ("X-WX-ENV".into(), ENV.into()),
+                ("Authorization".into(), format!("Bearer {token}")),
+            ],
         }
     }
 

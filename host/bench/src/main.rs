@@ -235,6 +235,7 @@ const SAME: &str = "cloudfn echo, same app";
 const CROSS: &str = "cloudfn echo, cross-app, decision cached";
 const CROSS_UNCACHED: &str = "cloudfn echo, cross-app, no decision cache";
 const ADMIN: &str = "cloudfn echo, /admin TC3-signed";
+const CONTAINER: &str = "cloudfn HTTP function, callContainer, same app";
 
 async fn http(
     plan: &Plan,
@@ -285,7 +286,10 @@ async fn http(
     }
 
     let world = World::build(cloudfn)?;
-    if [SAME, CROSS, ADMIN].iter().any(|r| plan.wants(r)) {
+    if [SAME, CROSS, ADMIN, CONTAINER]
+        .iter()
+        .any(|r| plan.wants(r))
+    {
         let served = world.serve(&[])?;
         if plan.wants(SAME) {
             let token = served.token(OWNER, &world.apps[OWNER]).await?;
@@ -300,6 +304,14 @@ async fn http(
         if plan.wants(ADMIN) {
             let load = admin_load(&served.base, &world.apps[OWNER])?;
             rows.push((ADMIN, plan.measure(ADMIN, &served.server, &load).await?));
+        }
+        if plan.wants(CONTAINER) {
+            let token = served.token(OWNER, &world.apps[OWNER]).await?;
+            let load = served.container_load(&token);
+            rows.push((
+                CONTAINER,
+                plan.measure(CONTAINER, &served.server, &load).await?,
+            ));
         }
     }
     if plan.wants(CROSS_UNCACHED) {

@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
-use cloudfn_store::{DEFAULT_MEMORY_MB, DEFAULT_RETENTION, FunctionConfig};
+use cloudfn_store::{DEFAULT_MEMORY_MB, DEFAULT_RETENTION, FunctionConfig, FunctionKind};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -249,6 +249,13 @@ pub struct ServeArgs {
     /// Mini-program calls per second of one app's users together; past it, errCode 45011.
     #[arg(long, default_value_t = 2000)]
     pub client_calls_per_app: u32,
+    /// callContainer requests to this host name (without X-WX-ENV) go to ENV; repeat for more.
+    #[arg(long = "container-host", value_name = "HOST=ENV", value_parser = parse_var)]
+    pub container_hosts: Vec<(String, String)>,
+    /// An app's Taobao cloud application: its `env=test` and `env=online` envs and the HTTP
+    /// function requests go to; repeat for more apps.
+    #[arg(long = "taobao", value_name = "APPID=TEST_ENV,ONLINE_ENV,SERVICE", value_parser = parse_taobao)]
+    pub taobao: Vec<(String, cloudfn_gateway::taobao::TaobaoApp)>,
     /// Milliseconds a call may wait for a slot of its full env.
     #[arg(long, default_value_t = 100)]
     pub slot_wait_ms: u64,
@@ -467,6 +474,14 @@ pub struct ConfigArgs {
     /// Let the function write to its env directory (read-only by default).
     #[arg(long)]
     pub fs_write: bool,
+    /// What the component is: `function` (a cloud function, called with a JSON event) or
+    /// `http` (a wasi:http/proxy component served behind the container gateways).
+    #[arg(long, value_name = "KIND", default_value = "function")]
+    pub kind: FunctionKind,
+    /// A host an HTTP function may send requests to (`host` or `host:port`); repeat for
+    /// more. Outbound HTTP to any other host is refused.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -481,10 +496,19 @@ impl ConfigArgs {
             memory_mb: self.memory,
             vars: self.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
             fs_write: self.fs_write,
+            kind: self.kind,
+            outbound_hosts: self.allow_hosts.clone(),
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+fn parse_taobao(s: &str) -> Result<(String, cloudfn_gateway::taobao::TaobaoApp), String> {
+    let (appid, app) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected APPID=TEST_ENV,ONLINE_ENV,SERVICE, got {s:?}"))?;
+    Ok((appid.to_string(), app.parse()?))
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

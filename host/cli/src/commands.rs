@@ -197,28 +197,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", info.version);
         }
         Command::Ls { env, acting } => {
-            let mut out = String::from("NAME\tACTIVE\tVERSIONS\n");
+            let mut out = String::from("NAME\tACTIVE\tVERSIONS\tKIND\n");
             for f in backend(&cli)
                 .await?
                 .functions(env, acting.as_deref())
                 .await?
             {
                 out.push_str(&format!(
-                    "{}\t{}\t{}\n",
-                    f.name, f.active_version, f.versions
+                    "{}\t{}\t{}\t{}\n",
+                    f.name, f.active_version, f.versions, f.kind
                 ));
             }
             print!("{out}");
         }
         Command::Versions { env, name, acting } => {
-            let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\n");
+            let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\tKIND\n");
             for v in backend(&cli)
                 .await?
                 .versions(env, name, acting.as_deref())
                 .await?
             {
                 out.push_str(&format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}MB\n",
+                    "{}\t{}\t{}\t{}\t{}\t{}MB\t{}\n",
                     v.version,
                     if v.active { "*" } else { "" },
                     short(&v.sha256),
@@ -227,7 +227,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .timeout_ms
                         .map(|ms| format!("{}s", ms as f64 / 1000.0))
                         .unwrap_or_else(|| "default".into()),
-                    v.config.memory_mb
+                    v.config.memory_mb,
+                    v.config.kind
                 ));
             }
             print!("{out}");
@@ -375,6 +376,19 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             logins_per_app_per_minute: args.logins_per_app,
             calls_per_ip_per_second: args.client_calls_per_ip,
             calls_per_app_per_second: args.client_calls_per_app,
+        },
+        containers: cloudfn_gateway::container::ContainerConfig {
+            env_by_host: args
+                .container_hosts
+                .iter()
+                .map(|(h, e)| (h.to_ascii_lowercase(), e.clone()))
+                .collect(),
+            taobao: args
+                .demo
+                .then(crate::demo::taobao_app)
+                .into_iter()
+                .chain(args.taobao.iter().cloned())
+                .collect(),
         },
         ..ServeConfig::default()
     };

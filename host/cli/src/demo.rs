@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use cloudfn_invoke::{Host, Identity, InvokeRequest};
-use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
+use cloudfn_store::{AppCredentials, FunctionConfig, FunctionKind, SharedFunctions, StoreError};
 
 // The example functions, built from `functions/` by the build script and embedded.
 include!(concat!(env!("OUT_DIR"), "/demo_functions.rs"));
@@ -82,7 +82,34 @@ pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials
     for appid in [OWNER_APPID, PARTNER_APPID] {
         creds.push(svc.store().rotate_secret(appid).await?);
     }
+    // The Taobao example verifies `sign` with the owner's secretKey, which just changed.
+    for env in [PROD_ENV, DEV_ENV] {
+        deploy_tb_app(svc, env, &creds[0].secret_key).await?;
+    }
     Ok(creds)
+}
+
+/// The demo's Taobao cloud application: `env=test` is dev, `env=online` prod, both `tb_app`.
+pub fn taobao_app() -> (String, cloudfn_gateway::taobao::TaobaoApp) {
+    (
+        OWNER_APPID.to_string(),
+        cloudfn_gateway::taobao::TaobaoApp {
+            test: DEV_ENV.into(),
+            online: PROD_ENV.into(),
+            service: "tb_app".into(),
+        },
+    )
+}
+
+async fn deploy_tb_app(svc: &Host, env: &str, secret_key: &str) -> anyhow::Result<()> {
+    let config = FunctionConfig::with(|c| {
+        c.kind = FunctionKind::Http;
+        c.vars.insert("APP_SECRET".into(), secret_key.into());
+    });
+    svc.deploy(env, "tb_app", demo_wasm("tb_app"), config)
+        .await
+        .with_context(|| format!("deploying demo function {env}/tb_app"))?;
+    Ok(())
 }
 
 /// Prints the demo credentials and a curl session against `addr`.
@@ -116,8 +143,9 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
     }
     for (env, name, wasm) in DEMO_FUNCTIONS
         .iter()
+        .filter(|(name, _)| *name != "tb_app")
         .map(|(name, wasm)| (PROD_ENV, *name, *wasm))
-        .chain(std::iter::once((DEV_ENV, "echo", echo_wasm())))
+        .chain(std::iter::once((DEV_ENV, "echo", demo_wasm("echo"))))
     {
         let exists = svc
             .store()
@@ -129,6 +157,11 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
             continue;
         }
         let mut config = FunctionConfig::default();
+        // The HTTP examples keep their state in the env directory.
+        if matches!(name, "wx_counter" | "tt_todo") {
+            config.kind = FunctionKind::Http;
+            config.fs_write = true;
+        }
         if name == "cloudbase_auth" {
             config
                 .vars
@@ -140,6 +173,25 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
         svc.deploy(env, name, wasm, config)
             .await
             .with_context(|| format!("deploying demo function {env}/{name}"))?;
+    }
+    // The Taobao example verifies `sign` with the owner's secretKey.
+    let key = svc
+        .snapshot()
+        .await?
+        .app_secret_key(OWNER_APPID)
+        .map(str::to_string);
+    if let Some(key) = key {
+        for env in [PROD_ENV, DEV_ENV] {
+            let exists = svc
+                .store()
+                .functions(env)
+                .await?
+                .iter()
+                .any(|f| f.name == "tb_app");
+            if !exists {
+                deploy_tb_app(svc, env, &key).await?;
+            }
+        }
     }
     // The partner app uses prod through a share; its cloudbase_auth grants role "partner", and
     // only partners may add users.
@@ -166,10 +218,10 @@ pub const DEMO_RULES: &str = r#"{
   "users_add": {"invoke": "auth.custom.role == 'partner'"}
 }"#;
 
-fn echo_wasm() -> &'static [u8] {
+fn demo_wasm(wanted: &str) -> &'static [u8] {
     DEMO_FUNCTIONS
         .iter()
-        .find(|(name, _)| *name == "echo")
+        .find(|(name, _)| *name == wanted)
         .map(|(_, wasm)| *wasm)
-        .expect("echo is a demo function")
+        .expect("a demo function")
 }

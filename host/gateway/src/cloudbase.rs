@@ -139,7 +139,9 @@ pub fn admin_code(e: &InvokeError) -> std::borrow::Cow<'static, str> {
         InvokeError::Denied { errcode, .. } => return errcode.to_string().into(),
         InvokeError::InvalidParam(_) => "FUNCTION_PARAM_INVALID",
         InvokeError::EnvNotFound(_) => "INVALID_ENV",
-        InvokeError::FunctionNotFound { .. } => "FUNCTION_NOT_FOUND",
+        InvokeError::FunctionNotFound { .. } | InvokeError::WrongKind { .. } => {
+            "FUNCTION_NOT_FOUND"
+        }
         InvokeError::Timeout { .. } => "FUNCTION_TIME_LIMIT_EXCEEDED",
         InvokeError::MemoryLimit { .. } => "FUNCTION_MEMORY_LIMIT_EXCEEDED",
         InvokeError::Failed { .. } | InvokeError::DepthExceeded(_) => "FUNCTION_INVOCATION_FAILED",

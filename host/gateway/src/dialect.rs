@@ -4,7 +4,7 @@
 
 use crate::http::Body;
 use async_trait::async_trait;
-use cloudfn_invoke::{AppCaller, Host, Invocation, InvokeRequest};
+use cloudfn_invoke::{AppCaller, Host, HttpCall, Invocation, InvokeRequest};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::net::SocketAddr;
@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub enum Accepted {
     /// A call to make for an authenticated caller.
     Call(AppCaller, InvokeRequest),
+    /// A request for an HTTP function, for an authenticated caller; the call's time is
+    /// `default_timeout` at most.
+    Http(AppCaller, InvokeRequest, Arc<HttpCall>),
     /// The answer itself: an error in the dialect's shape, or an endpoint that makes no call.
     Answer(Response<Body>),
 }

@@ -1,10 +1,11 @@
 //! The public listener's router: each request goes to the first dialect that claims it; the
 //! dialect authenticates it, the pipeline runs the call, the dialect renders the outcome.
 
+use crate::container::ContainerConfig;
 use crate::dialect::{Accepted, Context, Dialect};
 use crate::http::{self, Body};
-use crate::{client, cloudbase, wechat};
-use cloudfn_invoke::{AppCaller, Call, Caller, Host, Invocation, InvokeRequest};
+use crate::{client, cloudbase, douyin, taobao, wechat, wx_container};
+use cloudfn_invoke::{Call, Caller, Host, Invocation};
 use cloudfn_store::TokenPolicy;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -28,8 +29,17 @@ impl Gateway {
         max_body: usize,
         body_budget: usize,
         client_limits: client::ClientLimits,
+        containers: ContainerConfig,
     ) -> Gateway {
+        // The container dialects first: they claim by headers no other client sends, and pass
+        // every path on to the function, a backend's `/admin` or `/auth/…` included.
         let dialects: Vec<Box<dyn Dialect>> = vec![
+            Box::new(wx_container::CallContainer::new(
+                policy,
+                containers.env_by_host,
+            )),
+            Box::new(douyin::Douyin::new(policy)),
+            Box::new(taobao::Taobao::new(policy, containers.taobao)),
             Box::new(wechat::WeChat::new(policy)),
             Box::new(cloudbase::CloudBase::default()),
             Box::new(client::Client::new(client_limits)),
@@ -56,16 +66,25 @@ impl Gateway {
         };
         match dialect.accept(&self.cx, req, peer).await {
             Accepted::Answer(resp) => resp,
-            Accepted::Call(caller, request) => dialect.render(self.call(caller, request).await),
+            Accepted::Call(caller, request) => {
+                dialect.render(self.call(Call::new(request, Caller::App(caller))).await)
+            }
+            Accepted::Http(caller, request, http) => {
+                let deadline = std::time::Instant::now() + request.default_timeout;
+                let call = Call {
+                    deadline: Some(deadline),
+                    http: Some(http),
+                    ..Call::new(request, Caller::App(caller))
+                };
+                dialect.render(self.call(call).await)
+            }
         }
     }
 
     /// A call as `caller`, detached (its time limit is the dialect's choice: HTTP-API calls
     /// 5 s, protocol §3; a mini-program's 3 s).
-    async fn call(&self, caller: AppCaller, request: InvokeRequest) -> Invocation {
+    async fn call(&self, call: Call) -> Invocation {
         let host = self.cx.host.clone();
-        self.cx
-            .detached(async move { host.call(Call::new(request, Caller::App(caller))).await })
-            .await
+        self.cx.detached(async move { host.call(call).await }).await
     }
 }

@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub max_connections_per_ip: usize,
     /// Mini-program logins and calls allowed per client IP and per app.
     pub client_limits: crate::client::ClientLimits,
+    /// Where container-gateway requests go when they do not say (hosts, Taobao apps).
+    pub containers: crate::container::ContainerConfig,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +72,7 @@ impl Default for ServeConfig {
             drain_timeout: Duration::from_secs(30),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             client_limits: Default::default(),
+            containers: Default::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ impl Server {
                 config.max_body,
                 config.body_budget,
                 config.client_limits,
+                config.containers,
             ),
             admin_api: AdminApi { host, token_sha256 },
             drain_timeout: config.drain_timeout,

@@ -16,8 +16,8 @@ use cloudfn_protocol::rules::{DEFAULT_RULES, Rules};
 use cloudfn_store::fsutil::crash_point;
 use cloudfn_store::{
     AUTH_FUNCTION, Activation, ActivationQuery, AppCredentials, AuditEntry, EnvInfo,
-    FunctionConfig, FunctionInfo, PERM_DEPLOY, PERM_READ, ShareInfo, SharedFunctions, StoreError,
-    VersionInfo, validate_function_name,
+    FunctionConfig, FunctionInfo, FunctionKind, PERM_DEPLOY, PERM_READ, ShareInfo, SharedFunctions,
+    StoreError, VersionInfo, validate_function_name,
 };
 
 /// Who makes a management change or read.
@@ -180,11 +180,18 @@ impl Host {
     ) -> Result<VersionInfo, StoreError> {
         validate_function_name(name)?;
         config.validate()?;
+        if name == AUTH_FUNCTION && config.kind == FunctionKind::Http {
+            return Err(StoreError::InvalidConfig(format!(
+                "{name} decides grants with a JSON result: it must be a cloud function, not an \
+                 HTTP function"
+            )));
+        }
         self.function_access(actor, env, name, PERM_DEPLOY).await?;
         let runtime = self.runtime.clone();
         let bytes = wasm.to_vec();
+        let kind = config.kind;
         // Compiling takes tens of milliseconds or more: off the async workers.
-        let component = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+        let component = tokio::task::spawn_blocking(move || runtime.compile(&bytes, kind))
             .await
             .map_err(|e| anyhow::anyhow!("compile task: {e}"))?
             .map_err(|e| StoreError::InvalidWasm(e.0))?;

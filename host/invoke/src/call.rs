@@ -3,7 +3,7 @@
 //! `Host::call` (the pipeline), and what comes back ([`Invocation`]).
 
 use crate::error::InvokeError;
-use cloudfn_runtime::Prepared;
+use cloudfn_runtime::{HttpRequest, HttpResponse, Prepared, WxContext};
 use cloudfn_store::{DEFAULT_TIMEOUT, Decision, LogLine};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -182,6 +182,21 @@ pub struct Call {
     pub deadline: Option<Instant>,
     /// For a file run: the component to run as `request.name` in an ephemeral env.
     pub file: Option<Arc<Prepared>>,
+    /// For a call of an HTTP function: the request (`request.event` is unused).
+    pub http: Option<Arc<HttpCall>>,
+}
+
+/// Sets a gateway's identity headers (or query parameters) on an HTTP function's request, once
+/// the pipeline has decided who the caller is to the function (the env's own user, or a
+/// sharee's: protocol §4).
+pub type Stamp = Arc<dyn Fn(&WxContext, &mut HttpRequest) + Send + Sync>;
+
+/// A request for an HTTP function, and how its gateway tells the function who calls.
+pub struct HttpCall {
+    /// The request as the client sent it, less what the gateway strips.
+    pub request: HttpRequest,
+    /// Adds the caller's identity in the gateway's own headers.
+    pub stamp: Stamp,
 }
 
 impl Call {
@@ -194,6 +209,7 @@ impl Call {
             origin: Origin::User,
             deadline: None,
             file: None,
+            http: None,
         }
     }
 
@@ -225,6 +241,8 @@ pub struct Invocation {
     pub result: Result<String, InvokeError>,
     /// The grant decision, for a call across apps.
     pub decision: Option<Decision>,
+    /// An HTTP function's response (`result` is then `Ok` and empty).
+    pub response: Option<HttpResponse>,
 }
 
 impl Invocation {
@@ -238,6 +256,7 @@ impl Invocation {
             logs: Vec::new(),
             result: Err(error),
             decision,
+            response: None,
         }
     }
 }

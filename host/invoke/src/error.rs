@@ -23,6 +23,20 @@ pub enum InvokeError {
         /// The version asked for, when one was.
         version: Option<u32>,
     },
+    /// The function is of the other kind: an HTTP function called with an event, or a cloud
+    /// function through a container gateway.
+    #[error("{name} in env {env} is {}", match kind {
+        cloudfn_store::FunctionKind::Http => "an HTTP function: call it through a container gateway (callContainer, Douyin Cloud, Taobao)",
+        cloudfn_store::FunctionKind::Function => "a cloud function, not an HTTP function: call it with callFunction",
+    })]
+    WrongKind {
+        /// The environment.
+        env: String,
+        /// The function.
+        name: String,
+        /// What it is.
+        kind: cloudfn_store::FunctionKind,
+    },
     /// The function ran past its time limit.
     #[error("function {name} timed out after {} ms", limit.as_millis())]
     Timeout {
@@ -96,7 +110,7 @@ impl InvokeError {
         match self {
             InvokeError::InvalidParam(_) => -501007,
             InvokeError::EnvNotFound(_) => -501000,
-            InvokeError::FunctionNotFound { .. } => -501009,
+            InvokeError::FunctionNotFound { .. } | InvokeError::WrongKind { .. } => -501009,
             InvokeError::Timeout { .. } => -501002,
             InvokeError::MemoryLimit { .. }
             | InvokeError::Failed { .. }

@@ -30,9 +30,11 @@ pub mod webhook;
 
 pub use admin::Actor;
 pub use call::{
-    AppCaller, CLIENT_SOURCE, Call, Caller, Identity, Invocation, InvokeRequest, Origin,
+    AppCaller, CLIENT_SOURCE, Call, Caller, HttpCall, Identity, Invocation, InvokeRequest, Origin,
+    Stamp,
 };
 pub use cloudfn_runtime::EngineConfig;
+pub use cloudfn_runtime::{HttpRequest, HttpResponse};
 pub use error::InvokeError;
 pub use host::{Host, Options};
 pub use limits::Limits;

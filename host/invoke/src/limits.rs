@@ -58,6 +58,10 @@ impl Limits {
         if call.depth >= self.max_depth {
             return Err(InvokeError::DepthExceeded(self.max_depth));
         }
+        if call.http.is_some() {
+            // An HTTP request's body was bounded by its gateway; it need not be JSON.
+            return Ok(());
+        }
         let event = &call.request.event;
         if event.len() > self.max_event_bytes {
             return Err(InvokeError::InvalidParam(format!(

@@ -22,7 +22,9 @@ use crate::state::Snapshot;
 use cloudfn_runtime::{
     CallError, CallFunction, CloudCall, GuestCall, GuestError, OpenapiError, Prepared, WxContext,
 };
-use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, validate_function_name};
+use cloudfn_store::{
+    AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, FunctionKind, validate_function_name,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -83,7 +85,7 @@ impl Host {
             Some(c) => c,
             None => {
                 let c = runtime
-                    .compile(wasm)
+                    .compile(wasm, config.kind)
                     .map_err(|e| cloudfn_store::StoreError::InvalidWasm(e.0))?;
                 runtime.remember(&sha256, &c)?;
                 c
@@ -147,43 +149,20 @@ impl Host {
             },
             (None, None) => return Err((InvokeError::EnvNotFound(req.env.clone()), None)),
         };
-        let (identity, decision) = match (grant::needs_grant(&env, &call.caller), &call.caller) {
-            // A mini-program's own call is held to its env's rules, as the platform holds
-            // client calls (protocol §6); its servers' calls are not.
-            (None, Caller::App(app))
-                if call.origin == Origin::User && req.source == CLIENT_SOURCE =>
-            {
-                let custom = serde_json::Value::Object(Default::default());
-                if let Err(e) = grant::check_rules(&snap, &env, &req.name, app, &custom) {
-                    let decision = grant::decision(app, false, "rules", e.detail);
-                    return Err((e.error, Some(decision)));
-                }
-                (app.as_owner(), None)
-            }
-            (None, Caller::App(app)) => (app.as_owner(), None),
-            (None, Caller::Trusted(identity)) => (identity.clone(), None),
-            (Some(app), _) => {
-                let (granted, decision) = self
-                    .authorize(
-                        &snap,
-                        &env,
-                        Some(&req.name),
-                        app,
-                        &req.source,
-                        call.depth,
-                        call.deadline,
-                    )
-                    .await;
-                if let Err(e) = granted {
-                    return Err((e, Some(decision)));
-                }
-                (app.as_sharee(), Some(decision))
-            }
-        };
+        let (identity, decision) = self.admit_caller(&snap, &env, call).await?;
         let (version, prepared) = self
             .resolve(&snap, call)
             .await
             .map_err(|e| (e, decision.clone()))?;
+        let kind = prepared.config.kind;
+        if (kind == FunctionKind::Http) != call.http.is_some() {
+            let e = InvokeError::WrongKind {
+                env: req.env.clone(),
+                name: req.name.clone(),
+                kind,
+            };
+            return Err((e, decision));
+        }
         let slot = self
             .slots
             .take(
@@ -204,6 +183,84 @@ impl Host {
             },
             decision,
         ))
+    }
+
+    /// Step 3: who the caller is to the function, after the share, `cloudbase_auth` and the
+    /// rules where the call needs a grant.
+    async fn admit_caller(
+        self: &Arc<Self>,
+        snap: &Snapshot,
+        env: &EnvInfo,
+        call: &Call,
+    ) -> Result<(Identity, Option<Decision>), (InvokeError, Option<Decision>)> {
+        let req = &call.request;
+        Ok(
+            match (grant::needs_grant(env, &call.caller), &call.caller) {
+                // A mini-program's own call is held to its env's rules, as the platform holds
+                // client calls (protocol §6); its servers' calls are not.
+                (None, Caller::App(app))
+                    if call.origin == Origin::User && req.source == CLIENT_SOURCE =>
+                {
+                    let custom = serde_json::Value::Object(Default::default());
+                    if let Err(e) = grant::check_rules(snap, env, &req.name, app, &custom) {
+                        let decision = grant::decision(app, false, "rules", e.detail);
+                        return Err((e.error, Some(decision)));
+                    }
+                    (app.as_owner(), None)
+                }
+                (None, Caller::App(app)) => (app.as_owner(), None),
+                (None, Caller::Trusted(identity)) => (identity.clone(), None),
+                (Some(app), _) => {
+                    let (granted, decision) = self
+                        .authorize(
+                            snap,
+                            env,
+                            Some(&req.name),
+                            app,
+                            &req.source,
+                            call.depth,
+                            call.deadline,
+                        )
+                        .await;
+                    if let Err(e) = granted {
+                        return Err((e, Some(decision)));
+                    }
+                    (app.as_sharee(), Some(decision))
+                }
+            },
+        )
+    }
+
+    /// Whether `call` would be let through to its function (env, share, `cloudbase_auth`,
+    /// rules), without running it: for a gateway that answers from its cache.
+    pub async fn check_access(self: &Arc<Self>, call: &Call) -> Result<(), InvokeError> {
+        let snap = self.state.snapshot().await?;
+        let env = snap
+            .env(&call.request.env)
+            .ok_or_else(|| InvokeError::EnvNotFound(call.request.env.clone()))?
+            .clone();
+        let req = &call.request;
+        match snap.function(&req.env, &req.name) {
+            None => {
+                return Err(InvokeError::FunctionNotFound {
+                    env: req.env.clone(),
+                    name: req.name.clone(),
+                    version: None,
+                });
+            }
+            Some(f) if f.info.config.kind != FunctionKind::Http => {
+                return Err(InvokeError::WrongKind {
+                    env: req.env.clone(),
+                    name: req.name.clone(),
+                    kind: f.info.config.kind,
+                });
+            }
+            Some(_) => {}
+        }
+        self.admit_caller(&snap, &env, call)
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
     /// The version a call runs, prepared.
@@ -324,6 +381,11 @@ impl Host {
             request_id: request_id.clone(),
             function_name: req.name.clone(),
         };
+        let http = call.http.as_ref().map(|h| {
+            let mut request = h.request.clone();
+            (h.stamp)(&context, &mut request);
+            request
+        });
         let calls = self.nested_calls(call, deadline);
         let cloud = self.cloud_calls(call, &ready);
         let _running = Running::new(&self.observer);
@@ -342,6 +404,7 @@ impl Host {
                     cloud,
                     max_result_bytes: self.limits.max_result_bytes,
                     read_only,
+                    http,
                 },
             )
             .await;
@@ -373,6 +436,7 @@ impl Host {
             logs: outcome.logs,
             result,
             decision: None,
+            response: outcome.response,
         }
     }
 
@@ -394,6 +458,7 @@ impl Host {
                 origin: Origin::Nested,
                 deadline: Some(deadline),
                 file: None,
+                http: None,
             };
             Box::pin(async move {
                 let Some(host) = host.upgrade() else {

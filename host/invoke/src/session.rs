@@ -25,7 +25,9 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(2 * 3600);
 pub const MAX_SESSION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// What sessions are MACed for (a key of their own, derived from the data dir's key).
 const PURPOSE: &str = "client-session";
-const PREFIX: &str = "cfs1.";
+const PREFIX: &str = SESSION_PREFIX;
+/// How every session starts: tells a session from an access token where either may come.
+pub const SESSION_PREFIX: &str = "cfs1.";
 /// Longest session text taken: claims of ids of at most 128 characters fit well inside.
 const MAX_SESSION_LEN: usize = 1024;
 /// Longest `wx.login()` code passed on to the platform.

@@ -167,6 +167,15 @@ impl Snapshot {
         self.session_gens.get(appid).copied()
     }
 
+    /// An app's secretKey (the secret of its server-SDK credentials), if it has one: what
+    /// signs the Taobao gateway's parameters for its functions (protocol §10).
+    pub fn app_secret_key(&self, appid: &str) -> Option<&str> {
+        self.secret_keys
+            .values()
+            .find(|(app, _)| app == appid)
+            .map(|(_, key)| key.as_str())
+    }
+
     /// The app and secretKey behind a server-SDK secretId.
     pub fn secret_key(&self, secret_id: &str) -> Option<(&str, &str)> {
         self.secret_keys

@@ -1,7 +1,7 @@
 //! The wasm engine: one `wasmtime::Engine` (component model, epoch interruption, pooling
 //! allocator with an on-demand fallback), the linker every function shares, the epoch ticker
-//! thread, deploy-time validation against the `cloud-function` world, and the compiled-component
-//! cache (in memory by content hash, and precompiled artifacts on disk).
+//! thread, deploy-time validation against the `cloud-function` or `wasi:http/proxy` world, and
+//! the compiled-component cache (in memory by content hash, and precompiled artifacts on disk).
 
 use crate::bindings::{self, CloudFunctionPre};
 use crate::config::ConfigHost;
@@ -10,6 +10,7 @@ use crate::log::LogHost;
 use crate::openapi::OpenapiHost;
 use crate::state::CallState;
 use anyhow::Context;
+use cloudfn_store::FunctionKind;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -28,6 +29,17 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidComponent(pub String);
+
+/// The interface an HTTP function exports.
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
+/// A component linked for instantiation, by kind.
+pub(crate) enum Linked {
+    /// A cloud function.
+    Function(CloudFunctionPre<CallState>),
+    /// An HTTP function.
+    Http(crate::http::HttpPre),
+}
 
 /// Most compiled components kept in memory.
 const MAX_CACHED_COMPONENTS: usize = 1024;
@@ -139,6 +151,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(wasm_err)
             .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(wasm_err)
+            .context("linking wasi:http")?;
         link_interfaces(&mut linker)
             .map_err(wasm_err)
             .context("linking the cloudfn host interfaces")?;
@@ -206,38 +221,56 @@ impl Runtime {
         &self.tag
     }
 
-    /// Compiles and validates a component for deploy: it must be a component (not a core
-    /// module) and fit the `cloud-function` world. Says exactly what is wrong when not.
-    pub fn compile(&self, bytes: &[u8]) -> Result<Component, InvalidComponent> {
+    /// Compiles and validates a component for deploy as a version of `kind`: it must be a
+    /// component (not a core module) and fit that kind's world. Says exactly what is wrong
+    /// when not.
+    pub fn compile(&self, bytes: &[u8], kind: FunctionKind) -> Result<Component, InvalidComponent> {
         check_header(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| InvalidComponent(format!("the component does not compile: {e:#}")))?;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
-        self.check_world(&component)?;
+        self.check_world(&component, kind)?;
         Ok(component)
     }
 
-    /// Checks a compiled component against the `cloud-function` world and links it for
-    /// instantiation (imports resolved once, here, not per call).
+    /// Checks a compiled component against its kind's world and links it for instantiation
+    /// (imports resolved once, here, not per call).
     pub(crate) fn link(
         &self,
         component: &Component,
-    ) -> Result<CloudFunctionPre<CallState>, InvalidComponent> {
+        kind: FunctionKind,
+    ) -> Result<Linked, InvalidComponent> {
+        let world = match kind {
+            FunctionKind::Function => "cloud-function",
+            FunctionKind::Http => "wasi:http/proxy",
+        };
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
             InvalidComponent(format!(
-                "the component does not fit the cloud-function world: {e:#}"
+                "the component does not fit the {world} world: {e:#}"
             ))
         })?;
-        CloudFunctionPre::new(pre).map_err(|e| {
-            InvalidComponent(format!(
-                "the component's export `{}/{}` does not match the cloud-function world: {e:#}",
-                bindings::PACKAGE,
-                bindings::HANDLER
-            ))
-        })
+        match kind {
+            FunctionKind::Function => CloudFunctionPre::new(pre).map(Linked::Function).map_err(|e| {
+                InvalidComponent(format!(
+                    "the component's export `{}/{}` does not match the cloud-function world: {e:#}",
+                    bindings::PACKAGE,
+                    bindings::HANDLER
+                ))
+            }),
+            FunctionKind::Http => crate::http::HttpPre::new(pre).map(Linked::Http).map_err(|e| {
+                InvalidComponent(format!(
+                    "the component's export `{HTTP_HANDLER}` does not match the wasi:http/proxy \
+                     world (WASI 0.2): {e:#}"
+                ))
+            }),
+        }
     }
 
-    fn check_world(&self, component: &Component) -> Result<(), InvalidComponent> {
+    fn check_world(
+        &self,
+        component: &Component,
+        kind: FunctionKind,
+    ) -> Result<(), InvalidComponent> {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
             let allowed = if let Some(rest) = name.strip_prefix(bindings::PACKAGE) {
@@ -248,18 +281,32 @@ impl Runtime {
             };
             if !allowed {
                 return Err(InvalidComponent(format!(
-                    "the component imports `{name}`, which cloudfn does not provide; a cloud \
-                     function may import only WASI 0.2 and {}/{{invoke,log,config}}",
+                    "the component imports `{name}`, which cloudfn does not provide; a {} \
+                     may import only WASI 0.2 and {}/{{invoke,log,config}}",
+                    match kind {
+                        FunctionKind::Function => "cloud function",
+                        FunctionKind::Http => "HTTP function",
+                    },
                     bindings::PACKAGE
                 )));
             }
         }
-        let handler = format!("{}/{}", bindings::PACKAGE, bindings::HANDLER);
+        let (handler, hint) = match kind {
+            FunctionKind::Function => (
+                format!("{}/{}", bindings::PACKAGE, bindings::HANDLER),
+                "write the function with cloudfn-sdk's #[cloudfn_sdk::function], or deploy a \
+                 wasi:http component with --kind http",
+            ),
+            FunctionKind::Http => (
+                HTTP_HANDLER.to_string(),
+                "build a wasi:http/proxy component (e.g. with the `wasi` crate's \
+                 `wasi::http::proxy::export!`), or deploy a cloud function without --kind http",
+            ),
+        };
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
         if !exports.iter().any(|e| e.starts_with(&handler)) {
             return Err(InvalidComponent(format!(
-                "the component does not export `{handler}` (it exports: {}); write the function \
-                 with cloudfn-sdk's #[cloudfn_sdk::function]",
+                "the component does not export `{handler}` (it exports: {}); {hint}",
                 if exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -267,7 +314,7 @@ impl Runtime {
                 }
             )));
         }
-        self.link(component).map(|_| ())
+        self.link(component, kind).map(|_| ())
     }
 
     /// The compiled component with content hash `sha256`, if this process compiled it or a

@@ -4,6 +4,8 @@
 //!   validation against the `cloud-function` world, and compiled components cached by content
 //!   hash (in memory and as precompiled artifacts).
 //! - [`state`]: what a call's `Store` holds and [`state::new_store`].
+//! - [`http`]: HTTP functions (`wasi:http/proxy`): the request and response a gateway hands
+//!   over, and the outbound policy (only the hosts a version's config names).
 //! - [`run`]: [`Runtime::prepare`] a version once, [`Runtime::run`] a call, and the
 //!   classification of its outcome.
 //! - One module per host interface: [`invoke`] (calls to other functions, through a capability
@@ -19,6 +21,7 @@
 mod bindings;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod invoke;
 pub mod limiter;
 pub mod log;
@@ -29,6 +32,7 @@ pub mod state;
 
 pub use bindings::{CallError, OpenapiError, WxContext};
 pub use engine::{EPOCH_TICK, EngineConfig, InvalidComponent, Runtime};
+pub use http::{HttpRequest, HttpResponse};
 pub use invoke::CallFunction;
 pub use openapi::{CloudCall, no_cloud_calls};
 pub use run::{GuestCall, GuestError, Outcome, Prepared};

@@ -2,8 +2,9 @@
 //! within the time limit, and classify what happened (result, timeout, out of memory, trap,
 //! host full). What the call is allowed to do and who it is for were settled by the pipeline.
 
-use crate::bindings::{CloudFunctionPre, WxContext};
-use crate::engine::Runtime;
+use crate::bindings::WxContext;
+use crate::engine::{Linked, Runtime};
+use crate::http::{HttpFailure, HttpRequest, HttpResponse};
 use crate::invoke::CallFunction;
 use crate::log::LogSink;
 use crate::openapi::CloudCall;
@@ -24,12 +25,13 @@ const MAX_ERROR_MESSAGE: usize = 4096;
 
 /// A function version ready to run: linked, with its filesystem template and variables.
 pub struct Prepared {
-    pre: CloudFunctionPre<CallState>,
+    pre: Linked,
     fs: WasiFilesystemCtx,
     /// For a version that may write: the env directory read-only, for calls made while the
     /// env is over its disk quota.
     fs_read_only: Option<WasiFilesystemCtx>,
     vars: Arc<BTreeMap<String, String>>,
+    outbound_hosts: Arc<[String]>,
     /// The version's configuration.
     pub config: FunctionConfig,
 }
@@ -53,6 +55,8 @@ pub struct GuestCall {
     /// Whether a version that may write sees its env directory read-only this time (the env
     /// is over its disk quota).
     pub read_only: bool,
+    /// For an HTTP function: the request (the event is unused).
+    pub http: Option<HttpRequest>,
 }
 
 /// Why a guest call produced no result.
@@ -83,6 +87,8 @@ pub struct Outcome {
     pub peak_memory: usize,
     /// stdout, stderr and log lines, in order.
     pub logs: Vec<LogLine>,
+    /// An HTTP function's response (its `result` is then empty).
+    pub response: Option<HttpResponse>,
 }
 
 impl Runtime {
@@ -94,7 +100,9 @@ impl Runtime {
         dir: Option<&Path>,
         config: FunctionConfig,
     ) -> anyhow::Result<Prepared> {
-        let pre = self.link(component).map_err(anyhow::Error::new)?;
+        let pre = self
+            .link(component, config.kind)
+            .map_err(anyhow::Error::new)?;
         Ok(Prepared {
             fs: fs_template(dir, config.fs_write)?,
             fs_read_only: match config.fs_write {
@@ -102,6 +110,7 @@ impl Runtime {
                 false => None,
             },
             vars: Arc::new(config.vars.clone()),
+            outbound_hosts: config.outbound_hosts.clone().into(),
             config,
             pre,
         })
@@ -119,6 +128,7 @@ impl Runtime {
             ))),
             peak_memory: 0,
             logs: Vec::new(),
+            response: None,
         })
     }
 
@@ -139,14 +149,26 @@ impl Runtime {
                 cloud: call.cloud,
                 logs: logs.clone(),
                 deadline: call.deadline,
+                outbound_hosts: prepared.outbound_hosts.clone(),
+                env_vars: matches!(prepared.pre, Linked::Http(_)),
             },
         );
         let env = call.context.env.clone();
         // Waiting for a turn counts against the call's time like running does.
+        let mut response = None;
         let outcome = tokio::time::timeout(
             call.timeout,
             self.sched.run(&env, async {
-                let instance = match prepared.pre.instantiate_async(&mut store).await {
+                let instantiated = match &prepared.pre {
+                    Linked::Function(pre) => pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map(Instance::Function),
+                    Linked::Http(pre) => {
+                        pre.instantiate_async(&mut store).await.map(Instance::Http)
+                    }
+                };
+                let instance = match instantiated {
                     Ok(instance) => instance,
                     // No trap and no refused growth: the pooling allocator (or the OS) has no room
                     // for another instance. The host is full; the function did nothing wrong.
@@ -158,11 +180,51 @@ impl Runtime {
                     }
                     Err(e) => return Err(e),
                 };
-                instance
-                    .cloudfn_function_handler()
-                    .call_handle(&mut store, &call.event, &call.context)
-                    .await
-                    .map(Ok)
+                match (instance, &call.http) {
+                    (Instance::Function(instance), _) => instance
+                        .cloudfn_function_handler()
+                        .call_handle(&mut store, &call.event, &call.context)
+                        .await
+                        .map(Ok),
+                    (Instance::Http(proxy), Some(request)) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let (incoming, out) = store.data_mut().http_request(request, tx)?;
+                        // The guest writes its body while the host reads it: side by side, or
+                        // a body larger than the pipe's buffer would never finish.
+                        let handle = proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut store, incoming, out);
+                        let max = request.max_response_bytes;
+                        let read = async move { crate::http::collect(rx.await, max).await };
+                        let (mut handle, mut read) = (std::pin::pin!(handle), std::pin::pin!(read));
+                        let mut returned = false;
+                        let read = loop {
+                            tokio::select! {
+                                handled = &mut handle, if !returned => match handled {
+                                    // A trap: no response is coming.
+                                    Err(trap) => return Err(trap),
+                                    Ok(()) => returned = true,
+                                },
+                                // Once the body is complete the response is the guest's
+                                // answer; what it does after is not waited for.
+                                read = &mut read => break read,
+                            }
+                        };
+                        match read {
+                            Ok(r) => {
+                                response = Some(r);
+                                Ok(Ok(Ok(String::new())))
+                            }
+                            Err(HttpFailure::TooLarge(max)) => Ok(Err(GuestError::Failed(
+                                format!("its response body is over the {max}-byte limit"),
+                            ))),
+                            Err(HttpFailure::NoResponse(why)) => Ok(Err(GuestError::Failed(why))),
+                        }
+                    }
+                    (Instance::Http(_), None) => Ok(Err(GuestError::Failed(
+                        "an HTTP function is called with an HTTP request, not an event".into(),
+                    ))),
+                }
             }),
         )
         .await;
@@ -174,6 +236,7 @@ impl Runtime {
                 let result = match outcome {
                     Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
                     Ok(Ok(Err(e))) => Err(e),
+                    Ok(Ok(Ok(Ok(json)))) if response.is_some() => Ok(json),
                     Ok(Ok(Ok(Ok(json)))) => check_result(json, call.max_result_bytes),
                     Ok(Ok(Ok(Err(fe)))) => Err(GuestError::Failed(truncate(
                         match fe.code {
@@ -191,10 +254,17 @@ impl Runtime {
                     result,
                     peak_memory,
                     logs,
+                    response,
                 }
             })
             .await
     }
+}
+
+/// An instance of either kind.
+enum Instance {
+    Function(crate::bindings::CloudFunction),
+    Http(wasmtime_wasi_http::p2::bindings::Proxy),
 }
 
 /// A result is JSON and within the size limit, or the call failed.

@@ -1,8 +1,10 @@
 //! What one call's `Store` holds, and how a fresh one is made: the WASI context (stdio into the
 //! call's log sink, the env directory cloned from the version's template, nothing else), the
-//! memory limiter, one narrow context per cloudfn interface, and the epoch deadline.
+//! memory limiter, one narrow context per cloudfn interface, `wasi:http` with the outbound
+//! policy, and the epoch deadline.
 
 use crate::config::ConfigHost;
+use crate::http::Outbound;
 use crate::invoke::{CallFunction, InvokeHost};
 use crate::limiter::{MemLimiter, MemoryBudget};
 use crate::log::{LogHost, LogPipe, LogSink};
@@ -14,6 +16,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Everything one call's `Store` holds.
 pub struct CallState {
@@ -33,6 +36,20 @@ pub struct CallState {
     pub openapi: OpenapiHost,
     /// When the call's time is up.
     pub deadline: Instant,
+    /// `wasi:http` (HTTP functions' incoming request, and outbound requests).
+    pub http: WasiHttpCtx,
+    /// Where outbound requests may go.
+    pub outbound: Outbound,
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for CallState {
@@ -62,6 +79,11 @@ pub struct StoreParts<'a> {
     pub logs: Arc<Mutex<LogSink>>,
     /// When the call's time is up.
     pub deadline: Instant,
+    /// Hosts outbound HTTP may reach.
+    pub outbound_hosts: Arc<[String]>,
+    /// For an HTTP function: its variables as environment variables (a cloud function reads
+    /// them through the `config` interface instead).
+    pub env_vars: bool,
 }
 
 /// A fresh store for one call. The epoch callback interrupts the guest past its deadline and
@@ -76,6 +98,11 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
         parts.logs.clone(),
         cloudfn_store::LogStream::Stderr,
     ));
+    if parts.env_vars {
+        for (k, v) in parts.vars.iter() {
+            wasi.env(k, v);
+        }
+    }
     let mut wasi = wasi.build();
     *wasi.filesystem() = parts.fs.clone();
     let mut store = Store::new(
@@ -89,6 +116,10 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             config: ConfigHost(parts.vars),
             openapi: OpenapiHost(parts.cloud),
             deadline: parts.deadline,
+            http: WasiHttpCtx::new(),
+            outbound: Outbound {
+                allowed: parts.outbound_hosts,
+            },
         },
     );
     store.limiter(|s| &mut s.limiter);

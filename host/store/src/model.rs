@@ -38,6 +38,54 @@ pub struct FunctionConfig {
     pub vars: BTreeMap<String, String>,
     /// Whether the env directory is writable for this function (read-only by default).
     pub fs_write: bool,
+    /// What the component is: a cloud function (JSON event in, JSON result out) or an HTTP
+    /// function (a `wasi:http/proxy` component behind the container gateways).
+    pub kind: FunctionKind,
+    /// Hosts an HTTP function may send requests to (`host` or `host:port`); none by default,
+    /// and outbound HTTP is refused for every host not named.
+    pub outbound_hosts: Vec<String>,
+}
+
+/// What kind of component a function version is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// A cloud function: `cloudfn:function/handler`, called with a JSON event.
+    #[default]
+    Function,
+    /// An HTTP function: `wasi:http/incoming-handler`, served behind the container gateways
+    /// (WeChat callContainer, Douyin Cloud, Taobao cloud applications).
+    Http,
+}
+
+impl FunctionKind {
+    /// The name used on the command line, in listings and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Function => "function",
+            FunctionKind::Http => "http",
+        }
+    }
+}
+
+impl std::fmt::Display for FunctionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FunctionKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "function" => Ok(FunctionKind::Function),
+            "http" => Ok(FunctionKind::Http),
+            other => Err(format!(
+                "unknown kind {other:?}: a version is a `function` (cloud function) or `http` \
+                 (wasi:http function)"
+            )),
+        }
+    }
 }
 
 impl Default for FunctionConfig {
@@ -47,6 +95,8 @@ impl Default for FunctionConfig {
             memory_mb: DEFAULT_MEMORY_MB,
             vars: BTreeMap::new(),
             fs_write: false,
+            kind: FunctionKind::Function,
+            outbound_hosts: Vec::new(),
         }
     }
 }
@@ -105,8 +155,43 @@ impl FunctionConfig {
                 "variables take {total} bytes, more than the {MAX_VARS_BYTES}-byte limit"
             ));
         }
+        if !self.outbound_hosts.is_empty() && self.kind != FunctionKind::Http {
+            return bad("outbound hosts are for HTTP functions (kind http) only".into());
+        }
+        if self.outbound_hosts.len() > MAX_OUTBOUND_HOSTS {
+            return bad(format!(
+                "at most {MAX_OUTBOUND_HOSTS} outbound hosts, got {}",
+                self.outbound_hosts.len()
+            ));
+        }
+        for host in &self.outbound_hosts {
+            if !valid_outbound_host(host) {
+                return bad(format!(
+                    "outbound host {host:?} must be a lower-case host name or `host:port` \
+                     (no scheme, path or wildcard)"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Most outbound hosts one HTTP function may name.
+const MAX_OUTBOUND_HOSTS: usize = 32;
+
+/// `host` or `host:port`, lower-case: what an HTTP function's request authority is matched
+/// against, exactly.
+fn valid_outbound_host(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// One environment.
@@ -135,6 +220,9 @@ pub struct FunctionInfo {
     pub versions: u32,
     /// Unix seconds of the last deploy or rollback.
     pub updated_at: i64,
+    /// The active version's kind.
+    #[serde(default)]
+    pub kind: FunctionKind,
 }
 
 /// One immutable version of a function.

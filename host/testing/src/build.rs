@@ -4,6 +4,7 @@
 //! shown only on failure), and the result checked against the `cloud-function` world.
 
 use anyhow::{Context, bail};
+use cloudfn_store::FunctionKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -118,7 +119,7 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
         .len();
     check_component(&std::fs::read(&wasm)?).with_context(|| {
         format!(
-            "checking {} against the cloud-function world",
+            "checking {} against the cloud-function world (or wasi:http/proxy, for an HTTP function)",
             wasm.display()
         )
     })?;
@@ -129,14 +130,19 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     })
 }
 
-/// Checks that `bytes` is a component of the `cloud-function` world (what a deploy checks).
-pub fn check_component(bytes: &[u8]) -> anyhow::Result<()> {
+/// Checks that `bytes` is a component of the `cloud-function` world or of the
+/// `wasi:http/proxy` world (what a deploy checks); says which.
+pub fn check_component(bytes: &[u8]) -> anyhow::Result<FunctionKind> {
     let runtime =
         cloudfn_runtime::Runtime::with_config(None, &cloudfn_runtime::EngineConfig::one_shot())?;
-    runtime
-        .compile(bytes)
-        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
-    Ok(())
+    match runtime.compile(bytes, FunctionKind::Function) {
+        Ok(_) => Ok(FunctionKind::Function),
+        // Not a cloud function: an HTTP function, or the cloud function's error stands.
+        Err(e) => match runtime.compile(bytes, FunctionKind::Http) {
+            Ok(_) => Ok(FunctionKind::Http),
+            Err(_) => Err(anyhow::anyhow!("{}", e.0)),
+        },
+    }
 }
 
 /// The package of `manifest` and the target dir cargo would use for it.

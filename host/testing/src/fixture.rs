@@ -24,6 +24,8 @@
 //! wasm = "echo.wasm"          # or crate = "functions/echo" (built on load)
 //! timeout_ms = 3000           # optional, like memory_mb and fs_write
 //! vars = { GREETING = "hi" }
+//! # kind = "http"            # a wasi:http function, for the container gateways
+//! # allow_hosts = ["api.example.com"]   # hosts an HTTP function may send requests to
 //! ```
 //!
 //! Relative paths are relative to the fixture file. Loading is idempotent: what already exists
@@ -122,6 +124,12 @@ pub struct Function {
     pub fs_write: bool,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// `function` (default) or `http`.
+    #[serde(default)]
+    pub kind: cloudfn_store::FunctionKind,
+    /// Hosts an HTTP function may send requests to.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
 }
 
 impl Function {
@@ -134,6 +142,8 @@ impl Function {
             }
             c.fs_write = self.fs_write;
             c.vars = self.vars.clone();
+            c.kind = self.kind;
+            c.outbound_hosts = self.allow_hosts.clone();
         })
     }
 }

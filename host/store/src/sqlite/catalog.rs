@@ -114,16 +114,24 @@ impl Catalog for SqliteStore {
         let mut stmt = db.prepare(
             "SELECT f.env, f.name, f.active_version,
                     (SELECT COUNT(*) FROM versions v WHERE v.env = f.env AND v.name = f.name),
-                    f.updated_at
+                    f.updated_at,
+                    (SELECT v.config FROM versions v WHERE v.env = f.env AND v.name = f.name
+                       AND v.version = f.active_version)
              FROM functions f WHERE f.env = ?1 ORDER BY f.name",
         )?;
         let rows = stmt.query_map([env], |r| {
+            let config: Option<String> = r.get(5)?;
+            let kind = config
+                .and_then(|c| serde_json::from_str::<FunctionConfig>(&c).ok())
+                .map(|c| c.kind)
+                .unwrap_or_default();
             Ok(FunctionInfo {
                 env: r.get(0)?,
                 name: r.get(1)?,
                 active_version: r.get(2)?,
                 versions: r.get(3)?,
                 updated_at: r.get(4)?,
+                kind,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

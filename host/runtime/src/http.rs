@@ -1,0 +1,180 @@
+//! HTTP functions: `wasi:http/proxy` components, one fresh instance per request. Owns the
+//! request and response a gateway hands over ([`HttpRequest`], [`HttpResponse`]), the
+//! outbound policy (no host unless the version's config names it: [`Outbound`]), and the run of
+//! one request: the guest's `incoming-handler` and the collection of its response body within
+//! the caller's limit, side by side in the call's turn.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::http::{HeaderMap, Method, StatusCode, Uri};
+use std::sync::Arc;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
+
+/// One request for an HTTP function, as the gateway passes it on (identity headers already
+/// set by the gateway, the caller's own removed).
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// Path and query, as the function sees them (`/api/count?x=1`).
+    pub uri: Uri,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The whole body (gateways bound it before the call).
+    pub body: Bytes,
+    /// The largest response body taken from the function; past it the call fails.
+    pub max_response_bytes: usize,
+}
+
+/// What an HTTP function answered.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its whole body.
+    pub body: Bytes,
+}
+
+/// Why an HTTP function produced no response, apart from the failures every call can have.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpFailure {
+    /// The response body is larger than the caller takes.
+    #[error("its response body is over the {0}-byte limit")]
+    TooLarge(usize),
+    /// The guest returned without setting a response, or set an error.
+    #[error("{0}")]
+    NoResponse(String),
+}
+
+/// A linked HTTP function.
+pub(crate) type HttpPre = ProxyPre<crate::state::CallState>;
+
+/// The `wasi:http` hooks of one call: requests go out only to the hosts the version's config
+/// names.
+pub struct Outbound {
+    /// `host` or `host:port`, as in the config.
+    pub allowed: Arc<[String]>,
+}
+
+impl Outbound {
+    /// Whether `authority` (`host[:port]` of a request) is one the function may reach: named
+    /// exactly, or named without a port when the request uses the scheme's default port.
+    fn permits(&self, authority: &str, default_port: u16) -> bool {
+        let authority = authority.to_ascii_lowercase();
+        let host = authority
+            .strip_suffix(&format!(":{default_port}"))
+            .unwrap_or(&authority);
+        self.allowed.iter().any(|a| *a == authority || a == host)
+    }
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        let default_port = match request.uri().scheme_str() {
+            Some("http") => 80,
+            _ => 443,
+        };
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        if !self.permits(&authority, default_port) {
+            tracing::debug!(%authority, "outbound request refused: host not allowed");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        _ = fut;
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+impl crate::state::CallState {
+    /// Hands `request` to the guest as its incoming request, and the sender of its response.
+    pub(crate) fn http_request(
+        &mut self,
+        request: &HttpRequest,
+        respond: tokio::sync::oneshot::Sender<
+            Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+        >,
+    ) -> wasmtime::Result<(
+        wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+    )> {
+        let mut req = hyper::Request::builder()
+            .method(request.method.clone())
+            .uri(request.uri.clone())
+            .body(Full::new(request.body.clone()))?;
+        *req.headers_mut() = request.headers.clone();
+        // The function sees a plain request to itself: no authority of the gateway's.
+        if !req.headers().contains_key(hyper::header::HOST) {
+            req.headers_mut()
+                .insert(hyper::header::HOST, "localhost".parse()?);
+        }
+        let mut view = wasmtime_wasi_http::WasiHttpView::http(self);
+        let incoming = view.new_incoming_request(Scheme::Http, req)?;
+        let out = view.new_response_outparam(respond)?;
+        Ok((incoming, out))
+    }
+}
+
+/// Reads the response the guest sent, its body within `max` bytes.
+pub(crate) async fn collect(
+    response: Result<
+        Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+        tokio::sync::oneshot::error::RecvError,
+    >,
+    max: usize,
+) -> Result<HttpResponse, HttpFailure> {
+    let response = match response {
+        Ok(Ok(r)) => r,
+        Ok(Err(code)) => {
+            return Err(HttpFailure::NoResponse(format!(
+                "it answered with an error: {code:?}"
+            )));
+        }
+        Err(_) => {
+            return Err(HttpFailure::NoResponse(
+                "it returned without setting a response".into(),
+            ));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(HttpFailure::TooLarge(max));
+        }
+        Err(e) => {
+            return Err(HttpFailure::NoResponse(format!(
+                "its response body failed: {e}"
+            )));
+        }
+    };
+    Ok(HttpResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
