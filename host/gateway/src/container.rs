@@ -382,7 +382,7 @@ impl Spec {
     /// A call's outcome: the function's response, or the error in the dialect's shape.
     pub fn render(&self, inv: Invocation) -> Response<Body> {
         match (inv.result, inv.response) {
-            (Ok(_), Some(resp)) => respond(resp, &inv.request_id),
+            (Ok(_), Some(resp)) => respond(*resp, &inv.request_id),
             (Ok(_), None) => {
                 self.error(StatusCode::BAD_GATEWAY, -1, "the function gave no response")
             }

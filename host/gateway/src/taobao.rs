@@ -226,7 +226,7 @@ impl Dialect for Taobao {
 /// A call's envelope (status and body), or the error response.
 fn outcome(inv: Invocation) -> Result<(StatusCode, Bytes), Box<Response<Body>>> {
     match (inv.result, inv.response) {
-        (Ok(_), Some(resp)) => envelope(resp, &inv.request_id),
+        (Ok(_), Some(resp)) => envelope(*resp, &inv.request_id),
         (Ok(_), None) => Err(Box::new(error(
             StatusCode::BAD_GATEWAY,
             "INVALID_RESPONSE",

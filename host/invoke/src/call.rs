@@ -242,7 +242,7 @@ pub struct Invocation {
     /// The grant decision, for a call across apps.
     pub decision: Option<Decision>,
     /// An HTTP function's response (`result` is then `Ok` and empty).
-    pub response: Option<HttpResponse>,
+    pub response: Option<Box<HttpResponse>>,
 }
 
 impl Invocation {

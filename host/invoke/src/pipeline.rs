@@ -382,7 +382,7 @@ impl Host {
             function_name: req.name.clone(),
         };
         let http = call.http.as_ref().map(|h| {
-            let mut request = h.request.clone();
+            let mut request = Box::new(h.request.clone());
             (h.stamp)(&context, &mut request);
             request
         });

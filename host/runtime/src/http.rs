@@ -139,8 +139,38 @@ impl crate::state::CallState {
     }
 }
 
+/// Runs the guest's `incoming-handler` for `request` in `store`, and reads its response. The
+/// guest writes its body while the host reads it: side by side, or a body larger than the
+/// pipe's buffer would never finish. A trap is the call's error; once the body is complete the
+/// response is the guest's answer, and what it does after is not waited for.
+pub(crate) async fn handle(
+    store: &mut wasmtime::Store<crate::state::CallState>,
+    proxy: wasmtime_wasi_http::p2::bindings::Proxy,
+    request: &HttpRequest,
+) -> wasmtime::Result<Result<HttpResponse, HttpFailure>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (incoming, out) = store.data_mut().http_request(request, tx)?;
+    let handle = proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, incoming, out);
+    let max = request.max_response_bytes;
+    let read = async move { collect(rx.await, max).await };
+    let (mut handle, mut read) = (std::pin::pin!(handle), std::pin::pin!(read));
+    let mut returned = false;
+    loop {
+        tokio::select! {
+            handled = &mut handle, if !returned => match handled {
+                // No response is coming.
+                Err(trap) => return Err(trap),
+                Ok(()) => returned = true,
+            },
+            read = &mut read => return Ok(read),
+        }
+    }
+}
+
 /// Reads the response the guest sent, its body within `max` bytes.
-pub(crate) async fn collect(
+async fn collect(
     response: Result<
         Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
         tokio::sync::oneshot::error::RecvError,

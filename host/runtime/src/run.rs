@@ -56,7 +56,7 @@ pub struct GuestCall {
     /// is over its disk quota).
     pub read_only: bool,
     /// For an HTTP function: the request (the event is unused).
-    pub http: Option<HttpRequest>,
+    pub http: Option<Box<HttpRequest>>,
 }
 
 /// Why a guest call produced no result.
@@ -88,7 +88,7 @@ pub struct Outcome {
     /// stdout, stderr and log lines, in order.
     pub logs: Vec<LogLine>,
     /// An HTTP function's response (its `result` is then empty).
-    pub response: Option<HttpResponse>,
+    pub response: Option<Box<HttpResponse>>,
 }
 
 impl Runtime {
@@ -186,33 +186,12 @@ impl Runtime {
                         .call_handle(&mut store, &call.event, &call.context)
                         .await
                         .map(Ok),
+                    // Boxed: the HTTP branch's futures would otherwise make every call's
+                    // future larger, and every cloud function's call copy them around.
                     (Instance::Http(proxy), Some(request)) => {
-                        let (tx, rx) = tokio::sync::oneshot::channel();
-                        let (incoming, out) = store.data_mut().http_request(request, tx)?;
-                        // The guest writes its body while the host reads it: side by side, or
-                        // a body larger than the pipe's buffer would never finish.
-                        let handle = proxy
-                            .wasi_http_incoming_handler()
-                            .call_handle(&mut store, incoming, out);
-                        let max = request.max_response_bytes;
-                        let read = async move { crate::http::collect(rx.await, max).await };
-                        let (mut handle, mut read) = (std::pin::pin!(handle), std::pin::pin!(read));
-                        let mut returned = false;
-                        let read = loop {
-                            tokio::select! {
-                                handled = &mut handle, if !returned => match handled {
-                                    // A trap: no response is coming.
-                                    Err(trap) => return Err(trap),
-                                    Ok(()) => returned = true,
-                                },
-                                // Once the body is complete the response is the guest's
-                                // answer; what it does after is not waited for.
-                                read = &mut read => break read,
-                            }
-                        };
-                        match read {
+                        match Box::pin(crate::http::handle(&mut store, proxy, request)).await? {
                             Ok(r) => {
-                                response = Some(r);
+                                response = Some(Box::new(r));
                                 Ok(Ok(Ok(String::new())))
                             }
                             Err(HttpFailure::TooLarge(max)) => Ok(Err(GuestError::Failed(
