@@ -152,7 +152,7 @@ fn call_error(e: &InvokeError, request_id: &str) -> Response<Body> {
 }
 
 /// A request past every check, ready to call or to answer from the cache.
-struct Accepted2 {
+struct Checked {
     caller: AppCaller,
     request: InvokeRequest,
     http: Arc<HttpCall>,
@@ -288,7 +288,7 @@ impl Taobao {
         cx: &Context,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<Accepted2, Box<Response<Body>>> {
+    ) -> Result<Checked, Box<Response<Body>>> {
         let fail = |status, code: &str, msg: String| Box::new(error(status, code, msg));
         let method = req.method().clone();
         if method != Method::GET && method != Method::POST {
@@ -449,7 +449,7 @@ impl Taobao {
                 secret,
             }),
         };
-        Ok(Accepted2 {
+        Ok(Checked {
             caller: who.caller,
             request,
             http: Arc::new(http),

@@ -154,13 +154,7 @@ impl Host {
             .resolve(&snap, call)
             .await
             .map_err(|e| (e, decision.clone()))?;
-        let kind = prepared.config.kind;
-        if (kind == FunctionKind::Http) != call.http.is_some() {
-            let e = InvokeError::WrongKind {
-                env: req.env.clone(),
-                name: req.name.clone(),
-                kind,
-            };
+        if let Err(e) = kind_fits(call, prepared.config.kind) {
             return Err((e, decision));
         }
         let slot = self
@@ -240,23 +234,14 @@ impl Host {
             .ok_or_else(|| InvokeError::EnvNotFound(call.request.env.clone()))?
             .clone();
         let req = &call.request;
-        match snap.function(&req.env, &req.name) {
-            None => {
-                return Err(InvokeError::FunctionNotFound {
+        let f =
+            snap.function(&req.env, &req.name)
+                .ok_or_else(|| InvokeError::FunctionNotFound {
                     env: req.env.clone(),
                     name: req.name.clone(),
                     version: None,
-                });
-            }
-            Some(f) if f.info.config.kind != FunctionKind::Http => {
-                return Err(InvokeError::WrongKind {
-                    env: req.env.clone(),
-                    name: req.name.clone(),
-                    kind: f.info.config.kind,
-                });
-            }
-            Some(_) => {}
-        }
+                })?;
+        kind_fits(call, f.info.config.kind)?;
         self.admit_caller(&snap, &env, call)
             .await
             .map(|_| ())
@@ -519,6 +504,18 @@ impl Host {
             })
         })
     }
+}
+
+/// An HTTP request goes to an HTTP function, an event to a cloud function.
+fn kind_fits(call: &Call, kind: FunctionKind) -> Result<(), InvokeError> {
+    if (kind == FunctionKind::Http) == call.http.is_some() {
+        return Ok(());
+    }
+    Err(InvokeError::WrongKind {
+        env: call.request.env.clone(),
+        name: call.request.name.clone(),
+        kind,
+    })
 }
 
 /// A call past every check, ready to run.

@@ -4,7 +4,7 @@
 
 use crate::bindings::WxContext;
 use crate::engine::{Linked, Runtime};
-use crate::http::{HttpFailure, HttpRequest, HttpResponse};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::invoke::CallFunction;
 use crate::log::LogSink;
 use crate::openapi::CloudCall;
@@ -194,10 +194,7 @@ impl Runtime {
                                 response = Some(Box::new(r));
                                 Ok(Ok(Ok(String::new())))
                             }
-                            Err(HttpFailure::TooLarge(max)) => Ok(Err(GuestError::Failed(
-                                format!("its response body is over the {max}-byte limit"),
-                            ))),
-                            Err(HttpFailure::NoResponse(why)) => Ok(Err(GuestError::Failed(why))),
+                            Err(failure) => Ok(Err(GuestError::Failed(failure.to_string()))),
                         }
                     }
                     (Instance::Http(_), None) => Ok(Err(GuestError::Failed(
