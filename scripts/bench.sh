@@ -5,8 +5,10 @@
 #   scale  1,000 functions across 100 envs (start time, RSS, first call of each),
 #   micro  the criterion micro-benchmarks (host/bench/benches/calls.rs),
 #   hostile a benign tenant's p99 under each hostile-tenant attack against its solo p99
-#          (docs/security.md).
-# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile ...]   (default: all)
+#          (docs/security.md),
+#   hosts  1, 2 and 3 hosts on one PostgreSQL store (a private cluster from the system's
+#          binaries, as the tests start it) beside one host on a SQLite data dir.
+# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts ...]   (default: all)
 # --wasmtime installs wasmtime-cli 48 into target/bench-tools first when missing: a ~18 min
 # build, once. Without it the wasmtime serve row is skipped unless that binary is already there.
 # Every load targets 127.0.0.1 and is bounded in time (~4 min for http with the defaults).
@@ -19,11 +21,11 @@ parts=()
 for arg in "$@"; do
   case "$arg" in
     --wasmtime) install_wasmtime=true ;;
-    http|deploy|scale|micro|hostile) parts+=("$arg") ;;
-    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile ...]" >&2; exit 2 ;;
+    http|deploy|scale|micro|hostile|hosts) parts+=("$arg") ;;
+    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts ...]" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile)
+[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile hosts)
 
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk (the load generator)" >&2
@@ -54,5 +56,6 @@ for part in "${parts[@]}"; do
     scale) target/release/cloudfn-bench scale ;;
     micro) cargo bench -p cloudfn-bench --bench calls ;;
     hostile) target/release/cloudfn-bench hostile ;;
+    hosts) target/release/cloudfn-bench hosts ;;
   esac
 done

@@ -2,10 +2,24 @@
 # Runs every test: unit tests, SDK doc tests, the integration tests in tests/ (real guests
 # built from functions/, real data dirs, the real cloudfn binary, a real HTTP server on
 # 127.0.0.1, and the real @cloudbase/node-sdk under Node.js), the example functions' own tests,
-# and the function-testing tutorial (scripts/tutorial.sh).
+# the function-testing tutorial (scripts/tutorial.sh), and the PostgreSQL store: the store
+# suite (host/store/tests/suite.rs) and the multi-host tests (tests/multihost.rs) each start a
+# private PostgreSQL from the system's binaries (initdb into a temp dir, a loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The PostgreSQL server binaries (initdb, pg_ctl, postgres), from the distribution when missing.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing the distribution's postgresql package" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "test: PostgreSQL's server binaries are missing: sudo apt-get install -y postgresql" >&2
+    exit 2
+  fi
+fi
 # The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json).
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 cargo test --workspace "$@"

@@ -737,18 +737,7 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = |prefix: &str| {
-        let mut l = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut l).unwrap();
-        l.trim()
-            .strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}"))
-            .trim_end_matches('/')
-            .to_string()
-    };
-    let public = line("Serving HTTP on http://");
-    let admin = format!("http://{}", line("Admin API on http://"));
+    let (public, admin) = common::served_urls(&mut child);
     let cli = |args: &[&str]| {
         let out = bin
             .command(&["--server", admin.as_str(), "--admin-token", ADMIN_TOKEN])
@@ -879,13 +868,12 @@ fn serve_binary_remote_cli_and_graceful_drain() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (_, v) = get(&format!(
-            "http://{public}/cgi-bin/token?grant_type=client_credential&appid=wxR&secret={secret}"
+            "{public}/cgi-bin/token?grant_type=client_credential&appid=wxR&secret={secret}"
         ))
         .await;
         let token = v["access_token"].as_str().unwrap().to_string();
-        let url = format!(
-            "http://{public}/tcb/invokecloudfunction?access_token={token}&env=rprod&name=slow"
-        );
+        let url =
+            format!("{public}/tcb/invokecloudfunction?access_token={token}&env=rprod&name=slow");
         let call = tokio::spawn(async move { request("POST", &url, &[], r#"{"ms":700}"#).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pid = child.id().to_string();

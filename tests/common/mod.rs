@@ -247,6 +247,27 @@ impl<'a> Bin<'a> {
     }
 }
 
+/// The public and admin base URLs (`http://127.0.0.1:PORT`) a spawned `cloudfn serve` (stdout
+/// piped) prints first.
+pub fn served_urls(child: &mut std::process::Child) -> (String, String) {
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout piped"));
+    let mut line = |prefix: &str| {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut l).unwrap();
+        let addr = l
+            .trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}"))
+            .trim_end_matches('/');
+        format!("http://{addr}")
+    };
+    let public = line("Serving HTTP on http://");
+    let admin = line("Admin API on http://");
+    // The pipe stays open (and drained) for whatever the server prints later.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (public, admin)
+}
+
 /// The stdout of a run that must succeed.
 pub fn ok(out: &Output) -> String {
     assert!(

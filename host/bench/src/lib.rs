@@ -53,16 +53,26 @@ pub struct World {
     pub cloudfn: PathBuf,
     /// Each app's credentials.
     pub apps: HashMap<String, Creds>,
+    /// Global flags before every command (`--store URL --token-key HEX` for a PostgreSQL
+    /// world).
+    pub global: Vec<String>,
 }
 
 impl World {
     /// Apps wxA (owner, sharing on) and wxB of one company; env `bench` owned by wxA with
     /// `echo` and a `cloudbase_auth` that grants wxB; the env shared with wxB.
     pub fn build(cloudfn: &Path) -> anyhow::Result<World> {
+        Self::build_with(cloudfn, Vec::new())
+    }
+
+    /// [`World::build`] with `global` flags on every command: `--store URL --token-key HEX`
+    /// puts the world in a PostgreSQL database.
+    pub fn build_with(cloudfn: &Path, global: Vec<String>) -> anyhow::Result<World> {
         let mut world = World {
             dir: tempfile::tempdir()?,
             cloudfn: cloudfn.to_path_buf(),
             apps: HashMap::new(),
+            global,
         };
         for app in [OWNER, SHAREE] {
             let out = world.cf(&["app", "create", app, "--subject", "Bench Co"])?;
@@ -114,15 +124,24 @@ impl World {
 
     /// Runs the CLI on this world's data dir; its stdout, or why it failed.
     pub fn cf(&self, args: &[&str]) -> anyhow::Result<String> {
-        run_cloudfn(&self.cloudfn, self.dir.path(), args)
+        let mut all: Vec<&str> = self.global.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run_cloudfn(&self.cloudfn, self.dir.path(), &all)
     }
 
     /// Starts `cloudfn serve` on this world with `extra` flags.
     pub fn serve(&self, extra: &[&str]) -> anyhow::Result<Served> {
+        self.serve_in(self.dir.path(), extra)
+    }
+
+    /// Starts `cloudfn serve` with `data_dir` as its data dir (with a PostgreSQL world, each
+    /// host's own artifact cache and env directories).
+    pub fn serve_in(&self, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Served> {
         let (port, admin_port) = (free_port()?, free_port()?);
         let mut cmd = Command::new(&self.cloudfn);
         cmd.arg("--data-dir")
-            .arg(self.dir.path())
+            .arg(data_dir)
+            .args(&self.global)
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))

@@ -7,6 +7,8 @@
 //! - `deploy`: the p99 of calls while new versions are deployed, against the same load without.
 //! - `scale`: many functions across many envs: start time, idle RSS, first call of each, RSS.
 //! - `hostile`: the hostile-tenant attacks, each beside a benign tenant under wrk ([`hostile`]).
+//! - `hosts`: 1, 2 and 3 `cloudfn serve` processes on one PostgreSQL store (a private cluster),
+//!   each under its own wrk, together: req/s and p99 per host count.
 //!
 //! Every load is bounded in time and targets only 127.0.0.1. Figures are printed, never asserted.
 //! `BENCH_WRK_OUTPUT=1` also prints each wrk script and its output; `BENCH_SERVER_STDERR=1`
@@ -86,6 +88,22 @@ enum Bench {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// 1, 2 and 3 hosts on one PostgreSQL store (a private cluster started from the system's
+    /// binaries), each host under its own wrk at once: req/s and p99 per host count.
+    Hosts {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Open connections in all, split over the hosts.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// The host counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        hosts: Vec<usize>,
+        /// Measured runs per host count (the table shows the median).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Many functions across many envs: start time, RSS, first call of each.
     Scale {
         /// Functions in all.
@@ -130,6 +148,12 @@ async fn main() -> anyhow::Result<()> {
             connections,
         } => deploy(&cloudfn, duration, connections).await,
         Bench::Scale { functions, envs } => scale(&cloudfn, functions, envs).await,
+        Bench::Hosts {
+            duration,
+            connections,
+            hosts,
+            runs,
+        } => across_hosts(&cloudfn, duration, connections, &hosts, runs).await,
         Bench::Hostile {
             duration,
             connections,
@@ -137,6 +161,122 @@ async fn main() -> anyhow::Result<()> {
             only,
         } => hostile::run(&cloudfn, duration, connections, runs, &only).await,
     }
+}
+
+/// The same-app echo load on N hosts sharing one PostgreSQL store, N = each of `counts`; first
+/// one host on a SQLite data dir, for comparison in the same sitting.
+async fn across_hosts(
+    cloudfn: &std::path::Path,
+    duration: u32,
+    connections: u32,
+    counts: &[usize],
+    runs: usize,
+) -> anyhow::Result<()> {
+    let pg = cloudfn_store::postgres::testing::PgCluster::start()?;
+    let url = pg.create_db("bench")?;
+    let key = cloudfn_store::secrets::random_hex(32);
+    let global = ["--store", &url, "--token-key", &key]
+        .map(String::from)
+        .to_vec();
+    let mut migrate: Vec<&str> = global.iter().map(String::as_str).collect();
+    migrate.push("migrate");
+    let scratch = tempfile::tempdir()?;
+    run_cloudfn(cloudfn, scratch.path(), &migrate)?;
+    let world = World::build_with(cloudfn, global)?;
+    let sqlite = World::build(cloudfn)?;
+    let mut rows = Vec::new();
+    let one = sqlite.serve(&[])?;
+    rows.push((
+        "1, SQLite data dir".to_string(),
+        measure_hosts(&sqlite, &[one], connections, duration, runs).await?,
+    ));
+    for &n in counts {
+        let hosts = (0..n)
+            .map(|i| {
+                let dir = world.dir.path().join(format!("host{i}"));
+                world.serve_in(&dir, &["--host-id", &format!("host{i}")])
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rows.push((
+            format!("{n}, PostgreSQL"),
+            measure_hosts(&world, &hosts, connections, duration, runs).await?,
+        ));
+    }
+    println!(
+        "\nsame-app echo on N hosts sharing one PostgreSQL store, beside one host on a SQLite data \
+         dir; {connections} connections split over the hosts, one wrk -t2 per host at once, \
+         median of {runs} × {duration} s runs after a 2 s warm-up\n"
+    );
+    println!(
+        "| hosts | req/s | p50 (worst host) | p99 (worst host) | req/s vs 1 SQLite host | errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let one = rows.first().map(|r| r.1.rps).unwrap_or(1.0);
+    for (name, f) in rows {
+        println!(
+            "| {name} | {:.0} | {} | {} | {:.2}× | {} |",
+            f.rps,
+            ms(f.p50),
+            ms(f.p99),
+            f.rps / one,
+            f.errors
+        );
+    }
+    Ok(())
+}
+
+/// Each host under its own wrk at once (`connections` split between them): a warm-up, then
+/// `runs` runs; the median run's total req/s and its worst host's latencies.
+async fn measure_hosts(
+    world: &World,
+    hosts: &[Served],
+    connections: u32,
+    duration: u32,
+    runs: usize,
+) -> anyhow::Result<Figures> {
+    let token = hosts[0].token(OWNER, &world.apps[OWNER]).await?;
+    let loads: Vec<Load> = hosts.iter().map(|h| h.echo_load(&token)).collect();
+    for load in &loads {
+        // Also compiles echo on each host before the clock starts.
+        load.check().await?;
+    }
+    let per_host = (connections / hosts.len() as u32).max(1);
+    let run = |secs: u32| -> anyhow::Result<Figures> {
+        let each = std::thread::scope(|s| {
+            let runs: Vec<_> = hosts
+                .iter()
+                .zip(&loads)
+                .map(|(h, load)| s.spawn(move || wrk(&h.server, load, per_host, secs)))
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("a wrk thread panicked"))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        Ok(Figures {
+            rps: each.iter().map(|f| f.rps).sum(),
+            p50: each.iter().map(|f| f.p50).max().unwrap_or_default(),
+            p99: each.iter().map(|f| f.p99).max().unwrap_or_default(),
+            requests: each.iter().map(|f| f.requests).sum(),
+            errors: each.iter().map(|f| f.errors).sum(),
+            cpu_per_request: Duration::ZERO,
+        })
+    };
+    run(2)?;
+    let mut figures = Vec::new();
+    for i in 0..runs {
+        let f = run(duration)?;
+        eprintln!(
+            "{} host(s): run {}: {:.0} req/s, p50 {}, p99 {}, {} errors",
+            hosts.len(),
+            i + 1,
+            f.rps,
+            ms(f.p50),
+            ms(f.p99),
+            f.errors
+        );
+        figures.push(f);
+    }
+    Ok(median(&figures))
 }
 
 struct Plan {

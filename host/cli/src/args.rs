@@ -20,6 +20,31 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// Keep state in this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB), shared
+    /// by several hosts, instead of the data dir's SQLite files; the data dir then holds only
+    /// this host's compiled-artifact cache and env directories.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "CLOUDFN_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
+
+    /// The key that signs access tokens and sessions and seals stored secrets, as 64 hex
+    /// digits (`openssl rand -hex 32`): required with --store, the same on every host.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "CLOUDFN_TOKEN_KEY",
+        hide_env_values = true,
+        value_name = "HEX"
+    )]
+    pub token_key: Option<String>,
+
     /// Manage a running server through its admin API (e.g. http://127.0.0.1:8081) instead
     /// of opening the data dir.
     #[arg(long, global = true, help_heading = GLOBAL, env = "CLOUDFN_SERVER")]
@@ -163,6 +188,9 @@ pub enum Command {
     },
     /// Fill the data dir with example apps, envs and functions, then call one.
     Demo,
+    /// Apply the store's schema migrations and exit (PostgreSQL: safe while other hosts run or
+    /// migrate at once; a data dir migrates itself whenever it is opened).
+    Migrate,
     /// Create a function crate (with a passing test) in a new directory NAME.
     New(NewArgs),
     /// Build a function crate into a wasm32-wasip2 component and check it.
@@ -222,11 +250,20 @@ pub struct ServeArgs {
     /// Address of the public endpoints (/cgi-bin/token, /tcb/invokecloudfunction, /admin).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Address of the admin API and /metrics.
+    /// Address of the admin API, /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub admin_listen: std::net::SocketAddr,
-    /// Most calls running at once per env; a call past it waits up to --slot-wait-ms for a
-    /// slot (at most as many wait as the cap), then is refused with -501004.
+    /// This host's name in metrics (the `host` label) and logs; default the machine's
+    /// hostname (a pod's name in Kubernetes).
+    #[arg(long, env = "CLOUDFN_HOST_ID")]
+    pub host_id: Option<String>,
+    /// Apply the store's schema migrations before serving (with --store; several hosts may
+    /// start at once).
+    #[arg(long)]
+    pub migrate: bool,
+    /// Most calls running at once per env on this host (with N hosts an env may run N times as
+    /// many); a call past it waits up to --slot-wait-ms for a slot (at most as many wait as
+    /// the cap), then is refused with -501004.
     #[arg(long, default_value_t = 64)]
     pub env_concurrency: usize,
     /// The upstream platform's API base URL for functions' cloud calls (openapi) and

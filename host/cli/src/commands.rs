@@ -30,7 +30,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return crate::author::dev(&cli.data_dir, cli.admin_token.clone(), args).await;
         }
         Command::Invoke(args) => return invoke(&backend(&cli).await?, args).await,
-        Command::Demo => return crate::demo::run(&cli.data_dir).await,
+        Command::Demo => return crate::demo::run(&cli.data_dir, store_config(&cli, false)).await,
+        Command::Migrate => return migrate(&cli).await,
         Command::App(AppCommand::Create { appid, subject }) => {
             let creds = backend(&cli)
                 .await?
@@ -307,7 +308,7 @@ async fn backend(cli: &Cli) -> anyhow::Result<Backend> {
                 .context("--server needs --admin-token (or CLOUDFN_ADMIN_TOKEN)")?;
             Ok(Backend::Remote(AdminClient::new(url, token)?))
         }
-        None => Ok(Backend::Local(open(&cli.data_dir).await?)),
+        None => Ok(Backend::Local(open(cli).await?)),
     }
 }
 
@@ -340,11 +341,11 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         },
         upstream: args.upstream.clone(),
         session_ttl: std::time::Duration::from_secs(args.session_ttl_minutes.max(1) * 60),
+        store: store_config(cli, args.migrate),
+        host_id: Some(args.host_id.clone().unwrap_or_else(hostname)),
         ..Options::default()
     };
-    let svc = Host::open_with(&cli.data_dir, options)
-        .await
-        .with_context(|| format!("opening data dir {}", cli.data_dir.display()))?;
+    let svc = Host::open_with(&cli.data_dir, options).await?;
     let demo_credentials = if args.demo {
         crate::demo::populate(&svc).await?;
         Some(crate::demo::rotate_credentials(&svc).await?)
@@ -477,16 +478,60 @@ fn format_time(ms: i64) -> String {
     )
 }
 
-/// The data dir for a command that makes a call or two and exits: no instance pool to set
-/// up and tear down.
-async fn open(data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+/// The store for a command that makes a change or a call or two and exits: no instance pool
+/// to set up and tear down.
+async fn open(cli: &Cli) -> anyhow::Result<Arc<Host>> {
+    open_dir(&cli.data_dir, store_config(cli, false)).await
+}
+
+/// [`open`] for a data dir of its own (`store` the default) or the command line's store.
+async fn open_dir(data_dir: &Path, store: cloudfn_store::StoreConfig) -> anyhow::Result<Arc<Host>> {
     let options = Options {
         engine: EngineConfig::one_shot(),
+        store,
         ..Options::default()
     };
-    Host::open_with(data_dir, options)
-        .await
-        .with_context(|| format!("opening data dir {}", data_dir.display()))
+    Host::open_with(data_dir, options).await
+}
+
+/// Where the command's state lives: --store and --token-key, else the data dir.
+fn store_config(cli: &Cli, migrate: bool) -> cloudfn_store::StoreConfig {
+    cloudfn_store::StoreConfig {
+        url: cli.store.clone(),
+        token_key: cli.token_key.clone(),
+        migrate,
+    }
+}
+
+/// The machine's hostname (a pod's name in Kubernetes).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `cloudfn migrate`.
+async fn migrate(cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.store {
+        Some(url) => {
+            let (before, after) = cloudfn_store::postgres::migrate(url)
+                .await
+                .with_context(|| format!("migrating {}", cloudfn_store::postgres::describe(url)))?;
+            if before == after {
+                println!("schema version {after}: up to date");
+            } else {
+                println!("schema version {before} -> {after}");
+            }
+        }
+        None => {
+            // Opening a data dir migrates it.
+            open(cli).await?;
+            println!("data dir {}: up to date", cli.data_dir.display());
+        }
+    }
+    Ok(0)
 }
 
 async fn with_spinner<T>(msg: String, f: impl Future<Output = T>) -> T {
@@ -551,7 +596,7 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
     // A file run needs no data dir; use one only if it is already there. Compiled components
     // are kept by content hash (in the data dir, or the user's cache dir) for the next run.
     let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
-        (open(data_dir).await?, None)
+        (open_dir(data_dir, Default::default()).await?, None)
     } else {
         let tmp = tempdir()?;
         let runtime = Arc::new(cloudfn_runtime::Runtime::with_config(
@@ -592,7 +637,7 @@ async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
     let fixture = cloudfn_testing::Fixture::read(path)?;
     let tmp = tempdir()?;
     let _tmp = TempDir(tmp.clone());
-    let host = open(&tmp).await?;
+    let host = open_dir(&tmp, Default::default()).await?;
     fixture
         .apply(&host, &|p| {
             let options = cloudfn_testing::build::BuildOptions::default();

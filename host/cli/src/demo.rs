@@ -19,10 +19,12 @@ pub const PROD_ENV: &str = "prod-demo";
 pub const DEV_ENV: &str = "dev-demo";
 
 /// Fills `data_dir` with the demo (keeping anything already there) and makes a first call.
-pub async fn run(data_dir: &Path) -> anyhow::Result<i32> {
-    let svc = Host::open(data_dir)
-        .await
-        .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+pub async fn run(data_dir: &Path, store: cloudfn_store::StoreConfig) -> anyhow::Result<i32> {
+    let options = cloudfn_invoke::Options {
+        store,
+        ..Default::default()
+    };
+    let svc = Host::open_with(data_dir, options).await?;
     populate(&svc).await?;
     eprintln!("demo data dir: {}", data_dir.display());
     for env in svc.store().envs().await? {

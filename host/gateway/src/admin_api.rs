@@ -228,6 +228,18 @@ impl AdminApi {
         if path == "/healthz" {
             return json(StatusCode::OK, &json!({ "ok": true }));
         }
+        if path == "/readyz" {
+            // Ready once the state is loaded (the host exists) and the store is reachable: a
+            // host that cannot hear about changes made elsewhere must not take calls.
+            return if self.host.ready() {
+                json(StatusCode::OK, &json!({ "ready": true }))
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "ready": false, "reason": "the store is unreachable" }),
+                )
+            };
+        }
         let bearer = header(req.headers(), "authorization");
         let authorized = bearer
             .as_deref()

@@ -11,7 +11,6 @@ use crate::observe::Standard;
 use crate::state::{Snapshot, State};
 use anyhow::Context;
 use cloudfn_runtime::{EngineConfig, Runtime};
-use cloudfn_store::sqlite::SqliteStore;
 use cloudfn_store::{DEFAULT_RETENTION, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +36,10 @@ pub struct Options {
     pub upstream: Option<String>,
     /// How long a mini-program user's session lasts unless refreshed.
     pub session_ttl: Duration,
+    /// Where state lives: the data dir (default) or a PostgreSQL database shared by hosts.
+    pub store: cloudfn_store::StoreConfig,
+    /// This host's name among several (the `host` label of its metrics).
+    pub host_id: Option<String>,
 }
 
 impl Default for Options {
@@ -50,6 +53,8 @@ impl Default for Options {
             webhook_backoff: [1, 10, 60, 300].map(Duration::from_secs).to_vec(),
             upstream: None,
             session_ttl: crate::session::DEFAULT_SESSION_TTL,
+            store: Default::default(),
+            host_id: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct Host {
 
 impl Host {
     /// Opens the data dir (SQLite store, env directories, artifact cache) with default options.
+    /// With `options.store` naming a PostgreSQL database, state lives there and the data dir
+    /// keeps only this host's artifact cache and env directories.
     pub async fn open(data_dir: impl AsRef<Path>) -> anyhow::Result<Arc<Host>> {
         Self::open_with(data_dir, Options::default()).await
     }
@@ -101,13 +108,14 @@ impl Host {
         runtime: Arc<Runtime>,
     ) -> anyhow::Result<Arc<Host>> {
         let dir = data_dir.as_ref();
-        let store = SqliteStore::open_with(
+        let store = cloudfn_store::open(
+            &options.store,
             dir,
             options.activation_retention,
             options.activation_max_bytes,
         )
-        .with_context(|| format!("opening data dir {}", dir.display()))?;
-        Self::new(Arc::new(store), runtime, dir.join("envs"), options).await
+        .await?;
+        Self::new(store, runtime, dir.join("envs"), options).await
     }
 
     /// A host on any store, with env directories under `env_root`.
@@ -123,7 +131,7 @@ impl Host {
             .await
             .context("reading the store")?;
         Ok(Arc::new(Host {
-            observer: Standard::new(store.clone()),
+            observer: Standard::new(store.clone(), options.host_id.as_deref()),
             store,
             runtime,
             state,
@@ -171,6 +179,12 @@ impl Host {
     /// A fresh request id (also for responses that fail before any call runs).
     pub fn new_request_id(&self) -> String {
         self.ids.next()
+    }
+
+    /// Whether the host can serve: its state is loaded (always, once it exists) and its store
+    /// reachable, so it hears about changes made through other hosts.
+    pub fn ready(&self) -> bool {
+        self.store.reachable()
     }
 
     /// Waits until every activation record so far is stored.

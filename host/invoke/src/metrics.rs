@@ -1,5 +1,6 @@
-//! Prometheus metrics: calls and errors by errcode, call latency, instances in flight. Served
-//! as text on the admin listener's `/metrics`.
+//! Prometheus metrics: calls and errors by errcode, call latency, instances in flight, each
+//! labelled with the host's name when it has one. Served as text on the admin listener's
+//! `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 
 /// Labels of the call counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,7 +31,16 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("cloudfn");
+        Metrics::new(None)
+    }
+}
+
+impl Metrics {
+    /// The metrics of a host; with several hosts behind one load balancer each names itself,
+    /// and every series carries `host="NAME"`.
+    pub fn new(host: Option<&str>) -> Self {
+        let labels = host.map(|h| (Cow::Borrowed("host"), Cow::Owned(h.to_string())));
+        let mut registry = Registry::with_prefix_and_labels("cloudfn", labels.into_iter());
         let calls = Family::<CallLabels, Counter>::default();
         let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             0.000_05, 2.0, 18,
@@ -57,9 +68,7 @@ impl Default for Metrics {
             in_flight,
         }
     }
-}
 
-impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -98,10 +98,10 @@ impl LineBudget {
 }
 
 impl Standard {
-    /// An observer writing records to `records`.
-    pub fn new(records: Arc<dyn ActivationLog>) -> Self {
+    /// An observer writing records to `records`, its metrics labelled with `host`.
+    pub fn new(records: Arc<dyn ActivationLog>, host: Option<&str>) -> Self {
         Standard {
-            metrics: Metrics::default(),
+            metrics: Metrics::new(host),
             records,
             decision_lines: LineBudget::default(),
             log_bytes: LogBudget::default(),

@@ -7,13 +7,16 @@
 //!   [`Sharing`] (the sharing switch, shares, rules), [`ActivationLog`] (call records),
 //!   [`Snapshots`] and the [`ChangeFeed`] that says when to take a new one. [`Store`] is all of
 //!   them.
-//! - [`sqlite`]: the default implementation, a data dir with SQLite files. A PostgreSQL store
-//!   is another module implementing the same traits; nothing outside this crate names a
-//!   database type.
+//! - [`sqlite`]: the default implementation, a data dir with SQLite files.
+//! - [`postgres`]: the same traits on a PostgreSQL database shared by several hosts, with a
+//!   `LISTEN/NOTIFY` change feed. [`open`] picks one from configuration; nothing outside this
+//!   crate names a database type.
 
 pub mod error;
 pub mod fsutil;
 pub mod model;
+mod policy;
+pub mod postgres;
 pub use cloudfn_protocol::names;
 pub mod secrets;
 pub mod sqlite;
@@ -216,6 +219,11 @@ pub trait ChangeFeed: Send + Sync {
     /// A number that moves whenever a change is committed. It is read on every call, so it
     /// must cost next to nothing (no database round trip).
     fn version(&self) -> u64;
+    /// Whether the store can be reached, as far as the feed knows without a round trip (a
+    /// host is not ready while it cannot hear about changes).
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// A complete store.
@@ -227,4 +235,56 @@ pub trait Store:
 impl<T: Catalog + Blobs + Apps + Sharing + ActivationLog + AuditLog + Snapshots + ChangeFeed> Store
     for T
 {
+}
+
+/// Where a host keeps its state: a data dir (SQLite, the default) or a PostgreSQL database
+/// shared with other hosts.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// `postgres://…` for the PostgreSQL store; `None` for the data dir's SQLite store.
+    pub url: Option<String>,
+    /// The token key as 64 hex digits: required with PostgreSQL (every host the same), not
+    /// used with a data dir (which keeps its own in `keys/token.key`).
+    pub token_key: Option<String>,
+    /// Apply PostgreSQL schema migrations first (a data dir always migrates on open).
+    pub migrate: bool,
+}
+
+/// Opens the store `config` names; a data dir store at `data_dir`. Activation records: at
+/// most `retention` per env, and (data dir) `max_bytes` on disk.
+pub async fn open(
+    config: &StoreConfig,
+    data_dir: &std::path::Path,
+    retention: u64,
+    max_bytes: u64,
+) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use anyhow::Context;
+    match config.url.as_deref() {
+        None => {
+            anyhow::ensure!(
+                config.token_key.is_none(),
+                "a token key (--token-key, CLOUDFN_TOKEN_KEY) is for a PostgreSQL store; a data \
+                 dir keeps its own in keys/token.key"
+            );
+            let store = sqlite::SqliteStore::open_with(data_dir, retention, max_bytes)
+                .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let key = config.token_key.as_deref().context(
+                "a PostgreSQL store needs the token key every host shares: --token-key or \
+                 CLOUDFN_TOKEN_KEY (64 hex digits; make one with `openssl rand -hex 32`)",
+            )?;
+            let key = postgres::parse_token_key(key)?;
+            let store = postgres::PostgresStore::open(url, key, retention, config.migrate)
+                .await
+                .with_context(|| format!("opening the store at {}", postgres::describe(url)))?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Some(other) => anyhow::bail!(
+            "unsupported store {:?}: use postgres://USER:PASSWORD@HOST:PORT/DB, or no --store \
+             for the data dir",
+            other.split(':').next().unwrap_or(other)
+        ),
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::{IssueError, StoreError};
 use crate::fsutil::write_atomic;
 use crate::model::{AppCredentials, AppInfo, TokenPolicy, TokenRecord};
 use crate::names::validate_appid;
+use crate::policy::{SESSION_KEY, SUPERSEDED_KEPT_SECS, upstream_setting};
 use crate::secrets::{constant_time_eq, hash_secret, new_credentials, random_hex, token_for};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -38,11 +39,7 @@ impl Apps for SqliteStore {
             )
             .optional()?;
         match existing {
-            Some(Some(_)) => {
-                return Err(StoreError::InvalidConfig(format!(
-                    "app {appid} already exists; use `cloudfn app rotate-secret {appid}` for new credentials"
-                )));
-            }
+            Some(Some(_)) => return Err(crate::policy::app_exists(appid)),
             Some(None) => {
                 tx.execute(
                     "UPDATE apps SET subject = COALESCE(?2, subject), secret_sha256 = ?3,
@@ -228,10 +225,10 @@ impl Apps for SqliteStore {
         secret: Option<&str>,
     ) -> Result<(), StoreError> {
         self.app(appid).await?;
-        let key = format!("upstream/{appid}");
+        let key = upstream_setting(appid);
         match secret {
             Some(s) => {
-                let sealed = crate::secrets::seal(&self.token_key, UPSTREAM, s);
+                let sealed = crate::policy::seal_upstream(&self.token_key, s);
                 self.set_setting(&key, &sealed).await
             }
             None => {
@@ -243,17 +240,8 @@ impl Apps for SqliteStore {
     }
 
     async fn upstream_secret(&self, appid: &str) -> Result<Option<String>, StoreError> {
-        let Some(sealed) = self.setting(&format!("upstream/{appid}")).await? else {
-            return Ok(None);
-        };
-        crate::secrets::unseal(&self.token_key, UPSTREAM, &sealed)
-            .map(Some)
-            .ok_or_else(|| {
-                StoreError::Storage(anyhow::anyhow!(
-                    "the upstream secret of {appid} does not open with this data dir's key \
-                     (keys/token.key replaced?); set it again"
-                ))
-            })
+        let sealed = self.setting(&upstream_setting(appid)).await?;
+        crate::policy::open_upstream(&self.token_key, appid, sealed)
     }
 
     fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
@@ -332,10 +320,6 @@ impl Apps for SqliteStore {
     }
 }
 
-/// How long a replaced token is remembered after its overlap, to be refused as "not the
-/// latest" rather than as unknown.
-const SUPERSEDED_KEPT_SECS: i64 = 600;
-
 /// Every stored token. Expired ones stay until their app's next issue, so they are refused
 /// as expired (42001) rather than as unknown.
 pub(super) fn tokens(db: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
@@ -361,12 +345,6 @@ pub(super) fn secret_keys(db: &Connection) -> Result<Vec<(String, String, String
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
-
-/// What upstream secrets are sealed for.
-const UPSTREAM: &str = "upstream-secret";
-
-/// What users' `session_key`s are sealed for.
-const SESSION_KEY: &str = "session-key";
 
 /// Each app's session generation: sessions carry the one they were issued under, and
 /// revoking an app's sessions moves it on.

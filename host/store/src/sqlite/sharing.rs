@@ -5,6 +5,7 @@
 use super::SqliteStore;
 use crate::error::StoreError;
 use crate::model::{AUTH_FUNCTION, ShareInfo, SharedFunctions, validate_permissions};
+use crate::policy::{AppFacts, ShareFacts, check_share};
 use crate::{Catalog, Sharing};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -29,12 +30,7 @@ impl Sharing for SqliteStore {
                 [appid],
                 |r| r.get(0),
             )?;
-            if shares > 0 {
-                return Err(StoreError::Refused(format!(
-                    "app {appid} still shares its envs {shares} time(s); remove the shares \
-                     (cloudfn share ls) before turning sharing off"
-                )));
-            }
+            crate::policy::check_sharing_off(appid, shares)?;
         }
         tx.execute(
             "UPDATE apps SET sharing = ?2 WHERE appid = ?1",
@@ -67,49 +63,29 @@ impl Sharing for SqliteStore {
             })
             .optional()?
             .ok_or_else(|| StoreError::EnvNotFound(env.into()))?;
-        if let Some(acting) = acting.filter(|a| *a != owner) {
-            return Err(StoreError::Refused(format!(
-                "only env {env}'s owner {owner} can share it; {acting} cannot pass it on"
-            )));
-        }
-        if to == owner {
-            return Err(StoreError::Refused(format!(
-                "{to} owns env {env}; it needs no share"
-            )));
-        }
-        let app = |appid: &str| -> Result<(Option<String>, bool), StoreError> {
-            tx.query_row(
-                "SELECT subject, sharing FROM apps WHERE appid = ?1",
-                [appid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::AppNotFound(appid.into()))
+        let app = |appid: &str| -> Result<Option<AppFacts>, StoreError> {
+            Ok(tx
+                .query_row(
+                    "SELECT subject, sharing FROM apps WHERE appid = ?1",
+                    [appid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
         };
-        let ((owner_subject, sharing_on), (to_subject, _)) = (app(&owner)?, app(to)?);
-        if owner_subject.is_none() || owner_subject != to_subject {
-            return Err(StoreError::Refused(format!(
-                "{owner} (subject {}) and {to} (subject {}) must belong to the same subject to share",
-                owner_subject.as_deref().unwrap_or("unset"),
-                to_subject.as_deref().unwrap_or("unset")
-            )));
-        }
-        if !sharing_on {
-            return Err(StoreError::Refused(format!(
-                "app {owner} has not turned sharing on (cloudfn app sharing {owner} on)"
-            )));
-        }
         let has_auth: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM functions WHERE env = ?1 AND name = ?2)",
             [env, AUTH_FUNCTION],
             |r| r.get(0),
         )?;
-        if !has_auth {
-            return Err(StoreError::Refused(format!(
-                "env {env} has no cloudbase_auth function; deploy one before sharing the env \
-                 (it decides, per calling app and user, whether to grant access)"
-            )));
-        }
+        check_share(ShareFacts {
+            env,
+            owner: &owner,
+            to,
+            acting,
+            owner_app: app(&owner)?,
+            to_app: app(to)?,
+            has_auth,
+        })?;
         tx.execute(
             "INSERT INTO shares (env, to_appid, perms, functions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (env, to_appid) DO UPDATE SET perms = ?3, functions = ?4",
@@ -160,19 +136,7 @@ impl Sharing for SqliteStore {
         acting: Option<&str>,
     ) -> Result<(), StoreError> {
         let owner = self.env(env).await?.owner_appid;
-        if let Some(acting) = acting.filter(|a| *a != owner) {
-            let how = if acting == to {
-                format!(
-                    "; app {to} can end its whole relationship with {owner}: \
-                     cloudfn share unbind --owner {owner} --to {to} --as {to}"
-                )
-            } else {
-                String::new()
-            };
-            return Err(StoreError::Refused(format!(
-                "only {owner}, env {env}'s owner, can end its share with {to}, not {acting}{how}"
-            )));
-        }
+        crate::policy::check_remove_share(env, &owner, to, acting)?;
         let removed = self.db().execute(
             "DELETE FROM shares WHERE env = ?1 AND to_appid = ?2",
             [env, to],
@@ -193,11 +157,7 @@ impl Sharing for SqliteStore {
         to: &str,
         acting: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        if let Some(acting) = acting.filter(|a| *a != owner && *a != to) {
-            return Err(StoreError::Refused(format!(
-                "only {owner} or {to} can end their sharing relationship, not {acting}"
-            )));
-        }
+        crate::policy::check_unbind(owner, to, acting)?;
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let envs: Vec<String> = tx
@@ -208,9 +168,7 @@ impl Sharing for SqliteStore {
             .query_map([owner, to], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         if envs.is_empty() {
-            return Err(StoreError::Refused(format!(
-                "app {owner} shares no env with {to}"
-            )));
+            return Err(crate::policy::nothing_to_unbind(owner, to));
         }
         tx.execute(
             "DELETE FROM shares WHERE to_appid = ?2
