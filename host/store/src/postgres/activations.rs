@@ -114,7 +114,12 @@ async fn writer(
 }
 
 async fn insert(pool: &Pool, records: &[Box<Activation>]) -> anyhow::Result<()> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    // Batches from all hosts take turns, so `seq`s are handed out in commit order: a reader
+    // following with `after` (`logs --follow`) never sees a lower seq commit after a higher one.
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::RECORDS_LOCK])
+        .await?;
     let col = |f: &dyn Fn(&Activation) -> String| records.iter().map(|r| f(r)).collect::<Vec<_>>();
     let logs = records
         .iter()
@@ -124,36 +129,36 @@ async fn insert(pool: &Pool, records: &[Box<Activation>]) -> anyhow::Result<()> 
         .iter()
         .map(|r| r.decision.as_ref().map(serde_json::to_string).transpose())
         .collect::<Result<Vec<_>, _>>()?;
-    client
-        .execute(
-            "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
+    tx.execute(
+        "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
                 started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
                 $6::text[], $7::bigint[], $8::bigint[], $9::int[], $10::text[], $11::bigint[],
                 $12::text[], $13::text[])",
-            &[
-                &col(&|r| r.request_id.clone()),
-                &col(&|r| r.env.clone()),
-                &col(&|r| r.function.clone()),
-                &records
-                    .iter()
-                    .map(|r| r.version.map(i64::from))
-                    .collect::<Vec<_>>(),
-                &records
-                    .iter()
-                    .map(|r| r.caller_appid.clone())
-                    .collect::<Vec<_>>(),
-                &col(&|r| r.source.clone()),
-                &records.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
-                &records.iter().map(|r| r.duration_us).collect::<Vec<_>>(),
-                &records.iter().map(|r| r.errcode).collect::<Vec<_>>(),
-                &col(&|r| r.errmsg.clone()),
-                &records.iter().map(|r| r.peak_memory).collect::<Vec<_>>(),
-                &logs,
-                &decisions,
-            ],
-        )
-        .await?;
+        &[
+            &col(&|r| r.request_id.clone()),
+            &col(&|r| r.env.clone()),
+            &col(&|r| r.function.clone()),
+            &records
+                .iter()
+                .map(|r| r.version.map(i64::from))
+                .collect::<Vec<_>>(),
+            &records
+                .iter()
+                .map(|r| r.caller_appid.clone())
+                .collect::<Vec<_>>(),
+            &col(&|r| r.source.clone()),
+            &records.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
+            &records.iter().map(|r| r.duration_us).collect::<Vec<_>>(),
+            &records.iter().map(|r| r.errcode).collect::<Vec<_>>(),
+            &col(&|r| r.errmsg.clone()),
+            &records.iter().map(|r| r.peak_memory).collect::<Vec<_>>(),
+            &logs,
+            &decisions,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
 const WRITE_LOCK: i64 = 0x0063_6c6f_7564_666e;
 /// The advisory lock `migrate` holds while it applies migrations.
 const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
+/// The advisory lock each batch of activation records is inserted under.
+const RECORDS_LOCK: i64 = WRITE_LOCK + 2;
 /// The channel commits notify and every host listens on.
 const CHANNEL: &str = "cloudfn_changes";
 /// Connections each host keeps to the database at most.
