@@ -81,13 +81,13 @@ pub struct Host {
 
 impl Host {
     /// Opens the data dir (SQLite store, env directories, artifact cache) with default options.
-    /// With `options.store` naming a PostgreSQL database, state lives there and the data dir
-    /// keeps only this host's artifact cache and env directories.
     pub async fn open(data_dir: impl AsRef<Path>) -> anyhow::Result<Arc<Host>> {
         Self::open_with(data_dir, Options::default()).await
     }
 
-    /// Opens the data dir with `options` and a runtime of its own.
+    /// Opens the data dir with `options` and a runtime of its own. With `options.store` naming
+    /// a PostgreSQL database, state lives there and the data dir keeps only this host's
+    /// artifact cache and env directories.
     pub async fn open_with(
         data_dir: impl AsRef<Path>,
         options: Options,

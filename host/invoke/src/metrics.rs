@@ -29,12 +29,6 @@ pub struct Metrics {
     pub in_flight: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new(None)
-    }
-}
-
 impl Metrics {
     /// The metrics of a host; with several hosts behind one load balancer each names itself,
     /// and every series carries `host="NAME"`.

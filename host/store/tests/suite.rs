@@ -1,23 +1,24 @@
 //! One test suite, two stores: every test here runs against the SQLite store (a temp data dir)
 //! and the PostgreSQL store (a fresh database in a private cluster this binary starts from the
-//! system's PostgreSQL binaries, or the server `CLOUDFN_TEST_POSTGRES` names). Both must
+//! system's PostgreSQL binaries). Both must
 //! behave the same through the store traits: the same results, the same errors.
 
 use cloudfn_store::postgres::testing::PgCluster;
 use cloudfn_store::*;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// Opens another handle on a fixture's state.
+type Opener = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Store>>>>>;
 
 /// A store under test, and a second handle on the same state (another process's view: a
 /// second data dir handle, or a second host on the same database).
 struct Fixture {
     store: Arc<dyn Store>,
-    open_again: Box<dyn Fn() -> futures_lite::BoxFuture<Arc<dyn Store>>>,
+    open_again: Opener,
     _dir: tempfile::TempDir,
-}
-
-mod futures_lite {
-    pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 }
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -26,7 +27,7 @@ impl Fixture {
     fn sqlite() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        let open = move || -> futures_lite::BoxFuture<Arc<dyn Store>> {
+        let open = move || -> Pin<Box<dyn Future<Output = Arc<dyn Store>>>> {
             let path = path.clone();
             Box::pin(async move {
                 Arc::new(sqlite::SqliteStore::open(&path, 3).unwrap()) as Arc<dyn Store>
@@ -41,7 +42,7 @@ impl Fixture {
 
     async fn postgres() -> Fixture {
         let url = fresh_database();
-        let open = move || -> futures_lite::BoxFuture<Arc<dyn Store>> {
+        let open = move || -> Pin<Box<dyn Future<Output = Arc<dyn Store>>>> {
             let url = url.clone();
             Box::pin(async move {
                 let config = StoreConfig {
@@ -63,10 +64,10 @@ impl Fixture {
 }
 
 /// The cluster of this test binary, stopped when the binary exits.
-static CLUSTER: OnceLock<Option<PgCluster>> = OnceLock::new();
+static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
 
 extern "C" fn stop_cluster() {
-    if let Some(Some(cluster)) = CLUSTER.get() {
+    if let Some(cluster) = CLUSTER.get() {
         cluster.discard();
     }
 }
@@ -80,30 +81,12 @@ fn fresh_database() -> String {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let cluster = CLUSTER.get_or_init(|| {
-        if std::env::var_os("CLOUDFN_TEST_POSTGRES").is_some() {
-            return None;
-        }
         let cluster = PgCluster::start().expect("starting a private PostgreSQL");
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc::atexit(stop_cluster) };
-        Some(cluster)
+        cluster
     });
-    match cluster {
-        Some(c) => c.create_db(&name).unwrap(),
-        None => {
-            // A server given from outside: a database per test through its maintenance db.
-            let base = std::env::var("CLOUDFN_TEST_POSTGRES").unwrap();
-            let status =
-                std::process::Command::new(postgres::testing::bin_dir().unwrap().join("psql"))
-                    .arg(&base)
-                    .args(["-qc", &format!("CREATE DATABASE {name}")])
-                    .status()
-                    .unwrap();
-            assert!(status.success(), "creating database {name} on {base}");
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            format!("{prefix}/{name}")
-        }
-    }
+    cluster.create_db(&name).unwrap()
 }
 
 /// Each test, once per store.

@@ -50,11 +50,6 @@ impl PgCluster {
         Ok(cluster)
     }
 
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The URL of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://cloudfn@127.0.0.1:{}/{db}", self.port)
