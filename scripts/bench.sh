@@ -7,8 +7,10 @@
 #   hostile a benign tenant's p99 under each hostile-tenant attack against its solo p99
 #          (docs/security.md),
 #   hosts  1, 2 and 3 hosts on one PostgreSQL store (a private cluster from the system's
-#          binaries, as the tests start it) beside one host on a SQLite data dir.
-# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts ...]   (default: all)
+#          binaries, as the tests start it) beside one host on a SQLite data dir,
+#   js     users_add in JavaScript beside users_add in Rust: build, size, compile, first call
+#          after a restart, calls under load.
+# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|js ...]   (default: all)
 # --wasmtime installs wasmtime-cli 48 into target/bench-tools first when missing: a ~18 min
 # build, once. Without it the wasmtime serve row is skipped unless that binary is already there.
 # Every load targets 127.0.0.1 and is bounded in time (~4 min for http with the defaults).
@@ -21,11 +23,11 @@ parts=()
 for arg in "$@"; do
   case "$arg" in
     --wasmtime) install_wasmtime=true ;;
-    http|deploy|scale|micro|hostile|hosts) parts+=("$arg") ;;
-    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts ...]" >&2; exit 2 ;;
+    http|deploy|scale|micro|hostile|hosts|js) parts+=("$arg") ;;
+    *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|js ...]" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile hosts)
+[ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile hosts js)
 
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk (the load generator)" >&2
@@ -57,5 +59,6 @@ for part in "${parts[@]}"; do
     micro) cargo bench -p cloudfn-bench --bench calls ;;
     hostile) target/release/cloudfn-bench hostile ;;
     hosts) target/release/cloudfn-bench hosts ;;
+    js) target/release/cloudfn-bench js ;;
   esac
 done

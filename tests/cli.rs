@@ -445,3 +445,43 @@ fn the_readme_walkthrough_runs_as_printed() {
         "{stdout}"
     );
 }
+
+#[test]
+fn serve_compiles_versions_without_an_artifact_before_any_call() {
+    // A data dir whose artifacts are gone (as on a new host of a shared store): serve compiles
+    // the active version in the background, so no call pays for it.
+    let dir = setup();
+    let artifacts = dir.path().join("artifacts");
+    let listed = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&artifacts)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let before = listed();
+    assert_eq!(before.len(), 1, "the deploy compiled echo once: {before:?}");
+    std::fs::remove_file(&before[0]).unwrap();
+    let mut child = Bin::new(dir.path())
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::served_urls(&mut child);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while listed().is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        listed(),
+        before,
+        "serve compiled echo's artifact back without a call"
+    );
+}

@@ -9,6 +9,7 @@ mod client;
 mod cloud_calls;
 mod containers;
 mod hostile;
+mod js;
 mod multihost;
 mod runtime;
 mod serve;

@@ -25,6 +25,26 @@ pub fn runtime() -> Arc<Runtime> {
         .clone()
 }
 
+/// The JavaScript function folder `functions/FOLDER` (e.g. `js/users_add`), built with
+/// `cloudfn build`'s code once per test process; the component's path. Builds run one at a time
+/// (componentize-js takes most of a core each).
+pub fn js_guest(folder: &str) -> String {
+    static BUILT: std::sync::Mutex<Option<HashMap<String, String>>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(folder) {
+        return path.clone();
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../functions")
+        .join(folder);
+    let (out, _) = cloudfn_testing::js::build_js(&dir, None)
+        .unwrap_or_else(|e| panic!("building functions/{folder}: {e:#}"));
+    let path = out.wasm.display().to_string();
+    built.insert(folder.to_string(), path.clone());
+    path
+}
+
 /// What a test world is made of, declared before it is built.
 #[derive(Default)]
 pub struct World {

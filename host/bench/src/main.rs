@@ -15,6 +15,7 @@
 //! lets the servers' stderr through.
 
 mod hostile;
+mod js;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -104,6 +105,20 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// JavaScript beside Rust: the same users_add in each language, from build to calls under
+    /// load (component size, build, compile at deploy, first call after a restart, req/s,
+    /// latency, CPU and memory per call).
+    Js {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Open connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Measured runs per language (the table shows the median).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Many functions across many envs: start time, RSS, first call of each.
     Scale {
         /// Functions in all.
@@ -160,6 +175,11 @@ async fn main() -> anyhow::Result<()> {
             runs,
             only,
         } => hostile::run(&cloudfn, duration, connections, runs, &only).await,
+        Bench::Js {
+            duration,
+            connections,
+            runs,
+        } => js::run(&cloudfn, duration, connections, runs).await,
     }
 }
 

@@ -193,9 +193,10 @@ pub enum Command {
     Migrate,
     /// Create a function crate (with a passing test) in a new directory NAME.
     New(NewArgs),
-    /// Build a function crate into a wasm32-wasip2 component and check it.
+    /// Build a function crate, or a CloudBase-style Node.js function folder, into a component
+    /// and check it.
     Build(BuildArgs),
-    /// Serve an env locally, rebuilding and redeploying function crates when they change.
+    /// Serve an env locally, rebuilding and redeploying functions when their sources change.
     Dev(DevArgs),
 }
 
@@ -216,9 +217,13 @@ pub struct NewArgs {
 /// `cloudfn build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The function crate (its directory or Cargo.toml).
+    /// The function crate (its directory or Cargo.toml), or a JavaScript function folder
+    /// (package.json and index.js exporting `main`).
     #[arg(default_value = ".")]
     pub path: PathBuf,
+    /// Where a JavaScript function's component is written [default: FOLDER/.cloudfn/NAME.wasm].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `cloudfn dev`.
@@ -230,7 +235,8 @@ pub struct DevArgs {
     /// The app owning the env when it is created.
     #[arg(long, default_value = "wxdev")]
     pub owner: String,
-    /// Function crates to watch; each is deployed under its crate name.
+    /// Function crates or JavaScript function folders to watch; each is deployed under its
+    /// crate's (or package.json's) name.
     #[arg(default_value = ".")]
     pub paths: Vec<PathBuf>,
     /// Address of the public endpoints.
@@ -515,8 +521,9 @@ pub struct ConfigArgs {
     /// `http` (a wasi:http/proxy component served behind the container gateways).
     #[arg(long, value_name = "KIND", default_value = "function")]
     pub kind: FunctionKind,
-    /// A host an HTTP function may send requests to (`host` or `host:port`); repeat for
-    /// more. Outbound HTTP to any other host is refused.
+    /// A host the function may send HTTP requests to (`host` or `host:port`; an HTTP
+    /// function's outgoing requests, a JavaScript function's `fetch`); repeat for more.
+    /// Outbound HTTP to any other host is refused.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
 }
@@ -563,7 +570,8 @@ pub struct DeployArgs {
     /// The function's name.
     #[arg(long)]
     pub name: String,
-    /// The component (.wasm built for wasm32-wasip2).
+    /// The component (.wasm built for wasm32-wasip2), or a function crate or JavaScript
+    /// function folder to build first.
     pub file: PathBuf,
     /// Act as this app: its own envs, or a shared env whose share grants functions:deploy.
     #[arg(long = "as")]

@@ -90,6 +90,27 @@ pub fn new(args: &NewArgs) -> anyhow::Result<i32> {
 
 /// `cloudfn build [PATH]`.
 pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<i32> {
+    if cloudfn_testing::js::is_js_function(&args.path) {
+        let (built, t) = cloudfn_testing::js::build_js(&args.path, args.out.as_deref())?;
+        println!(
+            "built {} ({:.1} MB), a component of the cloud-function world, from JavaScript \
+             (dependencies {} ms, bundle {} ms, componentize {} ms); deploy it with \
+             `cloudfn deploy --env ENV --name {} {}`",
+            built.wasm.display(),
+            built.size as f64 / (1024.0 * 1024.0),
+            t.deps_ms,
+            t.bundle_ms,
+            t.componentize_ms,
+            built.package,
+            built.wasm.display()
+        );
+        return Ok(0);
+    }
+    if args.out.is_some() {
+        anyhow::bail!(
+            "--out is for JavaScript functions; a crate's component is in its target dir"
+        );
+    }
     let built = build::build_crate(&args.path, &BuildOptions::default())?;
     println!(
         "built {} ({:.1} KB), a component of the cloud-function world",
@@ -111,9 +132,7 @@ pub async fn dev(
     if let Some(path) = &args.fixture {
         let fixture = Fixture::read(path)?;
         let created = fixture
-            .apply(&host, &|p| {
-                Ok(build::build_crate(p, &BuildOptions::default())?.wasm)
-            })
+            .apply(&host, &|p| Ok(build::build_function(p)?.wasm))
             .await?;
         print_created(&created);
     }
@@ -199,9 +218,7 @@ fn print_created(created: &[cloudfn_store::AppCredentials]) {
 /// active version is already this component.
 async fn rebuild(host: &Arc<Host>, env: &str, path: &Path) -> anyhow::Result<()> {
     let p = path.to_path_buf();
-    let built =
-        tokio::task::spawn_blocking(move || build::build_crate(&p, &BuildOptions::default()))
-            .await??;
+    let built = tokio::task::spawn_blocking(move || build::build_function(&p)).await??;
     let name = built.package.replace('-', "_");
     let wasm = std::fs::read(&built.wasm)?;
     let config = host
@@ -220,7 +237,8 @@ async fn rebuild(host: &Arc<Host>, env: &str, path: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Watches each crate's sources; sends the crate whose files changed.
+/// Watches each function's sources (a crate's, or a JavaScript folder's); sends the one whose
+/// files changed.
 fn watch(
     crates: &[PathBuf],
     tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
@@ -233,10 +251,14 @@ fn watch(
             return;
         }
         for path in &event.paths {
-            let relevant = path
-                .extension()
-                .is_some_and(|e| e == "rs" || e == "toml" || e == "wit");
-            if !relevant || path.components().any(|c| c.as_os_str() == "target") {
+            let relevant = path.extension().is_some_and(|e| {
+                ["rs", "toml", "wit", "js", "mjs", "cjs", "json"].contains(&&*e.to_string_lossy())
+            });
+            // Build output (a JavaScript function's is its `.cloudfn`) must not trigger a build.
+            let output = |c: std::path::Component| {
+                ["target", ".cloudfn", "node_modules"].contains(&&*c.as_os_str().to_string_lossy())
+            };
+            if !relevant || path.components().any(output) {
                 continue;
             }
             if let Some(root) = roots.iter().find(|r| path.starts_with(r)) {

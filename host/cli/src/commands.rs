@@ -181,8 +181,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Deploy(args) => {
             let config = args.config.to_config()?;
-            let wasm = std::fs::read(&args.file)
-                .with_context(|| format!("reading {}", args.file.display()))?;
+            let file = if args.file.is_dir() {
+                let dir = args.file.clone();
+                tokio::task::spawn_blocking(move || cloudfn_testing::build::build_function(&dir))
+                    .await??
+                    .wasm
+            } else {
+                args.file.clone()
+            };
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let backend = backend(&cli).await?;
             let msg = format!("compiling {} ({} KB)", args.name, wasm.len() / 1024);
             let deploy =
@@ -346,6 +354,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         ..Options::default()
     };
     let svc = Host::open_with(&cli.data_dir, options).await?;
+    let _warmer = svc.spawn_warmer();
     let demo_credentials = if args.demo {
         crate::demo::populate(&svc).await?;
         Some(crate::demo::rotate_credentials(&svc).await?)
@@ -357,8 +366,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
             let fixture = cloudfn_testing::Fixture::read(path)?;
             fixture
                 .apply(&svc, &|p| {
-                    let options = cloudfn_testing::build::BuildOptions::default();
-                    Ok(cloudfn_testing::build::build_crate(p, &options)?.wasm)
+                    Ok(cloudfn_testing::build::build_function(p)?.wasm)
                 })
                 .await?
         }
@@ -640,8 +648,7 @@ async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
     let host = open_dir(&tmp, Default::default()).await?;
     fixture
         .apply(&host, &|p| {
-            let options = cloudfn_testing::build::BuildOptions::default();
-            Ok(cloudfn_testing::build::build_crate(p, &options)?.wasm)
+            Ok(cloudfn_testing::build::build_function(p)?.wasm)
         })
         .await?;
     invoke(&Backend::Local(host), args).await
@@ -678,14 +685,10 @@ fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
     }
 }
 
-/// Where file runs keep compiled components: `$XDG_CACHE_HOME/cloudfn/artifacts` or
-/// `~/.cache/cloudfn/artifacts`.
+/// Where file runs keep compiled components: `artifacts` in the user's cache dir
+/// ([`cloudfn_testing::build::user_cache_dir`]).
 fn artifact_cache() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("cloudfn/artifacts"))
+    Some(cloudfn_testing::build::user_cache_dir()?.join("artifacts"))
 }
 
 /// A temporary data dir for file runs, removed on drop.

@@ -151,6 +151,29 @@ impl Host {
         }))
     }
 
+    /// Compiles, in the background, every active version this host has no compiled form of:
+    /// once at start and again whenever the store changes. A version deployed through another
+    /// host, or a start on a data dir without artifacts, then costs its first call no compile
+    /// (a JavaScript function's takes seconds). Ends when the host is dropped.
+    pub fn spawn_warmer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        /// How often the store's change counter is looked at (one atomic load).
+        const POLL: Duration = Duration::from_millis(200);
+        let host = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let Some(h) = host.upgrade() else { return };
+                let version = h.store.version();
+                if seen != Some(version) {
+                    seen = Some(version);
+                    h.state.warm().await;
+                }
+                drop(h);
+                tokio::time::sleep(POLL).await;
+            }
+        })
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

@@ -266,6 +266,33 @@ impl State {
             .cloned()
     }
 
+    /// Compiles every active version that would need a compile on its first call, one at a
+    /// time (a compile takes both cores; calls go on meanwhile, and one needing the version
+    /// being prepared waits for it). Versions with an artifact are left to load on first use
+    /// (~0.1 ms), so a host with many functions does not map them all at start.
+    pub async fn warm(&self) {
+        let snapshot = match self.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("not preparing functions ahead of calls: {e}");
+                return;
+            }
+        };
+        for f in snapshot.functions.values().flat_map(HashMap::values) {
+            if f.prepared.get().is_none()
+                && !self.runtime.is_compiled(&f.info.sha256)
+                && let Err(e) = self.prepared(f).await
+            {
+                tracing::warn!(
+                    env = %f.info.env,
+                    function = %f.info.name,
+                    version = f.info.version,
+                    "preparing ahead of calls failed: {e}"
+                );
+            }
+        }
+    }
+
     /// The prepared form of a version called by number.
     pub async fn pinned(
         &self,

@@ -352,6 +352,16 @@ impl Runtime {
         }
     }
 
+    /// Whether the component with content hash `sha256` needs no compile: this process has
+    /// it, or a precompiled artifact of it for this engine is on disk.
+    pub fn is_compiled(&self, sha256: &str) -> bool {
+        self.components
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(sha256)
+            || self.artifact_path(sha256).is_some_and(|a| a.exists())
+    }
+
     /// Compiles stored component bytes (already validated at deploy) and remembers them.
     pub fn compile_stored(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<Component> {
         let component = Component::new(&self.engine, bytes)

@@ -58,6 +58,8 @@ pub(crate) type HttpPre = ProxyPre<crate::state::CallState>;
 pub struct Outbound {
     /// `host` or `host:port`, as in the config.
     pub allowed: Arc<[String]>,
+    /// The call's logs, where a refusal is told: the guest itself sees only a network error.
+    pub logs: Arc<std::sync::Mutex<crate::log::LogSink>>,
 }
 
 impl Outbound {
@@ -97,6 +99,18 @@ impl WasiHttpHooks for Outbound {
             .unwrap_or_default();
         if !self.permits(&authority, default_port) {
             tracing::debug!(%authority, "outbound request refused: host not allowed");
+            let allowed = if self.allowed.is_empty() {
+                "none".to_string()
+            } else {
+                self.allowed.join(", ")
+            };
+            self.logs.lock().unwrap_or_else(|e| e.into_inner()).structured(
+                "warn",
+                format!(
+                    "cloudfn: outbound HTTP to {authority} refused: the function may reach only \
+                     the hosts its deploy allows with --allow-host ({allowed})"
+                ),
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;

@@ -74,6 +74,13 @@ impl LogSink {
         });
     }
 
+    /// A structured line at `level`, from the guest's `log` or from the host about the call.
+    pub(crate) fn structured(&mut self, level: &'static str, message: String) {
+        if self.admit(message.len() + LINE_OVERHEAD) {
+            self.push_line(LogStream::Log, Some(level), message.into_bytes());
+        }
+    }
+
     /// The lines, with any unterminated output flushed as a final line.
     pub fn finish(&mut self) -> Vec<LogLine> {
         for (idx, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
@@ -200,10 +207,10 @@ impl log::Host for LogHost {
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
-        let mut sink = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if sink.admit(message.len() + LINE_OVERHEAD) {
-            sink.push_line(LogStream::Log, Some(level), message.into_bytes());
-        }
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .structured(level, message);
     }
 }
 

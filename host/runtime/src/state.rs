@@ -112,13 +112,14 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             table: ResourceTable::new(),
             limiter: MemLimiter::new(parts.memory_bytes, parts.budget.0, parts.budget.1),
             invoke: InvokeHost(parts.calls),
-            log: LogHost(parts.logs),
+            log: LogHost(parts.logs.clone()),
             config: ConfigHost(parts.vars),
             openapi: OpenapiHost(parts.cloud),
             deadline: parts.deadline,
             http: WasiHttpCtx::new(),
             outbound: Outbound {
                 allowed: parts.outbound_hosts,
+                logs: parts.logs,
             },
         },
     );

@@ -41,8 +41,8 @@ pub struct FunctionConfig {
     /// What the component is: a cloud function (JSON event in, JSON result out) or an HTTP
     /// function (a `wasi:http/proxy` component behind the container gateways).
     pub kind: FunctionKind,
-    /// Hosts an HTTP function may send requests to (`host` or `host:port`); none by default,
-    /// and outbound HTTP is refused for every host not named.
+    /// Hosts the function may send HTTP requests to (`host` or `host:port`), whatever its
+    /// kind; none by default, and outbound HTTP is refused for every host not named.
     pub outbound_hosts: Vec<String>,
 }
 
@@ -154,9 +154,6 @@ impl FunctionConfig {
             return bad(format!(
                 "variables take {total} bytes, more than the {MAX_VARS_BYTES}-byte limit"
             ));
-        }
-        if !self.outbound_hosts.is_empty() && self.kind != FunctionKind::Http {
-            return bad("outbound hosts are for HTTP functions (kind http) only".into());
         }
         if self.outbound_hosts.len() > MAX_OUTBOUND_HOSTS {
             return bad(format!(

@@ -229,3 +229,27 @@ pub fn enclosing_target_dir() -> Option<PathBuf> {
         .find(|d| d.join("CACHEDIR.TAG").exists())
         .map(Path::to_path_buf)
 }
+
+/// The user's cache dir for cloudfn: `$CLOUDFN_CACHE_DIR`, else `$XDG_CACHE_HOME/cloudfn`, else
+/// `~/.cache/cloudfn` (compiled artifacts of file runs, the JavaScript toolchain).
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let set = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set("CLOUDFN_CACHE_DIR").or_else(|| {
+        set("XDG_CACHE_HOME")
+            .or_else(|| set("HOME").map(|h| h.join(".cache")))
+            .map(|c| c.join("cloudfn"))
+    })
+}
+
+/// Builds what `path` is (a function crate, or a JavaScript function folder) with default
+/// options. What fixtures naming a `crate`, `cloudfn deploy DIR` and `cloudfn dev` use.
+pub fn build_function(path: &Path) -> anyhow::Result<Built> {
+    if crate::js::is_js_function(path) {
+        return Ok(crate::js::build_js(path, None)?.0);
+    }
+    build_crate(path, &BuildOptions::default())
+}

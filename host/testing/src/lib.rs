@@ -27,6 +27,7 @@
 
 pub mod build;
 pub mod fixture;
+pub mod js;
 
 /// The example functions of `functions/`, built, for tests that need a `cloudbase_auth` or a
 /// function to call.
