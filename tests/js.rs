@@ -403,10 +403,20 @@ exports.main = async (e) => greet(e.name)
     let (_, e) = failed(&bin.run(&["build", &dir]));
     assert!(e.contains("index.js: no such file"), "{e}");
 
-    // The seed's unmodified users_add folder: build, deploy beside a Rust echo, call.
+    // The seed's unmodified users_add folder: build (to a path relative to where the command
+    // runs), deploy beside a Rust echo, call.
     let users_add = copy_folder("js/users_add", tmp.path());
-    let out = ok(&bin.run(&["build", &users_add.display().to_string()]));
-    let wasm = users_add.join(".cloudfn/users_add.wasm");
+    let out = ok(&bin
+        .command(&[
+            "build",
+            &users_add.display().to_string(),
+            "--out",
+            "built/users_add.wasm",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap());
+    let wasm = tmp.path().join("built/users_add.wasm");
     assert!(out.contains(&wasm.display().to_string()), "{out}");
     ok(&bin.run(&["app", "create", "wxA", "--subject", "Acme"]));
     ok(&bin.run(&["env", "create", "prod", "--owner", "wxA"]));

@@ -181,25 +181,35 @@ pub fn build_js(folder: &Path, out: Option<&Path>) -> anyhow::Result<(Built, Tim
 
     let wit = work.join("cloudfn.wit");
     write_if_changed(&wit, WIT)?;
-    let wasm = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| work.join(format!("{name}.wasm")));
-    // The same bundle made into the same file before: nothing to do (`cloudfn deploy FOLDER`
-    // right after `cloudfn build`, or a `dev` save that changed no code).
+    // Absolute: componentize-js runs in the work dir, not in the caller's.
+    let wasm = match out {
+        Some(out) => {
+            std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?
+        }
+        None => work.join(format!("{name}.wasm")),
+    };
+    // The same bundle made into a component before: that component (`cloudfn deploy FOLDER`
+    // right after `cloudfn build`, or a `dev` save that changed no code). The stamp is the
+    // bundle's hash, then the component's path.
     let stamp_path = work.join("component.stamp");
-    let stamp = format!(
-        "{} {}",
-        cloudfn_store::secrets::sha256_hex(
-            format!(
-                "{}{WIT}{}",
-                std::fs::read_to_string(&bundle)?,
-                tools.display()
-            )
-            .as_bytes()
-        ),
-        wasm.display()
+    let hash = cloudfn_store::secrets::sha256_hex(
+        format!(
+            "{}{WIT}{}",
+            std::fs::read_to_string(&bundle)?,
+            tools.display()
+        )
+        .as_bytes(),
     );
-    if wasm.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+    let stamp = format!("{hash}\n{}", wasm.display());
+    let previous = std::fs::read_to_string(&stamp_path)
+        .ok()
+        .and_then(|s| s.strip_prefix(&format!("{hash}\n")).map(PathBuf::from))
+        .filter(|p| p.is_file());
+    if let Some(previous) = previous {
+        if previous != wasm {
+            std::fs::copy(&previous, &wasm)
+                .with_context(|| format!("copying {} to {}", previous.display(), wasm.display()))?;
+        }
         let bytes = std::fs::read(&wasm)?;
         check_imports(&bytes).with_context(|| format!("checking {}", wasm.display()))?;
         let built = Built {
@@ -210,6 +220,9 @@ pub fn build_js(folder: &Path, out: Option<&Path>) -> anyhow::Result<(Built, Tim
         return Ok((built, timings));
     }
     let _ = std::fs::remove_file(&stamp_path);
+    if let Some(dir) = wasm.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let started = Instant::now();
     let mut componentize = node_tool(&tools, "componentize-js");
     componentize
