@@ -15,30 +15,6 @@ use common::http::*;
 use common::{Bin, World, err, failed, js_guest, ok, ok_json, records};
 use serde_json::{Value, json};
 
-fn resp_data(v: &Value) -> Value {
-    let data = v["resp_data"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no resp_data: {v}"));
-    serde_json::from_str(data).unwrap()
-}
-
-/// Calls `prod/name` over HTTP as `creds`' app, with user `openid`.
-async fn call_as(
-    s: &TestServer,
-    creds: &cloudfn_store::AppCredentials,
-    openid: &str,
-    name: &str,
-    body: &str,
-) -> Value {
-    let token = s.token(creds).await;
-    let url = s.url(&format!(
-        "/tcb/invokecloudfunction?access_token={token}&env=prod&name={name}"
-    ));
-    request("POST", &url, &[("X-WX-OPENID", openid)], body.to_string())
-        .await
-        .1
-}
-
 // Multi-threaded: the node-sdk runs as a blocking child process while the server answers it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_the_node_sdk() {
@@ -58,7 +34,8 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
     let v = call_as(
         &s,
         &s.owner,
-        "oA-1",
+        Some("oA-1"),
+        "prod",
         "users_add",
         r#"{"name":" Ada ","age":36}"#,
     )
@@ -83,7 +60,15 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
     );
 
     // Across apps: wxB's user, through the JavaScript cloudbase_auth and the rule on its claim.
-    let v = call_as(&s, &s.other, "oB-7", "users_add", r#"{"name":"Bo"}"#).await;
+    let v = call_as(
+        &s,
+        &s.other,
+        Some("oB-7"),
+        "prod",
+        "users_add",
+        r#"{"name":"Bo"}"#,
+    )
+    .await;
     assert_eq!(errcode(&v), 0, "{v}");
     let out = resp_data(&v);
     assert_eq!(out["added"]["createdIn"], "wxB", "{out}");
@@ -102,7 +87,15 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.x == 2"}}"#)
         .await
         .unwrap();
-    let v = call_as(&s, &s.other, "oB-7", "users_add", r#"{"name":"Bo"}"#).await;
+    let v = call_as(
+        &s,
+        &s.other,
+        Some("oB-7"),
+        "prod",
+        "users_add",
+        r#"{"name":"Bo"}"#,
+    )
+    .await;
     assert_eq!(errcode(&v), -501019, "{v}");
     s.host
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.x == 1"}}"#)
@@ -122,7 +115,15 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
     assert_eq!(v["result"]["added"]["name"], "Cy", "{v}");
     assert_eq!(v["result"]["added"]["createdIn"], "wxA");
     // A thrown error: -504002 with its code and message, through the node-sdk as over HTTP.
-    let v = call_as(&s, &s.owner, "oA-1", "users_add", r#"{"name":""}"#).await;
+    let v = call_as(
+        &s,
+        &s.owner,
+        Some("oA-1"),
+        "prod",
+        "users_add",
+        r#"{"name":""}"#,
+    )
+    .await;
     assert_eq!(errcode(&v), -504002, "{v}");
     assert!(
         v["errmsg"]

@@ -69,35 +69,6 @@ async fn shared() -> Shared {
     shared_with(Options::default()).await
 }
 
-/// Calls `env/name` over HTTP as `creds`' app with its user `openid`.
-async fn call_as(
-    s: &TestServer,
-    creds: &AppCredentials,
-    openid: Option<&str>,
-    env: &str,
-    name: &str,
-    body: &str,
-) -> Value {
-    let token = s.token(creds).await;
-    let url = s.url(&format!(
-        "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
-    ));
-    let mut headers = vec![("X-WX-UNIONID", "u-shared")];
-    if let Some(o) = openid {
-        headers.push(("X-WX-OPENID", o));
-    }
-    request("POST", &url, &headers, body.to_string()).await.1
-}
-
-fn resp_data(v: &Value) -> Value {
-    serde_json::from_str(
-        v["resp_data"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no resp_data: {v}")),
-    )
-    .unwrap()
-}
-
 async fn auth_runs(s: &TestServer) -> usize {
     records(&s.host, "prod", Some("cloudbase_auth")).await.len()
 }

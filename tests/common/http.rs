@@ -318,3 +318,33 @@ pub fn parse_node(stdout: &[u8], stderr: &[u8]) -> Value {
         )
     })
 }
+
+/// Calls `env/name` over HTTP as `creds`' app with its user `openid` (unionid `u-shared`).
+pub async fn call_as(
+    s: &TestServer,
+    creds: &AppCredentials,
+    openid: Option<&str>,
+    env: &str,
+    name: &str,
+    body: &str,
+) -> Value {
+    let token = s.token(creds).await;
+    let url = s.url(&format!(
+        "/tcb/invokecloudfunction?access_token={token}&env={env}&name={name}"
+    ));
+    let mut headers = vec![("X-WX-UNIONID", "u-shared")];
+    if let Some(o) = openid {
+        headers.push(("X-WX-OPENID", o));
+    }
+    request("POST", &url, &headers, body.to_string()).await.1
+}
+
+/// The function's result in a `/tcb/invokecloudfunction` answer.
+pub fn resp_data(v: &Value) -> Value {
+    serde_json::from_str(
+        v["resp_data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no resp_data: {v}")),
+    )
+    .unwrap()
+}

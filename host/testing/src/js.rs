@@ -205,42 +205,37 @@ pub fn build_js(folder: &Path, out: Option<&Path>) -> anyhow::Result<(Built, Tim
         .ok()
         .and_then(|s| s.strip_prefix(&format!("{hash}\n")).map(PathBuf::from))
         .filter(|p| p.is_file());
-    if let Some(previous) = previous {
-        if previous != wasm {
-            std::fs::copy(&previous, &wasm)
-                .with_context(|| format!("copying {} to {}", previous.display(), wasm.display()))?;
-        }
-        let bytes = std::fs::read(&wasm)?;
-        check_imports(&bytes).with_context(|| format!("checking {}", wasm.display()))?;
-        let built = Built {
-            wasm,
-            size: bytes.len() as u64,
-            package: name,
-        };
-        return Ok((built, timings));
-    }
-    let _ = std::fs::remove_file(&stamp_path);
     if let Some(dir) = wasm.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let started = Instant::now();
-    let mut componentize = node_tool(&tools, "componentize-js");
-    componentize
-        .current_dir(&work)
-        .arg(&bundle)
-        .arg("--wit")
-        .arg(&wit)
-        .args(["-n", "cloud-function", "-o"])
-        .arg(&wasm);
-    let done = run(&mut componentize, "componentize-js")?;
-    if !done.status.success() {
-        bail!(
-            "making a component of {} failed:\n{}",
-            folder.display(),
-            explain_componentize(&String::from_utf8_lossy(&done.stderr), &entry_name)
-        );
+    match previous {
+        Some(previous) if previous == wasm => {}
+        Some(previous) => {
+            std::fs::copy(&previous, &wasm)
+                .with_context(|| format!("copying {} to {}", previous.display(), wasm.display()))?;
+        }
+        None => {
+            let _ = std::fs::remove_file(&stamp_path);
+            let started = Instant::now();
+            let mut componentize = node_tool(&tools, "componentize-js");
+            componentize
+                .current_dir(&work)
+                .arg(&bundle)
+                .arg("--wit")
+                .arg(&wit)
+                .args(["-n", "cloud-function", "-o"])
+                .arg(&wasm);
+            let done = run(&mut componentize, "componentize-js")?;
+            if !done.status.success() {
+                bail!(
+                    "making a component of {} failed:\n{}",
+                    folder.display(),
+                    explain_componentize(&String::from_utf8_lossy(&done.stderr), &entry_name)
+                );
+            }
+            timings.componentize_ms = started.elapsed().as_millis();
+        }
     }
-    timings.componentize_ms = started.elapsed().as_millis();
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     check_imports(&bytes).with_context(|| format!("checking {}", wasm.display()))?;
     std::fs::write(&stamp_path, &stamp)?;
