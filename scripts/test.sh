@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, SDK doc tests, the integration tests in tests/ (real guests
 # built from functions/, real data dirs, the real cloudfn binary, a real HTTP server on
-# 127.0.0.1, and the real @cloudbase/node-sdk under Node.js), the example functions' own tests,
+# 127.0.0.1, the real @cloudbase/node-sdk under Node.js, and the web console in headless
+# Chromium, its screenshots left in target/console-screenshots), the example functions' own tests,
 # the function-testing tutorial (scripts/tutorial.sh), and the PostgreSQL store: the store
 # suite (host/store/tests/suite.rs) and the multi-host tests (tests/multihost.rs) each start a
 # private PostgreSQL from the system's binaries (initdb into a temp dir, a loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The PostgreSQL server binaries (initdb, pg_ctl, postgres), from the distribution when missing.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-  && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
+# A distribution package a test needs, installed when missing (as root, with apt).
+install_package() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "test: installing the distribution's postgresql package" >&2
+    echo "test: installing the distribution's $1 package" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
-    echo "test: PostgreSQL's server binaries are missing: sudo apt-get install -y postgresql" >&2
+    echo "test: $2" >&2
     exit 2
   fi
+}
+# The PostgreSQL server binaries (initdb, pg_ctl, postgres).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
+  install_package postgresql "PostgreSQL's server binaries are missing: sudo apt-get install -y postgresql"
 fi
-# The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json).
+# The web console's browser tests (tests/console.rs) drive the distribution's Chromium.
+if ! command -v chromium >/dev/null && [ -z "${CHROMIUM:-}" ]; then
+  install_package chromium "Chromium is missing: sudo apt-get install -y chromium (or set CHROMIUM=/path)"
+fi
+export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
+# The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json),
+# and the console tests playwright-core (no browser download: it drives the Chromium above).
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 cargo test --workspace "$@"
 # The example functions' own tests (cloudfn-testing on the build machine), and

@@ -7,6 +7,7 @@ mod authoring;
 mod cli;
 mod client;
 mod cloud_calls;
+mod console;
 mod containers;
 mod hostile;
 mod js;

@@ -322,6 +322,10 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight calls.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Seconds a web-console session lasts after its login (the console is at
+    /// http://ADMIN_LISTEN/console).
+    #[arg(long, default_value_t = 8 * 3600)]
+    pub console_session_secs: u64,
     /// Seconds a cloudbase_auth decision is reused for the same caller (app, openid, unionid);
     /// share, rule and cloudbase_auth changes drop cached decisions at once.
     #[arg(long, default_value_t = 60)]

@@ -372,10 +372,18 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         }
         None => Vec::new(),
     };
+    // The demo, like its apps' credentials, gets a fresh admin token at each start and prints
+    // it, so a newcomer can always sign in to the console.
+    let demo_admin_token = args.demo && cli.admin_token.is_none();
+    let admin_token = if demo_admin_token {
+        Some(format!("cfadm_{}", cloudfn_store::secrets::random_hex(24)))
+    } else {
+        cli.admin_token.clone()
+    };
     let config = ServeConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
-        admin_token: cli.admin_token.clone(),
+        admin_token: admin_token.clone(),
         max_body: args.max_body_mb.max(1) * 1024 * 1024,
         body_budget: args.body_budget_mb.max(1) * 1024 * 1024,
         drain_timeout: Duration::from_secs(args.drain_timeout),
@@ -399,6 +407,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
                 .chain(args.taobao.iter().cloned())
                 .collect(),
         },
+        console_session_ttl: Duration::from_secs(args.console_session_secs.max(1)),
         ..ServeConfig::default()
     };
     let server = Server::bind(svc.clone(), config).await?;
@@ -406,8 +415,17 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     // to stdout, in one stream, the addresses first; the host's diagnostics go to stderr.
     println!("Serving HTTP on http://{}/", server.public_addr());
     println!("Admin API on http://{}/", server.admin_addr());
+    println!(
+        "Web console on http://{}/console (sign in with the admin token)",
+        server.admin_addr()
+    );
     if let Some(token) = &server.generated_admin_token {
         println!("admin token (shown once; cloudfn keeps only its hash): {token}");
+    } else if demo_admin_token {
+        println!(
+            "admin token (demo: a new one at each `serve --demo` start): {}",
+            admin_token.as_deref().unwrap_or_default()
+        );
     }
     if let Some(creds) = demo_credentials {
         crate::demo::print_credentials(&creds, server.public_addr());

@@ -1,6 +1,7 @@
 //! The admin API, on its own listener and behind a bearer token: apps, envs, deploys
 //! (wasm upload), functions, versions, rollback, removal, invocation, activation records, and
-//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it.
+//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it. `/console` is the web console
+//! ([`crate::console`]), with its own login.
 
 use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
 use cloudfn_invoke::{Actor, Call, Host, Identity, Invocation, InvokeRequest};
@@ -104,13 +105,15 @@ impl From<Invocation> for AdminInvocation {
     }
 }
 
-/// The admin endpoints.
+/// The admin endpoints, and the web console under `/console`.
 #[derive(Clone)]
 pub struct AdminApi {
     /// The host.
     pub host: Arc<Host>,
     /// SHA-256 of the bearer token.
     pub token_sha256: String,
+    /// The console (its login takes the same token).
+    pub console: Arc<crate::console::Console>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
@@ -224,6 +227,12 @@ impl AdminApi {
                 self.host.metrics().encode(),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             );
+        }
+        if path == "/console" || path.starts_with("/console/") {
+            return self.console.handle(req).await;
+        }
+        if path == "/" && req.method() == Method::GET {
+            return crate::console::redirect(false, "/console");
         }
         if path == "/healthz" {
             return json(StatusCode::OK, &json!({ "ok": true }));

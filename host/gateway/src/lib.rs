@@ -12,13 +12,15 @@
 //!   [`taobao`] (Taobao cloud applications) put HTTP functions behind the container-style
 //!   gateways, on what [`container`] shares. A new dialect is a module and a line in
 //!   [`Gateway::new`].
-//! - [`admin_api`]: the operator's REST API on the admin listener (and `/metrics`).
+//! - [`admin_api`]: the operator's REST API on the admin listener (and `/metrics`);
+//!   [`console`]: the web console beside it, server-rendered, behind a login with the same token.
 //! - [`http`]: bounded body reading and JSON responses; [`tc3`] (from `cloudfn-protocol`):
 //!   TC3-HMAC-SHA256 signatures.
 
 pub mod admin_api;
 pub mod client;
 pub mod cloudbase;
+pub mod console;
 pub mod container;
 pub mod dialect;
 pub mod douyin;

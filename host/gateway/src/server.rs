@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub client_limits: crate::client::ClientLimits,
     /// Where container-gateway requests go when they do not say (hosts, Taobao apps).
     pub containers: crate::container::ContainerConfig,
+    /// How long a web-console session lasts after its login.
+    pub console_session_ttl: Duration,
 }
 
 impl Default for ServeConfig {
@@ -73,6 +75,7 @@ impl Default for ServeConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             client_limits: Default::default(),
             containers: Default::default(),
+            console_session_ttl: crate::console::DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -131,7 +134,15 @@ impl Server {
                 config.client_limits,
                 config.containers,
             ),
-            admin_api: AdminApi { host, token_sha256 },
+            admin_api: AdminApi {
+                console: Arc::new(crate::console::Console::new(
+                    host.clone(),
+                    token_sha256.clone(),
+                    config.console_session_ttl,
+                )),
+                host,
+                token_sha256,
+            },
             drain_timeout: config.drain_timeout,
             per_ip: config.max_connections_per_ip.max(1),
             generated_admin_token: generated,

@@ -1,6 +1,6 @@
 //! Prometheus metrics: calls and errors by errcode, call latency, instances in flight, each
 //! labelled with the host's name when it has one. Served as text on the admin listener's
-//! `/metrics`.
+//! `/metrics`. Beside them, [`History`]: the last hour per env, which the console charts.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,8 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Instances running now.
     pub in_flight: Gauge,
+    /// Per-env calls, errors and latency over the last hour, for the console.
+    pub history: History,
 }
 
 impl Metrics {
@@ -60,6 +62,7 @@ impl Metrics {
             calls,
             latency,
             in_flight,
+            history: History::default(),
         }
     }
 
@@ -69,5 +72,177 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Width of one [`History`] bucket, in seconds.
+pub const BUCKET_SECONDS: u64 = 10;
+/// Buckets kept per env: one hour.
+pub const BUCKETS: usize = 360;
+/// Latency bounds of the history's histogram, in microseconds: 50 µs doubling (the same
+/// buckets as the Prometheus histogram), the last one open.
+const LATENCY_BOUNDS_US: [u64; 18] = {
+    let mut b = [0u64; 18];
+    let mut i = 0;
+    while i < 18 {
+        b[i] = 50 << i;
+        i += 1;
+    }
+    b
+};
+/// Envs whose history is kept; past it new envs are not tracked (env names come from
+/// existing envs, so this only bounds a host with more envs than a console shows anyway).
+const MAX_ENVS: usize = 10_000;
+
+/// One bucket of an env's history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bucket {
+    /// Start, in [`BUCKET_SECONDS`] since the Unix epoch.
+    slot: u64,
+    calls: u32,
+    errors: u32,
+    /// Calls that ran a guest, by latency (the last entry: over the last bound).
+    latency: [u32; LATENCY_BOUNDS_US.len() + 1],
+}
+
+/// One point of an env's history, as the console charts it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Point {
+    /// Start of the bucket, Unix seconds.
+    pub at: u64,
+    /// Calls finished in it.
+    pub calls: u32,
+    /// Of them, calls that failed (any errcode, denials included).
+    pub errors: u32,
+    /// Median latency of the calls that ran a guest, in ms (upper bound of its histogram
+    /// bucket); `None` when none ran.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile, likewise.
+    pub p99_ms: Option<f64>,
+}
+
+/// Per-env calls, errors and latency over the last hour in 10-second buckets, kept in memory
+/// for the console's charts: the Prometheus series are totals with no env label (an env label
+/// would let tenants grow the scrape without bound), and the console has no other source.
+#[derive(Default)]
+pub struct History {
+    envs: dashmap::DashMap<String, std::sync::Mutex<std::collections::VecDeque<Bucket>>>,
+}
+
+impl History {
+    /// Counts one finished call of `env` at Unix second `now`; `ran` is its latency when a
+    /// guest ran.
+    pub fn record(&self, env: &str, now: u64, ran: Option<std::time::Duration>, failed: bool) {
+        let slot = now / BUCKET_SECONDS;
+        let add = |ring: &mut std::collections::VecDeque<Bucket>| {
+            if ring.back().is_none_or(|b| b.slot < slot) {
+                if ring.len() == BUCKETS {
+                    ring.pop_front();
+                }
+                ring.push_back(Bucket {
+                    slot,
+                    ..Bucket::default()
+                });
+            }
+            // A late finisher (a call that started before the newest bucket) lands in the
+            // newest one; a minute's skew in a 10 s chart does not matter.
+            let b = ring.back_mut().expect("a bucket was just pushed");
+            b.calls += 1;
+            b.errors += u32::from(failed);
+            if let Some(d) = ran {
+                let us = d.as_micros() as u64;
+                let i = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
+                b.latency[i] += 1;
+            }
+        };
+        if let Some(ring) = self.envs.get(env) {
+            add(&mut ring.lock().unwrap_or_else(|p| p.into_inner()));
+            return;
+        }
+        if self.envs.len() >= MAX_ENVS {
+            return;
+        }
+        let ring = self.envs.entry(env.to_string()).or_default();
+        add(&mut ring.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// `env`'s last hour up to Unix second `now`, one point per bucket, oldest first (empty
+    /// buckets included, so a chart's x axis is time).
+    pub fn series(&self, env: &str, now: u64) -> Vec<Point> {
+        let last = now / BUCKET_SECONDS;
+        let first = last + 1 - BUCKETS as u64;
+        let mut points: Vec<Point> = (first..=last)
+            .map(|slot| Point {
+                at: slot * BUCKET_SECONDS,
+                calls: 0,
+                errors: 0,
+                p50_ms: None,
+                p99_ms: None,
+            })
+            .collect();
+        if let Some(ring) = self.envs.get(env) {
+            for b in ring.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                if b.slot < first || b.slot > last {
+                    continue;
+                }
+                let p = &mut points[(b.slot - first) as usize];
+                p.calls = b.calls;
+                p.errors = b.errors;
+                p.p50_ms = quantile(&b.latency, 0.5);
+                p.p99_ms = quantile(&b.latency, 0.99);
+            }
+        }
+        points
+    }
+}
+
+/// The upper bound (ms) of the histogram bucket holding quantile `q`; the open last bucket
+/// reports twice the last bound.
+fn quantile(counts: &[u32], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &c) in counts.iter().enumerate() {
+        seen += u64::from(c);
+        if seen >= rank {
+            let bound = LATENCY_BOUNDS_US
+                .get(i)
+                .copied()
+                .unwrap_or(LATENCY_BOUNDS_US[LATENCY_BOUNDS_US.len() - 1] * 2);
+            return Some(bound as f64 / 1000.0);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn history_buckets_calls_errors_and_latency_by_ten_seconds_for_an_hour() {
+        let h = History::default();
+        let t0 = 1_700_000_000;
+        for i in 0..99 {
+            h.record("e", t0, Some(Duration::from_micros(70)), i % 10 == 0);
+        }
+        h.record("e", t0 + 1, Some(Duration::from_millis(30)), true);
+        h.record("e", t0 + 10, None, true);
+        let s = h.series("e", t0 + 10);
+        assert_eq!(s.len(), BUCKETS);
+        let (prev, last) = (s[BUCKETS - 2], s[BUCKETS - 1]);
+        assert_eq!((prev.calls, prev.errors), (100, 11));
+        assert_eq!(prev.p50_ms, Some(0.1));
+        assert_eq!(prev.p99_ms, Some(0.1));
+        assert_eq!(last.at, (t0 + 10) / 10 * 10);
+        assert_eq!((last.calls, last.errors, last.p50_ms), (1, 1, None));
+        // An hour later the old buckets are gone.
+        let later = h.series("e", t0 + 3600);
+        assert_eq!(later.iter().map(|p| p.calls).sum::<u32>(), 1);
+        assert!(h.series("other", t0).iter().all(|p| p.calls == 0));
     }
 }

@@ -170,6 +170,12 @@ impl Observer for Standard {
         {
             return;
         }
+        self.metrics.history.record(
+            &req.env,
+            (f.started_at_ms.max(0) as u64 + inv.duration.as_millis() as u64) / 1000,
+            f.ran.then_some(inv.duration),
+            errcode != 0,
+        );
         self.records.record(Activation {
             seq: 0,
             request_id: inv.request_id.clone(),

@@ -256,6 +256,9 @@ pub struct AppInfo {
     pub has_secret: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Whether its sharing switch is on (it may share its envs).
+    #[serde(default)]
+    pub sharing: bool,
 }
 
 /// Credentials shown once, when created or rotated.

@@ -380,7 +380,17 @@ async fn sharing_rules_are_enforced(f: Fixture) {
             .await,
         "sharing on",
     );
+    assert!(!s.app("wxA").await.unwrap().sharing);
     s.set_sharing("wxA", true).await.unwrap();
+    // The switch is listed with the app (the console shows it).
+    assert!(s.app("wxA").await.unwrap().sharing);
+    assert!(
+        s.apps()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.appid == "wxA" && a.sharing)
+    );
     refused(
         s.add_share("prod", "wxB", &invoke, SharedFunctions::All, None)
             .await,
@@ -464,6 +474,7 @@ async fn sharing_rules_are_enforced(f: Fixture) {
         .unwrap();
     s.remove_share("prod", "wxB", None).await.unwrap();
     s.set_sharing("wxA", false).await.unwrap();
+    assert!(!s.app("wxA").await.unwrap().sharing);
     assert!(matches!(
         s.set_sharing("wxZ", true).await,
         Err(StoreError::AppNotFound(_))

@@ -314,7 +314,7 @@ impl Apps for PostgresStore {
 }
 
 const APP_SELECT: &str =
-    "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at FROM apps";
+    "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing FROM apps";
 
 fn app_row(r: &Row) -> AppInfo {
     AppInfo {
@@ -323,6 +323,7 @@ fn app_row(r: &Row) -> AppInfo {
         secret_id: r.get(2),
         has_secret: r.get(3),
         created_at: r.get(4),
+        sharing: r.get(5),
     }
 }
 

@@ -94,7 +94,7 @@ impl Apps for SqliteStore {
     async fn apps(&self) -> Result<Vec<AppInfo>, StoreError> {
         let db = self.db();
         let mut stmt = db.prepare(
-            "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at
+            "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing
              FROM apps ORDER BY appid",
         )?;
         let rows = stmt.query_map([], app_row)?;
@@ -105,7 +105,7 @@ impl Apps for SqliteStore {
     async fn app(&self, appid: &str) -> Result<AppInfo, StoreError> {
         self.db()
             .query_row(
-                "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at
+                "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing
                  FROM apps WHERE appid = ?1",
                 [appid],
                 app_row,
@@ -408,6 +408,7 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppInfo> {
         secret_id: r.get(2)?,
         has_secret: r.get(3)?,
         created_at: r.get(4)?,
+        sharing: r.get(5)?,
     })
 }
 

@@ -1,0 +1,1154 @@
+//! The console's pages: what each route loads, which `Host` method a form calls, and the
+//! template it renders. Changes go through the same `Host` methods as the admin API (sharing
+//! steps act as the app the page is for, so the store's checks and errors are the CLI's).
+
+use super::charts::{Series, line_chart, sparkline};
+use super::session::Current;
+use super::{Console, Form, redirect};
+use crate::admin_api::MAX_WASM_BYTES;
+use crate::http::{Body, query_map, read_body};
+use cloudfn_invoke::Actor;
+use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
+use cloudfn_protocol::rules::Rules;
+use cloudfn_store::{
+    ActivationQuery, FunctionConfig, FunctionKind, PERMISSIONS, SharedFunctions, StoreError,
+};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use minijinja::{Value, context};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The templates, by name.
+pub(super) const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("overview.html", include_str!("templates/overview.html")),
+    ("env.html", include_str!("templates/env.html")),
+    ("function.html", include_str!("templates/function.html")),
+    ("confirm.html", include_str!("templates/confirm.html")),
+    ("sharing.html", include_str!("templates/sharing.html")),
+    ("configure.html", include_str!("templates/configure.html")),
+    ("rules.html", include_str!("templates/rules.html")),
+    (
+        "activations.html",
+        include_str!("templates/activations.html"),
+    ),
+    ("activation.html", include_str!("templates/activation.html")),
+    ("metrics.html", include_str!("templates/metrics.html")),
+];
+
+/// Records the activations page reads before filtering.
+const ACTIVATIONS_READ: u32 = 1_000;
+/// Rows it shows.
+const ACTIVATIONS_SHOWN: usize = 200;
+
+/// The path under `/console`, split and percent-decoded.
+fn segments(path: &str) -> Vec<String> {
+    path.trim_start_matches("/console")
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
+fn utc(secs: i64) -> String {
+    let day = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        cloudfn_protocol::tc3::utc_date(secs),
+        day / 3600,
+        day % 3600 / 60,
+        day % 60
+    )
+}
+
+fn now_secs() -> u64 {
+    cloudfn_store::fsutil::now().max(0) as u64
+}
+
+/// What a finished step says at the top of the page it redirects to (`?done=`): fixed
+/// sentences, so a link cannot make the console say anything else.
+fn done_message(query: &std::collections::HashMap<String, String>) -> Option<String> {
+    let what = match query.get("done")?.as_str() {
+        "deployed" => "Deployed",
+        "rolledback" => "Rolled back",
+        "saved" => "Rules saved",
+        "shared" => "Shared",
+        "removed" => "Share removed",
+        "unbound" => "Unbound",
+        "sharing-on" => "Sharing turned on",
+        "sharing-off" => "Sharing turned off",
+        _ => return None,
+    };
+    Some(match query.get("v").and_then(|v| v.parse::<u32>().ok()) {
+        Some(v) => format!("{what}: version {v} is active."),
+        None => format!("{what}."),
+    })
+}
+
+/// A store error as the page shows it (the CLI's message), with its HTTP status.
+fn failure(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::EnvNotFound(_)
+        | StoreError::AppNotFound(_)
+        | StoreError::FunctionNotFound { .. }
+        | StoreError::VersionNotFound { .. }
+        | StoreError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::EnvExists(_) | StoreError::Refused(_) => StatusCode::CONFLICT,
+        StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        StoreError::Storage(err) => {
+            tracing::error!("console storage error: {err:#}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Serves a page.
+pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> Response<Body> {
+    let segs = segments(req.uri().path());
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let query = query_map(req.uri().query());
+    let self_url = req
+        .uri()
+        .path_and_query()
+        .map_or("/console".to_string(), |p| p.to_string());
+    let done = done_message(&query);
+    let result = match segs.as_slice() {
+        [] => overview(c, cur).await,
+        ["envs", env] => env_page(c, cur, env, done, None, &Value::UNDEFINED).await,
+        ["envs", env, "functions", name] => function_page(c, cur, env, name, done).await,
+        ["envs", env, "functions", name, "rollback"] => {
+            confirm_rollback(c, cur, env, name, query.get("to")).await
+        }
+        ["envs", env, "rules"] => {
+            let rules = c.host().rules(env).await;
+            match rules {
+                Ok(text) => Ok(rules_page(c, cur, env, &text, RulesOutcome::Saved(done))),
+                Err(e) => Err(e),
+            }
+        }
+        ["envs", env, "activations", id] => activation(c, cur, env, id).await,
+        ["activations"] => activations(c, cur, &query, &self_url).await,
+        ["metrics"] => metrics(c, cur, query.get("env"), &self_url).await,
+        ["sharing"] => sharing(c, cur, query.get("app").map(String::as_str), done, None).await,
+        ["sharing", "configure"] => {
+            let get = |k: &str| query.get(k).map_or("", String::as_str);
+            configure(c, cur, get("app"), get("to"), done, None).await
+        }
+        ["sharing", "unbind"] => confirm_unbind(c, cur, &query).await,
+        _ => {
+            return c.page_error(cur, StatusCode::NOT_FOUND, "no such console page");
+        }
+    };
+    result.unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()))
+}
+
+/// Handles a form (its CSRF token already checked).
+pub(super) async fn post(
+    c: &Console,
+    cur: &Current,
+    path: &str,
+    form: Form,
+    htmx: bool,
+) -> Response<Body> {
+    let segs = segments(path);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let host = c.host();
+    match segs.as_slice() {
+        ["envs", env, "functions", name, "rollback"] => {
+            let Some(to) = form.get("to").and_then(|t| t.parse::<u32>().ok()) else {
+                return c.page_error(cur, StatusCode::BAD_REQUEST, "which version? (to=N)");
+            };
+            match host.rollback_as(&Actor::Operator, env, name, to).await {
+                Ok(()) => redirect(
+                    htmx,
+                    &format!(
+                        "/console/envs/{}/functions/{}?done=rolledback&v={to}",
+                        enc(env),
+                        enc(name)
+                    ),
+                ),
+                Err(e) => c.page_error(cur, failure(&e), &e.to_string()),
+            }
+        }
+        ["envs", env, "rules"] => {
+            let text = form.get("rules").unwrap_or("");
+            match host.set_rules_as(&Actor::Operator, env, text).await {
+                Ok(_) => redirect(
+                    htmx,
+                    &format!("/console/envs/{}/rules?done=saved", enc(env)),
+                ),
+                Err(StoreError::InvalidRules(message)) => {
+                    let mut resp = rules_page(c, cur, env, text, RulesOutcome::Invalid(message));
+                    *resp.status_mut() = StatusCode::BAD_REQUEST;
+                    resp
+                }
+                Err(e) => c.page_error(cur, failure(&e), &e.to_string()),
+            }
+        }
+        ["envs", env, "rules", "try"] => {
+            let text = form.get("rules").unwrap_or("");
+            let function = form.get("function").unwrap_or("").trim();
+            let auth = form.get("auth").unwrap_or("null");
+            let outcome = match (Rules::parse(text), serde_json::from_str(auth)) {
+                (Err(message), _) => RulesOutcome::Invalid(message),
+                (_, Err(e)) => RulesOutcome::TryError(
+                    format!("the sample auth is not JSON: {e}"),
+                    function,
+                    auth,
+                ),
+                (Ok(rules), Ok(auth_value)) => {
+                    let v = rules.check(
+                        if function.is_empty() { "*" } else { function },
+                        &auth_value,
+                    );
+                    RulesOutcome::Tried(v, function, auth)
+                }
+            };
+            rules_page(c, cur, env, text, outcome)
+        }
+        ["sharing", step] => sharing_step(c, cur, step, &form, htmx).await,
+        _ => c.page_error(cur, StatusCode::NOT_FOUND, "no such console form"),
+    }
+}
+
+#[derive(Serialize)]
+struct EnvRow {
+    name: String,
+    owner: String,
+    functions: u32,
+    calls: u64,
+    errors: u64,
+    spark: String,
+}
+
+async fn overview(c: &Console, cur: &Current) -> Result<Response<Body>, StoreError> {
+    let store = c.host().store();
+    let now = now_secs();
+    let mut rows = Vec::new();
+    for env in store.envs().await? {
+        let series = c.host().metrics().history.series(&env.name, now);
+        let (calls, errors) = totals(&series);
+        // One point a minute: a 10 s step is too fine for a sparkline.
+        let per_minute: Vec<f64> = series
+            .chunks((60 / BUCKET_SECONDS) as usize)
+            .map(|m| m.iter().map(|p| f64::from(p.calls)).sum())
+            .collect();
+        rows.push(EnvRow {
+            spark: sparkline(&per_minute, 160, 24),
+            name: env.name,
+            owner: env.owner_appid,
+            functions: env.functions,
+            calls,
+            errors,
+        });
+    }
+    let apps = store.apps().await?;
+    Ok(c.render(
+        StatusCode::OK,
+        "overview.html",
+        context! { csrf => &cur.csrf, nav => "overview", title => "Overview", envs => rows, apps => apps },
+    ))
+}
+
+fn totals(series: &[Point]) -> (u64, u64) {
+    series.iter().fold((0, 0), |(c, e), p| {
+        (c + u64::from(p.calls), e + u64::from(p.errors))
+    })
+}
+
+#[derive(Serialize)]
+struct FunctionRow {
+    name: String,
+    kind: FunctionKind,
+    active_version: u32,
+    versions: u32,
+    updated: String,
+}
+
+/// The env page; after a failed deploy, with its error and the form as sent.
+async fn env_page(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    done: Option<String>,
+    deploy_error: Option<String>,
+    form: &Value,
+) -> Result<Response<Body>, StoreError> {
+    let info = c.host().store().env(env).await?;
+    let functions: Vec<FunctionRow> = c
+        .host()
+        .functions_as(&Actor::Operator, env)
+        .await?
+        .into_iter()
+        .map(|f| FunctionRow {
+            updated: utc(f.updated_at),
+            name: f.name,
+            kind: f.kind,
+            active_version: f.active_version,
+            versions: f.versions,
+        })
+        .collect();
+    // The form's fields as sent (after a failed deploy), else empty ones.
+    let form = if form.is_undefined() {
+        Value::from_serialize(BTreeMap::<String, String>::new())
+    } else {
+        form.clone()
+    };
+    let status = if deploy_error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok(c.render(
+        status,
+        "env.html",
+        context! {
+            csrf => &cur.csrf, nav => "overview", title => format!("Env {env}"), env => info,
+            functions => functions, done => done, deploy_error => deploy_error, form => form,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct VersionRow {
+    version: u32,
+    created: String,
+    size: u64,
+    sha256: String,
+    active: bool,
+    config: FunctionConfig,
+}
+
+async fn function_page(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    name: &str,
+    done: Option<String>,
+) -> Result<Response<Body>, StoreError> {
+    let mut versions: Vec<VersionRow> = c
+        .host()
+        .versions_as(&Actor::Operator, env, name)
+        .await?
+        .into_iter()
+        .map(|v| VersionRow {
+            created: utc(v.created_at),
+            version: v.version,
+            size: v.size,
+            sha256: v.sha256,
+            active: v.active,
+            config: v.config,
+        })
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+    let active = versions.iter().find(|v| v.active);
+    Ok(c.render(
+        StatusCode::OK,
+        "function.html",
+        context! {
+            csrf => &cur.csrf, nav => "overview", title => format!("{env}/{name}"), env => env,
+            name => name, versions => &versions, active => active, done => done,
+        },
+    ))
+}
+
+async fn confirm_rollback(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    name: &str,
+    to: Option<&String>,
+) -> Result<Response<Body>, StoreError> {
+    let versions = c.host().versions_as(&Actor::Operator, env, name).await?;
+    let to = to.and_then(|t| t.parse::<u32>().ok());
+    let Some(target) = versions.iter().find(|v| Some(v.version) == to) else {
+        return Err(StoreError::VersionNotFound {
+            env: env.to_string(),
+            name: name.to_string(),
+            version: to.unwrap_or(0),
+        });
+    };
+    let current = versions
+        .iter()
+        .find(|v| v.active)
+        .map_or("none".to_string(), |v| v.version.to_string());
+    let to = target.version;
+    Ok(c.render(
+        StatusCode::OK,
+        "confirm.html",
+        context! {
+            csrf => &cur.csrf, nav => "overview", title => "Roll back",
+            heading => format!("Roll back {name}?"),
+            message => format!(
+                "Calls to {env}/{name} will run version {to} instead of version {current}. \
+                 Later versions are kept: you can roll forward again."
+            ),
+            action => format!("/console/envs/{}/functions/{}/rollback", enc(env), enc(name)),
+            fields => vec![("to", to.to_string())],
+            button => format!("Roll back to version {to}"),
+            cancel => format!("/console/envs/{}/functions/{}", enc(env), enc(name)),
+        },
+    ))
+}
+
+/// `POST /console/envs/{env}/deploy`: a multipart form with the component and its settings.
+pub(super) async fn deploy(
+    c: &Console,
+    cur: &Current,
+    req: Request<Incoming>,
+    content_type: &str,
+    htmx: bool,
+) -> Response<Body> {
+    let segs = segments(req.uri().path());
+    let [envs, env, deploy] = segs.as_slice() else {
+        return c.page_error(cur, StatusCode::NOT_FOUND, "no such console form");
+    };
+    if envs != "envs" || deploy != "deploy" {
+        return c.page_error(cur, StatusCode::NOT_FOUND, "no such console form");
+    }
+    let env = env.clone();
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return c.page_error(
+            cur,
+            StatusCode::BAD_REQUEST,
+            "the form has no multipart boundary",
+        );
+    };
+    let body = match read_body(req.into_body(), MAX_WASM_BYTES + 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!(
+                "the upload failed: {e} (a component may be up to {} MiB)",
+                MAX_WASM_BYTES >> 20
+            );
+            return env_page(c, cur, &env, None, Some(msg), &Value::UNDEFINED)
+                .await
+                .unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()));
+        }
+    };
+    let stream = http_body_util::BodyExt::into_data_stream(http_body_util::Full::new(body));
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut wasm = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                match field.bytes().await {
+                    Ok(bytes) if name == "wasm" => wasm = Some(bytes),
+                    Ok(bytes) => {
+                        fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                    Err(e) => {
+                        return c.page_error(
+                            cur,
+                            StatusCode::BAD_REQUEST,
+                            &format!("the form is malformed: {e}"),
+                        );
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return c.page_error(
+                    cur,
+                    StatusCode::BAD_REQUEST,
+                    &format!("the form is malformed: {e}"),
+                );
+            }
+        }
+    }
+    if !cur.csrf_ok(fields.get("csrf").map(String::as_str)) {
+        return c.csrf_refused(cur);
+    }
+    let form_echo = Value::from_serialize(&fields);
+    let name = fields
+        .get("name")
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    let settings = deploy_config(&fields);
+    let outcome = match (settings, wasm) {
+        (Err(msg), _) => Err(msg),
+        (_, None) => Err("choose a .wasm component to upload".to_string()),
+        (_, Some(w)) if w.is_empty() => Err("the uploaded file is empty".to_string()),
+        (Ok(config), Some(w)) => c
+            .host()
+            .deploy_as(&Actor::Operator, &env, &name, &w, config)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
+        Ok(v) => redirect(
+            htmx,
+            &format!(
+                "/console/envs/{}/functions/{}?done=deployed&v={}",
+                enc(&env),
+                enc(&name),
+                v.version
+            ),
+        ),
+        Err(msg) => env_page(c, cur, &env, None, Some(msg), &form_echo)
+            .await
+            .unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string())),
+    }
+}
+
+/// The deploy form's settings as a config, with the CLI's meaning: empty fields take the
+/// defaults; variables are `KEY=value` lines.
+fn deploy_config(fields: &BTreeMap<String, String>) -> Result<FunctionConfig, String> {
+    let mut config = FunctionConfig::default();
+    let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(t) = field("timeout_ms") {
+        config.timeout_ms = Some(
+            t.parse()
+                .map_err(|_| format!("timeout (ms) must be a whole number, not {t:?}"))?,
+        );
+    }
+    if let Some(m) = field("memory_mb") {
+        config.memory_mb = m
+            .parse()
+            .map_err(|_| format!("memory (MiB) must be a whole number, not {m:?}"))?;
+    }
+    if field("kind") == Some("http") {
+        config.kind = FunctionKind::Http;
+    }
+    for line in fields.get("vars").map_or("", String::as_str).lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("variable line {line:?} is not KEY=value"))?;
+        config.vars.insert(k.trim().to_string(), v.to_string());
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// What the rules page shows under the editor.
+enum RulesOutcome<'a> {
+    /// The stored rules (after a save, with its message).
+    Saved(Option<String>),
+    /// Rules that do not validate: the message.
+    Invalid(String),
+    /// A "try it" verdict: verdict, function, auth.
+    Tried(cloudfn_protocol::rules::Verdict, &'a str, &'a str),
+    /// A "try it" that could not run: why, function, auth.
+    TryError(String, &'a str, &'a str),
+}
+
+fn rules_page(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    text: &str,
+    outcome: RulesOutcome<'_>,
+) -> Response<Body> {
+    let mut ctx = BTreeMap::<&str, Value>::new();
+    let (mut function, mut auth) = (
+        "",
+        r#"{"appid": "wxB", "openid": "o1", "loginType": "WECHAT-OPEN", "custom": {}}"#,
+    );
+    match outcome {
+        RulesOutcome::Saved(done) => {
+            ctx.insert("done", Value::from(done));
+        }
+        RulesOutcome::Invalid(message) => {
+            ctx.insert("at", Value::from_serialize(locate(text, &message)));
+            ctx.insert("rules_error", Value::from(message));
+        }
+        RulesOutcome::Tried(verdict, f, a) => {
+            ctx.insert(
+                "verdict",
+                context! { allowed => verdict.allowed, rule => verdict.rule, error => verdict.error },
+            );
+            (function, auth) = (f, a);
+        }
+        RulesOutcome::TryError(message, f, a) => {
+            ctx.insert("try_error", Value::from(message));
+            (function, auth) = (f, a);
+        }
+    }
+    ctx.insert("csrf", Value::from(cur.csrf.as_str()));
+    ctx.insert("nav", Value::from("overview"));
+    ctx.insert("title", Value::from(format!("Rules of {env}")));
+    ctx.insert("env", Value::from(env));
+    ctx.insert("rules", Value::from(text));
+    ctx.insert("try_function", Value::from(function));
+    ctx.insert("try_auth", Value::from(auth));
+    c.render(StatusCode::OK, "rules.html", Value::from_serialize(&ctx))
+}
+
+/// Where in the editor's text a rules error is, as (line, column), both from 1: JSON errors
+/// say it themselves; an expression's error says where in the expression, which is found
+/// in the text as the entry's string literal.
+fn locate(text: &str, message: &str) -> Option<(usize, usize)> {
+    let number_after = |s: &str, key: &str| -> Option<usize> {
+        let rest = &s[s.find(key)? + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    if message.starts_with("not JSON") {
+        return Some((
+            number_after(message, " line ")?,
+            number_after(message, " column ")?,
+        ));
+    }
+    // "`ENTRY`.invoke does not compile: ... <input>:LINE:COL ..."
+    let entry = message.strip_prefix('`')?.split('`').next()?;
+    let pos = &message[message.find("<input>:")? + "<input>:".len()..];
+    let mut parts = pos.split(':');
+    let (expr_line, expr_col): (usize, usize) = (
+        parts.next()?.parse().ok()?,
+        parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()?,
+    );
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let expr = value.get(entry)?.get("invoke")?.as_str()?;
+    let literal = serde_json::to_string(expr).ok()?;
+    let key = serde_json::to_string(entry).ok()?;
+    let from = text.find(&key)?;
+    let at = from + text[from..].find(&literal)?;
+    // The literal's opening quote, then the expression up to the reported spot (an
+    // expression inside a JSON string is on one line unless it has escapes; count chars).
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some(if expr_line <= 1 {
+        (line, col + expr_col)
+    } else {
+        (line, col + 1)
+    })
+}
+
+#[derive(Serialize)]
+struct Row {
+    request_id: String,
+    started: String,
+    function: String,
+    version: Option<u32>,
+    caller: Option<String>,
+    source: String,
+    ms: String,
+    outcome: &'static str,
+    errcode: i32,
+    short: String,
+}
+
+async fn activations(
+    c: &Console,
+    cur: &Current,
+    query: &std::collections::HashMap<String, String>,
+    self_url: &str,
+) -> Result<Response<Body>, StoreError> {
+    let store = c.host().store();
+    let envs: Vec<String> = store.envs().await?.into_iter().map(|e| e.name).collect();
+    let apps: Vec<String> = store.apps().await?.into_iter().map(|a| a.appid).collect();
+    let q = |k: &str| query.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let env = q("env")
+        .map(str::to_string)
+        .or_else(|| envs.first().cloned());
+    let mut rows = Vec::new();
+    let mut functions = Vec::new();
+    let mut more = false;
+    if let Some(env) = &env {
+        functions = c
+            .host()
+            .functions_as(&Actor::Operator, env)
+            .await?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let records = c
+            .host()
+            .activations_as(
+                &Actor::Operator,
+                &ActivationQuery {
+                    env: env.clone(),
+                    name: q("function").map(str::to_string),
+                    limit: Some(ACTIVATIONS_READ),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let since_ms = q("since")
+            .and_then(|m| m.parse::<i64>().ok())
+            .map(|m| now_secs() as i64 * 1000 - m * 60_000);
+        let mut matching: Vec<_> = records
+            .into_iter()
+            .filter(|r| q("app").is_none_or(|a| r.caller_appid.as_deref() == Some(a)))
+            .filter(|r| since_ms.is_none_or(|s| r.started_at_ms >= s))
+            .filter(|r| match q("outcome") {
+                Some("ok") => r.errcode == 0,
+                Some("error") => r.errcode != 0,
+                Some("denied") => r.decision.as_ref().is_some_and(|d| !d.allowed),
+                _ => true,
+            })
+            .collect();
+        matching.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        more = matching.len() > ACTIVATIONS_SHOWN;
+        rows = matching
+            .into_iter()
+            .take(ACTIVATIONS_SHOWN)
+            .map(|r| Row {
+                started: utc_ms(r.started_at_ms),
+                ms: format!("{:.1}", r.duration_us as f64 / 1000.0),
+                outcome: if r.errcode == 0 { "ok" } else { "failed" },
+                short: r.errmsg.chars().take(100).collect(),
+                request_id: r.request_id,
+                function: r.function,
+                version: r.version,
+                caller: r.caller_appid,
+                source: r.source,
+                errcode: r.errcode,
+            })
+            .collect();
+    }
+    let filters = context! {
+        function => q("function").unwrap_or(""), app => q("app").unwrap_or(""),
+        outcome => q("outcome").unwrap_or(""), since => q("since").unwrap_or(""),
+        tail => q("tail").is_some(),
+    };
+    Ok(c.render(
+        StatusCode::OK,
+        "activations.html",
+        context! {
+            csrf => &cur.csrf, nav => "activations", title => "Activations", envs => envs,
+            env => env, apps => apps, functions => functions, q => filters, records => rows,
+            more => more, self_url => self_url,
+        },
+    ))
+}
+
+fn utc_ms(ms: i64) -> String {
+    format!("{}.{:03}", utc(ms.div_euclid(1000)), ms.rem_euclid(1000))
+}
+
+async fn activation(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    request_id: &str,
+) -> Result<Response<Body>, StoreError> {
+    let records = c
+        .host()
+        .activations_as(
+            &Actor::Operator,
+            &ActivationQuery {
+                env: env.to_string(),
+                limit: Some(u32::MAX),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let Some(r) = records.into_iter().find(|r| r.request_id == request_id) else {
+        return Ok(c.page_error(
+            cur,
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no record of call {request_id} in {env} (records are kept up to the retention)"
+            ),
+        ));
+    };
+    let logs: Vec<_> = r
+        .logs
+        .iter()
+        .map(|l| context! { tag => l.tag(), message => &l.message })
+        .collect();
+    Ok(c.render(
+        StatusCode::OK,
+        "activation.html",
+        context! {
+            csrf => &cur.csrf, nav => "activations", title => format!("Call {request_id}"),
+            started => utc_ms(r.started_at_ms), ms => format!("{:.1}", r.duration_us as f64 / 1000.0),
+            logs => logs, r => Value::from_serialize(&r),
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct EnvCharts {
+    env: String,
+    calls: u64,
+    errors: u64,
+    rate: String,
+    error_rate: String,
+    latency: String,
+}
+
+async fn metrics(
+    c: &Console,
+    cur: &Current,
+    env: Option<&String>,
+    self_url: &str,
+) -> Result<Response<Body>, StoreError> {
+    let envs: Vec<String> = c
+        .host()
+        .store()
+        .envs()
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let env = env.filter(|e| !e.is_empty());
+    let now = now_secs();
+    let minutes = (BUCKET_SECONDS * cloudfn_invoke::metrics::BUCKETS as u64 / 60) as u32;
+    let charts: Vec<EnvCharts> = envs
+        .iter()
+        .filter(|e| env.is_none_or(|only| only == *e))
+        .map(|e| {
+            let series = c.host().metrics().history.series(e, now);
+            let (calls, errors) = totals(&series);
+            let per_second = series
+                .iter()
+                .map(|p| Some(f64::from(p.calls) / BUCKET_SECONDS as f64))
+                .collect();
+            let error_rate = series
+                .iter()
+                .map(|p| (p.calls > 0).then(|| 100.0 * f64::from(p.errors) / f64::from(p.calls)))
+                .collect();
+            EnvCharts {
+                env: e.clone(),
+                calls,
+                errors,
+                rate: line_chart(
+                    "calls per second",
+                    "/s",
+                    minutes,
+                    &[Series {
+                        label: "calls/s",
+                        color: "#2563eb",
+                        values: per_second,
+                    }],
+                ),
+                error_rate: line_chart(
+                    "error rate",
+                    "%",
+                    minutes,
+                    &[Series {
+                        label: "errors %",
+                        color: "#dc2626",
+                        values: error_rate,
+                    }],
+                ),
+                latency: line_chart(
+                    "latency",
+                    " ms",
+                    minutes,
+                    &[
+                        Series {
+                            label: "p50",
+                            color: "#2563eb",
+                            values: series.iter().map(|p| p.p50_ms).collect(),
+                        },
+                        Series {
+                            label: "p99",
+                            color: "#dc2626",
+                            values: series.iter().map(|p| p.p99_ms).collect(),
+                        },
+                    ],
+                ),
+            }
+        })
+        .collect();
+    Ok(c.render(
+        StatusCode::OK,
+        "metrics.html",
+        context! {
+            csrf => &cur.csrf, nav => "metrics", title => "Metrics", envs => envs,
+            env => env, charts => charts, self_url => self_url,
+        },
+    ))
+}
+
+/// The shares between the page's app and one other app.
+#[derive(Serialize)]
+struct ShareGroup<'a> {
+    app: &'a str,
+    shares: Vec<&'a ShareRow>,
+}
+
+fn share_rows(shares: Vec<cloudfn_store::ShareInfo>) -> Vec<ShareRow> {
+    shares
+        .into_iter()
+        .map(|s| ShareRow {
+            since: utc(s.created_at),
+            functions: s.functions.encode(),
+            env: s.env,
+            owner_appid: s.owner_appid,
+            to_appid: s.to_appid,
+            perms: s.perms,
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct ShareRow {
+    env: String,
+    owner_appid: String,
+    to_appid: String,
+    perms: Vec<String>,
+    functions: String,
+    since: String,
+}
+
+/// The sharing page for `app` (default the first app), with an error from a step.
+async fn sharing(
+    c: &Console,
+    cur: &Current,
+    app: Option<&str>,
+    done: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Result<Response<Body>, StoreError> {
+    let store = c.host().store();
+    let apps = store.apps().await?;
+    let current = match app.filter(|a| !a.is_empty()) {
+        Some(a) => Some(store.app(a).await?),
+        None => apps.first().cloned(),
+    };
+    let mut ctx = context! {
+        csrf => &cur.csrf, nav => "sharing", title => "Sharing", apps => &apps, done => done,
+        error => error.as_ref().map(|e| &e.1), permissions => PERMISSIONS,
+    };
+    if let Some(app) = &current {
+        let own_envs: Vec<String> = store
+            .envs()
+            .await?
+            .into_iter()
+            .filter(|e| e.owner_appid == app.appid)
+            .map(|e| e.name)
+            .collect();
+        let peers: Vec<&str> = apps
+            .iter()
+            .filter(|a| a.appid != app.appid && a.subject.is_some() && a.subject == app.subject)
+            .map(|a| a.appid.as_str())
+            .collect();
+        let rows = share_rows(store.shares(None, Some(&app.appid)).await?);
+        // Grouped by the other app, as the platform's console lists them.
+        let group = |mine: bool| -> Vec<ShareGroup> {
+            let mut groups: BTreeMap<&str, Vec<&ShareRow>> = BTreeMap::new();
+            for r in &rows {
+                match (mine, r.owner_appid == app.appid) {
+                    (true, true) => groups.entry(&r.to_appid).or_default().push(r),
+                    (false, false) => groups.entry(&r.owner_appid).or_default().push(r),
+                    _ => {}
+                }
+            }
+            groups
+                .into_iter()
+                .map(|(app, shares)| ShareGroup { app, shares })
+                .collect()
+        };
+        ctx = context! {
+            app => app, own_envs => own_envs, peers => peers, by_me => group(true),
+            with_me => group(false), ..ctx
+        };
+    }
+    let status = error.map_or(StatusCode::OK, |e| e.0);
+    Ok(c.render(status, "sharing.html", ctx))
+}
+
+/// "Configure envs": the envs of `app` shared with `to`, each with its permissions and a
+/// remove button, and a form to share one more (the seed's plus and minus).
+async fn configure(
+    c: &Console,
+    cur: &Current,
+    app: &str,
+    to: &str,
+    done: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Result<Response<Body>, StoreError> {
+    let store = c.host().store();
+    store.app(app).await?;
+    store.app(to).await?;
+    let shares: Vec<ShareRow> = share_rows(store.shares(None, Some(app)).await?)
+        .into_iter()
+        .filter(|s| s.owner_appid == app && s.to_appid == to)
+        .collect();
+    let unshared: Vec<String> = store
+        .envs()
+        .await?
+        .into_iter()
+        .filter(|e| e.owner_appid == app && !shares.iter().any(|s| s.env == e.name))
+        .map(|e| e.name)
+        .collect();
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.0);
+    Ok(c.render(
+        status,
+        "configure.html",
+        context! {
+            csrf => &cur.csrf, nav => "sharing", title => "Configure envs", app => app, to => to,
+            permissions => PERMISSIONS, shares => shares, unshared => unshared, done => done,
+            error => error.map(|e| e.1),
+        },
+    ))
+}
+
+/// The confirmation before an app-level unbind (either side may).
+async fn confirm_unbind(
+    c: &Console,
+    cur: &Current,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Response<Body>, StoreError> {
+    let get = |k: &str| query.get(k).map_or("", String::as_str);
+    let (app, owner, to) = (get("app"), get("owner"), get("to"));
+    let envs: Vec<String> = c
+        .host()
+        .store()
+        .shares(None, Some(owner))
+        .await?
+        .into_iter()
+        .filter(|s| s.owner_appid == owner && s.to_appid == to)
+        .map(|s| s.env)
+        .collect();
+    let other = if app == owner { to } else { owner };
+    Ok(c.render(
+        StatusCode::OK,
+        "confirm.html",
+        context! {
+            csrf => &cur.csrf, nav => "sharing", title => "Unbind",
+            heading => format!("Unbind {owner} and {to}?"),
+            message => format!(
+                "Every share of {owner}'s envs with {to} ends ({}): {to} can no longer call \
+                 into them in any way. {other} is told through its webhook, if it has one.",
+                if envs.is_empty() { "none now".to_string() } else { envs.join(", ") }
+            ),
+            action => "/console/sharing/unbind",
+            fields => vec![("app", app), ("owner", owner), ("to", to)],
+            button => "Unbind",
+            cancel => format!("/console/sharing?app={}", enc(app)),
+        },
+    ))
+}
+
+/// One step of the sharing flow, acting as the page's app: the store's checks decide.
+async fn sharing_step(
+    c: &Console,
+    cur: &Current,
+    step: &str,
+    form: &Form,
+    htmx: bool,
+) -> Response<Body> {
+    let host = c.host();
+    let app = form.get("app").unwrap_or("").to_string();
+    let field = |k: &str| form.get(k).unwrap_or("").to_string();
+    let result: Result<&str, StoreError> = match step {
+        "switch" => {
+            let on = form.get("on") == Some("on");
+            host.set_sharing(&app, on)
+                .await
+                .map(|()| if on { "sharing-on" } else { "sharing-off" })
+        }
+        "share" => share(c, &app, form).await.map(|()| "shared"),
+        "remove" => host
+            .remove_share(&field("env"), &field("to"), Some(&app))
+            .await
+            .map(|()| "removed"),
+        "unbind" => host
+            .unbind(&field("owner"), &field("to"), Some(&app))
+            .await
+            .map(|_| "unbound"),
+        _ => return c.page_error(cur, StatusCode::NOT_FOUND, "no such sharing step"),
+    };
+    // A step taken on the "configure envs" page goes back there.
+    let configuring = form.get("back") == Some("configure");
+    let to = field("to");
+    match result {
+        Ok(done) if configuring => redirect(
+            htmx,
+            &format!(
+                "/console/sharing/configure?app={}&to={}&done={done}",
+                enc(&app),
+                enc(&to)
+            ),
+        ),
+        Ok(done) => redirect(
+            htmx,
+            &format!("/console/sharing?app={}&done={done}", enc(&app)),
+        ),
+        Err(e) => {
+            let error = Some((failure(&e), e.to_string()));
+            let page = if configuring {
+                configure(c, cur, &app, &to, None, error).await
+            } else {
+                sharing(c, cur, Some(&app), None, error).await
+            };
+            page.unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()))
+        }
+    }
+}
+
+/// "Add share" (or "configure"): each picked env shared with the picked app, as the CLI's
+/// `share add` would, one env at a time; the first refusal stops and is shown.
+async fn share(c: &Console, app: &str, form: &Form) -> Result<(), StoreError> {
+    let envs = form.all("env");
+    if envs.is_empty() {
+        return Err(StoreError::InvalidConfig(
+            "pick at least one environment to share".into(),
+        ));
+    }
+    let to = form.get("to").unwrap_or("");
+    let perms = form.all("perm");
+    let functions = SharedFunctions::parse(form.get("functions").unwrap_or("*").trim())?;
+    for env in envs {
+        c.host()
+            .add_share(&env, to, &perms, functions.clone(), Some(app))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_errors_are_placed_in_the_editor_text() {
+        let text = "{\n  \"*\": {\"invoke\": \"auth != null &&\"}\n}";
+        let message = Rules::parse(text).unwrap_err();
+        let (line, col) = locate(text, &message).expect(&message);
+        assert_eq!(line, 2, "{message}");
+        // The expression starts after `  "*": {"invoke": "` (20 characters).
+        assert!(col > 20, "{message} → {col}");
+        let message = Rules::parse("{\n  \"*\": \n}").unwrap_err();
+        assert_eq!(
+            locate("{\n  \"*\": \n}", &message),
+            Some((3, 1)),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_deploy_form_reads_like_the_cli() {
+        let mut f = BTreeMap::new();
+        f.insert("vars".into(), "A=1\nB = two=2\n".into());
+        f.insert("timeout_ms".into(), " 500 ".into());
+        let c = deploy_config(&f).unwrap();
+        assert_eq!(c.timeout_ms, Some(500));
+        assert_eq!(c.vars["B"], " two=2");
+        f.insert("memory_mb".into(), "lots".into());
+        assert!(deploy_config(&f).unwrap_err().contains("memory"));
+        assert_eq!(utc(86_400 + 3_661), "1970-01-02 01:01:01");
+    }
+}

@@ -1,0 +1,368 @@
+//! The web console (`/console` on the admin listener): the whole of it in a real browser
+//! (the distribution's Chromium, driven by playwright-core in `tests/node/console.js`), and
+//! its login, session expiry and CSRF checks over plain HTTP, where each refusal can be
+//! provoked exactly.
+
+use crate::common;
+
+use cloudfn_gateway::server::ServeConfig;
+use cloudfn_store::FunctionConfig;
+use common::World;
+use common::guests as paths;
+use common::http::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The browser: `CHROMIUM`, else the distribution's (scripts/test.sh installs it).
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "no Chromium at {} (scripts/test.sh installs the distribution's: apt-get install chromium)",
+        path.display()
+    );
+    path
+}
+
+/// Where the screenshots go: a test artifact beside the build.
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots")
+}
+
+async fn console_world(config: ServeConfig) -> TestServer {
+    World::new()
+        .app("wxC", "Other Inc")
+        .env("prod", "wxA")
+        .deploy_with(
+            "prod",
+            "cloudbase_auth",
+            paths::CLOUDBASE_AUTH,
+            FunctionConfig::vars([("allowed_appids", "wxB"), ("roles", "wxB=partner")]),
+        )
+        .deploy("prod", "echo", paths::ECHO)
+        .deploy("prod", "fail_error", paths::FAIL_ERROR)
+        .env("dev", "wxA")
+        .deploy("dev", "cloudbase_auth", paths::CLOUDBASE_AUTH)
+        .serve(config)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_chromium_deploys_rolls_back_shares_edits_rules_and_charts_calls() {
+    let browser = chromium();
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
+    assert!(
+        node_dir.join("node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/node` first (scripts/test.sh does)"
+    );
+    let mut s = console_world(ServeConfig::default()).await;
+    let shots = screenshots();
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(&node_dir)
+        .arg("console.js")
+        .env("CONSOLE_URL", format!("http://{}", s.admin))
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("UPLOAD_WASM", paths::ECHO)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &browser);
+    // console.js stops itself after 4 minutes at most.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("running node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "console.js failed:\n{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // What the browser did is in the store, not only on its pages.
+    let store = s.host.store();
+    let versions = store.versions("prod", "hello").await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        versions.iter().find(|v| v.active).map(|v| v.version),
+        Some(1),
+        "rolled back to 1"
+    );
+    assert!(store.shares(None, None).await.unwrap().is_empty());
+    assert!(!store.app("wxA").await.unwrap().sharing);
+    assert!(
+        store
+            .rules("prod")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("auth.custom.x == 1")
+    );
+    let audit = store.audit_log(&Default::default()).await.unwrap();
+    for action in ["share.add", "share.unbind", "share.remove", "rollback"] {
+        assert!(
+            audit.iter().any(|a| a.action == action),
+            "{action} audited: {audit:?}"
+        );
+    }
+    for page in [
+        "01-login",
+        "02-overview",
+        "03-env",
+        "04-function",
+        "05-rollback-confirm",
+        "06-sharing-by-me",
+        "07-sharing-configure",
+        "08-sharing-with-me",
+        "09-unbind-confirm",
+        "10-rules-error",
+        "11-rules-try",
+        "12-activations",
+        "13-activation",
+        "14-metrics",
+    ] {
+        let png = std::fs::read(shots.join(format!("{page}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{page}.png is a PNG");
+    }
+    s.shutdown().await;
+}
+
+/// The login form's answer: its status, headers and HTML.
+async fn post_form(
+    url: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, String) {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let (status, headers, value) = exchange(
+        "POST",
+        url,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", cookie),
+        ],
+        body,
+    )
+    .await;
+    (
+        status,
+        headers,
+        value.as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map_or("", |(_, v)| v)
+}
+
+/// The hidden `csrf` field of a page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("a csrf field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
+
+/// Signs in over HTTP; returns the session cookie's value.
+async fn sign_in(s: &TestServer) -> String {
+    let base = format!("http://{}", s.admin);
+    let (status, headers, form) = exchange("GET", &format!("{base}/console/login"), &[], "").await;
+    assert_eq!(status, 200);
+    let login = set_cookie(&headers, "cloudfn_login").expect("a login cookie");
+    let csrf = csrf_field(form.as_str().unwrap());
+    let (status, headers, _) = post_form(
+        &format!("{base}/console/login"),
+        &format!("cloudfn_login={}", cookie_value(&login)),
+        &[("token", ADMIN_TOKEN), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let session = set_cookie(&headers, "cloudfn_console").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+        assert!(session.contains(attribute), "{session} has {attribute}");
+    }
+    cookie_value(&session).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
+    let mut s = console_world(ServeConfig {
+        console_session_ttl: Duration::from_secs(2),
+        ..ServeConfig::default()
+    })
+    .await;
+    let base = format!("http://{}", s.admin);
+
+    // Anonymous: every page sends to the login form; the admin API is unaffected.
+    let (status, headers, _) = exchange("GET", &format!("{base}/console/metrics"), &[], "").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login");
+    let (status, _) = admin(&s, "GET", "/v1/envs", "").await;
+    assert_eq!(status, 200);
+
+    // The login form itself: without its cookie (a cross-site post) it is refused, and a
+    // wrong token is refused.
+    let (status, _, html) = post_form(
+        &format!("{base}/console/login"),
+        "",
+        &[("token", ADMIN_TOKEN), ("csrf", "guess")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(html.contains("CSRF check failed"), "{html}");
+    let (status, _, html) = post_form(
+        &format!("{base}/console/login"),
+        "cloudfn_login=abc",
+        &[("token", "wrong"), ("csrf", "abc")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(html.contains("wrong admin token"), "{html}");
+
+    let session = sign_in(&s).await;
+    let cookie = format!("cloudfn_console={session}");
+    let (status, _, page) = exchange(
+        "GET",
+        &format!("{base}/console/sharing?app=wxA"),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let csrf = csrf_field(page.as_str().unwrap());
+    let other = sign_in(&s).await;
+    let (_, _, other_page) = exchange(
+        "GET",
+        &format!("{base}/console"),
+        &[("cookie", &format!("cloudfn_console={other}"))],
+        "",
+    )
+    .await;
+    let other_csrf = csrf_field(other_page.as_str().unwrap());
+    assert_ne!(csrf, other_csrf);
+
+    // A change without the token, or with another session's, is refused and changes nothing.
+    let switch = format!("{base}/console/sharing/switch");
+    for sent in [None, Some(other_csrf.as_str()), Some("")] {
+        let mut form = vec![("app", "wxA"), ("on", "on")];
+        if let Some(t) = sent {
+            form.push(("csrf", t));
+        }
+        let (status, _, html) = post_form(&switch, &cookie, &form).await;
+        assert_eq!(status, 403, "{sent:?}");
+        assert!(html.contains("CSRF token"), "{html}");
+        assert!(!s.host.store().app("wxA").await.unwrap().sharing);
+    }
+    // The same form with this session's token does it.
+    let (status, headers, _) = post_form(
+        &switch,
+        &cookie,
+        &[("app", "wxA"), ("on", "on"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers["location"],
+        "/console/sharing?app=wxA&done=sharing-on"
+    );
+    assert!(s.host.store().app("wxA").await.unwrap().sharing);
+    // A multipart deploy is checked too.
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nsneaky\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"e.wasm\"\r\n\
+         Content-Type: application/wasm\r\n\r\n\0asm\r\n--{boundary}--\r\n"
+    );
+    let (status, _, _) = exchange(
+        "POST",
+        &format!("{base}/console/envs/prod/deploy"),
+        &[
+            ("cookie", &cookie),
+            (
+                "content-type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            ),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        s.host
+            .store()
+            .versions("prod", "sneaky")
+            .await
+            .is_err_or_empty()
+    );
+
+    // Logout ends the session: its cookie no longer opens a page.
+    let (status, headers, _) = post_form(
+        &format!("{base}/console/logout"),
+        &format!("cloudfn_console={other}"),
+        &[("csrf", &other_csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(
+        set_cookie(&headers, "cloudfn_console")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, headers, _) = exchange(
+        "GET",
+        &format!("{base}/console"),
+        &[("cookie", &format!("cloudfn_console={other}"))],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login?expired=1");
+
+    // After its lifetime the session is gone: pages send to the login form, which says why,
+    // and its forms do nothing.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (status, headers, _) = exchange(
+        "GET",
+        &format!("{base}/console"),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login?expired=1");
+    let (status, headers, _) = post_form(
+        &switch,
+        &cookie,
+        &[("app", "wxA"), ("on", "off"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login?expired=1");
+    assert!(s.host.store().app("wxA").await.unwrap().sharing);
+    let (_, _, html) = exchange("GET", &format!("{base}/console/login?expired=1"), &[], "").await;
+    assert!(html.as_str().unwrap().contains("session expired"));
+    s.shutdown().await;
+}
+
+trait ErrOrEmpty {
+    fn is_err_or_empty(&self) -> bool;
+}
+
+impl<T, E> ErrOrEmpty for Result<Vec<T>, E> {
+    fn is_err_or_empty(&self) -> bool {
+        self.as_ref().map_or(true, Vec::is_empty)
+    }
+}
