@@ -531,7 +531,15 @@ fn serve_demo_prints_banner_and_credentials_together() {
     serve.wait_for("try:");
     let text = serve.text();
     assert!(text.starts_with("Serving HTTP on"), "{text}");
-    assert!(text.contains("admin token (shown once"), "{text}");
+    // The demo's admin token is new at each start, so the console can always be opened.
+    assert!(
+        text.contains("admin token (demo: a new one at each `serve --demo` start): cfadm_"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/console (sign in with the admin token)"),
+        "{text}"
+    );
     assert!(
         text.contains("demo apps") && text.contains("secretKey"),
         "{text}"

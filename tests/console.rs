@@ -43,6 +43,7 @@ async fn console_world(config: ServeConfig) -> TestServer {
         )
         .deploy("prod", "echo", paths::ECHO)
         .deploy("prod", "fail_error", paths::FAIL_ERROR)
+        .deploy("prod", "chatty", paths::CHATTY)
         .env("dev", "wxA")
         .deploy("dev", "cloudbase_auth", paths::CLOUDBASE_AUTH)
         .serve(config)
@@ -197,14 +198,44 @@ async fn sign_in(s: &TestServer) -> String {
     cookie_value(&session).to_string()
 }
 
+/// A multipart deploy form with `fields` first, then the component.
+fn deploy_form(fields: &[(&str, &str)], wasm: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "cloudfnTestBoundary";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"f.wasm\"\r\n\
+             Content-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(wasm);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A page's HTML with the session cookie.
+async fn page(base: &str, path: &str, cookie: &str) -> (u16, hyper::HeaderMap, String) {
+    let (status, headers, body) =
+        exchange("GET", &format!("{base}{path}"), &[("cookie", cookie)], "").await;
+    (
+        status,
+        headers,
+        body.as_str().unwrap_or_default().to_string(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
-    let mut s = console_world(ServeConfig {
-        console_session_ttl: Duration::from_secs(2),
-        ..ServeConfig::default()
-    })
-    .await;
+async fn console_forms_need_the_sessions_csrf_token_and_take_the_clis_checks() {
+    let mut s = console_world(ServeConfig::default()).await;
     let base = format!("http://{}", s.admin);
+    let store = s.host.store().clone();
 
     // Anonymous: every page sends to the login form; the admin API is unaffected.
     let (status, headers, _) = exchange("GET", &format!("{base}/console/metrics"), &[], "").await;
@@ -234,24 +265,13 @@ async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
 
     let session = sign_in(&s).await;
     let cookie = format!("cloudfn_console={session}");
-    let (status, _, page) = exchange(
-        "GET",
-        &format!("{base}/console/sharing?app=wxA"),
-        &[("cookie", &cookie)],
-        "",
-    )
-    .await;
+    let (status, _, html) = page(&base, "/console/sharing?app=wxA", &cookie).await;
     assert_eq!(status, 200);
-    let csrf = csrf_field(page.as_str().unwrap());
+    let csrf = csrf_field(&html);
     let other = sign_in(&s).await;
-    let (_, _, other_page) = exchange(
-        "GET",
-        &format!("{base}/console"),
-        &[("cookie", &format!("cloudfn_console={other}"))],
-        "",
-    )
-    .await;
-    let other_csrf = csrf_field(other_page.as_str().unwrap());
+    let other_cookie = format!("cloudfn_console={other}");
+    let (_, _, other_html) = page(&base, "/console", &other_cookie).await;
+    let other_csrf = csrf_field(&other_html);
     assert_ne!(csrf, other_csrf);
 
     // A change without the token, or with another session's, is refused and changes nothing.
@@ -264,7 +284,7 @@ async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
         let (status, _, html) = post_form(&switch, &cookie, &form).await;
         assert_eq!(status, 403, "{sent:?}");
         assert!(html.contains("CSRF token"), "{html}");
-        assert!(!s.host.store().app("wxA").await.unwrap().sharing);
+        assert!(!store.app("wxA").await.unwrap().sharing);
     }
     // The same form with this session's token does it.
     let (status, headers, _) = post_form(
@@ -278,40 +298,91 @@ async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
         headers["location"],
         "/console/sharing?app=wxA&done=sharing-on"
     );
-    assert!(s.host.store().app("wxA").await.unwrap().sharing);
-    // A multipart deploy is checked too.
-    let boundary = "XyZ";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nsneaky\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"e.wasm\"\r\n\
-         Content-Type: application/wasm\r\n\r\n\0asm\r\n--{boundary}--\r\n"
-    );
-    let (status, _, _) = exchange(
+    assert!(store.app("wxA").await.unwrap().sharing);
+
+    // A deploy of a real component is refused without this session's token first, and
+    // nothing is stored; with it, it deploys.
+    let echo = std::fs::read(paths::ECHO).unwrap();
+    let deploy = format!("{base}/console/envs/prod/deploy");
+    for fields in [
+        vec![("name", "sneaky")],
+        vec![("csrf", other_csrf.as_str()), ("name", "sneaky")],
+        vec![("name", "sneaky"), ("csrf", csrf.as_str())],
+    ] {
+        let (content_type, body) = deploy_form(&fields, &echo);
+        let (status, _, _) = exchange(
+            "POST",
+            &deploy,
+            &[("cookie", &cookie), ("content-type", &content_type)],
+            body,
+        )
+        .await;
+        assert_eq!(status, 403, "{fields:?}");
+        assert!(store.versions("prod", "sneaky").await.is_err());
+    }
+    let (content_type, body) = deploy_form(&[("csrf", &csrf), ("name", "sneaky")], &echo);
+    let (status, headers, _) = exchange(
         "POST",
-        &format!("{base}/console/envs/prod/deploy"),
-        &[
-            ("cookie", &cookie),
-            (
-                "content-type",
-                &format!("multipart/form-data; boundary={boundary}"),
-            ),
-        ],
+        &deploy,
+        &[("cookie", &cookie), ("content-type", &content_type)],
         body,
     )
     .await;
-    assert_eq!(status, 403);
-    assert!(
-        s.host
-            .store()
-            .versions("prod", "sneaky")
-            .await
-            .is_err_or_empty()
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers["location"],
+        "/console/envs/prod/functions/sneaky?done=deployed&v=1"
     );
+
+    // Sharing steps are held to the CLI's checks, with its messages: not with an app of
+    // another subject, and a sharee cannot end one env's share (only the owner can).
+    let share = format!("{base}/console/sharing/share");
+    let (status, _, html) = post_form(
+        &share,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("app", "wxA"),
+            ("to", "wxC"),
+            ("env", "prod"),
+            ("perm", "functions:invoke"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(html.contains("must belong to the same subject"), "{html}");
+    let (status, _, _) = post_form(
+        &share,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("app", "wxA"),
+            ("to", "wxB"),
+            ("env", "prod"),
+            ("perm", "functions:invoke"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _, html) = post_form(
+        &format!("{base}/console/sharing/remove"),
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("app", "wxB"),
+            ("env", "prod"),
+            ("to", "wxB"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(html.contains("only wxA, env prod&#x27;s owner"), "{html}");
+    assert!(store.share("prod", "wxB").await.unwrap().is_some());
 
     // Logout ends the session: its cookie no longer opens a page.
     let (status, headers, _) = post_form(
         &format!("{base}/console/logout"),
-        &format!("cloudfn_console={other}"),
+        &other_cookie,
         &[("csrf", &other_csrf)],
     )
     .await;
@@ -321,48 +392,40 @@ async fn console_forms_need_the_sessions_csrf_token_and_sessions_expire() {
             .unwrap()
             .contains("Max-Age=0")
     );
-    let (status, headers, _) = exchange(
-        "GET",
-        &format!("{base}/console"),
-        &[("cookie", &format!("cloudfn_console={other}"))],
-        "",
-    )
-    .await;
+    let (status, headers, _) = page(&base, "/console", &other_cookie).await;
     assert_eq!(status, 303);
     assert_eq!(headers["location"], "/console/login?expired=1");
-
-    // After its lifetime the session is gone: pages send to the login form, which says why,
-    // and its forms do nothing.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let (status, headers, _) = exchange(
-        "GET",
-        &format!("{base}/console"),
-        &[("cookie", &cookie)],
-        "",
-    )
-    .await;
-    assert_eq!(status, 303);
-    assert_eq!(headers["location"], "/console/login?expired=1");
-    let (status, headers, _) = post_form(
-        &switch,
-        &cookie,
-        &[("app", "wxA"), ("on", "off"), ("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(status, 303);
-    assert_eq!(headers["location"], "/console/login?expired=1");
-    assert!(s.host.store().app("wxA").await.unwrap().sharing);
-    let (_, _, html) = exchange("GET", &format!("{base}/console/login?expired=1"), &[], "").await;
-    assert!(html.as_str().unwrap().contains("session expired"));
     s.shutdown().await;
 }
 
-trait ErrOrEmpty {
-    fn is_err_or_empty(&self) -> bool;
-}
-
-impl<T, E> ErrOrEmpty for Result<Vec<T>, E> {
-    fn is_err_or_empty(&self) -> bool {
-        self.as_ref().map_or(true, Vec::is_empty)
-    }
+#[tokio::test(flavor = "multi_thread")]
+async fn console_sessions_expire() {
+    let mut s = console_world(ServeConfig {
+        console_session_ttl: Duration::from_secs(2),
+        ..ServeConfig::default()
+    })
+    .await;
+    let base = format!("http://{}", s.admin);
+    let cookie = format!("cloudfn_console={}", sign_in(&s).await);
+    let (status, _, html) = page(&base, "/console/sharing?app=wxA", &cookie).await;
+    assert_eq!(status, 200, "the session is live before its lifetime ends");
+    let csrf = csrf_field(&html);
+    // After its lifetime the session is gone: pages send to the login form, which says why,
+    // and its forms do nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, headers, _) = page(&base, "/console", &cookie).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login?expired=1");
+    let (status, headers, _) = post_form(
+        &format!("{base}/console/sharing/switch"),
+        &cookie,
+        &[("app", "wxA"), ("on", "on"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/login?expired=1");
+    assert!(!s.host.store().app("wxA").await.unwrap().sharing);
+    let (_, _, html) = exchange("GET", &format!("{base}/console/login?expired=1"), &[], "").await;
+    assert!(html.as_str().unwrap().contains("session expired"));
+    s.shutdown().await;
 }

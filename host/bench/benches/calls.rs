@@ -1,6 +1,8 @@
 //! Micro-benchmarks of one call (docs/performance.md): a fresh instance + call of echo in the
 //! runtime alone and through the whole pipeline; the first call after a restart with and
-//! without the precompiled artifact; `cloudfn invoke` of a deployed function as a whole process.
+//! without the precompiled artifact; `cloudfn invoke` of a deployed function as a whole process;
+//! what the console's per-env history adds to a call, beside the Prometheus series it already
+//! updated.
 //!
 //! `cargo bench -p cloudfn-bench --bench calls` (scripts/bench.sh runs it).
 
@@ -178,5 +180,30 @@ fn whole_process(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo_call, first_call, whole_process);
+/// The per-call metric work: the Prometheus counter and histogram every call updates, and the
+/// console's per-env history beside them (one map lookup, one uncontended lock).
+fn history(c: &mut Criterion) {
+    let metrics = cloudfn_invoke::metrics::Metrics::new(None);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let latency = Duration::from_micros(180);
+    let label = cloudfn_invoke::metrics::CallLabels {
+        errcode: "0".into(),
+    };
+    let mut group = c.benchmark_group("metrics");
+    group.bench_function("prometheus", |b| {
+        b.iter(|| {
+            metrics.latency.observe(latency.as_secs_f64());
+            metrics.calls.get_or_create(&label).inc();
+        })
+    });
+    group.bench_function("history", |b| {
+        b.iter(|| metrics.history.record(ENV, now, Some(latency), false))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo_call, first_call, whole_process, history);
 criterion_main!(benches);

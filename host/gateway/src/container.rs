@@ -152,11 +152,43 @@ pub fn forwardable(headers: &HeaderMap, identity_prefixes: &[&str]) -> HeaderMap
             || n == "x-forwarded-for"
             || n == "content-length"
             || identity_prefixes.iter().any(|p| n.starts_with(p));
-        if !drop {
-            out.append(name.clone(), value.clone());
+        if drop {
+            continue;
         }
+        if n == "cookie" {
+            // The web console's cookies are the operator's: a browser sends them to every port
+            // of the host (cookies are not port-bound), so they must never reach tenant code.
+            if let Some(kept) = without_console_cookies(value) {
+                out.append(name.clone(), kept);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
     }
     out
+}
+
+/// A `Cookie` header without the console's cookies; `None` when nothing else is left.
+fn without_console_cookies(value: &HeaderValue) -> Option<HeaderValue> {
+    let Ok(text) = value.to_str() else {
+        return Some(value.clone());
+    };
+    let console = [
+        crate::console::session::SESSION_COOKIE,
+        crate::console::session::LOGIN_COOKIE,
+    ];
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !pair.is_empty() && !console.contains(&name)
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
 /// Sets header `name` to `value` when there is one (ids are plain text: checked when they
@@ -403,5 +435,27 @@ pub fn accepted(prepared: Prepared) -> crate::dialect::Accepted {
     match prepared {
         Ok((caller, request, http)) => crate::dialect::Accepted::Http(caller, request, http),
         Err(resp) => crate::dialect::Accepted::Answer(*resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consoles_cookies_never_reach_a_function() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "cookie",
+            "a=1; cloudfn_console=secret; b=2".parse().unwrap(),
+        );
+        h.append("cookie", "cloudfn_login=x".parse().unwrap());
+        h.append("authorization", "Bearer t".parse().unwrap());
+        h.append("x-app", "kept".parse().unwrap());
+        let out = forwardable(&h, &[]);
+        let cookies: Vec<_> = out.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out["x-app"], "kept");
     }
 }

@@ -90,8 +90,8 @@ const LATENCY_BOUNDS_US: [u64; 18] = {
     }
     b
 };
-/// Envs whose history is kept; past it new envs are not tracked (env names come from
-/// existing envs, so this only bounds a host with more envs than a console shows anyway).
+/// Envs whose history is kept (at most ~33 KB each, for a full hour of calls); past it, envs
+/// idle for an hour are dropped to make room, and if none is, a new env is not charted.
 const MAX_ENVS: usize = 10_000;
 
 /// One bucket of an env's history.
@@ -160,7 +160,17 @@ impl History {
             return;
         }
         if self.envs.len() >= MAX_ENVS {
-            return;
+            // Full: envs idle for the whole hour make room (a removed env's history goes
+            // then too); if none is idle, the new env is not charted.
+            self.envs.retain(|_, ring| {
+                ring.get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .back()
+                    .is_some_and(|b| b.slot + BUCKETS as u64 > slot)
+            });
+            if self.envs.len() >= MAX_ENVS {
+                return;
+            }
         }
         let ring = self.envs.entry(env.to_string()).or_default();
         add(&mut ring.lock().unwrap_or_else(|p| p.into_inner()));
@@ -244,5 +254,24 @@ mod tests {
         let later = h.series("e", t0 + 3600);
         assert_eq!(later.iter().map(|p| p.calls).sum::<u32>(), 1);
         assert!(h.series("other", t0).iter().all(|p| p.calls == 0));
+    }
+
+    #[test]
+    fn a_full_history_makes_room_by_dropping_envs_idle_for_an_hour() {
+        let h = History::default();
+        let t0 = 1_700_000_000;
+        for i in 0..MAX_ENVS {
+            h.record(&format!("e{i}"), t0, None, false);
+        }
+        h.record("busy", t0, None, false);
+        assert_eq!(
+            h.series("busy", t0)[BUCKETS - 1].calls,
+            0,
+            "full: not charted"
+        );
+        let later = t0 + 3600 + BUCKET_SECONDS;
+        h.record("busy", later, None, false);
+        assert_eq!(h.series("busy", later)[BUCKETS - 1].calls, 1);
+        assert_eq!(h.envs.len(), 1, "the idle envs made room");
     }
 }

@@ -170,12 +170,21 @@ impl Observer for Standard {
         {
             return;
         }
-        self.metrics.history.record(
-            &req.env,
-            (f.started_at_ms.max(0) as u64 + inv.duration.as_millis() as u64) / 1000,
-            f.ran.then_some(inv.duration),
-            errcode != 0,
-        );
+        // Only calls that reached an existing env are charted: a refusal before the env was
+        // looked up (a bad name, an oversized event) may name any env, and must not make the
+        // history keep one for it.
+        let reached_env = f.ran
+            || inv.version.is_some()
+            || inv.decision.is_some()
+            || matches!(inv.result, Err(InvokeError::FunctionNotFound { .. }));
+        if reached_env {
+            self.metrics.history.record(
+                &req.env,
+                (f.started_at_ms.max(0) as u64 + inv.duration.as_millis() as u64) / 1000,
+                f.ran.then_some(inv.duration),
+                errcode != 0,
+            );
+        }
         self.records.record(Activation {
             seq: 0,
             request_id: inv.request_id.clone(),

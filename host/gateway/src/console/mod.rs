@@ -136,6 +136,7 @@ impl Console {
             .and_then(|t| t.render(ctx))
             .unwrap_or_else(|e| {
                 tracing::error!("console template {name}: {e:#}");
+                let e = e.to_string().replace('&', "&amp;").replace('<', "&lt;");
                 format!(
                     "<!doctype html><title>console error</title><p>template {name} failed: {e}</p>"
                 )
@@ -235,11 +236,22 @@ impl Console {
         status: StatusCode,
         message: &str,
     ) -> Response<Body> {
-        self.render(
+        let mut resp = self.render(
             status,
             "error.html",
             minijinja::context! { csrf => &current.csrf, error => message, title => "Error" },
-        )
+        );
+        // From an htmx request (a form swapping one part of its page), the error replaces the
+        // page's main part instead: the part it was to swap is not on an error page.
+        for (k, v) in [
+            ("hx-retarget", "main"),
+            ("hx-reselect", "main"),
+            ("hx-reswap", "outerHTML"),
+        ] {
+            resp.headers_mut()
+                .insert(k, hyper::header::HeaderValue::from_static(v));
+        }
+        resp
     }
 
     /// `GET /console/login` shows the form; `POST` checks the token and starts a session.

@@ -6,7 +6,7 @@ use super::charts::{Series, line_chart, sparkline};
 use super::session::Current;
 use super::{Console, Form, redirect};
 use crate::admin_api::MAX_WASM_BYTES;
-use crate::http::{Body, query_map, read_body};
+use crate::http::{Body, query_map};
 use cloudfn_invoke::Actor;
 use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
 use cloudfn_protocol::rules::Rules;
@@ -46,7 +46,8 @@ const ACTIVATIONS_SHOWN: usize = 200;
 
 /// The path under `/console`, split and percent-decoded.
 fn segments(path: &str) -> Vec<String> {
-    path.trim_start_matches("/console")
+    path.strip_prefix("/console")
+        .unwrap_or(path)
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
@@ -205,7 +206,19 @@ pub(super) async fn post(
             let function = form.get("function").unwrap_or("").trim();
             let auth = form.get("auth").unwrap_or("null");
             let outcome = match (Rules::parse(text), serde_json::from_str(auth)) {
-                (Err(message), _) => RulesOutcome::Invalid(message),
+                // Shown where "try it" puts its answer (an htmx try swaps only that part).
+                (Err(message), _) => RulesOutcome::TryError(
+                    match locate(text, &message) {
+                        Some((line, col)) => {
+                            format!(
+                                "the rules do not validate (line {line}, column {col}): {message}"
+                            )
+                        }
+                        None => format!("the rules do not validate: {message}"),
+                    },
+                    function,
+                    auth,
+                ),
                 (_, Err(e)) => RulesOutcome::TryError(
                     format!("the sample auth is not JSON: {e}"),
                     function,
@@ -429,53 +442,30 @@ pub(super) async fn deploy(
             "the form has no multipart boundary",
         );
     };
-    let body = match read_body(req.into_body(), MAX_WASM_BYTES + 64 * 1024).await {
-        Ok(b) => b,
-        Err(e) => {
-            let msg = format!(
-                "the upload failed: {e} (a component may be up to {} MiB)",
-                MAX_WASM_BYTES >> 20
-            );
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream((MAX_WASM_BYTES + 64 * 1024) as u64)
+            .per_field(MAX_WASM_BYTES as u64),
+    );
+    let stream = http_body_util::BodyExt::into_data_stream(req.into_body());
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, limits);
+    let read = tokio::time::timeout(UPLOAD_TIMEOUT, read_deploy_form(&mut multipart, cur)).await;
+    let (fields, wasm) = match read {
+        Ok(Ok(form)) => form,
+        Ok(Err(FormError::Csrf)) => return c.csrf_refused(cur),
+        Ok(Err(FormError::Upload(msg))) => {
             return env_page(c, cur, &env, None, Some(msg), &Value::UNDEFINED)
                 .await
                 .unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()));
         }
-    };
-    let stream = http_body_util::BodyExt::into_data_stream(http_body_util::Full::new(body));
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut wasm = None;
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or("").to_string();
-                match field.bytes().await {
-                    Ok(bytes) if name == "wasm" => wasm = Some(bytes),
-                    Ok(bytes) => {
-                        fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
-                    }
-                    Err(e) => {
-                        return c.page_error(
-                            cur,
-                            StatusCode::BAD_REQUEST,
-                            &format!("the form is malformed: {e}"),
-                        );
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return c.page_error(
-                    cur,
-                    StatusCode::BAD_REQUEST,
-                    &format!("the form is malformed: {e}"),
-                );
-            }
+        Err(_) => {
+            return c.page_error(
+                cur,
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the upload took over {} s", UPLOAD_TIMEOUT.as_secs()),
+            );
         }
-    }
-    if !cur.csrf_ok(fields.get("csrf").map(String::as_str)) {
-        return c.csrf_refused(cur);
-    }
+    };
     let form_echo = Value::from_serialize(&fields);
     let name = fields
         .get("name")
@@ -508,8 +498,60 @@ pub(super) async fn deploy(
     }
 }
 
+/// How long a deploy form's upload may take.
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Why a deploy form was not read.
+enum FormError {
+    /// Its first field is not this session's CSRF token.
+    Csrf,
+    /// The upload failed or is too large: what to tell the user.
+    Upload(String),
+}
+
+/// Reads the deploy form: its text fields, and the component. The form sends its CSRF token
+/// first, and nothing after it is read unless the token is this session's.
+async fn read_deploy_form(
+    multipart: &mut multer::Multipart<'_>,
+    cur: &Current,
+) -> Result<(BTreeMap<String, String>, Option<bytes::Bytes>), FormError> {
+    let upload = |e: multer::Error| {
+        FormError::Upload(match e {
+            multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+                format!(
+                    "the component is over the {} MiB limit",
+                    MAX_WASM_BYTES >> 20
+                )
+            }
+            e => format!("the upload failed: {e}"),
+        })
+    };
+    match multipart.next_field().await.map_err(upload)? {
+        Some(field) if field.name() == Some("csrf") => {
+            let token = field.text().await.map_err(upload)?;
+            if !cur.csrf_ok(Some(&token)) {
+                return Err(FormError::Csrf);
+            }
+        }
+        _ => return Err(FormError::Csrf),
+    }
+    let mut fields = BTreeMap::new();
+    let mut wasm = None;
+    while let Some(field) = multipart.next_field().await.map_err(upload)? {
+        let name = field.name().unwrap_or("").to_string();
+        let bytes = field.bytes().await.map_err(upload)?;
+        if name == "wasm" {
+            wasm = Some(bytes);
+        } else {
+            fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    Ok((fields, wasm))
+}
+
 /// The deploy form's settings as a config, with the CLI's meaning: empty fields take the
-/// defaults; variables are `KEY=value` lines.
+/// defaults (as `cloudfn deploy` without its flags: a deploy sets the whole configuration);
+/// variables are `KEY=value` lines; outbound hosts are separated by commas or spaces.
 fn deploy_config(fields: &BTreeMap<String, String>) -> Result<FunctionConfig, String> {
     let mut config = FunctionConfig::default();
     let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -527,6 +569,15 @@ fn deploy_config(fields: &BTreeMap<String, String>) -> Result<FunctionConfig, St
     if field("kind") == Some("http") {
         config.kind = FunctionKind::Http;
     }
+    config.fs_write = field("fs_write") == Some("on");
+    config.outbound_hosts = fields
+        .get("outbound_hosts")
+        .map_or("", String::as_str)
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
     for line in fields.get("vars").map_or("", String::as_str).lines() {
         let line = line.trim();
         if line.is_empty() {
@@ -629,17 +680,39 @@ fn locate(text: &str, message: &str) -> Option<(usize, usize)> {
     let literal = serde_json::to_string(expr).ok()?;
     let key = serde_json::to_string(entry).ok()?;
     let from = text.find(&key)?;
-    let at = from + text[from..].find(&literal)?;
-    // The literal's opening quote, then the expression up to the reported spot (an
-    // expression inside a JSON string is on one line unless it has escapes; count chars).
-    let before = &text[..at];
+    // Where the expression starts: just after the literal's opening quote.
+    let start = from + text[from..].find(&literal)? + 1;
+    // The reported spot counts the expression's own characters; in the text an escape
+    // (`\"`, `\n`, `\u0041`) is several characters for one of them. Walk the literal.
+    let mut decoded = (1, 1);
+    let mut raw = text[start..].chars();
+    let mut offset = 0;
+    while decoded < (expr_line, expr_col) {
+        let c = raw.next()?;
+        offset += 1;
+        let ch = if c == '\\' {
+            let e = raw.next()?;
+            offset += 1;
+            if e == 'u' {
+                for _ in 0..4 {
+                    raw.next()?;
+                    offset += 1;
+                }
+            }
+            if e == 'n' { '\n' } else { 'x' }
+        } else {
+            c
+        };
+        decoded = if ch == '\n' {
+            (decoded.0 + 1, 1)
+        } else {
+            (decoded.0, decoded.1 + 1)
+        };
+    }
+    let before = &text[..start];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Some(if expr_line <= 1 {
-        (line, col + expr_col)
-    } else {
-        (line, col + 1)
-    })
+    Some((line, col + offset))
 }
 
 #[derive(Serialize)]
@@ -687,17 +760,19 @@ async fn activations(
                 &ActivationQuery {
                     env: env.clone(),
                     name: q("function").map(str::to_string),
+                    caller: q("app").map(str::to_string),
                     limit: Some(ACTIVATIONS_READ),
                     ..Default::default()
                 },
             )
             .await?;
+        // The page offers 15 min, 1 h and 1 day; any other value means any time.
         let since_ms = q("since")
             .and_then(|m| m.parse::<i64>().ok())
+            .filter(|m| (1..=7 * 24 * 60).contains(m))
             .map(|m| now_secs() as i64 * 1000 - m * 60_000);
         let mut matching: Vec<_> = records
             .into_iter()
-            .filter(|r| q("app").is_none_or(|a| r.caller_appid.as_deref() == Some(a)))
             .filter(|r| since_ms.is_none_or(|s| r.started_at_ms >= s))
             .filter(|r| match q("outcome") {
                 Some("ok") => r.errcode == 0,
@@ -736,7 +811,7 @@ async fn activations(
         context! {
             csrf => &cur.csrf, nav => "activations", title => "Activations", envs => envs,
             env => env, apps => apps, functions => functions, q => filters, records => rows,
-            more => more, self_url => self_url,
+            more => more, self_url => self_url, read => ACTIVATIONS_READ,
         },
     ))
 }
@@ -1127,10 +1202,14 @@ mod tests {
     fn rules_errors_are_placed_in_the_editor_text() {
         let text = "{\n  \"*\": {\"invoke\": \"auth != null &&\"}\n}";
         let message = Rules::parse(text).unwrap_err();
-        let (line, col) = locate(text, &message).expect(&message);
-        assert_eq!(line, 2, "{message}");
-        // The expression starts after `  "*": {"invoke": "` (20 characters).
-        assert!(col > 20, "{message} → {col}");
+        // The expression starts at column 20, after `  "*": {"invoke": "`; CEL reports the end
+        // of input, its 16th character.
+        assert_eq!(locate(text, &message), Some((2, 35)), "{message}");
+        // An escape before the spot is one character of the expression, several of the text.
+        let text = r#"{"*": {"invoke": "auth.x == \"a\" &&"}}"#;
+        let message = Rules::parse(text).unwrap_err();
+        // (the expression starts at column 19 and has 16 characters, 18 in the text).
+        assert_eq!(locate(text, &message), Some((1, 19 + 18)), "{message}");
         let message = Rules::parse("{\n  \"*\": \n}").unwrap_err();
         assert_eq!(
             locate("{\n  \"*\": \n}", &message),
@@ -1147,6 +1226,21 @@ mod tests {
         let c = deploy_config(&f).unwrap();
         assert_eq!(c.timeout_ms, Some(500));
         assert_eq!(c.vars["B"], " two=2");
+        assert!(!c.fs_write && c.outbound_hosts.is_empty());
+        f.insert("fs_write".into(), "on".into());
+        f.insert(
+            "outbound_hosts".into(),
+            "api.example.com, 127.0.0.1:9000".into(),
+        );
+        let c = deploy_config(&f).unwrap();
+        assert!(c.fs_write);
+        assert_eq!(c.outbound_hosts, ["api.example.com", "127.0.0.1:9000"]);
+        f.insert("outbound_hosts".into(), "http://x/".into());
+        assert!(
+            deploy_config(&f).is_err(),
+            "validated as the CLI's --allow-host"
+        );
+        f.remove("outbound_hosts");
         f.insert("memory_mb".into(), "lots".into());
         assert!(deploy_config(&f).unwrap_err().contains("memory"));
         assert_eq!(utc(86_400 + 3_661), "1970-01-02 01:01:01");
