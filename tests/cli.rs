@@ -474,7 +474,9 @@ fn serve_compiles_versions_without_an_artifact_before_any_call() {
         .unwrap();
     common::served_urls(&mut child);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while listed().is_empty() && std::time::Instant::now() < until {
+    // Until the artifact is back under its own name (a compile writes a temporary file first
+    // and renames it into place).
+    while listed() != before && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _ = child.kill();
