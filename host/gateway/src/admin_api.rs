@@ -120,8 +120,15 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(status, &json!({ "error": message.into() }))
 }
 
-fn store_error(e: StoreError) -> Response<Body> {
-    let status = match &e {
+/// Whether `token` is the admin token whose SHA-256 is `sha256` (constant time): the bearer
+/// token of the API and the console's login alike.
+pub(crate) fn token_matches(token: &str, sha256: &str) -> bool {
+    constant_time_eq(hash_secret(token.trim()).as_bytes(), sha256.as_bytes())
+}
+
+/// The HTTP status of a store error, for the API and the console alike.
+pub(crate) fn store_status(e: &StoreError) -> StatusCode {
+    match e {
         StoreError::InvalidName(_) | StoreError::InvalidWasm(_) | StoreError::InvalidConfig(_) => {
             StatusCode::BAD_REQUEST
         }
@@ -134,11 +141,14 @@ fn store_error(e: StoreError) -> Response<Body> {
         StoreError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::InvalidRules(_) => StatusCode::BAD_REQUEST,
         StoreError::Storage(err) => {
-            tracing::error!("admin API storage error: {err:#}");
+            tracing::error!("storage error (admin API or console): {err:#}");
             StatusCode::INTERNAL_SERVER_ERROR
         }
-    };
-    error(status, e.to_string())
+    }
+}
+
+fn store_error(e: StoreError) -> Response<Body> {
+    error(store_status(&e), e.to_string())
 }
 
 fn ok<T: Serialize>(value: &T) -> Response<Body> {
@@ -253,28 +263,14 @@ impl AdminApi {
         let authorized = bearer
             .as_deref()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| {
-                constant_time_eq(
-                    hash_secret(t.trim()).as_bytes(),
-                    self.token_sha256.as_bytes(),
-                )
-            });
+            .is_some_and(|t| token_matches(t, &self.token_sha256));
         if !authorized {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong admin token (Authorization: Bearer TOKEN)",
             );
         }
-        let segments: Vec<String> = path
-            .trim_matches('/')
-            .split('/')
-            .map(|s| {
-                form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let segments = crate::http::path_segments(&path);
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
         let store = self.host.store();

@@ -166,6 +166,20 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError>
     }
 }
 
+/// A path's segments between slashes, percent-decoded (`/v1/envs/a%20b` → `v1`, `envs`,
+/// `a b`); slashes at either end are ignored.
+pub fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The query string's parameters (later duplicates win).
 pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -39,7 +39,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix_and_labels("cloudfn", labels.into_iter());
         let calls = Family::<CallLabels, Counter>::default();
         let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.000_05, 2.0, 18,
+            LATENCY_FIRST_US as f64 / 1e6,
+            2.0,
+            LATENCY_BUCKETS as u16,
         ));
         let in_flight = Gauge::default();
         registry.register(
@@ -79,13 +81,17 @@ impl Metrics {
 pub const BUCKET_SECONDS: u64 = 10;
 /// Buckets kept per env: one hour.
 pub const BUCKETS: usize = 360;
-/// Latency bounds of the history's histogram, in microseconds: 50 µs doubling (the same
-/// buckets as the Prometheus histogram), the last one open.
-const LATENCY_BOUNDS_US: [u64; 18] = {
-    let mut b = [0u64; 18];
+/// The latency histograms' first bound, in microseconds; each next one doubles it.
+const LATENCY_FIRST_US: u64 = 50;
+/// How many bounds they have (the Prometheus one and the history's alike).
+const LATENCY_BUCKETS: usize = 18;
+/// The history's latency bounds, in microseconds (the Prometheus histogram's, in seconds
+/// there); past the last, an open bucket.
+const LATENCY_BOUNDS_US: [u64; LATENCY_BUCKETS] = {
+    let mut b = [0u64; LATENCY_BUCKETS];
     let mut i = 0;
-    while i < 18 {
-        b[i] = 50 << i;
+    while i < LATENCY_BUCKETS {
+        b[i] = LATENCY_FIRST_US << i;
         i += 1;
     }
     b

@@ -16,7 +16,7 @@ pub mod session;
 use crate::http::{Body, read_body};
 use bytes::Bytes;
 use cloudfn_invoke::Host;
-use cloudfn_store::secrets::{constant_time_eq, hash_secret, random_hex};
+use cloudfn_store::secrets::{constant_time_eq, random_hex};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -280,7 +280,7 @@ impl Console {
             );
         }
         let token = form.get("token").unwrap_or("").trim();
-        if !constant_time_eq(hash_secret(token).as_bytes(), self.token_sha256.as_bytes()) {
+        if !crate::admin_api::token_matches(token, &self.token_sha256) {
             return self.login_form(
                 StatusCode::UNAUTHORIZED,
                 Some("wrong admin token (the one `cloudfn serve` printed, or --admin-token)"),

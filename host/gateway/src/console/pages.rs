@@ -6,7 +6,8 @@ use super::charts::{Series, line_chart, sparkline};
 use super::session::Current;
 use super::{Console, Form, redirect};
 use crate::admin_api::MAX_WASM_BYTES;
-use crate::http::{Body, query_map};
+use crate::admin_api::store_status;
+use crate::http::{Body, path_segments, query_map};
 use cloudfn_invoke::Actor;
 use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
 use cloudfn_protocol::rules::Rules;
@@ -46,18 +47,9 @@ const ACTIVATIONS_SHOWN: usize = 200;
 
 /// The path under `/console`, split and percent-decoded.
 fn segments(path: &str) -> Vec<String> {
-    path.strip_prefix("/console")
-        .unwrap_or(path)
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect()
+    let mut segs = path_segments(path.strip_prefix("/console").unwrap_or(path));
+    segs.retain(|s| !s.is_empty());
+    segs
 }
 
 fn enc(s: &str) -> String {
@@ -100,24 +92,6 @@ fn done_message(query: &std::collections::HashMap<String, String>) -> Option<Str
     })
 }
 
-/// A store error as the page shows it (the CLI's message), with its HTTP status.
-fn failure(e: &StoreError) -> StatusCode {
-    match e {
-        StoreError::EnvNotFound(_)
-        | StoreError::AppNotFound(_)
-        | StoreError::FunctionNotFound { .. }
-        | StoreError::VersionNotFound { .. }
-        | StoreError::ShareNotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::EnvExists(_) | StoreError::Refused(_) => StatusCode::CONFLICT,
-        StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
-        StoreError::Storage(err) => {
-            tracing::error!("console storage error: {err:#}");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        _ => StatusCode::BAD_REQUEST,
-    }
-}
-
 /// Serves a page.
 pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> Response<Body> {
     let segs = segments(req.uri().path());
@@ -155,7 +129,7 @@ pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> 
             return c.page_error(cur, StatusCode::NOT_FOUND, "no such console page");
         }
     };
-    result.unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()))
+    result.unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string()))
 }
 
 /// Handles a form (its CSRF token already checked).
@@ -183,7 +157,7 @@ pub(super) async fn post(
                         enc(name)
                     ),
                 ),
-                Err(e) => c.page_error(cur, failure(&e), &e.to_string()),
+                Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
             }
         }
         ["envs", env, "rules"] => {
@@ -198,7 +172,7 @@ pub(super) async fn post(
                     *resp.status_mut() = StatusCode::BAD_REQUEST;
                     resp
                 }
-                Err(e) => c.page_error(cur, failure(&e), &e.to_string()),
+                Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
             }
         }
         ["envs", env, "rules", "try"] => {
@@ -456,7 +430,7 @@ pub(super) async fn deploy(
         Ok(Err(FormError::Upload(msg))) => {
             return env_page(c, cur, &env, None, Some(msg), &Value::UNDEFINED)
                 .await
-                .unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()));
+                .unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string()));
         }
         Err(_) => {
             return c.page_error(
@@ -494,7 +468,7 @@ pub(super) async fn deploy(
         ),
         Err(msg) => env_page(c, cur, &env, None, Some(msg), &form_echo)
             .await
-            .unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string())),
+            .unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string())),
     }
 }
 
@@ -1163,13 +1137,13 @@ async fn sharing_step(
             &format!("/console/sharing?app={}&done={done}", enc(&app)),
         ),
         Err(e) => {
-            let error = Some((failure(&e), e.to_string()));
+            let error = Some((store_status(&e), e.to_string()));
             let page = if configuring {
                 configure(c, cur, &app, &to, None, error).await
             } else {
                 sharing(c, cur, Some(&app), None, error).await
             };
-            page.unwrap_or_else(|e| c.page_error(cur, failure(&e), &e.to_string()))
+            page.unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string()))
         }
     }
 }
