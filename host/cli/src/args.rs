@@ -256,7 +256,7 @@ pub struct ServeArgs {
     /// Address of the public endpoints (/cgi-bin/token, /tcb/invokecloudfunction, /admin).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Address of the admin API, /metrics, /healthz and /readyz.
+    /// Address of the admin API, the web console (/console), /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub admin_listen: std::net::SocketAddr,
     /// This host's name in metrics (the `host` label) and logs; default the machine's
@@ -324,7 +324,7 @@ pub struct ServeArgs {
     pub drain_timeout: u64,
     /// Seconds a web-console session lasts after its login (the console is at
     /// http://ADMIN_LISTEN/console).
-    #[arg(long, default_value_t = 8 * 3600)]
+    #[arg(long, default_value_t = cloudfn_gateway::console::DEFAULT_SESSION_TTL.as_secs())]
     pub console_session_secs: u64,
     /// Seconds a cloudbase_auth decision is reused for the same caller (app, openid, unionid);
     /// share, rule and cloudbase_auth changes drop cached decisions at once.
@@ -345,7 +345,8 @@ pub struct ServeArgs {
     /// past it calls are refused with -501004 instead of the host running out of memory.
     #[arg(long, default_value_t = 4096)]
     pub memory_budget_mb: usize,
-    /// Fill the data dir with the demo first, and print demo credentials (rotated each start).
+    /// Fill the data dir with the demo first, and print demo credentials and, unless
+    /// --admin-token is given, a new admin token (both rotated each start).
     #[arg(long)]
     pub demo: bool,
     /// Load this fixture file (apps, envs, shares, rules, functions) into the data dir first;

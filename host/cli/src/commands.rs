@@ -6,7 +6,7 @@ use crate::args::*;
 use crate::client::{AdminClient, Backend};
 use anyhow::{Context, bail};
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
-use cloudfn_gateway::server::{ServeConfig, Server};
+use cloudfn_gateway::server::{ServeConfig, Server, new_admin_token};
 use cloudfn_invoke::{EngineConfig, Host, Identity, InvokeRequest, Limits, Options};
 use cloudfn_store::{ActivationQuery, AppCredentials, AuditQuery};
 use std::io::Write;
@@ -376,7 +376,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     // it, so a newcomer can always sign in to the console.
     let demo_admin_token = args.demo && cli.admin_token.is_none();
     let admin_token = if demo_admin_token {
-        Some(format!("cfadm_{}", cloudfn_store::secrets::random_hex(24)))
+        Some(new_admin_token())
     } else {
         cli.admin_token.clone()
     };

@@ -453,7 +453,7 @@ impl AdminApi {
                     name: query.get("name").cloned(),
                     after: query.get("after").and_then(|a| a.parse().ok()),
                     limit: query.get("limit").and_then(|l| l.parse().ok()),
-                    caller: None,
+                    ..Default::default()
                 };
                 self.host
                     .activations_as(&actor, &records)

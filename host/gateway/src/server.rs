@@ -92,6 +92,11 @@ pub struct Server {
     pub generated_admin_token: Option<String>,
 }
 
+/// A new random admin token (192 bits), as `serve` generates one when none is set.
+pub fn new_admin_token() -> String {
+    format!("cfadm_{}", random_hex(24))
+}
+
 impl Server {
     /// Checks the configuration, settles the admin token, and binds both listeners.
     pub async fn bind(host: Arc<Host>, config: ServeConfig) -> anyhow::Result<Server> {
@@ -109,7 +114,7 @@ impl Server {
             None => match store.setting(ADMIN_TOKEN_SETTING).await? {
                 Some(h) => h,
                 None => {
-                    let t = format!("cfadm_{}", random_hex(24));
+                    let t = new_admin_token();
                     let h = hash_secret(&t);
                     store.set_setting(ADMIN_TOKEN_SETTING, &h).await?;
                     generated = Some(t);

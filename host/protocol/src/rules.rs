@@ -146,6 +146,76 @@ impl Rules {
     }
 }
 
+/// Where in `text` the error `message` of [`Rules::parse`] on it points, as (line, column),
+/// both from 1, for an editor to show: a JSON error says it itself; an expression's error says
+/// where in the expression, which is found in the text as the entry's string literal. Kept
+/// beside the messages it reads, so the two change together.
+pub fn error_position(text: &str, message: &str) -> Option<(usize, usize)> {
+    let number_after = |s: &str, key: &str| -> Option<usize> {
+        let rest = &s[s.find(key)? + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    if message.starts_with("not JSON") {
+        return Some((
+            number_after(message, " line ")?,
+            number_after(message, " column ")?,
+        ));
+    }
+    // "`ENTRY`.invoke does not compile: ... <input>:LINE:COL ..."
+    let entry = message.strip_prefix('`')?.split('`').next()?;
+    let pos = &message[message.find("<input>:")? + "<input>:".len()..];
+    let mut parts = pos.split(':');
+    let (expr_line, expr_col): (usize, usize) = (
+        parts.next()?.parse().ok()?,
+        parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()?,
+    );
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let expr = value.get(entry)?.get("invoke")?.as_str()?;
+    let literal = serde_json::to_string(expr).ok()?;
+    let key = serde_json::to_string(entry).ok()?;
+    let from = text.find(&key)?;
+    // Where the expression starts: just after the literal's opening quote.
+    let start = from + text[from..].find(&literal)? + 1;
+    // The reported spot counts the expression's own characters; in the text an escape
+    // (`\"`, `\n`, `\u0041`) is several characters for one of them. Walk the literal.
+    let mut decoded = (1, 1);
+    let mut raw = text[start..].chars();
+    let mut offset = 0;
+    while decoded < (expr_line, expr_col) {
+        let c = raw.next()?;
+        offset += 1;
+        let ch = if c == '\\' {
+            let e = raw.next()?;
+            offset += 1;
+            if e == 'u' {
+                for _ in 0..4 {
+                    raw.next()?;
+                    offset += 1;
+                }
+            }
+            if e == 'n' { '\n' } else { 'x' }
+        } else {
+            c
+        };
+        decoded = if ch == '\n' {
+            (decoded.0 + 1, 1)
+        } else {
+            (decoded.0, decoded.1 + 1)
+        };
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((line, col + offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +223,30 @@ mod tests {
 
     fn auth(login: &str, custom: Value) -> Value {
         json!({"appid":"wxB","openid":"o1","unionid":null,"loginType":login,"custom":custom})
+    }
+
+    #[test]
+    fn rules_errors_are_placed_in_the_editor_text() {
+        let text = "{\n  \"*\": {\"invoke\": \"auth != null &&\"}\n}";
+        let message = Rules::parse(text).unwrap_err();
+        // The expression starts at column 20, after `  "*": {"invoke": "`; CEL reports the end
+        // of input, its 16th character.
+        assert_eq!(error_position(text, &message), Some((2, 35)), "{message}");
+        // An escape before the spot is one character of the expression, several of the text.
+        let text = r#"{"*": {"invoke": "auth.x == \"a\" &&"}}"#;
+        let message = Rules::parse(text).unwrap_err();
+        // (the expression starts at column 19 and has 16 characters, 18 in the text).
+        assert_eq!(
+            error_position(text, &message),
+            Some((1, 19 + 18)),
+            "{message}"
+        );
+        let message = Rules::parse("{\n  \"*\": \n}").unwrap_err();
+        assert_eq!(
+            error_position("{\n  \"*\": \n}", &message),
+            Some((3, 1)),
+            "{message}"
+        );
     }
 
     #[test]

@@ -543,6 +543,9 @@ pub struct ActivationQuery {
     /// Only calls made by this app (a sharee reads its own calls' records only).
     #[serde(default)]
     pub caller: Option<String>,
+    /// Only the call with this request id (a call's detail).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// One management change, as the audit log keeps it.

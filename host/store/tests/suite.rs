@@ -638,6 +638,18 @@ async fn activation_records_are_queried_and_pruned(f: Fixture) {
         ..q("dev")
     };
     assert_eq!(s.activations(&by_caller).await.unwrap().len(), 1);
+    // One call's record, by its request id, in its own env only.
+    let one = ActivationQuery {
+        request_id: Some("req-prod-3".into()),
+        ..q("prod")
+    };
+    let found = s.activations(&one).await.unwrap();
+    assert_eq!(found, [prod[1].clone()]);
+    let elsewhere = ActivationQuery {
+        request_id: Some("req-prod-3".into()),
+        ..q("dev")
+    };
+    assert!(s.activations(&elsewhere).await.unwrap().is_empty());
     let follow = ActivationQuery {
         after: Some(prod[1].seq),
         ..q("prod")

@@ -10,7 +10,7 @@ use crate::admin_api::store_status;
 use crate::http::{Body, path_segments, query_map};
 use cloudfn_invoke::Actor;
 use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
-use cloudfn_protocol::rules::Rules;
+use cloudfn_protocol::rules::{Rules, error_position};
 use cloudfn_store::{
     ActivationQuery, FunctionConfig, FunctionKind, PERMISSIONS, SharedFunctions, StoreError,
 };
@@ -182,7 +182,7 @@ pub(super) async fn post(
             let outcome = match (Rules::parse(text), serde_json::from_str(auth)) {
                 // Shown where "try it" puts its answer (an htmx try swaps only that part).
                 (Err(message), _) => RulesOutcome::TryError(
-                    match locate(text, &message) {
+                    match error_position(text, &message) {
                         Some((line, col)) => {
                             format!(
                                 "the rules do not validate (line {line}, column {col}): {message}"
@@ -595,7 +595,7 @@ fn rules_page(
             ctx.insert("done", Value::from(done));
         }
         RulesOutcome::Invalid(message) => {
-            ctx.insert("at", Value::from_serialize(locate(text, &message)));
+            ctx.insert("at", Value::from_serialize(error_position(text, &message)));
             ctx.insert("rules_error", Value::from(message));
         }
         RulesOutcome::Tried(verdict, f, a) => {
@@ -618,75 +618,6 @@ fn rules_page(
     ctx.insert("try_function", Value::from(function));
     ctx.insert("try_auth", Value::from(auth));
     c.render(StatusCode::OK, "rules.html", Value::from_serialize(&ctx))
-}
-
-/// Where in the editor's text a rules error is, as (line, column), both from 1: JSON errors
-/// say it themselves; an expression's error says where in the expression, which is found
-/// in the text as the entry's string literal.
-fn locate(text: &str, message: &str) -> Option<(usize, usize)> {
-    let number_after = |s: &str, key: &str| -> Option<usize> {
-        let rest = &s[s.find(key)? + key.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    if message.starts_with("not JSON") {
-        return Some((
-            number_after(message, " line ")?,
-            number_after(message, " column ")?,
-        ));
-    }
-    // "`ENTRY`.invoke does not compile: ... <input>:LINE:COL ..."
-    let entry = message.strip_prefix('`')?.split('`').next()?;
-    let pos = &message[message.find("<input>:")? + "<input>:".len()..];
-    let mut parts = pos.split(':');
-    let (expr_line, expr_col): (usize, usize) = (
-        parts.next()?.parse().ok()?,
-        parts
-            .next()?
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .ok()?,
-    );
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let expr = value.get(entry)?.get("invoke")?.as_str()?;
-    let literal = serde_json::to_string(expr).ok()?;
-    let key = serde_json::to_string(entry).ok()?;
-    let from = text.find(&key)?;
-    // Where the expression starts: just after the literal's opening quote.
-    let start = from + text[from..].find(&literal)? + 1;
-    // The reported spot counts the expression's own characters; in the text an escape
-    // (`\"`, `\n`, `\u0041`) is several characters for one of them. Walk the literal.
-    let mut decoded = (1, 1);
-    let mut raw = text[start..].chars();
-    let mut offset = 0;
-    while decoded < (expr_line, expr_col) {
-        let c = raw.next()?;
-        offset += 1;
-        let ch = if c == '\\' {
-            let e = raw.next()?;
-            offset += 1;
-            if e == 'u' {
-                for _ in 0..4 {
-                    raw.next()?;
-                    offset += 1;
-                }
-            }
-            if e == 'n' { '\n' } else { 'x' }
-        } else {
-            c
-        };
-        decoded = if ch == '\n' {
-            (decoded.0 + 1, 1)
-        } else {
-            (decoded.0, decoded.1 + 1)
-        };
-    }
-    let before = &text[..start];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Some((line, col + offset))
 }
 
 #[derive(Serialize)]
@@ -806,12 +737,13 @@ async fn activation(
             &Actor::Operator,
             &ActivationQuery {
                 env: env.to_string(),
-                limit: Some(u32::MAX),
+                request_id: Some(request_id.to_string()),
+                limit: Some(1),
                 ..Default::default()
             },
         )
         .await?;
-    let Some(r) = records.into_iter().find(|r| r.request_id == request_id) else {
+    let Some(r) = records.into_iter().next() else {
         return Ok(c.page_error(
             cur,
             StatusCode::NOT_FOUND,
@@ -1171,26 +1103,6 @@ async fn share(c: &Console, app: &str, form: &Form) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rules_errors_are_placed_in_the_editor_text() {
-        let text = "{\n  \"*\": {\"invoke\": \"auth != null &&\"}\n}";
-        let message = Rules::parse(text).unwrap_err();
-        // The expression starts at column 20, after `  "*": {"invoke": "`; CEL reports the end
-        // of input, its 16th character.
-        assert_eq!(locate(text, &message), Some((2, 35)), "{message}");
-        // An escape before the spot is one character of the expression, several of the text.
-        let text = r#"{"*": {"invoke": "auth.x == \"a\" &&"}}"#;
-        let message = Rules::parse(text).unwrap_err();
-        // (the expression starts at column 19 and has 16 characters, 18 in the text).
-        assert_eq!(locate(text, &message), Some((1, 19 + 18)), "{message}");
-        let message = Rules::parse("{\n  \"*\": \n}").unwrap_err();
-        assert_eq!(
-            locate("{\n  \"*\": \n}", &message),
-            Some((3, 1)),
-            "{message}"
-        );
-    }
 
     #[test]
     fn the_deploy_form_reads_like_the_cli() {

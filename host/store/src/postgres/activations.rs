@@ -202,6 +202,7 @@ pub(super) async fn query(
                 FROM activations
                 WHERE env = $1 AND ($2::text IS NULL OR function = $2) AND seq > $3
                   AND ($5::text IS NULL OR caller_appid = $5)
+                  AND ($6::text IS NULL OR request_id = $6)
                 ORDER BY seq DESC LIMIT $4
              ) recent ORDER BY seq",
             &[
@@ -210,6 +211,7 @@ pub(super) async fn query(
                 &q.after.unwrap_or(0),
                 &(q.limit.unwrap_or(100) as i64),
                 &q.caller,
+                &q.request_id,
             ],
         )
         .await?;

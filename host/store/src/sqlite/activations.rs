@@ -316,7 +316,7 @@ impl Recorder {
                        duration_us, errcode, errmsg, peak_memory, logs, decision
                 FROM activations
                 WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
-                  AND (?5 IS NULL OR caller_appid = ?5)
+                  AND (?5 IS NULL OR caller_appid = ?5) AND (?6 IS NULL OR request_id = ?6)
                 ORDER BY seq DESC LIMIT ?4
              ) ORDER BY seq",
         )?;
@@ -326,7 +326,8 @@ impl Recorder {
                 q.name,
                 q.after.unwrap_or(0),
                 q.limit.unwrap_or(100),
-                q.caller
+                q.caller,
+                q.request_id
             ],
             |r| {
                 let logs: String = r.get(12)?;

@@ -93,10 +93,7 @@ impl Apps for SqliteStore {
     /// Every app, by appid.
     async fn apps(&self) -> Result<Vec<AppInfo>, StoreError> {
         let db = self.db();
-        let mut stmt = db.prepare(
-            "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing
-             FROM apps ORDER BY appid",
-        )?;
+        let mut stmt = db.prepare(&format!("{APP_SELECT} ORDER BY appid"))?;
         let rows = stmt.query_map([], app_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -104,12 +101,7 @@ impl Apps for SqliteStore {
     /// One app.
     async fn app(&self, appid: &str) -> Result<AppInfo, StoreError> {
         self.db()
-            .query_row(
-                "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing
-                 FROM apps WHERE appid = ?1",
-                [appid],
-                app_row,
-            )
+            .query_row(&format!("{APP_SELECT} WHERE appid = ?1"), [appid], app_row)
             .optional()?
             .ok_or_else(|| StoreError::AppNotFound(appid.to_string()))
     }
@@ -400,6 +392,10 @@ pub(super) fn load_token_key(root: &std::path::Path) -> anyhow::Result<Vec<u8>> 
     );
     Ok(key)
 }
+
+/// The columns [`app_row`] reads, in its order.
+const APP_SELECT: &str =
+    "SELECT appid, subject, secret_id, secret_sha256 IS NOT NULL, created_at, sharing FROM apps";
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppInfo> {
     Ok(AppInfo {
