@@ -519,14 +519,7 @@ fn cli_help_colour_and_file_runs() {
 #[test]
 fn serve_demo_prints_banner_and_credentials_together() {
     let dir = tempfile::tempdir().unwrap();
-    let cmd = Bin::new(dir.path()).command(&[
-        "serve",
-        "--demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
+    let cmd = Bin::new(dir.path()).serve(&["--demo"]);
     let mut serve = Running::start(cmd, false);
     serve.wait_for("try:");
     let text = serve.text();

@@ -461,13 +461,7 @@ fn serve_compiles_versions_without_an_artifact_before_any_call() {
     assert_eq!(before.len(), 1, "the deploy compiled echo once: {before:?}");
     std::fs::remove_file(&before[0]).unwrap();
     let mut child = Bin::new(dir.path())
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+        .serve(&[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -48,7 +48,7 @@ async fn platform() -> String {
 /// wxC (denied), `limited` with wxB for `echo` only. `probe` is http_probe everywhere (a 500 ms
 /// limit in `prod`), `echo` a cloud function. Taobao: wxA's test/online are `test`/`prod`,
 /// wxB's and wxC's both `prod`. callContainer host `api.example.test` is `prod`.
-async fn world() -> TestServer {
+pub(crate) async fn world() -> TestServer {
     let auth = FunctionConfig::vars([("allowed_appids", "wxB"), ("roles", "wxB=partner")]);
     let counter = FunctionConfig {
         fs_write: true,
@@ -76,6 +76,8 @@ async fn world() -> TestServer {
     let s = World::new()
         .options(Options {
             upstream: Some(platform().await),
+            // The outbound test's stand-in listens on loopback, which is refused by default.
+            egress_allow: vec!["127.0.0.1/32".parse().unwrap()],
             ..Options::default()
         })
         .app("wxC", "Acme")
@@ -118,7 +120,7 @@ async fn world() -> TestServer {
 }
 
 /// A mini-program user's session.
-async fn session(s: &TestServer, appid: &str, openid: &str) -> String {
+pub(crate) async fn session(s: &TestServer, appid: &str, openid: &str) -> String {
     let code = format!("ok-{openid}-{}", rand_suffix());
     let body = json!({ "appid": appid, "code": code }).to_string();
     let (_, v) = request("POST", &s.url("/auth/code2session"), &[], body).await;
@@ -135,10 +137,10 @@ fn rand_suffix() -> u64 {
 }
 
 /// A response: status, headers, body as JSON (or a JSON string of the text).
-struct Answer {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
 }
 
 impl Answer {
@@ -148,7 +150,12 @@ impl Answer {
     }
 }
 
-async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+pub(crate) async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
     let (status, headers, body) = exchange(method, url, headers, body).await;
     Answer {
         status,
@@ -157,7 +164,7 @@ async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into
     }
 }
 
-fn bearer(session: &str) -> String {
+pub(crate) fn bearer(session: &str) -> String {
     format!("Bearer {session}")
 }
 
@@ -563,7 +570,7 @@ async fn taobao_system_parameters_sign_envelope_and_limits() {
         assert_eq!(q[empty], "", "{empty}");
     }
     assert_eq!(r.body["data"]["vars"]["WHICH"], "test");
-    let secret = &s.owner.secret_key;
+    let secret = "platform-secret";
     assert_eq!(q["sign"], expected_sign(secret, &q, ""));
     // A POST's body is signed too; env=online is the other env.
     let body = r#"{"xftest":"hhh","id":"1234"}"#;

@@ -171,6 +171,11 @@ async fn the_sdk_shims_answer_as_the_real_sdks_and_refuse_what_cloudfn_lacks() {
         c.outbound_hosts = vec![allowed_host.clone()];
     });
     let w = World::new()
+        .options(cloudfn_invoke::Options {
+            // The stand-ins listen on loopback, which is refused by default.
+            egress_allow: vec!["127.0.0.1/32".parse().unwrap()],
+            ..Default::default()
+        })
         .app("wxA", "Acme")
         .env("prod", "wxA")
         .deploy_with(

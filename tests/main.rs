@@ -13,5 +13,6 @@ mod hostile;
 mod js;
 mod multihost;
 mod runtime;
+mod security;
 mod serve;
 mod sharing;

@@ -723,15 +723,7 @@ fn serve_binary_remote_cli_and_graceful_drain() {
     let dir = tempfile::tempdir().unwrap();
     let bin = Bin::new(dir.path());
     let mut child = bin
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
+        .serve(&["--log-format", "json"])
         .env("CLOUDFN_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())

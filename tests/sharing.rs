@@ -955,6 +955,8 @@ async fn ending_shares_tells_the_other_side_by_a_signed_webhook() {
     use hmac::Mac;
     let t = shared_with(Options {
         webhook_backoff: vec![std::time::Duration::from_millis(20); 2],
+        // The receivers listen on loopback, which is refused by default.
+        egress_allow: vec!["127.0.0.1/32".parse().unwrap()],
         ..Options::default()
     })
     .await;

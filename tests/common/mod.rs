@@ -261,6 +261,19 @@ impl<'a> Bin<'a> {
         cmd
     }
 
+    /// `cloudfn serve` on ephemeral loopback ports (both listeners), with `more` arguments.
+    pub fn serve(&self, more: &[&str]) -> Command {
+        let mut cmd = self.command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
+        cmd.args(more);
+        cmd
+    }
+
     /// Runs it to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("running cloudfn")

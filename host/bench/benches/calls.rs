@@ -69,6 +69,7 @@ fn echo_call(c: &mut Criterion) {
             })
         })
     });
+    let outbound = Arc::new(cloudfn_runtime::egress::client(Arc::default()));
     group.bench_function("runtime: instantiate + call", |b| {
         b.to_async(&rt).iter(|| async {
             let outcome = runtime
@@ -96,6 +97,7 @@ fn echo_call(c: &mut Criterion) {
                         max_result_bytes: 1 << 20,
                         read_only: false,
                         http: None,
+                        outbound: outbound.clone(),
                     },
                 )
                 .await;

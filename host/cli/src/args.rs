@@ -277,6 +277,18 @@ pub struct ServeArgs {
     /// are refused (-501001).
     #[arg(long)]
     pub upstream: Option<String>,
+    /// Address ranges tenants' outbound connections (functions' HTTP to their allowed hosts,
+    /// apps' webhooks) may reach besides the public internet, e.g. 10.1.0.0/16 or
+    /// 127.0.0.1/32; repeat or comma-separate. Loopback, link-local (169.254.0.0/16: cloud
+    /// metadata), private and reserved ranges are refused otherwise, checked on the address a
+    /// name resolves to; this host's own listeners always are.
+    #[arg(
+        long = "egress-allow",
+        value_name = "CIDR",
+        env = "CLOUDFN_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
     /// Minutes a mini-program user's session lasts unless the client refreshes it.
     #[arg(long, default_value_t = 120)]
     pub session_ttl_minutes: u64,

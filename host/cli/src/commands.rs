@@ -351,6 +351,8 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         session_ttl: std::time::Duration::from_secs(args.session_ttl_minutes.max(1) * 60),
         store: store_config(cli, args.migrate),
         host_id: Some(args.host_id.clone().unwrap_or_else(hostname)),
+        egress_allow: cloudfn_runtime::egress::Egress::parse_allow(&args.egress_allow)
+            .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
         ..Options::default()
     };
     let svc = Host::open_with(&cli.data_dir, options).await?;

@@ -84,10 +84,6 @@ pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials
     for appid in [OWNER_APPID, PARTNER_APPID] {
         creds.push(svc.store().rotate_secret(appid).await?);
     }
-    // The Taobao example verifies `sign` with the owner's secretKey, which just changed.
-    for env in [PROD_ENV, DEV_ENV] {
-        deploy_tb_app(svc, env, &creds[0].secret_key).await?;
-    }
     Ok(creds)
 }
 
@@ -103,10 +99,10 @@ pub fn taobao_app() -> (String, cloudfn_gateway::taobao::TaobaoApp) {
     )
 }
 
-async fn deploy_tb_app(svc: &Host, env: &str, secret_key: &str) -> anyhow::Result<()> {
+async fn deploy_tb_app(svc: &Host, env: &str, secret: &str) -> anyhow::Result<()> {
     let config = FunctionConfig::with(|c| {
         c.kind = FunctionKind::Http;
-        c.vars.insert("APP_SECRET".into(), secret_key.into());
+        c.vars.insert("APP_SECRET".into(), secret.into());
     });
     svc.deploy(env, "tb_app", demo_wasm("tb_app"), config)
         .await
@@ -176,28 +172,33 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("deploying demo function {env}/{name}"))?;
     }
-    // The Taobao example verifies `sign` with the owner's secretKey.
-    let key = svc
-        .snapshot()
+    // The Taobao example verifies `sign` with the owner's mini-program secret (its upstream
+    // secret: what the gateway signs with), never with a cloudfn credential. A demo data dir
+    // made before it had one gets one, and its tb_app the same.
+    let store = svc.store();
+    let fresh = store.upstream_secret(OWNER_APPID).await?.is_none();
+    if fresh {
+        let secret = cloudfn_store::secrets::random_hex(16);
+        store
+            .set_upstream_secret(OWNER_APPID, Some(&secret))
+            .await?;
+    }
+    let secret = store
+        .upstream_secret(OWNER_APPID)
         .await?
-        .app_secret_key(OWNER_APPID)
-        .map(str::to_string);
-    if let Some(key) = key {
-        for env in [PROD_ENV, DEV_ENV] {
-            let exists = svc
-                .store()
-                .functions(env)
-                .await?
-                .iter()
-                .any(|f| f.name == "tb_app");
-            if !exists {
-                deploy_tb_app(svc, env, &key).await?;
-            }
+        .context("the demo owner's upstream secret")?;
+    for env in [PROD_ENV, DEV_ENV] {
+        let exists = store
+            .functions(env)
+            .await?
+            .iter()
+            .any(|f| f.name == "tb_app");
+        if fresh || !exists {
+            deploy_tb_app(svc, env, &secret).await?;
         }
     }
     // The partner app uses prod through a share; its cloudbase_auth grants role "partner", and
     // only partners may add users.
-    let store = svc.store();
     if store.share(PROD_ENV, PARTNER_APPID).await?.is_none() {
         store.set_sharing(OWNER_APPID, true).await?;
         store

@@ -23,6 +23,7 @@ pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 
 /// `POST /v1/envs/{env}/functions/{name}/invoke`: a call as any caller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminInvoke {
     /// The event, as JSON text. On the wire it may also be the event itself (an object,
     /// array, number…): `{"event": {"a": 1}}` and `{"event": "{\"a\":1}"}` are the same call.
@@ -158,6 +159,10 @@ fn ok<T: Serialize>(value: &T) -> Response<Body> {
     )
 }
 
+/// A JSON body of at most 1 MB. Every admin body refuses fields it does not know (serde's
+/// `deny_unknown_fields` names the field and the accepted ones): a misspelt key must not be
+/// dropped silently, since its absence can widen what the request does (a share of every
+/// function, a call with no caller).
 async fn json_body<T: for<'de> Deserialize<'de>>(body: Incoming) -> Result<T, Response<Body>> {
     let bytes = read_body(body, 1024 * 1024)
         .await
@@ -167,41 +172,48 @@ async fn json_body<T: for<'de> Deserialize<'de>>(body: Incoming) -> Result<T, Re
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewApp {
     appid: String,
     subject: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewEnv {
     env: String,
     owner: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Rollback {
     to: u32,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SharingSwitch {
     on: bool,
 }
 
 /// `POST /v1/apps/{appid}/webhook`: a URL, or null to remove it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WebhookUrl {
     url: Option<String>,
 }
 
 /// `POST /v1/apps/{appid}/upstream`: the app's upstream AppSecret, or null to forget it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UpstreamSecret {
     secret: Option<String>,
 }
 
 /// `POST /v1/shares/unbind`: end every share of `owner`'s envs with `to`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Unbind {
     /// The app whose envs are shared.
     pub owner: String,
@@ -214,6 +226,7 @@ pub struct Unbind {
 
 /// `POST /v1/shares`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewShare {
     /// The env to share.
     pub env: String,
@@ -485,7 +498,7 @@ impl AdminApi {
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
-            Some(c) => match serde_json::from_str(&c) {
+            Some(c) => match FunctionConfig::from_client_json(&c) {
                 Ok(c) => c,
                 Err(e) => {
                     return error(

@@ -140,18 +140,34 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Prefixes of every identity header any dialect sets (callContainer `X-WX-*`, Douyin
+/// `X-TT-*` and `X-DYC-*`, Taobao `X-TB-*`) and of cloudfn's own (`X-Cloudfn-*`). Every one is
+/// removed from every client request, whichever gateway it came through, before the dialect
+/// sets its own from the checked caller: a function of one platform must not trust another
+/// platform's identity header sent by the client. A new dialect adds its family here (the
+/// test `every_stamped_header_is_an_identity_header` fails otherwise).
+pub const IDENTITY_PREFIXES: &[&str] = &["x-wx-", "x-tt-", "x-dyc-", "x-tb-", "x-cloudfn-"];
+
+/// Headers naming the client's address, which only the gateway sets (`X-Forwarded-For`).
+const CLIENT_ADDRESS: &[&str] = &["x-forwarded-for", "x-real-ip", "forwarded"];
+
+/// Whether a client's header is one only a gateway may set: an identity header of any
+/// dialect, or the client's address.
+pub fn is_identity_header(name: &str) -> bool {
+    CLIENT_ADDRESS.contains(&name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// The client's headers a function may see: without hop-by-hop headers, the caller's
-/// credential, `X-Forwarded-For`, and every header starting with one of `identity_prefixes`
-/// (the dialect's own identity headers, which only the gateway sets).
-pub fn forwardable(headers: &HeaderMap, identity_prefixes: &[&str]) -> HeaderMap {
+/// credential, the operator's console cookies, and every identity header of every dialect
+/// ([`is_identity_header`]).
+pub fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let n = name.as_str();
         let drop = HOP_BY_HOP.contains(&n)
             || n == "authorization"
-            || n == "x-forwarded-for"
             || n == "content-length"
-            || identity_prefixes.iter().any(|p| n.starts_with(p));
+            || is_identity_header(n);
         if drop {
             continue;
         }
@@ -168,21 +184,32 @@ pub fn forwardable(headers: &HeaderMap, identity_prefixes: &[&str]) -> HeaderMap
     out
 }
 
+/// The web console's cookie names: the operator's, never a tenant's to see or set.
+const CONSOLE_COOKIES: [&str; 2] = [
+    crate::console::session::SESSION_COOKIE,
+    crate::console::session::LOGIN_COOKIE,
+];
+
+/// Whether a function's `Set-Cookie` would set one of the console's cookies (on any path it
+/// could shadow the operator's session and lock them out), or cannot be read to tell.
+fn sets_console_cookie(value: &HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return true;
+    };
+    let name = text.split_once('=').map_or(text, |(k, _)| k).trim();
+    CONSOLE_COOKIES.contains(&name)
+}
+
 /// A `Cookie` header without the console's cookies; `None` when nothing else is left.
 fn without_console_cookies(value: &HeaderValue) -> Option<HeaderValue> {
-    let Ok(text) = value.to_str() else {
-        return Some(value.clone());
-    };
-    let console = [
-        crate::console::session::SESSION_COOKIE,
-        crate::console::session::LOGIN_COOKIE,
-    ];
+    // A header that is not text cannot be checked for the console's cookies: dropped whole.
+    let text = value.to_str().ok()?;
     let kept: Vec<&str> = text
         .split(';')
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && !console.contains(&name)
+            !pair.is_empty() && !CONSOLE_COOKIES.contains(&name.trim())
         })
         .collect();
     if kept.is_empty() {
@@ -211,7 +238,10 @@ pub fn respond(resp: cloudfn_invoke::HttpResponse, request_id: &str) -> Response
     let mut out = Response::new(Full::new(resp.body));
     *out.status_mut() = resp.status;
     for (name, value) in &resp.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != hyper::header::CONTENT_LENGTH {
+        let pass = !HOP_BY_HOP.contains(&name.as_str())
+            && name != hyper::header::CONTENT_LENGTH
+            && !(name == hyper::header::SET_COOKIE && sets_console_cookie(value));
+        if pass {
             out.headers_mut().append(name.clone(), value.clone());
         }
     }
@@ -305,8 +335,6 @@ pub fn service_name(value: Option<&HeaderValue>) -> Result<String, String> {
 pub struct Spec {
     /// The error body's code and message keys (`errcode`/`errmsg`, `err_no`/`err_tips`).
     pub keys: (&'static str, &'static str),
-    /// Prefixes of the dialect's identity headers, removed from every client request.
-    pub identity: &'static [&'static str],
     /// SOURCE of a call with an app's access token (a user's is `wx_client`).
     pub server_source: &'static str,
 }
@@ -402,7 +430,7 @@ impl Spec {
             request: HttpRequest {
                 method: parts.method,
                 uri,
-                headers: forwardable(&parts.headers, self.identity),
+                headers: forwardable(&parts.headers),
                 body,
                 max_response_bytes: CONTAINER_LIMITS.max_response,
             },
@@ -452,10 +480,96 @@ mod tests {
         h.append("cookie", "cloudfn_login=x".parse().unwrap());
         h.append("authorization", "Bearer t".parse().unwrap());
         h.append("x-app", "kept".parse().unwrap());
-        let out = forwardable(&h, &[]);
+        let out = forwardable(&h);
         let cookies: Vec<_> = out.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1; b=2"]);
         assert!(out.get("authorization").is_none());
         assert_eq!(out["x-app"], "kept");
+    }
+
+    /// Every header a dialect's stamp sets is one `forwardable` removes from clients: a new
+    /// identity header outside [`IDENTITY_PREFIXES`] fails here.
+    #[test]
+    fn every_stamped_header_is_an_identity_header() {
+        let some = |s: &str| Some(s.to_string());
+        let context = cloudfn_invoke::WxContext {
+            env: "e".into(),
+            source: "wx_client".into(),
+            appid: some("a"),
+            openid: some("o"),
+            unionid: some("u"),
+            from_appid: some("fa"),
+            from_openid: some("fo"),
+            from_unionid: some("fu"),
+            client_ip: some("127.0.0.1"),
+            request_id: "r".into(),
+            function_name: "f".into(),
+        };
+        let stamps = [crate::wx_container::stamp(), crate::douyin::stamp()];
+        for stamp in stamps {
+            let mut req = HttpRequest {
+                method: hyper::Method::GET,
+                uri: hyper::Uri::from_static("/"),
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+                max_response_bytes: 0,
+            };
+            stamp(&context, &mut req);
+            assert!(!req.headers.is_empty());
+            for name in req.headers.keys() {
+                assert!(
+                    is_identity_header(name.as_str()),
+                    "{name} is not removed from clients"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_dialects_identity_headers_are_removed_and_unreadable_cookies_dropped() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-wx-openid",
+            "x-wx-from-appid",
+            "x-tt-openid",
+            "x-tt-appid",
+            "x-dyc-from-app",
+            "x-tb-open-id",
+            "x-cloudfn-anything",
+            "x-forwarded-for",
+            "x-real-ip",
+            "forwarded",
+        ] {
+            h.append(HeaderName::from_static(name), "victim".parse().unwrap());
+        }
+        h.append(
+            "cookie",
+            HeaderValue::from_bytes(b"cloudfn_console=secret; a=\xe9").unwrap(),
+        );
+        h.append("x-app", "kept".parse().unwrap());
+        let out = forwardable(&h);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out["x-app"], "kept");
+    }
+
+    #[test]
+    fn a_function_cannot_set_the_consoles_cookies() {
+        let mut headers = HeaderMap::new();
+        for v in [
+            "cloudfn_console=x; Path=/console/apps",
+            " cloudfn_login=y",
+            "theme=dark; Path=/",
+        ] {
+            headers.append("set-cookie", v.parse().unwrap());
+        }
+        headers.append("set-cookie", HeaderValue::from_bytes(b"a=\xe9").unwrap());
+        let resp = cloudfn_invoke::HttpResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::new(),
+        };
+        let out = respond(resp, "r");
+        let set: Vec<_> = out.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(set, ["theme=dark; Path=/"]);
     }
 }

@@ -24,7 +24,6 @@ use std::sync::Arc;
 /// Douyin Cloud's wire.
 const SPEC: Spec = Spec {
     keys: ("err_no", "err_tips"),
-    identity: &["x-tt-", "x-dyc-"],
     server_source: "tt_http",
 };
 
@@ -95,7 +94,7 @@ impl Douyin {
 
 /// The identity headers: Douyin names the calling app and user alike with or without
 /// sharing, and marks a shared call with `X-DYC-*`.
-fn stamp() -> Stamp {
+pub(crate) fn stamp() -> Stamp {
     Arc::new(|cx, req| {
         let shared = cx.from_appid.is_some();
         let h = &mut req.headers;

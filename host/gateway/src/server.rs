@@ -128,23 +128,30 @@ impl Server {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("binding the admin listener on {}", config.admin_listen))?;
+        // A function or webhook must never reach the host's own endpoints, whatever ranges
+        // the operator allows.
+        host.egress()
+            .add_listeners([public.local_addr()?, admin.local_addr()?]);
+        let gateway = Gateway::new(
+            host.clone(),
+            config.token_policy,
+            config.max_body,
+            config.body_budget,
+            config.client_limits,
+            config.containers,
+        );
+        let console = crate::console::Console::new(
+            host.clone(),
+            token_sha256.clone(),
+            config.console_session_ttl,
+            gateway.cx.bodies.clone(),
+        );
         Ok(Server {
             public,
             admin,
-            gateway: Gateway::new(
-                host.clone(),
-                config.token_policy,
-                config.max_body,
-                config.body_budget,
-                config.client_limits,
-                config.containers,
-            ),
+            gateway,
             admin_api: AdminApi {
-                console: Arc::new(crate::console::Console::new(
-                    host.clone(),
-                    token_sha256.clone(),
-                    config.console_session_ttl,
-                )),
+                console: Arc::new(console),
                 host,
                 token_sha256,
             },

@@ -3,7 +3,8 @@
 //! test|online` (`cloud.init({env})`) goes to the calling app's cloud application: its test or
 //! online env and its HTTP function (or the one `X-TB-CLOUD-APP-ID` names, `exts.cloudAppId`).
 //! cloudfn sets the gateway's system query parameters, overwriting a client's of the same
-//! names, and `sign` (§10) with the env owner's secretKey, so the function can verify them.
+//! names, and `sign` (§10) with the env owner's mini-program secret (its upstream secret, sealed in
+//! the store; never a cloudfn credential), so the function can verify them.
 //! The function must answer the `{success, data, errorCode, errorMessage}` envelope; other
 //! fields are dropped and anything else is a gateway error. `X-TB-TIMEOUT` (ms, default 3000,
 //! max 10000), `X-TB-CACHE-TYPE` (0–3) and `X-TB-CACHE-TIME` (s, default 300, max 3600) are
@@ -396,18 +397,31 @@ impl Taobao {
                 "system error".into(),
             )
         })?;
-        // The env's owner signs: a missing env is the pipeline's to report.
+        // The env's owner signs, with its own mini-program's secret on the platform (the
+        // seed: "使用当前小程序appkey和secret加签"), which cloudfn keeps sealed as the app's
+        // upstream secret. Never a cloudfn credential: the function that checks `sign` holds
+        // this secret, and a secret that signs `/admin` would let it act as the owner.
+        // A missing env is the pipeline's to report.
         let owner = snapshot.env(&env).map(|e| e.owner_appid.clone());
         let secret = match &owner {
-            Some(owner) => match snapshot.app_secret_key(owner) {
-                Some(key) => key.to_string(),
-                None => {
+            Some(owner) => match cx.host.store().upstream_secret(owner).await {
+                Ok(Some(secret)) => secret,
+                Ok(None) => {
                     return Err(fail(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "NO_APP_SECRET",
                         format!(
-                            "app {owner} has no credentials to sign with (cloudfn app create {owner})"
+                            "app {owner} has no secret to sign with: set its mini-program's \
+                             secret with `cloudfn app set {owner} --upstream-secret @FILE`"
                         ),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!("taobao gateway: the signing secret of {owner}: {e:#}");
+                    return Err(fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "-1",
+                        "system error".into(),
                     ));
                 }
             },
@@ -437,7 +451,7 @@ impl Taobao {
             request: HttpRequest {
                 method,
                 uri: hyper::Uri::from_static("/"),
-                headers: container::forwardable(&parts.headers, &["x-tb-"]),
+                headers: container::forwardable(&parts.headers),
                 body,
                 max_response_bytes: MAX_RESPONSE,
             },

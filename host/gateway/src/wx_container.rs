@@ -22,7 +22,6 @@ use std::sync::Arc;
 /// callContainer's wire.
 const SPEC: Spec = Spec {
     keys: ("errcode", "errmsg"),
-    identity: &["x-wx-"],
     server_source: "wx_http",
 };
 
@@ -100,7 +99,7 @@ impl CallContainer {
 }
 
 /// The identity headers, from who the pipeline says the caller is to the function.
-fn stamp() -> Stamp {
+pub(crate) fn stamp() -> Stamp {
     Arc::new(|cx, req| {
         let h = &mut req.headers;
         set_header(h, "x-wx-openid", cx.openid.as_deref());

@@ -47,6 +47,16 @@ impl Actor {
     }
 }
 
+/// What a sharee sees in place of a variable's value: variables hold the owner's secrets.
+pub const HIDDEN_VALUE: &str = "(hidden)";
+
+/// `config` with its variables' values hidden (their names kept).
+pub fn hide_values(config: &mut FunctionConfig) {
+    for value in config.vars.values_mut() {
+        *value = HIDDEN_VALUE.to_string();
+    }
+}
+
 /// How much of an env an actor may reach.
 enum Access {
     /// The operator, or the env's owner.
@@ -84,8 +94,9 @@ impl Host {
         env: &str,
         name: &str,
         perm: &str,
-    ) -> Result<(), StoreError> {
-        if let Access::Shared(share) = self.access(actor, env, perm).await? {
+    ) -> Result<Access, StoreError> {
+        let access = self.access(actor, env, perm).await?;
+        if let Access::Shared(share) = &access {
             let app = &share.to_appid;
             if name == AUTH_FUNCTION && perm == PERM_DEPLOY {
                 return Err(StoreError::Forbidden(format!(
@@ -99,7 +110,7 @@ impl Host {
                 )));
             }
         }
-        Ok(())
+        Ok(access)
     }
 
     async fn owner_only(&self, actor: &Actor, env: &str, what: &str) -> Result<(), StoreError> {
@@ -186,7 +197,10 @@ impl Host {
                  HTTP function"
             )));
         }
-        self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        if let Access::Shared(share) = self.function_access(actor, env, name, PERM_DEPLOY).await? {
+            self.check_sharee_hosts(&share.to_appid, env, name, &config)
+                .await?;
+        }
         let runtime = self.runtime.clone();
         let bytes = wasm.to_vec();
         let kind = config.kind;
@@ -266,8 +280,53 @@ impl Host {
         env: &str,
         name: &str,
     ) -> Result<Vec<VersionInfo>, StoreError> {
-        self.function_access(actor, env, name, PERM_READ).await?;
-        self.store.versions(env, name).await
+        let access = self.function_access(actor, env, name, PERM_READ).await?;
+        let mut versions = self.store.versions(env, name).await?;
+        if let Access::Shared(_) = access {
+            for v in &mut versions {
+                hide_values(&mut v.config);
+            }
+        }
+        Ok(versions)
+    }
+
+    /// A sharee deploying may keep or narrow the outbound hosts the function's active version
+    /// allows, never widen them: what the env may reach is its owner's to decide (a new
+    /// function of a sharee's reaches nothing).
+    async fn check_sharee_hosts(
+        &self,
+        app: &str,
+        env: &str,
+        name: &str,
+        config: &FunctionConfig,
+    ) -> Result<(), StoreError> {
+        if config.outbound_hosts.is_empty() {
+            return Ok(());
+        }
+        let allowed = match self.store.resolve(env, name, None).await {
+            Ok(active) => active.config.outbound_hosts,
+            Err(StoreError::FunctionNotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let wider: Vec<&str> = config
+            .outbound_hosts
+            .iter()
+            .filter(|h| !allowed.contains(h))
+            .map(String::as_str)
+            .collect();
+        if wider.is_empty() {
+            return Ok(());
+        }
+        let now = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        Err(StoreError::Forbidden(format!(
+            "app {app} may not let {env}/{name} reach {}: a sharee may only keep or narrow the \
+             outbound hosts its active version allows ({now}); the env's owner widens them",
+            wider.join(", ")
+        )))
     }
 
     /// Activation records `actor` may read: all of the env's for its owner, those of its own
@@ -456,13 +515,15 @@ impl Host {
             .await;
             return Ok(None);
         };
-        webhook::validate_url(url).map_err(StoreError::InvalidConfig)?;
+        self.webhooks
+            .check_url(url)
+            .await
+            .map_err(StoreError::InvalidConfig)?;
         let hook = Webhook {
             url: url.to_string(),
             secret: cloudfn_store::secrets::random_hex(24),
         };
-        let json = serde_json::to_string(&hook).map_err(anyhow::Error::from)?;
-        self.store.set_setting(&key, &json).await?;
+        webhook::save(self.store.as_ref(), appid, &hook).await?;
         self.log_change(
             &Actor::Operator,
             "webhook.set",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// The caller as the function sees it (protocol §4): its WXContext identity fields. Empty
 /// fields are absent from the function's WXContext.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Identity {
     /// The caller's app, when it is the env's own app.
     pub appid: Option<String>,

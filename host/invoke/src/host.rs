@@ -40,6 +40,9 @@ pub struct Options {
     pub store: cloudfn_store::StoreConfig,
     /// This host's name among several (the `host` label of its metrics).
     pub host_id: Option<String>,
+    /// Ranges tenants' outbound connections (functions' HTTP, webhooks) may reach beyond the
+    /// public internet: loopback, link-local and private addresses are refused otherwise.
+    pub egress_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             session_ttl: crate::session::DEFAULT_SESSION_TTL,
             store: Default::default(),
             host_id: None,
+            egress_allow: Vec::new(),
         }
     }
 }
@@ -72,6 +76,10 @@ pub struct Host {
     pub(crate) ids: RequestIds,
     pub(crate) webhooks: crate::webhook::Webhooks,
     pub(crate) upstream: crate::upstream::Upstream,
+    /// Where tenants' outbound connections may go.
+    pub(crate) egress: Arc<cloudfn_runtime::egress::Egress>,
+    /// The client functions' outbound HTTP goes through, held to `egress`.
+    pub(crate) outbound: Arc<cloudfn_runtime::http::FunctionClient>,
     pub(crate) session_ttl: Duration,
     /// Refused logins written to the audit log, per app.
     pub(crate) refusals_audited: crate::quota::RateLimit,
@@ -130,7 +138,11 @@ impl Host {
         let state = State::load(store.clone(), runtime.clone(), env_root)
             .await
             .context("reading the store")?;
+        let egress = Arc::new(cloudfn_runtime::egress::Egress::new(options.egress_allow));
         Ok(Arc::new(Host {
+            outbound: Arc::new(cloudfn_runtime::egress::client(egress.clone())),
+            webhooks: crate::webhook::Webhooks::new(options.webhook_backoff, egress.clone()),
+            egress,
             observer: Standard::new(store.clone(), options.host_id.as_deref()),
             store,
             runtime,
@@ -140,7 +152,6 @@ impl Host {
             disk: Default::default(),
             decisions: Decisions::new(options.auth_cache_ttl),
             ids: RequestIds::default(),
-            webhooks: crate::webhook::Webhooks::new(options.webhook_backoff),
             upstream: crate::upstream::Upstream::new(options.upstream),
             session_ttl: options.session_ttl,
             refusals_audited: crate::quota::RateLimit::new(
@@ -177,6 +188,11 @@ impl Host {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Where tenants' outbound connections may go (the server adds its listeners).
+    pub fn egress(&self) -> &Arc<cloudfn_runtime::egress::Egress> {
+        &self.egress
     }
 
     /// The runtime.

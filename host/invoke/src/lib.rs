@@ -34,7 +34,7 @@ pub use call::{
     Stamp,
 };
 pub use cloudfn_runtime::EngineConfig;
-pub use cloudfn_runtime::{HttpRequest, HttpResponse};
+pub use cloudfn_runtime::{HttpRequest, HttpResponse, WxContext};
 pub use error::InvokeError;
 pub use host::{Host, Options};
 pub use limits::Limits;

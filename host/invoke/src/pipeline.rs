@@ -390,6 +390,7 @@ impl Host {
                     max_result_bytes: self.limits.max_result_bytes,
                     read_only,
                     http,
+                    outbound: self.outbound.clone(),
                 },
             )
             .await;

@@ -43,8 +43,6 @@ pub struct Snapshot {
     grant_tags: HashMap<String, u64>,
     tokens: HashMap<String, TokenRecord>,
     secret_keys: HashMap<String, (String, String)>,
-    /// secretKey by appid.
-    app_keys: HashMap<String, String>,
     session_gens: HashMap<String, u64>,
 }
 
@@ -120,11 +118,6 @@ impl Snapshot {
                 .into_iter()
                 .map(|t| (t.token_sha256.clone(), t))
                 .collect(),
-            app_keys: s
-                .secret_keys
-                .iter()
-                .map(|(_, app, key)| (app.clone(), key.clone()))
-                .collect(),
             secret_keys: s
                 .secret_keys
                 .into_iter()
@@ -172,12 +165,6 @@ impl Snapshot {
     /// under the current one.
     pub fn session_gen(&self, appid: &str) -> Option<u64> {
         self.session_gens.get(appid).copied()
-    }
-
-    /// An app's secretKey (the secret of its server-SDK credentials), if it has one: what
-    /// signs the Taobao gateway's parameters for its functions (protocol §10).
-    pub fn app_secret_key(&self, appid: &str) -> Option<&str> {
-        self.app_keys.get(appid).map(String::as_str)
     }
 
     /// The app and secretKey behind a server-SDK secretId.

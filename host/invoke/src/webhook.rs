@@ -8,9 +8,11 @@
 //! every attempt of one event).
 
 use bytes::Bytes;
+use cloudfn_runtime::egress::Egress;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The signature header: `sha256=` and the hex HMAC.
@@ -39,15 +41,45 @@ pub fn setting_key(appid: &str) -> String {
     format!("webhook/{appid}")
 }
 
-/// The webhook `appid` has set, if any.
+/// What a webhook's setting is sealed for (its signing key is a secret the host must use
+/// again, so it is sealed, not hashed).
+const SEALED_FOR: &str = "webhook";
+
+/// The webhook `appid` has set, if any. A webhook kept in plain text by an earlier version is
+/// sealed again as it is read.
 pub async fn load(
     store: &dyn cloudfn_store::Store,
     appid: &str,
 ) -> Result<Option<Webhook>, cloudfn_store::StoreError> {
-    let json = store.setting(&setting_key(appid)).await?;
-    Ok(json
-        .filter(|j| !j.is_empty())
-        .and_then(|j| serde_json::from_str(&j).ok()))
+    let key = setting_key(appid);
+    let Some(kept) = store.setting(&key).await?.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if kept.starts_with('{') {
+        let Ok(hook) = serde_json::from_str::<Webhook>(&kept) else {
+            return Ok(None);
+        };
+        save(store, appid, &hook).await?;
+        return Ok(Some(hook));
+    }
+    let json = store.unseal(SEALED_FOR, &kept).ok_or_else(|| {
+        cloudfn_store::StoreError::Storage(anyhow::anyhow!(
+            "the webhook of {appid} does not open with this store's token key (keys/token.key \
+             or CLOUDFN_TOKEN_KEY replaced?); set it again"
+        ))
+    })?;
+    Ok(serde_json::from_str(&json).ok())
+}
+
+/// Keeps `hook` as `appid`'s webhook, sealed.
+pub async fn save(
+    store: &dyn cloudfn_store::Store,
+    appid: &str,
+    hook: &Webhook,
+) -> Result<(), cloudfn_store::StoreError> {
+    let json = serde_json::to_string(hook).map_err(anyhow::Error::from)?;
+    let sealed = store.seal(SEALED_FOR, &json);
+    store.set_setting(&setting_key(appid), &sealed).await
 }
 
 /// Checks a webhook URL: `https://` (or `http://`) with a host.
@@ -75,7 +107,9 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// Delivers webhook events.
 #[derive(Clone)]
 pub struct Webhooks {
-    client: crate::outbound::Outbound,
+    /// Held to the host's egress policy: an app names the URL, so it is a tenant's request.
+    client: cloudfn_runtime::egress::EgressClient<Full<Bytes>>,
+    egress: Arc<Egress>,
     backoff: Vec<Duration>,
 }
 
@@ -91,12 +125,35 @@ pub struct Delivered {
 }
 
 impl Webhooks {
-    /// Retries after each of `backoff` (so `backoff.len() + 1` attempts at most).
-    pub fn new(backoff: Vec<Duration>) -> Webhooks {
+    /// Retries after each of `backoff` (so `backoff.len() + 1` attempts at most); reaches only
+    /// the addresses `egress` allows.
+    pub fn new(backoff: Vec<Duration>, egress: Arc<Egress>) -> Webhooks {
         Webhooks {
-            client: crate::outbound::client(),
+            client: cloudfn_runtime::egress::client(egress.clone()),
+            egress,
             backoff,
         }
+    }
+
+    /// Checks a webhook URL when it is set: its form ([`validate_url`]), and the addresses its
+    /// host resolves to now against the egress policy (deliveries check again as they
+    /// connect). A name that does not resolve yet is accepted.
+    pub async fn check_url(&self, url: &str) -> Result<(), String> {
+        validate_url(url)?;
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+        let Some((host, port)) = cloudfn_runtime::egress::host_and_port(&uri) else {
+            return Ok(());
+        };
+        let lookup = tokio::net::lookup_host((host, port));
+        let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(5), lookup).await else {
+            return Ok(());
+        };
+        for addr in addrs {
+            self.egress
+                .check(addr)
+                .map_err(|refused| format!("{url}: {host} resolves to {refused}"))?;
+        }
+        Ok(())
     }
 
     /// POSTs `body` to `hook` until it is taken or the retries run out.
@@ -150,7 +207,11 @@ impl Webhooks {
         match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
             Ok(Ok(resp)) => Err(format!("HTTP {}", resp.status())),
-            Ok(Err(e)) => Err(crate::outbound::explain(&e)),
+            // A refusal says only that the policy refused: not what answers there.
+            Ok(Err(e)) => Err(match cloudfn_runtime::egress::refusal(&e) {
+                Some(refused) => format!("refused by the egress policy: {refused}"),
+                None => crate::outbound::explain(&e),
+            }),
             Err(_) => Err(format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs())),
         }
     }

@@ -53,11 +53,16 @@ pub enum HttpFailure {
 /// A linked HTTP function.
 pub(crate) type HttpPre = ProxyPre<crate::state::CallState>;
 
+/// The client functions' outbound requests go through: held to the host's egress policy.
+pub type FunctionClient = crate::egress::EgressClient<WasiBody>;
+
 /// The `wasi:http` hooks of one call: requests go out only to the hosts the version's config
-/// names.
+/// names, and only to addresses the host's egress policy allows.
 pub struct Outbound {
     /// `host` or `host:port`, as in the config.
     pub allowed: Arc<[String]>,
+    /// The host's client for functions' requests (its connector checks every address).
+    pub client: Arc<FunctionClient>,
     /// The call's logs, where a refusal is told: the guest itself sees only a network error.
     pub logs: Arc<std::sync::Mutex<crate::log::LogSink>>,
 }
@@ -114,14 +119,59 @@ impl WasiHttpHooks for Outbound {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
+        let (client, logs) = (self.client.clone(), self.logs.clone());
+        let first_byte = options
+            .and_then(|o| o.first_byte_timeout)
+            .unwrap_or(FIRST_BYTE_TIMEOUT);
         Box::new(async move {
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let sent = tokio::time::timeout(first_byte, client.request(request)).await;
+            let response = match sent {
+                Err(_) => return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout),
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(send_error(&e, &authority, &logs)),
+            };
+            let body = response.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+            // The client drives the connection in its own task: nothing more to wait for.
+            let io = async { Ok(()) };
+            Ok((body, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
+}
+
+/// How long a response may take to start when the guest sets no limit (the call's own time
+/// limit ends it sooner).
+const FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A failed outbound request as `wasi:http` reports it; a refusal of the egress policy is
+/// told in the call's logs too (the guest sees only `destination-ip-prohibited`).
+fn send_error(
+    e: &hyper_util::client::legacy::Error,
+    authority: &str,
+    logs: &Arc<std::sync::Mutex<crate::log::LogSink>>,
+) -> wasmtime_wasi_http::Error {
+    if let Some(refused) = crate::egress::refusal(e) {
+        tracing::debug!(%authority, "outbound request refused: {refused}");
+        logs.lock().unwrap_or_else(|e| e.into_inner()).structured(
+            "warn",
+            format!("cloudfn: outbound HTTP to {authority} refused: {refused}"),
+        );
+        return wasmtime_wasi_http::Error::DestinationIpProhibited;
+    }
+    // The guest gets a code; its logs get the cause (a certificate, a refused port, DNS).
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        cause = format!("{cause}: {inner}");
+        source = inner.source();
+    }
+    logs.lock().unwrap_or_else(|e| e.into_inner()).structured(
+        "warn",
+        format!("cloudfn: outbound HTTP to {authority} failed: {cause}"),
+    );
+    if e.is_connect() {
+        return wasmtime_wasi_http::Error::ConnectionRefused;
+    }
+    wasmtime_wasi_http::Error::HttpProtocolError
 }
 
 impl crate::state::CallState {

@@ -20,6 +20,7 @@
 
 mod bindings;
 pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod http;
 pub mod invoke;

@@ -57,6 +57,8 @@ pub struct GuestCall {
     pub read_only: bool,
     /// For an HTTP function: the request (the event is unused).
     pub http: Option<Box<HttpRequest>>,
+    /// The client its outbound HTTP goes through (held to the host's egress policy).
+    pub outbound: Arc<crate::http::FunctionClient>,
 }
 
 /// Why a guest call produced no result.
@@ -150,6 +152,7 @@ impl Runtime {
                 logs: logs.clone(),
                 deadline: call.deadline,
                 outbound_hosts: prepared.outbound_hosts.clone(),
+                outbound: call.outbound.clone(),
                 env_vars: matches!(prepared.pre, Linked::Http(_)),
             },
         );

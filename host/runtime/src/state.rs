@@ -81,6 +81,8 @@ pub struct StoreParts<'a> {
     pub deadline: Instant,
     /// Hosts outbound HTTP may reach.
     pub outbound_hosts: Arc<[String]>,
+    /// The client outbound HTTP goes through.
+    pub outbound: Arc<crate::http::FunctionClient>,
     /// For an HTTP function: its variables as environment variables (a cloud function reads
     /// them through the `config` interface instead).
     pub env_vars: bool,
@@ -119,6 +121,7 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             http: WasiHttpCtx::new(),
             outbound: Outbound {
                 allowed: parts.outbound_hosts,
+                client: parts.outbound,
                 logs: parts.logs,
             },
         },

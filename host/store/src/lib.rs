@@ -119,6 +119,12 @@ pub trait Apps: Send + Sync {
     /// HMAC-SHA256 of `data` under this store's key, derived for `purpose`: what signs
     /// values the host hands out and checks when they come back (user sessions).
     fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32];
+    /// `plain` sealed under this store's key for `purpose` (ChaCha20-Poly1305): how secrets
+    /// the host must use again (webhook signing keys) are kept at rest.
+    fn seal(&self, purpose: &str, plain: &str) -> String;
+    /// What [`Apps::seal`] sealed for `purpose`; `None` when it was sealed under another key
+    /// or purpose, or altered.
+    fn unseal(&self, purpose: &str, sealed: &str) -> Option<String>;
     /// Keeps a mini-program user's login: their `session_key` from the platform (sealed, never
     /// handed out), replacing an earlier one. Returns the app's session generation, which the
     /// session issued for this login carries.

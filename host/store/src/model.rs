@@ -46,6 +46,27 @@ pub struct FunctionConfig {
     pub outbound_hosts: Vec<String>,
 }
 
+impl FunctionConfig {
+    /// A configuration a client sent (the admin API's `cloudfn-config`): like a stored one,
+    /// but a field this version does not know is refused, naming it and the known ones, instead
+    /// of being dropped (a misspelt `outbound_host` must not deploy a function that silently
+    /// lacks it). Stored configs stay lenient, so an older binary still reads newer data.
+    pub fn from_client_json(text: &str) -> Result<FunctionConfig, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let known = serde_json::to_value(FunctionConfig::default()).expect("a config serializes");
+        if let (Some(sent), Some(known)) = (value.as_object(), known.as_object())
+            && let Some(unknown) = sent.keys().find(|k| !known.contains_key(*k))
+        {
+            let names: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown field `{unknown}`, expected one of {}",
+                names.join(", ")
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+}
+
 /// What kind of component a function version is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,7 @@ mod charts;
 mod pages;
 pub mod session;
 
-use crate::http::{Body, read_body};
+use crate::http::{Body, BodyError, read_body, read_body_within};
 use bytes::Bytes;
 use cloudfn_invoke::Host;
 use cloudfn_store::secrets::{constant_time_eq, random_hex};
@@ -28,6 +28,9 @@ use std::time::Duration;
 /// How long a console session lasts by default.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
+/// Largest login form: a CSRF token and the admin token fit many times over.
+const MAX_LOGIN_BYTES: usize = 4 * 1024;
+
 /// Largest form body other than a deploy.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
 
@@ -35,6 +38,9 @@ const MAX_FORM_BYTES: usize = 1024 * 1024;
 pub struct Console {
     host: Arc<Host>,
     token_sha256: String,
+    /// The host's body budget: a login, sent before anyone is known, takes room from its
+    /// anonymous part.
+    bodies: Arc<crate::http::BodyBudget>,
     sessions: Sessions,
     templates: Environment<'static>,
 }
@@ -108,7 +114,12 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Response<Body> {
 
 impl Console {
     /// The console of `host`, its login checked against the admin token's hash.
-    pub fn new(host: Arc<Host>, token_sha256: String, session_ttl: Duration) -> Console {
+    pub fn new(
+        host: Arc<Host>,
+        token_sha256: String,
+        session_ttl: Duration,
+        bodies: Arc<crate::http::BodyBudget>,
+    ) -> Console {
         let mut templates = Environment::new();
         for (name, source) in pages::TEMPLATES {
             templates
@@ -118,6 +129,7 @@ impl Console {
         Console {
             host,
             token_sha256,
+            bodies,
             sessions: Sessions::new(session_ttl),
             templates,
         }
@@ -264,10 +276,20 @@ impl Console {
             );
         }
         let sent_cookie = cookie(req.headers(), LOGIN_COOKIE);
-        let body = match read_body(req.into_body(), MAX_FORM_BYTES).await {
-            Ok(b) => b,
-            Err(e) => return self.login_form(StatusCode::BAD_REQUEST, Some(&e.to_string())),
-        };
+        // Anyone may send a login: its body is small, and held within the anonymous part of
+        // the host's body budget, so a flood of slow logins cannot hold the host's memory.
+        let (parts, body) = req.into_parts();
+        let body =
+            match read_body_within(&self.bodies, "", &parts.headers, body, MAX_LOGIN_BYTES).await {
+                Ok((b, _permit)) => b,
+                Err(e @ BodyError::Busy(_)) => {
+                    return self.login_form(StatusCode::SERVICE_UNAVAILABLE, Some(&e.to_string()));
+                }
+                Err(e @ BodyError::TooLarge(_)) => {
+                    return self.login_form(StatusCode::PAYLOAD_TOO_LARGE, Some(&e.to_string()));
+                }
+                Err(e) => return self.login_form(StatusCode::BAD_REQUEST, Some(&e.to_string())),
+            };
         let form = Form::parse(&body);
         let csrf_ok = match (sent_cookie.as_deref(), form.get("csrf")) {
             (Some(c), Some(f)) => !c.is_empty() && constant_time_eq(c.as_bytes(), f.as_bytes()),

@@ -240,6 +240,14 @@ impl Apps for SqliteStore {
         crate::secrets::mac(&self.token_key, purpose, data)
     }
 
+    fn seal(&self, purpose: &str, plain: &str) -> String {
+        crate::secrets::seal(&self.token_key, purpose, plain)
+    }
+
+    fn unseal(&self, purpose: &str, sealed: &str) -> Option<String> {
+        crate::secrets::unseal(&self.token_key, purpose, sealed)
+    }
+
     async fn record_login(
         &self,
         appid: &str,
