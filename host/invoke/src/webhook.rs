@@ -151,7 +151,7 @@ impl Webhooks {
         for addr in addrs {
             self.egress
                 .check(addr)
-                .map_err(|refused| format!("{url}: {host} resolves to {refused}"))?;
+                .map_err(|refused| format!("{url}: {refused}"))?;
         }
         Ok(())
     }
