@@ -17,6 +17,10 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     ok(&cloudfn(
         dir.path(),
+        &["app", "create", "wxA", "--subject", "Acme"],
+    ));
+    ok(&cloudfn(
+        dir.path(),
         &["env", "create", "prod", "--owner", "wxA"],
     ));
     let v = ok(&cloudfn(
@@ -50,10 +54,6 @@ fn invoke_with_caller_identity_prints_event_and_context() {
         -501019
     );
     // Share prod with wxB (same subject, sharing on, a cloudbase_auth that allows wxB).
-    ok(&cloudfn(
-        dir.path(),
-        &["app", "create", "wxA", "--subject", "Acme"],
-    ));
     ok(&cloudfn(
         dir.path(),
         &["app", "create", "wxB", "--subject", "Acme"],
@@ -259,6 +259,11 @@ fn deploy_errors_are_clear() {
         (
             vec!["env", "create", "../x", "--owner", "wxA"],
             "invalid env name",
+        ),
+        // A misspelt owner is refused, not registered as an app without credentials.
+        (
+            vec!["env", "create", "other", "--owner", "wxQ"],
+            "app wxQ does not exist: register it first with `cloudfn app create wxQ",
         ),
     ];
     for (args, want) in cases {

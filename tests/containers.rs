@@ -188,6 +188,7 @@ fn wx<'a>(service: &'a str, env: &'a str, auth: &'a str) -> [(&'a str, &'a str);
 async fn http_functions_deploy_list_version_and_roll_back() {
     let dir = tempfile::tempdir().unwrap();
     let bin = Bin::new(dir.path());
+    ok(&bin.run(&["app", "create", "wxA", "--subject", "Acme"]));
     ok(&bin.run(&["env", "create", "prod", "--owner", "wxA"]));
     let deploy = |name: &str, flags: &[&str], wasm: &str| {
         let mut args = vec!["deploy", "--env", "prod", "--name", name];
@@ -692,6 +693,12 @@ async fn taobao_cache_kinds_and_expiry() {
     )
     .await;
     assert_eq!(r.status, 400);
+    // Said for people: the value given, not Rust's `Some(4)`.
+    let message = r.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("got 4 and 300") && !message.contains("Some("),
+        "{message}"
+    );
 }
 
 /// Runs seed 003's mini-program code (tests/node/miniprogram/container.js) as `appid`'s user

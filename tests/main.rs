@@ -12,6 +12,7 @@ mod containers;
 mod hostile;
 mod js;
 mod multihost;
+mod rough_edges;
 mod runtime;
 mod security;
 mod serve;

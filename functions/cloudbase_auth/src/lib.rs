@@ -45,7 +45,7 @@ fn cloudbase_auth(event: AuthEvent, ctx: &WxContext) -> Result<AuthReply, Error>
 
     let allowed = cloudfn_sdk::var("allowed_appids").unwrap_or_default();
     if from_appid.is_empty() || !allowed.split(',').any(|a| a.trim() == from_appid) {
-        cloudfn_sdk::warn!("denied app {from_appid:?} for env {env}");
+        cloudfn_sdk::warn!("denied app {from_appid} for env {env}");
         return Ok(AuthReply {
             err_code: NOT_ALLOWED,
             err_msg: format!("app {from_appid} is not allowed to use env {env}"),
@@ -59,10 +59,9 @@ fn cloudbase_auth(event: AuthEvent, ctx: &WxContext) -> Result<AuthReply, Error>
         .find(|(app, _)| app.trim() == from_appid)
         .map(|(_, role)| role.trim().to_string())
         .unwrap_or_else(|| "member".into());
-    cloudfn_sdk::info!(
-        "granted app {from_appid} role {role} for {:?}",
-        event.function
-    );
+    // `function` is absent for `init` (the env as a whole).
+    let what = event.function.as_deref().unwrap_or("init");
+    cloudfn_sdk::info!("granted app {from_appid} role {role} for {what}");
     let claims = json!({
         "fromAppid": from_appid,
         "fromOpenid": from_openid,

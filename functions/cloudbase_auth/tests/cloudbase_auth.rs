@@ -44,7 +44,14 @@ async fn an_allowed_app_is_granted_with_its_role() -> anyhow::Result<()> {
         .collect();
     assert!(
         logs.iter()
-            .any(|m| m.contains("granted app wxB role partner")),
+            .any(|m| m.contains("granted app wxB role partner for echo")),
+        "{logs:?}"
+    );
+    // Lines meant for people, not Rust's debug form of an Option.
+    assert!(
+        !logs
+            .iter()
+            .any(|m| m.contains("Some(") || m.contains("None")),
         "{logs:?}"
     );
     Ok(())

@@ -152,6 +152,9 @@ pub enum Command {
         /// permissions go (functions:read, functions:deploy).
         #[arg(long = "as")]
         acting: Option<String>,
+        /// Remove cloudbase_auth even though the env is shared (its sharees' calls then fail).
+        #[arg(long)]
+        force: bool,
     },
     /// Call a function, deployed or straight from a .wasm file, as any caller.
     Invoke(Box<InvokeArgs>),
@@ -525,9 +528,9 @@ pub struct ConfigArgs {
     /// Time limit of one call, in seconds (up to 900) [default: 3, or 5 for HTTP-API calls].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
-    /// Memory limit of one call, in MB (up to 2048).
-    #[arg(long, value_name = "MB", default_value_t = DEFAULT_MEMORY_MB)]
-    pub memory: u32,
+    /// Memory limit of one call, in MB (up to 2048) [default: 128].
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
     /// A variable the function reads with var(K); repeat for more.
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -535,9 +538,10 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub fs_write: bool,
     /// What the component is: `function` (a cloud function, called with a JSON event) or
-    /// `http` (a wasi:http/proxy component served behind the container gateways).
-    #[arg(long, value_name = "KIND", default_value = "function")]
-    pub kind: FunctionKind,
+    /// `http` (a wasi:http/proxy component served behind the container gateways) [default:
+    /// function].
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<FunctionKind>,
     /// A host the function may send HTTP requests to (`host` or `host:port`; an HTTP
     /// function's outgoing requests, a JavaScript function's `fetch`); repeat for more.
     /// Outbound HTTP to any other host is refused.
@@ -554,14 +558,29 @@ impl ConfigArgs {
         }
         let config = FunctionConfig {
             timeout_ms: self.timeout.map(|t| (t * 1000.0).round() as u64),
-            memory_mb: self.memory,
+            memory_mb: self.memory.unwrap_or(DEFAULT_MEMORY_MB),
             vars: self.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
             fs_write: self.fs_write,
-            kind: self.kind,
+            kind: self.kind.unwrap_or_default(),
             outbound_hosts: self.allow_hosts.clone(),
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The first of these flags given, if any: they describe a version, so they apply to a
+    /// deploy or a file run, never to a call of a deployed version.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.timeout.is_some(), "--timeout"),
+            (self.memory.is_some(), "--memory"),
+            (!self.vars.is_empty(), "--var"),
+            (self.fs_write, "--fs-write"),
+            (self.kind.is_some(), "--kind"),
+            (!self.allow_hosts.is_empty(), "--allow-host"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
     }
 }
 
@@ -601,7 +620,8 @@ pub struct DeployArgs {
 /// `cloudfn invoke`.
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
-    /// Run this component file directly instead of a deployed function (local testing).
+    /// Run this component file (or a function's folder, built first, as deploy builds it)
+    /// directly instead of a deployed function (local testing).
     pub file: Option<PathBuf>,
     /// Run on a temporary data dir holding what this fixture file describes, instead of
     /// the data dir.
@@ -631,11 +651,11 @@ pub struct InvokeArgs {
     /// FROM_APPID: the calling app, for a call through a share.
     #[arg(long)]
     pub from_appid: Option<String>,
-    /// FROM_OPENID: the calling app's user.
-    #[arg(long)]
+    /// FROM_OPENID: the calling app's user (with --from-appid: a user is always some app's).
+    #[arg(long, requires = "from_appid")]
     pub from_openid: Option<String>,
-    /// FROM_UNIONID: the calling user's unionid.
-    #[arg(long)]
+    /// FROM_UNIONID: the calling user's unionid (with --from-appid).
+    #[arg(long, requires = "from_appid")]
     pub from_unionid: Option<String>,
     /// CLIENTIP of the caller.
     #[arg(long)]

@@ -487,7 +487,7 @@ fn @IDENT@(_event: Value, ctx: &WxContext) -> Result<Reply, Error> {
     let from_appid = ctx.from_appid.clone().unwrap_or_default();
     let allowed = cloudfn_sdk::var("allowed_appids").unwrap_or_default();
     if from_appid.is_empty() || !allowed.split(',').any(|a| a.trim() == from_appid) {
-        cloudfn_sdk::warn!("refused app {from_appid:?}");
+        cloudfn_sdk::warn!("refused app {from_appid}");
         return Ok(Reply {
             err_code: -403001,
             err_msg: format!("app {from_appid} may not use this env"),

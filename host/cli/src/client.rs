@@ -114,7 +114,7 @@ impl Backend {
     /// Creates an environment.
     pub async fn create_env(&self, env: &str, owner: &str) -> anyhow::Result<EnvInfo> {
         match self {
-            Backend::Local(s) => Ok(s.create_env(env, owner).await?),
+            Backend::Local(s) => Ok(s.create_env_for_app(env, owner).await?),
             Backend::Remote(c) => {
                 c.post("/v1/envs", json!({ "env": env, "owner": owner }))
                     .await
@@ -204,11 +204,22 @@ impl Backend {
     }
 
     /// Removes a function.
-    pub async fn remove(&self, env: &str, name: &str, acting: Option<&str>) -> anyhow::Result<()> {
+    pub async fn remove(
+        &self,
+        env: &str,
+        name: &str,
+        acting: Option<&str>,
+        force: bool,
+    ) -> anyhow::Result<()> {
         match self {
-            Backend::Local(s) => Ok(s.remove_as(&Actor::acting(acting), env, name).await?),
+            Backend::Local(s) => Ok(s
+                .remove_as(&Actor::acting(acting), env, name, force)
+                .await?),
             Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
+                let mut path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
+                if force {
+                    path.push_str("?force=true");
+                }
                 let path = acting_in(path, acting);
                 c.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
                     .await

@@ -8,14 +8,55 @@ use anyhow::{Context, bail};
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
 use cloudfn_gateway::server::{ServeConfig, Server, new_admin_token};
 use cloudfn_invoke::{EngineConfig, Host, Identity, InvokeRequest, Limits, Options};
-use cloudfn_store::{ActivationQuery, AppCredentials, AuditQuery};
+use cloudfn_store::{ActivationQuery, AppCredentials, AuditQuery, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs the CLI; returns the process exit code.
+/// Runs the CLI; returns the process exit code. On a data dir, an error about something that
+/// is not there names the data dir it looked in (a forgotten --data-dir is the usual cause).
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let local = cli.server.is_none() && cli.store.is_none();
+    let data_dir = cli.data_dir.clone();
+    run_command(cli).await.map_err(|e| {
+        let missing = matches!(
+            e.downcast_ref::<StoreError>(),
+            Some(
+                StoreError::EnvNotFound(_)
+                    | StoreError::AppNotFound(_)
+                    | StoreError::FunctionNotFound { .. }
+            )
+        );
+        if local && missing {
+            e.context(format!(
+                "in data dir {} (--data-dir, CLOUDFN_DATA_DIR)",
+                data_dir.display()
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// Whether a command only reads state: on a data dir that is not there, it has nothing to
+/// read, and must not make one.
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ls { .. }
+            | Command::Versions { .. }
+            | Command::Logs { .. }
+            | Command::Audit { .. }
+            | Command::Invoke(_)
+            | Command::App(AppCommand::Ls)
+            | Command::Env(EnvCommand::Ls)
+            | Command::Share(ShareCommand::Ls { .. })
+            | Command::Rules(RulesCommand::Get { .. })
+    )
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Serve(args) => return serve(&cli, args).await,
         Command::Invoke(args) if args.file.is_some() => {
@@ -254,10 +295,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .await?;
             println!("{env}/{name} now runs version {to}");
         }
-        Command::Rm { env, name, acting } => {
+        Command::Rm {
+            env,
+            name,
+            acting,
+            force,
+        } => {
             backend(&cli)
                 .await?
-                .remove(env, name, acting.as_deref())
+                .remove(env, name, acting.as_deref(), *force)
                 .await?;
             println!("removed {env}/{name}");
         }
@@ -316,7 +362,20 @@ async fn backend(cli: &Cli) -> anyhow::Result<Backend> {
                 .context("--server needs --admin-token (or CLOUDFN_ADMIN_TOKEN)")?;
             Ok(Backend::Remote(AdminClient::new(url, token)?))
         }
-        None => Ok(Backend::Local(open(cli).await?)),
+        None => {
+            if cli.store.is_none()
+                && reads_only(&cli.command)
+                && !cli.data_dir.join("cloudfn.db").exists()
+            {
+                bail!(
+                    "no cloudfn data dir at {} (no cloudfn.db there): name yours with --data-dir \
+                     (or CLOUDFN_DATA_DIR), a running server with --server, or start one with \
+                     `cloudfn app create` or `cloudfn demo`",
+                    cli.data_dir.display()
+                );
+            }
+            Ok(Backend::Local(open(cli).await?))
+        }
     }
 }
 
@@ -472,6 +531,18 @@ async fn logs(
                     format!("errcode {} {}", a.errcode, a.errmsg)
                 }
             )?;
+            // A shared env's grant: who was let in or refused, at which step, and why.
+            if let Some(d) = &a.decision {
+                writeln!(
+                    out,
+                    "    [grant] {} app {} at {}{}: {}",
+                    if d.allowed { "allowed" } else { "denied" },
+                    d.caller_appid,
+                    d.step,
+                    if d.cached { " (cached decision)" } else { "" },
+                    d.reason
+                )?;
+            }
             for line in &a.logs {
                 let tag = line.tag();
                 writeln!(out, "    [{tag}] {}", line.message)?;
@@ -599,6 +670,19 @@ async fn invoke(backend: &Backend, args: &InvokeArgs) -> anyhow::Result<i32> {
     let (Some(env), Some(name)) = (&args.env, &args.name) else {
         bail!("invoke needs --env and --name, or a .wasm file to run directly");
     };
+    // A deployed version runs with the settings it was deployed with: a flag that would
+    // change them must not look as if it did.
+    let file_only = args
+        .config
+        .first_given()
+        .or(args.dir.as_ref().map(|_| "--dir"));
+    if let Some(flag) = file_only {
+        bail!(
+            "{flag} applies to a file run (invoke FILE.wasm) or a deploy; {env}/{name} runs with \
+             the settings of its deployed version (see `cloudfn versions --env {env} --name \
+             {name}`): deploy a new version to change them"
+        );
+    }
     let call = AdminInvoke {
         event: read_event(&args.event)?,
         identity: args.identity(),
@@ -612,7 +696,16 @@ async fn invoke(backend: &Backend, args: &InvokeArgs) -> anyhow::Result<i32> {
 async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> {
     let file = args.file.as_ref().expect("checked by the caller");
     let event = read_event(&args.event)?;
-    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // A function's folder is built first, as `deploy FOLDER` does.
+    let built = if file.is_dir() {
+        let dir = file.clone();
+        tokio::task::spawn_blocking(move || cloudfn_testing::build::build_function(&dir))
+            .await??
+            .wasm
+    } else {
+        file.clone()
+    };
+    let wasm = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     let name = match &args.name {
         Some(n) => n.clone(),
         None => file
@@ -676,12 +769,17 @@ async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
 
 /// Prints logs on stderr and the result (or the protocol error) on stdout; returns the exit code.
 fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
+    // Nothing ran (a bad event, an unknown function, a refusal): the error alone says it.
+    let ran = inv.version.is_some();
     if !quiet {
         let mut err = std::io::stderr().lock();
         for line in &inv.logs {
             let tag = line.tag();
             let _ = writeln!(err, "[{tag}] {}", line.message);
         }
+    }
+    if !quiet && ran {
+        let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
             "[cloudfn] request {} version {} in {:.1} ms, peak memory {} KB",

@@ -318,7 +318,7 @@ impl AdminApi {
             (Method::POST, ["v1", "envs"]) => match json_body::<NewEnv>(req.into_body()).await {
                 Ok(n) => self
                     .host
-                    .create_env(&n.env, &n.owner)
+                    .create_env_for_app(&n.env, &n.owner)
                     .await
                     .map_or_else(store_error, |e| ok(&e)),
                 Err(r) => r,
@@ -333,7 +333,12 @@ impl AdminApi {
             }
             (Method::DELETE, ["v1", "envs", env, "functions", name]) => self
                 .host
-                .remove_as(&actor, env, name)
+                .remove_as(
+                    &actor,
+                    env,
+                    name,
+                    query.get("force").is_some_and(|v| v == "true"),
+                )
                 .await
                 .map_or_else(store_error, |()| ok(&json!({ "removed": name }))),
             (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => self

@@ -59,9 +59,21 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let Some(dialect) = self.dialects.iter().find(|d| d.claims(&req)) else {
             let path = req.uri().path();
+            // The CLI's --server (or a browser) pointed at this port by mistake: say where the
+            // admin endpoints are.
+            let admin = ["/v1/", "/console", "/metrics", "/healthz", "/readyz"];
+            let errmsg = if admin.iter().any(|p| path.starts_with(p)) {
+                format!(
+                    "no endpoint {path} on the public listener: the admin API, the console and \
+                     /metrics are on the admin listener (serve --admin-listen, default \
+                     127.0.0.1:8081; the CLI's --server names that one)"
+                )
+            } else {
+                format!("no endpoint {path}")
+            };
             return http::json(
                 StatusCode::NOT_FOUND,
-                &serde_json::json!({ "errcode": 404, "errmsg": format!("no endpoint {path}") }),
+                &serde_json::json!({ "errcode": 404, "errmsg": errmsg }),
             );
         };
         match dialect.accept(&self.cx, req, peer).await {

@@ -373,8 +373,9 @@ impl Taobao {
                 StatusCode::BAD_REQUEST,
                 "INVALID_PARAMETER",
                 format!(
-                    "cacheType must be 0-3 and cacheTime 1-{MAX_CACHE_TIME} s, got {cache_type:?} \
-                     and {cache_time}"
+                    "cacheType must be 0-3 and cacheTime 1-{MAX_CACHE_TIME} s, got {} and \
+                     {cache_time}",
+                    cache_type.map_or("none".to_string(), |t| t.to_string())
                 ),
             ));
         }

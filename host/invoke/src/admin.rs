@@ -168,6 +168,20 @@ impl Host {
         Ok(info)
     }
 
+    /// [`Host::create_env`] as an operator asks for it (the CLI's `env create`, the admin
+    /// API): the owner must be a registered app, so a misspelt appid is refused instead of
+    /// becoming an app without credentials. (Test and authoring hosts create owners as they go.)
+    pub async fn create_env_for_app(&self, name: &str, owner: &str) -> Result<EnvInfo, StoreError> {
+        match self.store.app(owner).await {
+            Ok(_) => self.create_env(name, owner).await,
+            Err(StoreError::AppNotFound(_)) => Err(StoreError::InvalidConfig(format!(
+                "app {owner} does not exist: register it first with `cloudfn app create {owner} \
+                 --subject COMPANY` (POST /v1/apps), then create the env"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Validates and stores a new version of `env/name` and makes it active.
     pub async fn deploy(
         &self,
@@ -238,6 +252,11 @@ impl Host {
         to: u32,
     ) -> Result<(), StoreError> {
         self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        if self.store.resolve(env, name, None).await?.version == to {
+            return Err(StoreError::Refused(format!(
+                "version {to} of {env}/{name} is already active; nothing changed"
+            )));
+        }
         self.store.rollback(env, name, to).await?;
         self.log_change(
             actor,
@@ -250,9 +269,29 @@ impl Host {
         Ok(())
     }
 
-    /// Removes `env/name` and all its versions.
-    pub async fn remove_as(&self, actor: &Actor, env: &str, name: &str) -> Result<(), StoreError> {
+    /// Removes `env/name` and all its versions. `cloudbase_auth` of a shared env only with
+    /// `force`: without it every sharee's call fails and the env cannot be shared again.
+    pub async fn remove_as(
+        &self,
+        actor: &Actor,
+        env: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<(), StoreError> {
         self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        if name == AUTH_FUNCTION && !force {
+            let shares = self.store.shares(Some(env), None).await?;
+            if !shares.is_empty() {
+                let apps: Vec<&str> = shares.iter().map(|s| s.to_appid.as_str()).collect();
+                return Err(StoreError::Refused(format!(
+                    "env {env} is shared with {}: without {AUTH_FUNCTION} every call of theirs \
+                     fails (-501009) and the env cannot be shared again until one is deployed; \
+                     end the shares first (cloudfn share rm --env {env} --to APP), or remove it \
+                     anyway with --force (?force=true)",
+                    apps.join(", ")
+                )));
+            }
+        }
         self.store.remove_function(env, name).await?;
         self.log_change(actor, "remove", Some(env), Some(name), String::new())
             .await;

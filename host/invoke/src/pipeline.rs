@@ -296,6 +296,23 @@ impl Host {
         if let Err(e) = grant::check_share(snap, env, function, app) {
             return deny("share", e.into());
         }
+        // A function that does not exist is not worth a cloudbase_auth run (nor a cached
+        // decision per made-up name). Said only after the share check, so an app without a
+        // share covering the name learns nothing of which functions exist.
+        if let Some(name) = function
+            && snap.function(&env.name, name).is_none()
+        {
+            let missing = InvokeError::FunctionNotFound {
+                env: env.name.clone(),
+                name: name.to_string(),
+                version: None,
+            };
+            let reason = format!("no function {name} in env {}", env.name);
+            return (
+                Err(missing),
+                grant::decision(app, false, "function", reason),
+            );
+        }
         let tag = snap.grant_tag(&env.name);
         let outcome = match self.decisions.get(tag, &env.name, function, app) {
             Some((AuthOutcome::Granted { raw, .. }, Some(granted))) => return (Ok(raw), granted),

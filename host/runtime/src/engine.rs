@@ -486,7 +486,8 @@ fn check_header(bytes: &[u8]) -> Result<(), InvalidComponent> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(InvalidComponent(
-            "not a WebAssembly file (no \\0asm header); deploy the .wasm that \
+            "not a WebAssembly file (no \\0asm header); deploy a function's folder (cloudfn \
+             builds a Rust crate or a JavaScript function), or the .wasm that `cloudfn build` or \
              `cargo build --target wasm32-wasip2` produces"
                 .into(),
         ));

@@ -45,7 +45,8 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     };
     if !manifest.exists() {
         bail!(
-            "{} is not a function crate (no Cargo.toml); create one with `cloudfn new NAME`",
+            "{} is not a function folder: a Rust function has a Cargo.toml, a JavaScript one a \
+             package.json (and its index.js); create one with `cloudfn new NAME`",
             path.display()
         );
     }

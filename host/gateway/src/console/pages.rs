@@ -588,7 +588,7 @@ fn rules_page(
     let mut ctx = BTreeMap::<&str, Value>::new();
     let (mut function, mut auth) = (
         "",
-        r#"{"appid": "wxB", "openid": "o1", "loginType": "WECHAT-OPEN", "custom": {}}"#,
+        r#"{"appid": "wxB", "openid": "o1", "loginType": "WECHAT", "custom": {}}"#,
     );
     match outcome {
         RulesOutcome::Saved(done) => {

@@ -1,0 +1,181 @@
+//! What got in a new user's way (issue 28), each through the real parts: the `cloudfn` binary
+//! on a data dir, or a served host on 127.0.0.1. Silent fallbacks are refused with a message
+//! that says what to do; messages name what they mean.
+
+use crate::common::http::*;
+use crate::common::{Bin, World, failed, guests as paths, ok};
+use cloudfn_gateway::server::ServeConfig;
+use cloudfn_store::{AuditQuery, FunctionConfig};
+
+/// A data dir with app wxA, env `prod` and `echo` deployed.
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Bin::new(dir.path());
+    ok(&bin.run(&["app", "create", "wxA", "--subject", "Acme"]));
+    ok(&bin.run(&["env", "create", "prod", "--owner", "wxA"]));
+    ok(&bin.run(&["deploy", "--env", "prod", "--name", "echo", paths::ECHO]));
+    dir
+}
+
+/// Items 2, 4, 13 and 15: `invoke` refuses caller contexts that cannot happen and flags that
+/// would not apply, builds or names a folder, and prints no run line when nothing ran.
+#[test]
+fn invoke_refuses_what_would_be_silently_ignored() {
+    let dir = data_dir();
+    let bin = Bin::new(dir.path());
+    let echo = ["invoke", "--env", "prod", "--name", "echo"];
+    fn with<'a>(echo: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+        [echo, more].concat()
+    }
+    // A user is always some app's: FROM_OPENID without FROM_APPID cannot happen.
+    let (_, stderr) = failed(&bin.run(&with(&echo, &["--from-openid", "o1"])));
+    assert!(stderr.contains("--from-appid"), "{stderr}");
+    // A deployed version runs with its own settings.
+    for flag in [["--memory", "1"], ["--kind", "http"], ["--timeout", "1"]] {
+        let (_, stderr) = failed(&bin.run(&with(&echo, &flag)));
+        assert!(
+            stderr.contains(&format!("{} applies to a file run", flag[0]))
+                && stderr.contains("deploy a new version"),
+            "{flag:?}: {stderr}"
+        );
+    }
+    // Nothing ran: the error alone, no `request … version - in 0.0 ms` line.
+    let out = bin.run(&with(&echo, &["--event", "{bad"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("[cloudfn] request"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("errcode"));
+    let out = bin.run(&with(&echo, &["--event", "{}"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[cloudfn] request"));
+    // A folder is built as deploy builds it; one that is no function says what one is.
+    let empty = tempfile::tempdir().unwrap();
+    let (_, stderr) = failed(&bin.run(&["invoke", empty.path().to_str().unwrap()]));
+    assert!(
+        stderr.contains("is not a function folder") && stderr.contains("package.json"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Is a directory"), "{stderr}");
+}
+
+/// Item 5: `cloudbase_auth` of a shared env is not removed without `--force`.
+#[test]
+fn removing_cloudbase_auth_of_a_shared_env_needs_force() {
+    let dir = data_dir();
+    let bin = Bin::new(dir.path());
+    ok(&bin.run(&["app", "create", "wxB", "--subject", "Acme"]));
+    ok(&bin.run(&["app", "sharing", "wxA", "on"]));
+    let deploy = ["deploy", "--env", "prod", "--name", "cloudbase_auth"];
+    ok(&bin.run(&[&deploy[..], &[paths::CLOUDBASE_AUTH]].concat()));
+    ok(&bin.run(&["share", "add", "--env", "prod", "--to", "wxB"]));
+    let rm = ["rm", "--env", "prod", "--name", "cloudbase_auth"];
+    let (_, stderr) = failed(&bin.run(&rm));
+    assert!(
+        stderr.contains("shared with wxB") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let ls = ok(&bin.run(&["ls", "--env", "prod"]));
+    assert!(ls.contains("cloudbase_auth"), "{ls}");
+    ok(&bin.run(&[&rm[..], &["--force"]].concat()));
+    let ls = ok(&bin.run(&["ls", "--env", "prod"]));
+    assert!(!ls.contains("cloudbase_auth"), "{ls}");
+}
+
+/// Items 7, 10 and 14 on a served host.
+#[tokio::test]
+async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
+    let s = World::new()
+        .app("wxC", "Acme")
+        .env("prod", "wxA")
+        .deploy("prod", "echo", paths::ECHO)
+        .deploy_with(
+            "prod",
+            "cloudbase_auth",
+            paths::CLOUDBASE_AUTH,
+            FunctionConfig::vars([("allowed_appids", "wxB")]),
+        )
+        .sharing("wxA")
+        .share("prod", "wxB", "*")
+        .serve(ServeConfig::default())
+        .await;
+    let auth_runs = || async {
+        s.host.flush_records().await;
+        crate::common::records(&s.host, "prod", Some("cloudbase_auth"))
+            .await
+            .len()
+    };
+    // Item 7: a sharee's call of a function that does not exist runs no cloudbase_auth.
+    let v = call_as(&s, &s.other, Some("o1"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), 0, "{v}");
+    let before = auth_runs().await;
+    for name in ["nope1", "nope2", "nope3"] {
+        let v = call_as(&s, &s.other, Some("o1"), "prod", name, "{}").await;
+        assert_eq!(errcode(&v), -501009, "{v}");
+    }
+    assert_eq!(
+        auth_runs().await,
+        before,
+        "no cloudbase_auth run for made-up names"
+    );
+    // An app with no share learns nothing of which functions exist.
+    let c = s.world.creds("wxC").clone();
+    let v = call_as(&s, &c, Some("o1"), "prod", "nope1", "{}").await;
+    assert_eq!(errcode(&v), -501019, "{v}");
+
+    // Item 10: rolling back to the active version says so and audits nothing.
+    let (status, v) = admin(
+        &s,
+        "POST",
+        "/v1/envs/prod/functions/echo/rollback",
+        r#"{"to":1}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("already active"),
+        "{v}"
+    );
+    let q = AuditQuery {
+        env: Some("prod".into()),
+        ..Default::default()
+    };
+    let audit = s.host.store().audit_log(&q).await.unwrap();
+    assert!(!audit.iter().any(|e| e.action == "rollback"), "{audit:?}");
+
+    // Item 14: the admin API asked on the public port says where it is.
+    let (status, v) = get(&s.url("/v1/envs")).await;
+    assert_eq!(status, 404);
+    let message = v["errmsg"].as_str().unwrap();
+    assert!(
+        message.contains("admin listener") && message.contains("--admin-listen"),
+        "{message}"
+    );
+}
+
+/// Item 3: a forgotten `--data-dir` makes no data dir for a command that only reads, and an
+/// error about something missing names the data dir it looked in.
+#[test]
+fn a_missing_data_dir_is_named_and_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cloudfn-data");
+    let bin = Bin::new(&data);
+    for args in [
+        &["ls", "--env", "prod"][..],
+        &["env", "ls"],
+        &["logs", "--env", "prod"],
+        &["invoke", "--env", "prod", "--name", "echo"],
+    ] {
+        let (_, stderr) = failed(&bin.run(args));
+        assert!(
+            stderr.contains(&format!("no cloudfn data dir at {}", data.display()))
+                && stderr.contains("--data-dir"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data.exists(), "{args:?} made {}", data.display());
+    }
+    ok(&bin.run(&["app", "create", "wxA", "--subject", "Acme"]));
+    let (_, stderr) = failed(&bin.run(&["deploy", "--env", "prod", "--name", "echo", paths::ECHO]));
+    assert!(
+        stderr.contains(&format!("in data dir {}", data.display())) && stderr.contains("prod"),
+        "{stderr}"
+    );
+}
