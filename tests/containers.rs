@@ -116,6 +116,11 @@ pub(crate) async fn world() -> TestServer {
             .await
             .unwrap();
     }
+    // What wxA's Taobao mini-program signs with (its envs' functions check `sign` with it).
+    s.host
+        .set_taobao_secret("wxA", Some("taobao-secret"))
+        .await
+        .unwrap();
     s
 }
 
@@ -571,7 +576,7 @@ async fn taobao_system_parameters_sign_envelope_and_limits() {
         assert_eq!(q[empty], "", "{empty}");
     }
     assert_eq!(r.body["data"]["vars"]["WHICH"], "test");
-    let secret = "platform-secret";
+    let secret = "taobao-secret";
     assert_eq!(q["sign"], expected_sign(secret, &q, ""));
     // A POST's body is signed too; env=online is the other env.
     let body = r#"{"xftest":"hhh","id":"1234"}"#;

@@ -405,7 +405,8 @@ pub enum AppCommand {
     /// an env ending) or its upstream credentials (for its functions' cloud calls and its
     /// mini-program users' logins).
     #[command(group(clap::ArgGroup::new("setting").required(true).multiple(true)
-        .args(["webhook", "no_webhook", "upstream_secret", "no_upstream_secret"])))]
+        .args(["webhook", "no_webhook", "upstream_secret", "no_upstream_secret",
+            "taobao_secret", "no_taobao_secret"])))]
     Set {
         /// The appid.
         appid: String,
@@ -423,6 +424,14 @@ pub enum AppCommand {
         /// Forget the app's upstream credentials.
         #[arg(long)]
         no_upstream_secret: bool,
+        /// The secret the app's Taobao mini-program signs with (its appKey's secret): the
+        /// Taobao gateway signs `sign` with it for the functions of the app's envs, which hold
+        /// it to check (kept sealed): the secret, @FILE, or @- for stdin.
+        #[arg(long, conflicts_with = "no_taobao_secret")]
+        taobao_secret: Option<String>,
+        /// Forget the app's Taobao signing secret.
+        #[arg(long)]
+        no_taobao_secret: bool,
     },
 }
 
@@ -666,6 +675,10 @@ pub struct InvokeArgs {
     /// Directory to preopen as `/` for a file run (deployed functions get their env's).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// For a file or fixture run: address ranges its outbound HTTP may reach besides the
+    /// public internet (as `serve --egress-allow`), e.g. 127.0.0.1/32 for a local mock.
+    #[arg(long = "egress-allow", value_name = "CIDR", value_delimiter = ',')]
+    pub egress_allow: Vec<String>,
     /// Do not print the function's logs on stderr.
     #[arg(long, short)]
     pub quiet: bool,

@@ -386,6 +386,19 @@ impl Backend {
         }
     }
 
+    /// Sets or forgets an app's Taobao signing secret.
+    pub async fn set_taobao_secret(&self, appid: &str, secret: Option<&str>) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(s) => Ok(s.set_taobao_secret(appid, secret).await?),
+            Backend::Remote(c) => {
+                let path = format!("/v1/apps/{}/taobao-secret", enc(appid));
+                c.post::<serde_json::Value>(&path, json!({ "secret": secret }))
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
     /// Sets or forgets an app's upstream credentials.
     pub async fn set_upstream_secret(
         &self,

@@ -160,6 +160,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<i32> {
             no_webhook,
             upstream_secret,
             no_upstream_secret,
+            taobao_secret,
+            no_taobao_secret,
         }) => {
             let backend = backend(&cli).await?;
             if webhook.is_some() || *no_webhook {
@@ -181,6 +183,16 @@ async fn run_command(cli: Cli) -> anyhow::Result<i32> {
             } else if *no_upstream_secret {
                 backend.set_upstream_secret(appid, None).await?;
                 println!("{appid} has no upstream credentials");
+            }
+            if let Some(secret) = taobao_secret {
+                let secret = read_event(secret)?;
+                backend
+                    .set_taobao_secret(appid, Some(secret.trim()))
+                    .await?;
+                println!("Taobao signing secret of {appid} set (sealed)");
+            } else if *no_taobao_secret {
+                backend.set_taobao_secret(appid, None).await?;
+                println!("{appid} has no Taobao signing secret");
             }
         }
         Command::Share(ShareCommand::Unbind { owner, to, acting }) => {
@@ -675,7 +687,8 @@ async fn invoke(backend: &Backend, args: &InvokeArgs) -> anyhow::Result<i32> {
     let file_only = args
         .config
         .first_given()
-        .or(args.dir.as_ref().map(|_| "--dir"));
+        .or(args.dir.as_ref().map(|_| "--dir"))
+        .or((!args.egress_allow.is_empty() && args.fixture.is_none()).then_some("--egress-allow"));
     if let Some(flag) = file_only {
         bail!(
             "{flag} applies to a file run (invoke FILE.wasm) or a deploy; {env}/{name} runs with \
@@ -716,15 +729,26 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
     let env = args.env.clone().unwrap_or_else(|| "local".into());
     // A file run needs no data dir; use one only if it is already there. Compiled components
     // are kept by content hash (in the data dir, or the user's cache dir) for the next run.
+    let egress_allow = cloudfn_runtime::egress::Egress::parse_allow(&args.egress_allow)
+        .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?;
     let (svc, _tmp) = if data_dir.join("cloudfn.db").exists() {
-        (open_dir(data_dir, Default::default()).await?, None)
+        let options = Options {
+            engine: EngineConfig::one_shot(),
+            egress_allow,
+            ..Options::default()
+        };
+        (Host::open_with(data_dir, options).await?, None)
     } else {
         let tmp = tempdir()?;
         let runtime = Arc::new(cloudfn_runtime::Runtime::with_config(
             artifact_cache(),
             &EngineConfig::one_shot(),
         )?);
-        let svc = Host::open_shared(&tmp, Options::default(), runtime).await?;
+        let options = Options {
+            egress_allow,
+            ..Options::default()
+        };
+        let svc = Host::open_shared(&tmp, options, runtime).await?;
         (svc, Some(TempDir(tmp)))
     };
     let req = InvokeRequest::new(&env, &name, event, &args.source);
@@ -758,7 +782,13 @@ async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
     let fixture = cloudfn_testing::Fixture::read(path)?;
     let tmp = tempdir()?;
     let _tmp = TempDir(tmp.clone());
-    let host = open_dir(&tmp, Default::default()).await?;
+    let options = Options {
+        engine: EngineConfig::one_shot(),
+        egress_allow: cloudfn_runtime::egress::Egress::parse_allow(&args.egress_allow)
+            .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
+        ..Options::default()
+    };
+    let host = Host::open_with(&tmp, options).await?;
     fixture
         .apply(&host, &|p| {
             Ok(cloudfn_testing::build::build_function(p)?.wasm)

@@ -172,21 +172,19 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("deploying demo function {env}/{name}"))?;
     }
-    // The Taobao example verifies `sign` with the owner's mini-program secret (its upstream
-    // secret: what the gateway signs with), never with a cloudfn credential. A demo data dir
-    // made before it had one gets one, and its tb_app the same.
+    // The Taobao example verifies `sign` with the owner's Taobao signing secret (what the
+    // gateway signs with), never with a cloudfn credential. A demo data dir made before it had
+    // one gets one, and its tb_app the same.
     let store = svc.store();
-    let fresh = store.upstream_secret(OWNER_APPID).await?.is_none();
+    let fresh = svc.taobao_secret(OWNER_APPID).await?.is_none();
     if fresh {
         let secret = cloudfn_store::secrets::random_hex(16);
-        store
-            .set_upstream_secret(OWNER_APPID, Some(&secret))
-            .await?;
+        svc.set_taobao_secret(OWNER_APPID, Some(&secret)).await?;
     }
-    let secret = store
-        .upstream_secret(OWNER_APPID)
+    let secret = svc
+        .taobao_secret(OWNER_APPID)
         .await?
-        .context("the demo owner's upstream secret")?;
+        .context("the demo owner's Taobao signing secret")?;
     for env in [PROD_ENV, DEV_ENV] {
         let exists = store
             .functions(env)

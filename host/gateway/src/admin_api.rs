@@ -204,7 +204,9 @@ struct WebhookUrl {
     url: Option<String>,
 }
 
-/// `POST /v1/apps/{appid}/upstream`: the app's upstream AppSecret, or null to forget it.
+/// `POST /v1/apps/{appid}/upstream` (the app's upstream AppSecret) and
+/// `POST /v1/apps/{appid}/taobao-secret` (its Taobao signing secret): the secret, or null to
+/// forget it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpstreamSecret {
@@ -397,6 +399,18 @@ impl AdminApi {
                         .await
                         .map_or_else(store_error, |()| {
                             ok(&json!({ "appid": appid, "upstream_secret": u.secret.is_some() }))
+                        }),
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, ["v1", "apps", appid, "taobao-secret"]) => {
+                match json_body::<UpstreamSecret>(req.into_body()).await {
+                    Ok(u) => self
+                        .host
+                        .set_taobao_secret(appid, u.secret.as_deref())
+                        .await
+                        .map_or_else(store_error, |()| {
+                            ok(&json!({ "appid": appid, "taobao_secret": u.secret.is_some() }))
                         }),
                     Err(r) => r,
                 }

@@ -154,6 +154,15 @@ const CLIENT_ADDRESS: &[&str] = &["x-forwarded-for", "x-real-ip", "forwarded"];
 /// Whether a client's header is one only a gateway may set: an identity header of any
 /// dialect, or the client's address.
 pub fn is_identity_header(name: &str) -> bool {
+    // `x_wx_openid` is `X-WX-OPENID` to a framework that maps headers to CGI-style variables
+    // (`HTTP_X_WX_OPENID`): the same header, so the same rule.
+    let dashed;
+    let name = if name.contains('_') {
+        dashed = name.replace('_', "-");
+        dashed.as_str()
+    } else {
+        name
+    };
     CLIENT_ADDRESS.contains(&name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -530,6 +539,7 @@ mod tests {
         let mut h = HeaderMap::new();
         for name in [
             "x-wx-openid",
+            "x_wx_openid",
             "x-wx-from-appid",
             "x-tt-openid",
             "x-tt-appid",

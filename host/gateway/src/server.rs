@@ -26,6 +26,9 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// Connections one client IP may hold on a listener by default.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
+/// The most a connection's read buffer holds: the request head must fit (431 otherwise).
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// Body bytes held at once by default: room for ~40 bodies of the largest size.
 pub const DEFAULT_BODY_BUDGET: usize = 256 * 1024 * 1024;
 
@@ -144,7 +147,6 @@ impl Server {
             host.clone(),
             token_sha256.clone(),
             config.console_session_ttl,
-            gateway.cx.bodies.clone(),
         );
         Ok(Server {
             public,
@@ -270,6 +272,9 @@ async fn accept_loop<F, Fut>(
             // A client that never finishes its headers must not hold a connection forever.
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // Headers in at most 64 KiB (hyper's default buffer is ~400 KiB): a thousand slow
+            // clients sending endless headers hold 64 MB, not 400 MB. Bodies stream through it.
+            .max_buf_size(MAX_READ_BUFFER)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -3,8 +3,8 @@
 //! test|online` (`cloud.init({env})`) goes to the calling app's cloud application: its test or
 //! online env and its HTTP function (or the one `X-TB-CLOUD-APP-ID` names, `exts.cloudAppId`).
 //! cloudfn sets the gateway's system query parameters, overwriting a client's of the same
-//! names, and `sign` (§10) with the env owner's mini-program secret (its upstream secret, sealed in
-//! the store; never a cloudfn credential), so the function can verify them.
+//! names, and `sign` (§10) with the env owner's Taobao signing secret (`cloudfn app set APPID
+//! --taobao-secret`, sealed; never a cloudfn credential), so the function can verify them.
 //! The function must answer the `{success, data, errorCode, errorMessage}` envelope; other
 //! fields are dropped and anything else is a gateway error. `X-TB-TIMEOUT` (ms, default 3000,
 //! max 10000), `X-TB-CACHE-TYPE` (0–3) and `X-TB-CACHE-TIME` (s, default 300, max 3600) are
@@ -398,22 +398,21 @@ impl Taobao {
                 "system error".into(),
             )
         })?;
-        // The env's owner signs, with its own mini-program's secret on the platform (the
-        // seed: "使用当前小程序appkey和secret加签"), which cloudfn keeps sealed as the app's
-        // upstream secret. Never a cloudfn credential: the function that checks `sign` holds
-        // this secret, and a secret that signs `/admin` would let it act as the owner.
-        // A missing env is the pipeline's to report.
+        // The env's owner signs, with its Taobao mini-program's own secret (the seed: "使用当前
+        // 小程序appkey和secret加签"), kept sealed and set for this alone: never a cloudfn
+        // credential nor the upstream AppSecret, since the function that checks `sign` holds
+        // it. A missing env is the pipeline's to report.
         let owner = snapshot.env(&env).map(|e| e.owner_appid.clone());
         let secret = match &owner {
-            Some(owner) => match cx.host.store().upstream_secret(owner).await {
+            Some(owner) => match cx.host.taobao_secret(owner).await {
                 Ok(Some(secret)) => secret,
                 Ok(None) => {
                     return Err(fail(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "NO_APP_SECRET",
                         format!(
-                            "app {owner} has no secret to sign with: set its mini-program's \
-                             secret with `cloudfn app set {owner} --upstream-secret @FILE`"
+                            "app {owner} has no Taobao signing secret: set its mini-program's \
+                             secret with `cloudfn app set {owner} --taobao-secret @FILE`"
                         ),
                     ));
                 }

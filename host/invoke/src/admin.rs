@@ -47,6 +47,14 @@ impl Actor {
     }
 }
 
+/// What Taobao signing secrets are sealed for.
+const TAOBAO_SECRET: &str = "taobao-secret";
+
+/// The setting an app's Taobao signing secret is kept under, sealed.
+fn taobao_secret_key(appid: &str) -> String {
+    format!("taobao-secret/{appid}")
+}
+
 /// What a sharee sees in place of a variable's value: variables hold the owner's secrets.
 pub const HIDDEN_VALUE: &str = "(hidden)";
 
@@ -251,7 +259,13 @@ impl Host {
         name: &str,
         to: u32,
     ) -> Result<(), StoreError> {
-        self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        let access = self.function_access(actor, env, name, PERM_DEPLOY).await?;
+        if let Access::Shared(share) = &access {
+            // An old version may reach hosts the owner has since taken away.
+            let target = self.store.resolve(env, name, Some(to)).await?;
+            self.check_sharee_hosts(&share.to_appid, env, name, &target.config)
+                .await?;
+        }
         if self.store.resolve(env, name, None).await?.version == to {
             return Err(StoreError::Refused(format!(
                 "version {to} of {env}/{name} is already active; nothing changed"
@@ -596,6 +610,60 @@ impl Host {
         self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
             .await;
         Ok(())
+    }
+
+    /// Keeps (sealed) or forgets the secret `appid`'s Taobao mini-program signs with: what
+    /// the Taobao gateway signs its system parameters (`sign`, protocol §10) with for the
+    /// functions of `appid`'s envs, and what those functions hold to check them. Its own
+    /// secret, apart from every cloudfn credential and from the upstream AppSecret, so a
+    /// function holding it can do nothing else with it.
+    pub async fn set_taobao_secret(
+        &self,
+        appid: &str,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.store.app(appid).await?;
+        let key = taobao_secret_key(appid);
+        let action = match secret {
+            Some(s) if s.trim().is_empty() => {
+                return Err(StoreError::InvalidConfig(
+                    "the Taobao signing secret is empty".into(),
+                ));
+            }
+            Some(s) => {
+                let sealed = self.store.seal(TAOBAO_SECRET, s);
+                self.store.set_setting(&key, &sealed).await?;
+                "taobao-secret.set"
+            }
+            None => {
+                self.store.set_setting(&key, "").await?;
+                "taobao-secret.clear"
+            }
+        };
+        self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
+            .await;
+        Ok(())
+    }
+
+    /// The secret `appid`'s Taobao mini-program signs with, if it has one.
+    pub async fn taobao_secret(&self, appid: &str) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = self
+            .store
+            .setting(&taobao_secret_key(appid))
+            .await?
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        self.store
+            .unseal(TAOBAO_SECRET, &sealed)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Storage(anyhow::anyhow!(
+                    "the Taobao signing secret of {appid} does not open with this store's token \
+                     key (keys/token.key or CLOUDFN_TOKEN_KEY replaced?); set it again"
+                ))
+            })
     }
 
     /// The webhook of `appid`, if it has one.

@@ -32,8 +32,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Egress {
     /// Ranges the operator allows although they are otherwise refused.
     allow: Vec<IpNet>,
-    /// The host's own listeners, refused whatever is allowed (set once they are bound).
-    listeners: RwLock<Vec<SocketAddr>>,
+    /// The host's own listeners, refused whatever is allowed (set once they are bound), and
+    /// this machine's interface addresses then (a wildcard listener listens on each).
+    listeners: RwLock<(Vec<SocketAddr>, Vec<IpAddr>)>,
 }
 
 /// Why an address is refused.
@@ -83,27 +84,24 @@ impl Egress {
 
     /// Adds the host's own listening addresses, refused from now on.
     pub fn add_listeners(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
-        self.listeners
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(addrs);
+        let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        listeners.0.extend(addrs);
+        listeners.1 = interface_addresses();
     }
 
     /// Whether a connection to `addr` is allowed.
     pub fn check(&self, addr: SocketAddr) -> Result<(), Refused> {
         let ip = canonical(addr.ip());
-        let listening = self
-            .listeners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|l| {
+        let listening = {
+            let (listeners, own) = &*self.listeners.read().unwrap_or_else(|e| e.into_inner());
+            listeners.iter().any(|l| {
                 l.port() == addr.port()
                     && (canonical(l.ip()) == ip
                         || ip.is_loopback()
                         || ip.is_unspecified()
-                        || (l.ip().is_unspecified() && is_own_address(ip)))
-            });
+                        || (l.ip().is_unspecified() && own.contains(&ip)))
+            })
+        };
         if listening {
             return Err(Refused {
                 addr,
@@ -125,10 +123,37 @@ impl Egress {
     }
 }
 
-/// Whether `ip` is one of this machine's addresses (a wildcard listener listens on each): only
-/// a local address can be bound.
-fn is_own_address(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+/// This machine's interface addresses (`getifaddrs`), IPv4-mapped ones as IPv4.
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read, then free once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                        out.push(IpAddr::V4(ip));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(canonical(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr))));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -163,6 +188,8 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         "a multicast or reserved address"
     } else if ip.is_documentation() || (a == 198 && (b & 0xfe) == 18) {
         "a documentation or benchmarking address"
+    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+        "an IETF protocol address"
     } else {
         return None;
     })
@@ -178,6 +205,10 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         "a link-local address"
     } else if first & 0xfe00 == 0xfc00 {
         "a private (unique local) address"
+    } else if first & 0xffc0 == 0xfec0 {
+        "a site-local address"
+    } else if ip.segments()[..3] == [0x64, 0xff9b, 1] {
+        "a local-use NAT64 address (where it leads is the network's to say)"
     } else if first & 0xff00 == 0xff00 {
         "a multicast address"
     } else if let Some(v4) = nat64(ip) {
@@ -187,7 +218,7 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// The IPv4 address inside a NAT64 address (`64:ff9b::/96`), which reaches it.
+/// The IPv4 address inside a well-known NAT64 address (`64:ff9b::/96`), which reaches it.
 fn nat64(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
@@ -339,6 +370,9 @@ mod tests {
             "[::ffff:127.0.0.1]:80",
             "[::ffff:169.254.169.254]:80",
             "[64:ff9b::7f00:1]:80",
+            "[64:ff9b:1::a9fe:a9fe]:80",
+            "192.0.0.8:80",
+            "[fec0::1]:80",
         ] {
             assert!(egress.check(addr(refused)).is_err(), "{refused}");
         }

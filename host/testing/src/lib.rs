@@ -66,14 +66,25 @@ struct Gateway {
 }
 
 impl TestHost {
-    /// A host on a fresh temporary data dir, with nothing in it.
+    /// A host on a fresh temporary data dir, with nothing in it. Its functions reach public
+    /// addresses only, as on a server; [`TestHost::allowing`] lets a local mock be reached.
     pub async fn new() -> anyhow::Result<TestHost> {
+        TestHost::allowing(&[]).await
+    }
+
+    /// [`TestHost::new`] whose functions may also reach `ranges` (CIDR, as `serve
+    /// --egress-allow`), e.g. `["127.0.0.1/32"]` for a mock server on this machine.
+    pub async fn allowing(ranges: &[&str]) -> anyhow::Result<TestHost> {
+        let ranges: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+        let egress_allow = cloudfn_runtime::egress::Egress::parse_allow(&ranges)
+            .map_err(|e| anyhow::anyhow!("egress range: {e}"))?;
         let dir = tempfile::Builder::new()
             .prefix("cloudfn-test-")
             .tempdir()
             .context("creating a temporary data dir")?;
         let options = Options {
             engine: cloudfn_invoke::EngineConfig::one_shot(),
+            egress_allow,
             ..Options::default()
         };
         let host = Host::open_with(dir.path(), options).await?;

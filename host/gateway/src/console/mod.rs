@@ -31,6 +31,10 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// Largest login form: a CSRF token and the admin token fit many times over.
 const MAX_LOGIN_BYTES: usize = 4 * 1024;
 
+/// The login body bytes held at once: 2,048 logins of the largest size; past it a login is
+/// refused (503) until others are read.
+const LOGIN_BUDGET: usize = 2048 * MAX_LOGIN_BYTES;
+
 /// Largest form body other than a deploy.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
 
@@ -38,9 +42,10 @@ const MAX_FORM_BYTES: usize = 1024 * 1024;
 pub struct Console {
     host: Arc<Host>,
     token_sha256: String,
-    /// The host's body budget: a login, sent before anyone is known, takes room from its
-    /// anonymous part.
-    bodies: Arc<crate::http::BodyBudget>,
+    /// The login forms' own body budget: sent before anyone is known, they take room from it,
+    /// apart from the public listener's (whose anonymous callers must not lock the operator
+    /// out) and bounded ([`LOGIN_BUDGET`]).
+    bodies: crate::http::BodyBudget,
     sessions: Sessions,
     templates: Environment<'static>,
 }
@@ -114,12 +119,7 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Response<Body> {
 
 impl Console {
     /// The console of `host`, its login checked against the admin token's hash.
-    pub fn new(
-        host: Arc<Host>,
-        token_sha256: String,
-        session_ttl: Duration,
-        bodies: Arc<crate::http::BodyBudget>,
-    ) -> Console {
+    pub fn new(host: Arc<Host>, token_sha256: String, session_ttl: Duration) -> Console {
         let mut templates = Environment::new();
         for (name, source) in pages::TEMPLATES {
             templates
@@ -129,7 +129,7 @@ impl Console {
         Console {
             host,
             token_sha256,
-            bodies,
+            bodies: crate::http::BodyBudget::new(LOGIN_BUDGET, LOGIN_BUDGET),
             sessions: Sessions::new(session_ttl),
             templates,
         }
@@ -276,11 +276,13 @@ impl Console {
             );
         }
         let sent_cookie = cookie(req.headers(), LOGIN_COOKIE);
-        // Anyone may send a login: its body is small, and held within the anonymous part of
-        // the host's body budget, so a flood of slow logins cannot hold the host's memory.
+        // Anyone may send a login: its body is small, and held within the logins' own budget,
+        // so a flood of slow logins cannot hold the host's memory.
         let (parts, body) = req.into_parts();
         let body =
-            match read_body_within(&self.bodies, "", &parts.headers, body, MAX_LOGIN_BYTES).await {
+            match read_body_within(&self.bodies, "login", &parts.headers, body, MAX_LOGIN_BYTES)
+                .await
+            {
                 Ok((b, _permit)) => b,
                 Err(e @ BodyError::Busy(_)) => {
                     return self.login_form(StatusCode::SERVICE_UNAVAILABLE, Some(&e.to_string()));
