@@ -585,6 +585,30 @@ async fn init_runs_cloudbase_auth_for_the_caller() {
     );
     assert_eq!(errcode(&init(t.d.clone(), "oD").await), -501019);
     assert_eq!(errcode(&init(s.owner.clone(), "oA").await), 0);
+    // Each decision has a record of its own (no function ran), within 10 a minute per app:
+    // a client calling init in a loop cannot evict the env's records.
+    for _ in 0..30 {
+        assert_eq!(errcode(&init(t.e.clone(), "oE").await), -403001);
+    }
+    s.host.flush_records().await;
+    let records = crate::common::records(&s.host, "prod", Some("cloud.init")).await;
+    let of = |app: &str| {
+        records
+            .iter()
+            .filter(|r| r.caller_appid.as_deref() == Some(app))
+            .collect::<Vec<_>>()
+    };
+    let granted = of("wxB");
+    assert_eq!(granted.len(), 1, "{records:?}");
+    assert!(granted[0].decision.as_ref().unwrap().allowed);
+    let denied = of("wxE");
+    assert_eq!(denied.len(), 10, "{records:?}");
+    assert!(
+        denied
+            .iter()
+            .all(|r| r.errcode == -403001 && r.decision.as_ref().is_some_and(|d| !d.allowed))
+    );
+    assert!(of("wxD").is_empty(), "no share: not recorded");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ use crate::error::InvokeError;
 use crate::metrics::{CallLabels, Metrics};
 use cloudfn_store::{Activation, ActivationLog};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A finished call as the observer sees it.
 pub struct Finished<'a> {
@@ -39,7 +40,18 @@ pub struct Standard {
     records: Arc<dyn ActivationLog>,
     decision_lines: LineBudget,
     log_bytes: LogBudget,
+    /// Records of `init` decisions, per env and calling app.
+    init_records: crate::quota::RateLimit,
 }
+
+/// What an `init` decision's record names as its function: no function runs, and no
+/// function can have this name (names are letters, digits, `_` and `-`).
+pub const INIT_RECORD: &str = "cloud.init";
+
+/// `init` decisions recorded per env and calling app, per minute: every decision of a shared
+/// env is in the records, but a client calling `init` in a loop must not evict the env's
+/// records of real calls (the rest are counted in the metrics and the log).
+const INIT_RECORDS_PER_MINUTE: u32 = 10;
 
 /// Decision lines logged at INFO per second, at most; any app with a token can make the host
 /// decide (and refuse) as fast as it can send, and the log must not grow at that rate. Every
@@ -105,8 +117,63 @@ impl Standard {
             records,
             decision_lines: LineBudget::default(),
             log_bytes: LogBudget::default(),
+            init_records: crate::quota::RateLimit::new(
+                INIT_RECORDS_PER_MINUTE,
+                Duration::from_secs(60),
+            ),
         }
     }
+
+    /// Records a shared env's `init` decision (`cloud.init()` of another app's env), within
+    /// [`INIT_RECORDS_PER_MINUTE`] per env and calling app.
+    pub fn init_decided(&self, init: InitDecision<'_>) {
+        // As for calls: a refusal anyone with a token can provoke is not recorded.
+        if matches!(init.result, Err(InvokeError::NotShared { .. })) {
+            return;
+        }
+        let key = format!("{}/{}", init.env, init.decision.caller_appid);
+        if !self.init_records.allow(&key) {
+            return;
+        }
+        let (errcode, errmsg) = match init.result {
+            Ok(()) => (0, String::new()),
+            Err(e) => (e.errcode(), e.to_string()),
+        };
+        self.records.record(Activation {
+            seq: 0,
+            request_id: init.request_id,
+            env: init.env.to_string(),
+            function: INIT_RECORD.to_string(),
+            version: None,
+            caller_appid: Some(init.decision.caller_appid.clone()),
+            source: init.source.to_string(),
+            started_at_ms: init.started_at_ms,
+            duration_us: init.duration.as_micros() as i64,
+            errcode,
+            errmsg,
+            peak_memory: 0,
+            logs: Vec::new(),
+            decision: Some(init.decision.clone()),
+        });
+    }
+}
+
+/// An `init` decision, for its record.
+pub struct InitDecision<'a> {
+    /// The request id the record carries.
+    pub request_id: String,
+    /// The shared env.
+    pub env: &'a str,
+    /// SOURCE of the `init`.
+    pub source: &'a str,
+    /// When it started, Unix ms.
+    pub started_at_ms: i64,
+    /// How long deciding took.
+    pub duration: Duration,
+    /// The decision.
+    pub decision: &'a cloudfn_store::Decision,
+    /// Granted, or why not.
+    pub result: Result<(), &'a InvokeError>,
 }
 
 impl Observer for Standard {

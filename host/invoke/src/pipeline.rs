@@ -118,6 +118,7 @@ impl Host {
         let Some(app) = grant::needs_grant(&env, &as_caller) else {
             return Ok(None);
         };
+        let (started, started_at_ms) = (Instant::now(), cloudfn_store::fsutil::now_ms());
         let (granted, decision) = self
             .authorize(&snap, &env, None, app, source, 0, None)
             .await;
@@ -125,6 +126,15 @@ impl Host {
             env = %env.name, caller = %app.appid, allowed = decision.allowed,
             step = %decision.step, "init: {}", decision.reason
         );
+        self.observer.init_decided(crate::observe::InitDecision {
+            request_id: self.ids.next(),
+            env: &env.name,
+            source,
+            started_at_ms,
+            duration: started.elapsed(),
+            decision: &decision,
+            result: granted.as_ref().map(drop),
+        });
         granted.map(Some)
     }
 
