@@ -179,3 +179,37 @@ fn a_missing_data_dir_is_named_and_not_made() {
         "{stderr}"
     );
 }
+
+/// Item 6: an event over the 6 MB limit sent by the real node-sdk gets the protocol's error,
+/// not a broken pipe (20 MB: more than loopback's socket buffers hold).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_event_gets_the_error_not_a_broken_pipe() {
+    let s = World::new()
+        .env("prod", "wxA")
+        .deploy("prod", "echo", paths::ECHO)
+        .serve(ServeConfig::default())
+        .await;
+    let (owner, server) = (s.owner.clone(), &s);
+    let (ok, v) = node_call_in(
+        server,
+        &owner,
+        "prod",
+        "echo",
+        None,
+        None,
+        &[("FN_DATA_PAD", "20000000")],
+    );
+    assert!(!ok, "{v}");
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("EPIPE") && !message.contains("ECONNRESET"),
+        "{v}"
+    );
+    assert!(
+        message.contains("over") || v["code"] == "FUNCTION_PARAM_INVALID",
+        "{v}"
+    );
+    // A call of ordinary size goes on working.
+    let (ok, v) = node_call(server, &owner, "prod", "echo", Some(r#"{"a":1}"#), None);
+    assert!(ok, "{v}");
+}

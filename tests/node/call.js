@@ -3,7 +3,8 @@
 // FN_SDK=wx-server-sdk through the real wx-server-sdk (`cloud.init` + `cloud.callFunction`, as
 // code in a cloud function does).
 // Usage: CLOUDFN_URL=http://127.0.0.1:PORT/admin CLOUDFN_ENV=env SECRET_ID=… SECRET_KEY=… \
-//        FN_NAME=echo [FN_DATA='{"a":1}'] [FN_QUALIFIER=1] [FN_SDK=wx-server-sdk] node -r ./guard.js call.js
+//        FN_NAME=echo [FN_DATA='{"a":1}' | FN_DATA_PAD=BYTES] [FN_QUALIFIER=1] [FN_SDK=wx-server-sdk] \
+//        node -r ./guard.js call.js
 // Prints JSON.stringify(res) on success (exit 0), or {code, message, requestId} (exit 1).
 const tcb = require('@cloudbase/node-sdk');
 
@@ -23,6 +24,8 @@ async function main() {
   }
   const req = { name: FN_NAME };
   if (FN_DATA !== undefined && FN_DATA !== '') req.data = JSON.parse(FN_DATA);
+  // FN_DATA_PAD=N: an event of N bytes and more (too large for an environment variable).
+  if (process.env.FN_DATA_PAD) req.data = { pad: 'a'.repeat(Number(process.env.FN_DATA_PAD)) };
   if (FN_QUALIFIER) req.qualifier = FN_QUALIFIER;
   const res = await app.callFunction(req);
   out(res, 0);

@@ -137,6 +137,11 @@ async function main() {
 
     log('function: versions, variables, limits; roll back with a confirmation');
     await page.click('#functions a:has-text("hello")');
+    // Variables are masked until asked for.
+    assert.equal(await page.textContent('#vars dd'), '••••••');
+    assert.equal(await page.locator('text=hi v2').count(), 0);
+    await page.click('#reveal-values');
+    await page.waitForURL(/reveal=1$/);
     assert.equal(await page.textContent('#vars dd'), 'hi v2');
     assert.match(await page.textContent('#limits'), /2500 ms/);
     await shot(page, '04-function');
@@ -146,6 +151,9 @@ async function main() {
     await page.click('button:has-text("Roll back to version 1")');
     await page.waitForURL(/done=rolledback/);
     assert.equal(await page.textContent('#active-version'), '1');
+    assert.equal(await page.textContent('#vars dd'), '••••••');
+    await page.click('#reveal-values');
+    await page.waitForURL(/reveal=1$/);
     assert.equal(await page.textContent('#vars dd'), 'hi v1');
     assert.equal((await invoke('hello', { x: 1 })).error, null, 'the rolled-back version answers');
 

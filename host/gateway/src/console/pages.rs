@@ -105,7 +105,10 @@ pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> 
     let result = match segs.as_slice() {
         [] => overview(c, cur).await,
         ["envs", env] => env_page(c, cur, env, done, None, &Value::UNDEFINED).await,
-        ["envs", env, "functions", name] => function_page(c, cur, env, name, done).await,
+        ["envs", env, "functions", name] => {
+            let reveal = query.get("reveal").is_some_and(|v| v == "1");
+            function_page(c, cur, env, name, done, reveal).await
+        }
         ["envs", env, "functions", name, "rollback"] => {
             confirm_rollback(c, cur, env, name, query.get("to")).await
         }
@@ -327,6 +330,7 @@ async fn function_page(
     env: &str,
     name: &str,
     done: Option<String>,
+    reveal: bool,
 ) -> Result<Response<Body>, StoreError> {
     let mut versions: Vec<VersionRow> = c
         .host()
@@ -350,6 +354,9 @@ async fn function_page(
         context! {
             csrf => &cur.csrf, nav => "overview", title => format!("{env}/{name}"), env => env,
             name => name, versions => &versions, active => active, done => done,
+            // Variables hold secrets: their values show only when asked for, not to whoever
+            // looks over the operator's shoulder (or at a screenshot).
+            reveal => reveal,
         },
     ))
 }
