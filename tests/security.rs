@@ -329,11 +329,11 @@ impl Demo {
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // Read to the end even once nobody listens: a server whose stdout is closed fails
+            // its next print.
             for line in out.lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut lines = Vec::new();

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
@@ -146,6 +146,7 @@ pub async fn read_body_within(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        drain(body).await;
         return Err(BodyError::TooLarge(limit));
     }
     let permit = budget.reserve(caller, declared.unwrap_or(limit))?;
@@ -153,17 +154,56 @@ pub async fn read_body_within(
 }
 
 /// Reads a whole body of at most `limit` bytes, within [`BODY_TIMEOUT`]. Only for small
-/// limits; bodies of callers use [`read_body_within`].
+/// limits; bodies of callers use [`read_body_within`]. A body over the limit is read on (and
+/// dropped, never kept) up to [`DRAIN_MAX`], so a client still sending it reads the refusal
+/// instead of a broken pipe.
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+    let mut body = body;
+    let read = async {
+        let mut kept = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Io(e.to_string()))?;
+            if let Some(data) = frame.data_ref() {
+                if kept.len() + data.len() > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+                kept.extend_from_slice(data);
+            }
+        }
+        Ok(kept.freeze())
+    };
+    let outcome = tokio::time::timeout(BODY_TIMEOUT, read).await;
+    match outcome {
+        Ok(Err(BodyError::TooLarge(limit))) => {
+            drain(body).await;
+            Err(BodyError::TooLarge(limit))
+        }
+        Ok(read) => read,
         Err(_) => Err(BodyError::Io(format!(
             "the body did not arrive within {} s",
             BODY_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// How much of a refused body is read on and dropped, at most, and for how long.
+const DRAIN_MAX: usize = 32 * 1024 * 1024;
+/// See [`DRAIN_MAX`].
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and drops the rest of a refused body, within [`DRAIN_MAX`] and [`DRAIN_TIME`]: past
+/// either, the connection just closes (as it would have).
+async fn drain(mut body: Incoming) {
+    let drop_rest = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drop_rest).await;
 }
 
 /// A path's segments between slashes, percent-decoded (`/v1/envs/a%20b` → `v1`, `envs`,
