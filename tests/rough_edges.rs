@@ -213,3 +213,47 @@ async fn an_oversized_event_gets_the_error_not_a_broken_pipe() {
     let (ok, v) = node_call(server, &owner, "prod", "echo", Some(r#"{"a":1}"#), None);
     assert!(ok, "{v}");
 }
+
+/// Item 9: the outcome filter is the store's, so a denied call is found however many calls
+/// came after it; an outcome the API does not know is refused, not ignored.
+#[tokio::test]
+async fn the_outcome_filter_finds_old_records() {
+    let s = World::new()
+        .app("wxC", "Acme")
+        .env("prod", "wxA")
+        .deploy("prod", "echo", paths::ECHO)
+        .deploy_with(
+            "prod",
+            "cloudbase_auth",
+            paths::CLOUDBASE_AUTH,
+            FunctionConfig::vars([("allowed_appids", "wxB")]),
+        )
+        .sharing("wxA")
+        .share("prod", "wxB", "*")
+        .share("prod", "wxC", "*")
+        .serve(ServeConfig::default())
+        .await;
+    let c = s.world.creds("wxC").clone();
+    let v = call_as(&s, &c, Some("o1"), "prod", "echo", "{}").await;
+    assert_eq!(errcode(&v), -403001, "{v}");
+    for _ in 0..30 {
+        let v = call_as(&s, &s.owner, Some("o1"), "prod", "echo", "{}").await;
+        assert_eq!(errcode(&v), 0, "{v}");
+    }
+    let (status, v) = admin(
+        &s,
+        "GET",
+        "/v1/envs/prod/activations?outcome=denied&limit=5",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let records = v.as_array().unwrap();
+    assert!(!records.is_empty(), "{v}");
+    assert!(
+        records.iter().all(|r| r["decision"]["allowed"] == false),
+        "{v}"
+    );
+    let (status, v) = admin(&s, "GET", "/v1/envs/prod/activations?outcome=nope", "").await;
+    assert_eq!(status, 400, "{v}");
+}

@@ -480,11 +480,25 @@ impl AdminApi {
                 }
             }
             (Method::GET, ["v1", "envs", env, "activations"]) => {
+                let outcome = match query.get("outcome").map(String::as_str) {
+                    None | Some("") => None,
+                    Some(o) => match cloudfn_store::Outcome::parse(o) {
+                        Some(o) => Some(o),
+                        None => {
+                            return error(
+                                StatusCode::BAD_REQUEST,
+                                format!("outcome {o:?} is not one of ok, error, denied"),
+                            );
+                        }
+                    },
+                };
                 let records = ActivationQuery {
                     env: env.to_string(),
                     name: query.get("name").cloned(),
                     after: query.get("after").and_then(|a| a.parse().ok()),
                     limit: query.get("limit").and_then(|l| l.parse().ok()),
+                    outcome,
+                    since_ms: query.get("since_ms").and_then(|s| s.parse().ok()),
                     ..Default::default()
                 };
                 self.host

@@ -567,6 +567,43 @@ pub struct ActivationQuery {
     /// Only the call with this request id (a call's detail).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Only records with this outcome (the store filters, so the newest `limit` matching
+    /// ones come back however many others there are).
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// Only calls started at or after this time (Unix milliseconds).
+    #[serde(default)]
+    pub since_ms: Option<i64>,
+}
+
+/// A call's outcome, as records are filtered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// errcode 0.
+    Ok,
+    /// Any other errcode.
+    Error,
+    /// A grant refused (the record's decision says not allowed).
+    Denied,
+}
+
+impl Outcome {
+    /// Its name (`ok`, `error`, `denied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    /// The outcome a name stands for.
+    pub fn parse(name: &str) -> Option<Outcome> {
+        [Outcome::Ok, Outcome::Error, Outcome::Denied]
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
 }
 
 /// One management change, as the audit log keeps it.

@@ -663,6 +663,44 @@ async fn activation_records_are_queried_and_pruned(f: Fixture) {
         s.activations(&last).await.unwrap()[0].request_id,
         "req-prod-4"
     );
+    // Outcome and time are the store's filters, not a look at the newest records only.
+    let by = |outcome| ActivationQuery {
+        outcome: Some(outcome),
+        ..q("prod")
+    };
+    let ids = |records: Vec<Activation>| {
+        records
+            .into_iter()
+            .map(|a| a.request_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s.activations(&by(Outcome::Ok)).await.unwrap()),
+        ["req-prod-2", "req-prod-4"]
+    );
+    assert_eq!(
+        ids(s.activations(&by(Outcome::Error)).await.unwrap()),
+        ["req-prod-3"]
+    );
+    let mut denied = activation("dev", "echo", 7, Some("wxC"));
+    denied.decision.as_mut().unwrap().allowed = false;
+    s.record(denied);
+    s.flush().await;
+    let denied = ActivationQuery {
+        outcome: Some(Outcome::Denied),
+        ..q("dev")
+    };
+    assert_eq!(ids(s.activations(&denied).await.unwrap()), ["req-dev-7"]);
+    let later = ActivationQuery {
+        since_ms: Some(fsutil::now_ms() + 60_000),
+        ..q("prod")
+    };
+    assert!(s.activations(&later).await.unwrap().is_empty());
+    let earlier = ActivationQuery {
+        since_ms: Some(0),
+        ..q("prod")
+    };
+    assert_eq!(s.activations(&earlier).await.unwrap().len(), 3);
     // Records are not state: they do not move the change feed.
     let before = s.version();
     s.record(activation("prod", "echo", 9, None));

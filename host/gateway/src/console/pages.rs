@@ -12,7 +12,8 @@ use cloudfn_invoke::Actor;
 use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
 use cloudfn_protocol::rules::{Rules, error_position};
 use cloudfn_store::{
-    ActivationQuery, FunctionConfig, FunctionKind, PERMISSIONS, SharedFunctions, StoreError,
+    ActivationQuery, FunctionConfig, FunctionKind, Outcome, PERMISSIONS, SharedFunctions,
+    StoreError,
 };
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -40,7 +41,8 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("metrics.html", include_str!("templates/metrics.html")),
 ];
 
-/// Records the activations page reads before filtering.
+/// Matching records the activations page reads (the newest), of which it shows
+/// [`ACTIVATIONS_SHOWN`] and says whether there are more.
 const ACTIVATIONS_READ: u32 = 1_000;
 /// Rows it shows.
 const ACTIVATIONS_SHOWN: usize = 200;
@@ -665,7 +667,13 @@ async fn activations(
             .into_iter()
             .map(|f| f.name)
             .collect();
-        let records = c
+        // The page offers 15 min, 1 h and 1 day; any other value means any time.
+        let since_ms = q("since")
+            .and_then(|m| m.parse::<i64>().ok())
+            .filter(|m| (1..=7 * 24 * 60).contains(m))
+            .map(|m| now_secs() as i64 * 1000 - m * 60_000);
+        // The store filters, so a match older than the newest records is still found.
+        let mut matching = c
             .host()
             .activations_as(
                 &Actor::Operator,
@@ -673,26 +681,13 @@ async fn activations(
                     env: env.clone(),
                     name: q("function").map(str::to_string),
                     caller: q("app").map(str::to_string),
+                    outcome: q("outcome").and_then(Outcome::parse),
+                    since_ms,
                     limit: Some(ACTIVATIONS_READ),
                     ..Default::default()
                 },
             )
             .await?;
-        // The page offers 15 min, 1 h and 1 day; any other value means any time.
-        let since_ms = q("since")
-            .and_then(|m| m.parse::<i64>().ok())
-            .filter(|m| (1..=7 * 24 * 60).contains(m))
-            .map(|m| now_secs() as i64 * 1000 - m * 60_000);
-        let mut matching: Vec<_> = records
-            .into_iter()
-            .filter(|r| since_ms.is_none_or(|s| r.started_at_ms >= s))
-            .filter(|r| match q("outcome") {
-                Some("ok") => r.errcode == 0,
-                Some("error") => r.errcode != 0,
-                Some("denied") => r.decision.as_ref().is_some_and(|d| !d.allowed),
-                _ => true,
-            })
-            .collect();
         matching.sort_by_key(|r| std::cmp::Reverse(r.seq));
         more = matching.len() > ACTIVATIONS_SHOWN;
         rows = matching

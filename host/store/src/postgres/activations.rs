@@ -203,6 +203,10 @@ pub(super) async fn query(
                 WHERE env = $1 AND ($2::text IS NULL OR function = $2) AND seq > $3
                   AND ($5::text IS NULL OR caller_appid = $5)
                   AND ($6::text IS NULL OR request_id = $6)
+                  AND ($7::text IS NULL OR ($7 = 'ok' AND errcode = 0)
+                       OR ($7 = 'error' AND errcode <> 0)
+                       OR ($7 = 'denied' AND decision LIKE '%\"allowed\":false%'))
+                  AND ($8::bigint IS NULL OR started_at_ms >= $8)
                 ORDER BY seq DESC LIMIT $4
              ) recent ORDER BY seq",
             &[
@@ -212,6 +216,8 @@ pub(super) async fn query(
                 &(q.limit.unwrap_or(100) as i64),
                 &q.caller,
                 &q.request_id,
+                &q.outcome.map(crate::model::Outcome::as_str),
+                &q.since_ms,
             ],
         )
         .await?;

@@ -317,6 +317,10 @@ impl Recorder {
                 FROM activations
                 WHERE env = ?1 AND (?2 IS NULL OR function = ?2) AND seq > ?3
                   AND (?5 IS NULL OR caller_appid = ?5) AND (?6 IS NULL OR request_id = ?6)
+                  AND (?7 IS NULL OR (?7 = 'ok' AND errcode = 0)
+                       OR (?7 = 'error' AND errcode <> 0)
+                       OR (?7 = 'denied' AND decision LIKE '%\"allowed\":false%'))
+                  AND (?8 IS NULL OR started_at_ms >= ?8)
                 ORDER BY seq DESC LIMIT ?4
              ) ORDER BY seq",
         )?;
@@ -327,7 +331,9 @@ impl Recorder {
                 q.after.unwrap_or(0),
                 q.limit.unwrap_or(100),
                 q.caller,
-                q.request_id
+                q.request_id,
+                q.outcome.map(crate::model::Outcome::as_str),
+                q.since_ms
             ],
             |r| {
                 let logs: String = r.get(12)?;
