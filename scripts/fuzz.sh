@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs each fuzz target in fuzz/ (libFuzzer, coverage-guided) for SECONDS (default 60) on its
-# corpus in fuzz/corpus/TARGET; new inputs that reach new code are added there (commit the
-# interesting ones). A crash stops the run and leaves the input in fuzz/artifacts/TARGET.
+# corpus in fuzz/corpus/TARGET. New inputs that reach new code go to target/fuzz/new/TARGET, so a
+# run (CI's among them) leaves the committed corpus as it is; `--minimize` merges them into
+# fuzz/corpus/TARGET (then commit it). A crash stops the run and leaves the input in
+# fuzz/artifacts/TARGET.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
-#   scripts/fuzz.sh --minimize [TARGET...]   shrink each corpus to the inputs that add coverage
+#   scripts/fuzz.sh --minimize [TARGET...]   the corpus and the new inputs, shrunk to the inputs
+#                                           that add coverage, as fuzz/corpus/TARGET
 # Built with the instrumentation `cargo fuzz` uses (no sanitizer, so stable Rust does), in a
 # target dir of its own so the main build is not rebuilt.
 set -euo pipefail
@@ -33,17 +36,18 @@ bin_dir="$target_dir/$triple/release"
 if $minimize; then
   for t in "${targets[@]}"; do
     out="$(mktemp -d)"
-    "$bin_dir/$t" -merge=1 -use_counters=0 -use_cmp=0 "$out" "fuzz/corpus/$t" 2>&1 |
+    mkdir -p "$target_dir/new/$t"
+    "$bin_dir/$t" -merge=1 -use_counters=0 -use_cmp=0 "$out" "fuzz/corpus/$t" "$target_dir/new/$t" 2>&1 |
       grep -E "MERGE-OUTER: [0-9]+ new files" || true
-    rm -rf "fuzz/corpus/$t" && mv "$out" "fuzz/corpus/$t"
+    rm -rf "fuzz/corpus/$t" "$target_dir/new/$t" && mv "$out" "fuzz/corpus/$t"
   done
   exit 0
 fi
 for t in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "$target_dir/new/$t"
   echo "fuzz: $t for ${secs}s"
   "$bin_dir/$t" -max_total_time="$secs" -print_final_stats=1 \
-    -artifact_prefix="fuzz/artifacts/$t/" "fuzz/corpus/$t" 2>&1 |
+    -artifact_prefix="fuzz/artifacts/$t/" "$target_dir/new/$t" "fuzz/corpus/$t" 2>&1 |
     grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)|panicked" || true
   # libFuzzer exits non-zero on a crash; the pipe above hides it, the artifact does not.
   if compgen -G "fuzz/artifacts/$t/crash-*" > /dev/null; then
