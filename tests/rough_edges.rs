@@ -80,10 +80,9 @@ fn removing_cloudbase_auth_of_a_shared_env_needs_force() {
     assert!(!ls.contains("cloudbase_auth"), "{ls}");
 }
 
-/// Items 7, 10 and 14 on a served host.
-#[tokio::test]
-async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
-    let s = World::new()
+/// wxA's `prod` with `echo`, shared with wxB (whom its `cloudbase_auth` allows); wxC exists.
+fn shared_prod() -> World {
+    World::new()
         .app("wxC", "Acme")
         .env("prod", "wxA")
         .deploy("prod", "echo", paths::ECHO)
@@ -95,8 +94,12 @@ async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
         )
         .sharing("wxA")
         .share("prod", "wxB", "*")
-        .serve(ServeConfig::default())
-        .await;
+}
+
+/// Items 7, 10 and 14 on a served host.
+#[tokio::test]
+async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
+    let s = shared_prod().serve(ServeConfig::default()).await;
     let auth_runs = || async {
         s.host.flush_records().await;
         crate::common::records(&s.host, "prod", Some("cloudbase_auth"))
@@ -218,18 +221,7 @@ async fn an_oversized_event_gets_the_error_not_a_broken_pipe() {
 /// came after it; an outcome the API does not know is refused, not ignored.
 #[tokio::test]
 async fn the_outcome_filter_finds_old_records() {
-    let s = World::new()
-        .app("wxC", "Acme")
-        .env("prod", "wxA")
-        .deploy("prod", "echo", paths::ECHO)
-        .deploy_with(
-            "prod",
-            "cloudbase_auth",
-            paths::CLOUDBASE_AUTH,
-            FunctionConfig::vars([("allowed_appids", "wxB")]),
-        )
-        .sharing("wxA")
-        .share("prod", "wxB", "*")
+    let s = shared_prod()
         .share("prod", "wxC", "*")
         .serve(ServeConfig::default())
         .await;

@@ -623,22 +623,18 @@ impl Host {
         secret: Option<&str>,
     ) -> Result<(), StoreError> {
         self.store.app(appid).await?;
-        let key = taobao_secret_key(appid);
-        let action = match secret {
-            Some(s) if s.trim().is_empty() => {
-                return Err(StoreError::InvalidConfig(
-                    "the Taobao signing secret is empty".into(),
-                ));
-            }
-            Some(s) => {
-                let sealed = self.store.seal(TAOBAO_SECRET, s);
-                self.store.set_setting(&key, &sealed).await?;
-                "taobao-secret.set"
-            }
-            None => {
-                self.store.set_setting(&key, "").await?;
-                "taobao-secret.clear"
-            }
+        if secret.is_some_and(|s| s.trim().is_empty()) {
+            return Err(StoreError::InvalidConfig(
+                "the Taobao signing secret is empty".into(),
+            ));
+        }
+        self.store
+            .set_sealed_setting(TAOBAO_SECRET, &taobao_secret_key(appid), secret)
+            .await?;
+        let action = if secret.is_some() {
+            "taobao-secret.set"
+        } else {
+            "taobao-secret.clear"
         };
         self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
             .await;
@@ -647,23 +643,9 @@ impl Host {
 
     /// The secret `appid`'s Taobao mini-program signs with, if it has one.
     pub async fn taobao_secret(&self, appid: &str) -> Result<Option<String>, StoreError> {
-        let Some(sealed) = self
-            .store
-            .setting(&taobao_secret_key(appid))
-            .await?
-            .filter(|v| !v.is_empty())
-        else {
-            return Ok(None);
-        };
         self.store
-            .unseal(TAOBAO_SECRET, &sealed)
-            .map(Some)
-            .ok_or_else(|| {
-                StoreError::Storage(anyhow::anyhow!(
-                    "the Taobao signing secret of {appid} does not open with this store's token \
-                     key (keys/token.key or CLOUDFN_TOKEN_KEY replaced?); set it again"
-                ))
-            })
+            .sealed_setting(TAOBAO_SECRET, &taobao_secret_key(appid))
+            .await
     }
 
     /// The webhook of `appid`, if it has one.

@@ -11,21 +11,7 @@ use hyper_util::rt::TokioExecutor;
 /// An outbound client.
 pub type Outbound = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// An error with its causes (`client error (Connect): invalid peer certificate: …`): the
-/// client's own message alone does not say what went wrong.
-pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use cloudfn_runtime::egress::explain;
 
 /// A client for http:// and https:// URLs.
 pub fn client() -> Outbound {

@@ -62,13 +62,8 @@ pub async fn load(
         save(store, appid, &hook).await?;
         return Ok(Some(hook));
     }
-    let json = store.unseal(SEALED_FOR, &kept).ok_or_else(|| {
-        cloudfn_store::StoreError::Storage(anyhow::anyhow!(
-            "the webhook of {appid} does not open with this store's token key (keys/token.key \
-             or CLOUDFN_TOKEN_KEY replaced?); set it again"
-        ))
-    })?;
-    Ok(serde_json::from_str(&json).ok())
+    let json = store.sealed_setting(SEALED_FOR, &key).await?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
 }
 
 /// Keeps `hook` as `appid`'s webhook, sealed.
@@ -78,8 +73,9 @@ pub async fn save(
     hook: &Webhook,
 ) -> Result<(), cloudfn_store::StoreError> {
     let json = serde_json::to_string(hook).map_err(anyhow::Error::from)?;
-    let sealed = store.seal(SEALED_FOR, &json);
-    store.set_setting(&setting_key(appid), &sealed).await
+    store
+        .set_sealed_setting(SEALED_FOR, &setting_key(appid), Some(&json))
+        .await
 }
 
 /// Checks a webhook URL: `https://` (or `http://`) with a host.

@@ -241,6 +241,22 @@ impl Connector {
     }
 }
 
+/// An error with its causes (`client error (Connect): invalid peer certificate: …`): the
+/// client's own message alone does not say what went wrong.
+pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The refusal inside a connection error, if the egress policy is why it failed.
 pub fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
     let mut cause = Some(e);

@@ -158,15 +158,12 @@ fn send_error(
         return wasmtime_wasi_http::Error::DestinationIpProhibited;
     }
     // The guest gets a code; its logs get the cause (a certificate, a refused port, DNS).
-    let mut cause = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        cause = format!("{cause}: {inner}");
-        source = inner.source();
-    }
     logs.lock().unwrap_or_else(|e| e.into_inner()).structured(
         "warn",
-        format!("cloudfn: outbound HTTP to {authority} failed: {cause}"),
+        format!(
+            "cloudfn: outbound HTTP to {authority} failed: {}",
+            crate::egress::explain(e)
+        ),
     );
     if e.is_connect() {
         return wasmtime_wasi_http::Error::ConnectionRefused;

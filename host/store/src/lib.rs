@@ -125,6 +125,29 @@ pub trait Apps: Send + Sync {
     /// What [`Apps::seal`] sealed for `purpose`; `None` when it was sealed under another key
     /// or purpose, or altered.
     fn unseal(&self, purpose: &str, sealed: &str) -> Option<String>;
+    /// Setting `key` sealed for `purpose`, opened; `None` when it is not set. A value that
+    /// does not open (the token key replaced) is an error saying so.
+    async fn sealed_setting(&self, purpose: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = self.setting(key).await?.filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        self.unseal(purpose, &sealed).map(Some).ok_or_else(|| {
+            StoreError::Storage(anyhow::anyhow!(
+                "{key} does not open with this store's token key (keys/token.key or \
+                 CLOUDFN_TOKEN_KEY replaced?); set it again"
+            ))
+        })
+    }
+    /// Keeps `value` as setting `key`, sealed for `purpose` (with `None`, clears it).
+    async fn set_sealed_setting(
+        &self,
+        purpose: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let kept = value.map_or_else(String::new, |v| self.seal(purpose, v));
+        self.set_setting(key, &kept).await
+    }
     /// Keeps a mini-program user's login: their `session_key` from the platform (sealed, never
     /// handed out), replacing an earlier one. Returns the app's session generation, which the
     /// session issued for this login carries.
