@@ -429,3 +429,53 @@ async fn console_sessions_expire() {
     assert!(html.as_str().unwrap().contains("session expired"));
     s.shutdown().await;
 }
+
+/// Issue 28, item 5: a share whose env lost its `cloudbase_auth` (removed with `--force`) is
+/// shown broken where the operator looks: the sharing page, its configure page, the env page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_share_whose_env_lost_its_cloudbase_auth_shows_as_broken() {
+    let mut s = World::new()
+        .env("prod", "wxA")
+        .deploy("prod", "cloudbase_auth", paths::CLOUDBASE_AUTH)
+        .deploy("prod", "echo", paths::ECHO)
+        .sharing("wxA")
+        .share("prod", "wxB", "*")
+        .serve(ServeConfig::default())
+        .await;
+    let base = format!("http://{}", s.admin);
+    let cookie = format!("cloudfn_console={}", sign_in(&s).await);
+    let pages = [
+        "/console/sharing?app=wxA",
+        "/console/sharing?app=wxB",
+        "/console/sharing/configure?app=wxA&to=wxB",
+        "/console/envs/prod",
+    ];
+    for path in pages {
+        let (status, _, html) = page(&base, path, &cookie).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains("broken"), "{path} while whole: {html}");
+    }
+    let (status, body) = admin(
+        &s,
+        "DELETE",
+        "/v1/envs/prod/functions/cloudbase_auth?force=true",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for path in pages {
+        let (_, _, html) = page(&base, path, &cookie).await;
+        assert!(
+            (html.contains("class=\"broken\"") || html.contains("id=\"broken-shares\""))
+                && html.contains("no cloudbase_auth")
+                && html.contains("-501009"),
+            "{path} says the share is broken: {html}"
+        );
+    }
+    let (_, _, env) = page(&base, "/console/envs/prod", &cookie).await;
+    assert!(
+        env.contains("shared with wxB but has no cloudbase_auth"),
+        "{env}"
+    );
+    s.shutdown().await;
+}

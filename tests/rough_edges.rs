@@ -249,3 +249,143 @@ async fn the_outcome_filter_finds_old_records() {
     let (status, v) = admin(&s, "GET", "/v1/envs/prod/activations?outcome=nope", "").await;
     assert_eq!(status, 400, "{v}");
 }
+
+/// Item 12: Rust's debug formatting does not reach people (`got Some(4)`, `for
+/// Some("echo")`). Every debug placeholder (`{x:?}`) outside tests, in the host, the SDK and
+/// the example functions, is listed here with why it is fit for people (it quotes a string,
+/// or shows a duration); a new one fails this test until it is looked at and listed, and an
+/// entry whose placeholder is gone fails it too, so the list stays the code's.
+#[test]
+fn debug_formatting_reaches_people_only_where_it_quotes_a_string() {
+    const LISTED: &[(&str, &str, &str)] = &[
+        ("host/invoke/src/webhook.rs", "{url:?}", "a &str, quoted"),
+        ("host/invoke/src/session.rs", "{appid:?}", "a &str, quoted"),
+        ("host/invoke/src/upstream.rs", "{path:?}", "a &str, quoted"),
+        ("host/runtime/src/egress.rs", "{v:?}", "a &str, quoted"),
+        (
+            "host/runtime/src/engine.rs",
+            "{other:?}",
+            "the header's bytes, as a list",
+        ),
+        (
+            "host/runtime/src/http.rs",
+            "{code:?}",
+            "a WASI HTTP error code, by name",
+        ),
+        ("host/gateway/src/admin_api.rs", "{o:?}", "a &str, quoted"),
+        ("host/gateway/src/taobao.rs", "{s:?}", "a &str, quoted"),
+        ("host/gateway/src/taobao.rs", "{ct:?}", "a &str, quoted"),
+        ("host/gateway/src/taobao.rs", "{other:?}", "a &str, quoted"),
+        ("host/gateway/src/taobao.rs", "{v:?}", "a &str, quoted"),
+        ("host/gateway/src/server.rs", "{:?}", "a Duration: 5s"),
+        (
+            "host/gateway/src/console/pages.rs",
+            "{m:?}",
+            "a &str, quoted",
+        ),
+        (
+            "host/gateway/src/console/pages.rs",
+            "{line:?}",
+            "a &str, quoted",
+        ),
+        (
+            "host/protocol/src/tc3.rs",
+            "{:?}",
+            "lists of field names, quoted",
+        ),
+        ("host/protocol/src/rules.rs", "{other:?}", "a JSON value"),
+        ("host/protocol/src/names.rs", "{name:?}", "a &str, quoted"),
+        ("host/protocol/src/admin.rs", "{action:?}", "a &str, quoted"),
+        ("host/protocol/src/admin.rs", "{q:?}", "a &str, quoted"),
+        ("host/cli/src/args.rs", "{s:?}", "a &str, quoted"),
+        (
+            "host/cli/src/author.rs",
+            "{:?}",
+            "asserts in the tests `cloudfn new` writes",
+        ),
+        ("host/cli/src/author.rs", "{name:?}", "a &str, quoted"),
+        ("host/store/src/model.rs", "{other:?}", "a &str, quoted"),
+        ("host/store/src/model.rs", "{k:?}", "a &str, quoted"),
+        ("host/store/src/model.rs", "{host:?}", "a &str, quoted"),
+        ("host/store/src/model.rs", "{p:?}", "a &str, quoted"),
+        ("host/store/src/lib.rs", "{:?}", "a &str, quoted"),
+        (
+            "functions/wx_counter/src/lib.rs",
+            "{text:?}",
+            "a &str, quoted",
+        ),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut found = std::collections::BTreeSet::new();
+    let mut stack: Vec<std::path::PathBuf> = ["host", "guest-sdk", "functions"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                // Not for people: build output, test guests and fixtures, benchmarks.
+                if ![
+                    "target",
+                    "node_modules",
+                    "tests",
+                    "test-guests",
+                    "bench",
+                    "fuzz",
+                ]
+                .contains(&name.as_str())
+                {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs") || name == "build.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // A module's unit tests sit at its end, after `#[cfg(test)]`.
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            for line in code.lines() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                let mut rest = line;
+                while let Some(open) = rest.find('{') {
+                    rest = &rest[open..];
+                    let Some(end) = rest.find('}') else { break };
+                    let inner = &rest[1..end];
+                    if let Some((arg, "?" | "#?")) = inner.split_once(':')
+                        && arg
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    {
+                        found.insert((rel.clone(), format!("{{{arg}:?}}")));
+                    }
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+    let listed: std::collections::BTreeSet<(String, String)> = LISTED
+        .iter()
+        .map(|(p, ph, _)| (p.to_string(), ph.to_string()))
+        .collect();
+    let new: Vec<_> = found.difference(&listed).collect();
+    assert!(
+        new.is_empty(),
+        "debug formatting in messages: show the value as people read it (no Some(..), \
+         None or struct dumps), or, if it only quotes a string, list it here: {new:?}"
+    );
+    let gone: Vec<_> = listed.difference(&found).collect();
+    assert!(
+        gone.is_empty(),
+        "listed but no longer in the code: {gone:?}"
+    );
+}

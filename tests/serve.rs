@@ -833,6 +833,13 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         logs.contains("rprod/echo@1") && logs.contains("errcode -501009"),
         "{logs}"
     );
+    // How fresh the list is goes to stderr, the listing stays one line per call.
+    let (_, _, fresh) = cli(&["logs", "--env", "rprod"]);
+    assert!(
+        fresh.contains("call(s) of rprod, oldest first, as recorded at ")
+            && fresh.contains("about 0.1 s after it ends"),
+        "{fresh}"
+    );
     assert!(ok(&["app", "ls"]).contains("wxR\tRemote Co\tAKID"));
     assert!(ok(&["ls", "--env", "rprod"]).contains("echo\t1\t2"));
     ok(&["rm", "--env", "rprod", "--name", "echo"]);

@@ -116,7 +116,7 @@ async function main() {
       await page.fill('input[name=name]', 'hello');
       await page.setInputFiles('input[name=wasm]', process.env.UPLOAD_WASM);
       await page.fill('textarea[name=vars]', `GREETING=hi v${expected}`);
-      await page.fill('input[name=timeout_ms]', '2500');
+      await page.fill('input[name=timeout]', '2.5');
       await page.click('#deploy-form button[type=submit]');
       await page.waitForURL(/\/console\/envs\/prod\/functions\/hello\?done=deployed/);
       assert.equal(await page.textContent('#active-version'), expected);
@@ -143,7 +143,7 @@ async function main() {
     await page.click('#reveal-values');
     await page.waitForURL(/reveal=1$/);
     assert.equal(await page.textContent('#vars dd'), 'hi v2');
-    assert.match(await page.textContent('#limits'), /2500 ms/);
+    assert.match(await page.textContent('#timeout'), /^2\.5 s$/, 'seconds, as the CLI');
     await shot(page, '04-function');
     await page.click('a:has-text("Roll back to 1")');
     await page.waitForURL(/\/rollback\?to=1$/);
@@ -162,16 +162,14 @@ async function main() {
     await page.selectOption('select[name=app]', 'wxA');
     await page.click('button:has-text("Show")');
     assert.equal(await page.textContent('#sharing-state'), 'off');
-    // The store's checks, as the CLI's: with sharing off a share is refused.
-    await page.selectOption('#add-share select[name=to]', 'wxB');
-    await page.check('#add-share input[name=env][value=prod]');
-    await page.click('#add-share button:has-text("Share")');
-    assert.match(await page.textContent('.error'), /not turned sharing on/);
-    const peers = await page.locator('#add-share select[name=to] option').allTextContents();
-    assert.deepEqual(peers, ['wxB'], 'only apps of the same subject are offered');
+    // With sharing off, no share form is offered: the page says to turn it on first.
+    assert.match(await page.textContent('#add-share-off'), /Sharing of wxA is off: turn it on/);
+    assert.equal(await page.locator('#add-share form').count(), 0);
     await page.click('button:has-text("Turn sharing on")');
     await page.waitForURL(/done=sharing-on/);
     assert.equal(await page.textContent('#sharing-state'), 'on');
+    const peers = await page.locator('#add-share select[name=to] option').allTextContents();
+    assert.deepEqual(peers, ['wxB'], 'only apps of the same subject are offered');
     await page.selectOption('#add-share select[name=to]', 'wxB');
     await page.check('#add-share input[name=env][value=prod]');
     // As on the platform, every permission is ticked by default.
@@ -211,7 +209,7 @@ async function main() {
     await page.goto(`${base}/console/sharing?app=wxB`);
     const withMe = page.locator('#shared-with-me tr[data-owner=wxA]');
     assert.match(await withMe.locator('li[data-env=dev]').textContent(), /functions:invoke/);
-    assert.match(await page.textContent('#add-share'), /owns no environment/);
+    assert.match(await page.textContent('#add-share'), /Sharing of wxB is off/);
     await shot(page, '08-sharing-with-me');
     await withMe.locator('a:has-text("Unbind")').click();
     await page.waitForURL(/\/console\/sharing\/unbind\?/);
@@ -269,6 +267,36 @@ async function main() {
     await failedRow.locator('a').click();
     assert.match(await page.textContent('#outcome'), /fail_error always fails/);
 
+    log('activations: the store filters, so a failure behind 1,000 newer calls is found; pages of 200');
+    // (The console once filtered only the newest ~1,000 records.)
+    for (let i = 0; i < 11; i++) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => invoke('echo', { i, j })));
+    }
+    await page.goto(`${base}/console/activations?env=prod&outcome=error`);
+    assert.equal(await page.locator(`tr[data-request-id="${failed.request_id}"]`).count(), 1,
+      'found behind 1,100 newer calls');
+    await page.goto(`${base}/console/activations?env=prod&function=echo`);
+    assert.equal(await page.locator('tr[data-request-id]').count(), 200, 'a page of 200');
+    const firstPage = await page.locator('tr[data-request-id]').evaluateAll((rows) => rows.map((r) => r.dataset.requestId));
+    await page.click('#older');
+    await page.waitForURL(/before=\d+/);
+    const secondPage = await page.locator('tr[data-request-id]').evaluateAll((rows) => rows.map((r) => r.dataset.requestId));
+    assert.equal(secondPage.length, 200);
+    assert.ok(secondPage.every((id) => !firstPage.includes(id)), 'older calls, none of the first page');
+    assert.match(await page.textContent('#newest'), /Newest/);
+    // A start time stays on one line (the live tail once squeezed it onto two).
+    const lines = await page.locator('tr[data-request-id] td.time a').first().evaluate((a) => a.getClientRects().length);
+    assert.equal(lines, 1, 'the start time on one line');
+
+    log('activations and metrics: a filter value the console does not know is said, not ignored');
+    await page.goto(`${base}/console/activations?env=prod&outcome=failed`);
+    assert.match(await page.textContent('.error'), /Unknown filter: outcome failed is not one of ok, error, denied/);
+    assert.equal(await page.locator('tr[data-request-id]').count(), 0, 'no unfiltered calls shown as matches');
+    await page.goto(`${base}/console/activations?env=prod&function=nope`);
+    assert.match(await page.textContent('.error'), /no function nope in prod/);
+    await page.goto(`${base}/console/metrics?env=prod&window=2h`);
+    assert.match(await page.textContent('.error'), /window 2h is not one of 5m, 1h, 24h/);
+
     log('activations: filter by calling app; the shared call\'s logs and grant decision');
     await page.goto(`${base}/console/activations?env=prod&app=wxB&since=15`);
     const callers = await page.locator('tr[data-request-id] td:nth-child(4)').allTextContents();
@@ -284,8 +312,26 @@ async function main() {
     const fresh = await invoke('echo', { tail: true });
     await page.waitForSelector(`tr[data-request-id="${fresh.request_id}"]`, { timeout: 10000 });
 
-    log('metrics: the chart updates after calls');
-    await page.goto(`${base}/console/metrics?env=prod`);
+    log('function page: links to its calls and its env\'s metrics');
+    await page.goto(`${base}/console/envs/prod/functions/echo`);
+    await page.click('#function-activations');
+    await page.waitForURL(/\/console\/activations\?env=prod&function=echo$/);
+    assert.ok(await page.locator('tr[data-request-id]').count() > 0, 'echo\'s calls');
+    await page.goto(`${base}/console/envs/prod/functions/echo`);
+    await page.click('#function-metrics');
+    await page.waitForURL(/\/console\/metrics\?env=prod$/);
+
+    log('metrics: the window that has the data, 5 min / 1 h / 24 h; the chart updates after calls');
+    // Every call so far was in the last few minutes: the 5-minute window holds them all.
+    assert.equal(await page.textContent('#windows strong'), '5m');
+    const inFive = Number(await page.locator('.env-charts[data-env=prod]').getAttribute('data-calls'));
+    await page.click('#windows a[data-window="24h"]');
+    await page.waitForURL(/window=24h/);
+    assert.equal(await page.textContent('#windows strong'), '24h');
+    assert.ok(Number(await page.locator('.env-charts[data-env=prod]').getAttribute('data-calls')) >= inFive);
+    assert.match(await page.textContent('.env-charts[data-env=prod] svg.chart'), /-18 h/);
+    await page.click('#windows a[data-window="1h"]');
+    await page.waitForURL(/window=1h/);
     const card = page.locator('.env-charts[data-env=prod]');
     const before = Number(await card.getAttribute('data-calls'));
     assert.equal(await card.locator('svg.chart').count(), 3);
@@ -304,7 +350,7 @@ async function main() {
 
     assert.deepEqual(pageErrors, [], 'no script or CSP errors in the pages');
     // Every 4xx the pages got was a form's deliberate refusal, none a missing asset.
-    const unexpected = loads.filter(([status, p]) => status >= 400 && !/^\/console\/(sharing\/|envs\/prod\/(deploy|rules)|login)/.test(p));
+    const unexpected = loads.filter(([status, p]) => status >= 400 && !/^\/console\/(sharing\/|envs\/prod\/(deploy|rules)|login|activations$|metrics$)/.test(p));
     assert.deepEqual(unexpected, [], 'no failed loads');
 
     log('JavaScript off: every read-only page still renders');

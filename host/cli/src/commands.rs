@@ -521,6 +521,7 @@ async fn logs(
     acting: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
+    let mut first = true;
     loop {
         let records = backend.activations(&query, acting).await?;
         let mut out = std::io::stdout().lock();
@@ -562,6 +563,22 @@ async fn logs(
         }
         out.flush()?;
         drop(out);
+        if first {
+            // How fresh the list is, on stderr so the listing stays one line per call.
+            let now = format_time(cloudfn_store::fsutil::now_ms());
+            let shown = records.len();
+            eprintln!(
+                "{shown} call(s) of {}, oldest first, as recorded at {now}; a call is listed \
+                 once its record is written, about 0.1 s after it ends{}",
+                query.env,
+                if follow {
+                    "; following: new calls appear within half a second (Ctrl-C stops)"
+                } else {
+                    " (-f follows)"
+                }
+            );
+            first = false;
+        }
         if !follow {
             return Ok(());
         }
@@ -571,7 +588,7 @@ async fn logs(
             query.after = Some(0);
         }
         query.limit = Some(1000);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

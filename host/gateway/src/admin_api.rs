@@ -496,6 +496,7 @@ impl AdminApi {
                     env: env.to_string(),
                     name: query.get("name").cloned(),
                     after: query.get("after").and_then(|a| a.parse().ok()),
+                    before: query.get("before").and_then(|b| b.parse().ok()),
                     limit: query.get("limit").and_then(|l| l.parse().ok()),
                     outcome,
                     since_ms: query.get("since_ms").and_then(|s| s.parse().ok()),

@@ -77,10 +77,14 @@ impl Metrics {
     }
 }
 
-/// Width of one [`History`] bucket, in seconds.
+/// Width of one [`History`] bucket of the last hour, in seconds.
 pub const BUCKET_SECONDS: u64 = 10;
-/// Buckets kept per env: one hour.
+/// Those buckets kept per env: one hour.
 pub const BUCKETS: usize = 360;
+/// Width of one bucket of the last day, in seconds.
+const DAY_BUCKET_SECONDS: u64 = 600;
+/// Those buckets kept per env: one day.
+const DAY_BUCKETS: usize = 144;
 /// The latency histograms' first bound, in microseconds; each next one doubles it.
 const LATENCY_FIRST_US: u64 = 50;
 /// How many bounds they have (the Prometheus one and the history's alike).
@@ -96,7 +100,7 @@ const LATENCY_BOUNDS_US: [u64; LATENCY_BUCKETS] = {
     }
     b
 };
-/// Envs whose history is kept (at most ~33 KB each, for a full hour of calls); past it, envs
+/// Envs whose history is kept (at most ~46 KB each, for a full day of calls); past it, envs
 /// idle for an hour are dropped to make room, and if none is, a new env is not charted.
 const MAX_ENVS: usize = 10_000;
 
@@ -109,6 +113,56 @@ struct Bucket {
     errors: u32,
     /// Calls that ran a guest, by latency (the last entry: over the last bound).
     latency: [u32; LATENCY_BOUNDS_US.len() + 1],
+}
+
+/// A span of an env's history the console charts: the 5 minutes and the hour in
+/// [`BUCKET_SECONDS`] steps, the day in 10-minute steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    FiveMinutes,
+    Hour,
+    Day,
+}
+
+impl Window {
+    /// Every window, shortest first.
+    pub const ALL: [Window; 3] = [Window::FiveMinutes, Window::Hour, Window::Day];
+
+    /// Its name in a link (`5m`, `1h`, `24h`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::FiveMinutes => "5m",
+            Window::Hour => "1h",
+            Window::Day => "24h",
+        }
+    }
+
+    /// The window named `s`, as [`Window::as_str`] spells it.
+    pub fn parse(s: &str) -> Option<Window> {
+        Window::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+
+    /// Seconds per point.
+    pub fn step_seconds(self) -> u64 {
+        match self {
+            Window::Day => DAY_BUCKET_SECONDS,
+            _ => BUCKET_SECONDS,
+        }
+    }
+
+    /// Points in it.
+    pub fn points(self) -> usize {
+        match self {
+            Window::FiveMinutes => (300 / BUCKET_SECONDS) as usize,
+            Window::Hour => BUCKETS,
+            Window::Day => DAY_BUCKETS,
+        }
+    }
+
+    /// Its length in minutes.
+    pub fn minutes(self) -> u32 {
+        (self.step_seconds() * self.points() as u64 / 60) as u32
+    }
 }
 
 /// One point of an env's history, as the console charts it.
@@ -127,12 +181,66 @@ pub struct Point {
     pub p99_ms: Option<f64>,
 }
 
-/// Per-env calls, errors and latency over the last hour in 10-second buckets, kept in memory
-/// for the console's charts: the Prometheus series are totals with no env label (an env label
-/// would let tenants grow the scrape without bound), and the console has no other source.
+/// Per-env calls, errors and latency over the last hour in 10-second buckets and over the
+/// last day in 10-minute ones, kept in memory for the console's charts: the Prometheus series
+/// are totals with no env label (an env label would let tenants grow the scrape without
+/// bound), and the console has no other source.
 #[derive(Default)]
 pub struct History {
-    envs: dashmap::DashMap<String, std::sync::Mutex<std::collections::VecDeque<Bucket>>>,
+    envs: dashmap::DashMap<String, std::sync::Mutex<Rings>>,
+}
+
+/// One env's buckets: the hour's and the day's.
+#[derive(Default)]
+struct Rings {
+    hour: std::collections::VecDeque<Bucket>,
+    day: std::collections::VecDeque<Bucket>,
+}
+
+impl Rings {
+    fn add(&mut self, now: u64, latency: Option<usize>, failed: bool) {
+        add(
+            &mut self.hour,
+            now / BUCKET_SECONDS,
+            BUCKETS,
+            latency,
+            failed,
+        );
+        add(
+            &mut self.day,
+            now / DAY_BUCKET_SECONDS,
+            DAY_BUCKETS,
+            latency,
+            failed,
+        );
+    }
+}
+
+/// Counts a call in `ring`'s bucket `slot`, keeping at most `cap` buckets.
+fn add(
+    ring: &mut std::collections::VecDeque<Bucket>,
+    slot: u64,
+    cap: usize,
+    latency: Option<usize>,
+    failed: bool,
+) {
+    if ring.back().is_none_or(|b| b.slot < slot) {
+        if ring.len() == cap {
+            ring.pop_front();
+        }
+        ring.push_back(Bucket {
+            slot,
+            ..Bucket::default()
+        });
+    }
+    // A late finisher (a call that started before the newest bucket) lands in the newest
+    // one; a minute's skew in a 10 s chart does not matter.
+    let b = ring.back_mut().expect("a bucket was just pushed");
+    b.calls += 1;
+    b.errors += u32::from(failed);
+    if let Some(i) = latency {
+        b.latency[i] += 1;
+    }
 }
 
 impl History {
@@ -140,37 +248,23 @@ impl History {
     /// guest ran.
     pub fn record(&self, env: &str, now: u64, ran: Option<std::time::Duration>, failed: bool) {
         let slot = now / BUCKET_SECONDS;
-        let add = |ring: &mut std::collections::VecDeque<Bucket>| {
-            if ring.back().is_none_or(|b| b.slot < slot) {
-                if ring.len() == BUCKETS {
-                    ring.pop_front();
-                }
-                ring.push_back(Bucket {
-                    slot,
-                    ..Bucket::default()
-                });
-            }
-            // A late finisher (a call that started before the newest bucket) lands in the
-            // newest one; a minute's skew in a 10 s chart does not matter.
-            let b = ring.back_mut().expect("a bucket was just pushed");
-            b.calls += 1;
-            b.errors += u32::from(failed);
-            if let Some(d) = ran {
-                let us = d.as_micros() as u64;
-                let i = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
-                b.latency[i] += 1;
-            }
-        };
-        if let Some(ring) = self.envs.get(env) {
-            add(&mut ring.lock().unwrap_or_else(|p| p.into_inner()));
+        let latency = ran.map(|d| {
+            let us = d.as_micros() as u64;
+            LATENCY_BOUNDS_US.partition_point(|&bound| bound < us)
+        });
+        if let Some(rings) = self.envs.get(env) {
+            let mut rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+            rings.add(now, latency, failed);
             return;
         }
         if self.envs.len() >= MAX_ENVS {
             // Full: envs idle for the whole hour make room (a removed env's history goes
             // then too); if none is idle, the new env is not charted.
-            self.envs.retain(|_, ring| {
-                ring.get_mut()
+            self.envs.retain(|_, rings| {
+                rings
+                    .get_mut()
                     .unwrap_or_else(|p| p.into_inner())
+                    .hour
                     .back()
                     .is_some_and(|b| b.slot + BUCKETS as u64 > slot)
             });
@@ -178,26 +272,39 @@ impl History {
                 return;
             }
         }
-        let ring = self.envs.entry(env.to_string()).or_default();
-        add(&mut ring.lock().unwrap_or_else(|p| p.into_inner()));
+        let rings = self.envs.entry(env.to_string()).or_default();
+        let mut rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+        rings.add(now, latency, failed);
     }
 
     /// `env`'s last hour up to Unix second `now`, one point per bucket, oldest first (empty
     /// buckets included, so a chart's x axis is time).
     pub fn series(&self, env: &str, now: u64) -> Vec<Point> {
-        let last = now / BUCKET_SECONDS;
-        let first = last + 1 - BUCKETS as u64;
+        self.window(env, now, Window::Hour)
+    }
+
+    /// `env`'s `window` up to Unix second `now`, as [`History::series`].
+    pub fn window(&self, env: &str, now: u64, window: Window) -> Vec<Point> {
+        let step = window.step_seconds();
+        let last = now / step;
+        let first = last + 1 - window.points() as u64;
         let mut points: Vec<Point> = (first..=last)
             .map(|slot| Point {
-                at: slot * BUCKET_SECONDS,
+                at: slot * step,
                 calls: 0,
                 errors: 0,
                 p50_ms: None,
                 p99_ms: None,
             })
             .collect();
-        if let Some(ring) = self.envs.get(env) {
-            for b in ring.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if let Some(rings) = self.envs.get(env) {
+            let rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+            let ring = if window == Window::Day {
+                &rings.day
+            } else {
+                &rings.hour
+            };
+            for b in ring.iter() {
                 if b.slot < first || b.slot > last {
                     continue;
                 }
@@ -260,6 +367,33 @@ mod tests {
         let later = h.series("e", t0 + 3600);
         assert_eq!(later.iter().map(|p| p.calls).sum::<u32>(), 1);
         assert!(h.series("other", t0).iter().all(|p| p.calls == 0));
+    }
+
+    #[test]
+    fn the_windows_are_five_minutes_and_an_hour_in_ten_seconds_and_a_day_in_ten_minutes() {
+        let h = History::default();
+        let t0 = 1_700_000_400; // a 10-minute boundary
+        h.record("e", t0, Some(Duration::from_micros(70)), false);
+        h.record("e", t0 + 700, None, true);
+        h.record("e", t0 + 7200, None, false);
+        let now = t0 + 7200;
+        let five = h.window("e", now, Window::FiveMinutes);
+        assert_eq!((five.len(), five.last().unwrap().at), (30, now));
+        assert_eq!(five.iter().map(|p| p.calls).sum::<u32>(), 1);
+        let hour = h.window("e", now, Window::Hour);
+        assert_eq!(hour.iter().map(|p| p.calls).sum::<u32>(), 1);
+        let day = h.window("e", now, Window::Day);
+        assert_eq!(day.len(), 144);
+        assert_eq!(day.iter().map(|p| p.calls).sum::<u32>(), 3);
+        let first = day.iter().find(|p| p.calls > 0).unwrap();
+        assert_eq!((first.at, first.calls, first.p50_ms), (t0, 1, Some(0.1)));
+        assert_eq!(day.iter().map(|p| p.errors).sum::<u32>(), 1);
+        assert_eq!(Window::Day.minutes(), 1440);
+        assert_eq!(Window::parse("5m"), Some(Window::FiveMinutes));
+        assert_eq!(Window::parse("2h"), None);
+        // A day later, the day's first calls are gone.
+        let next_day = h.window("e", t0 + 86_400 + 600, Window::Day);
+        assert_eq!(next_day.iter().map(|p| p.calls).sum::<u32>(), 1);
     }
 
     #[test]

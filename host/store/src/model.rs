@@ -559,6 +559,9 @@ pub struct ActivationQuery {
     pub name: Option<String>,
     /// Only records after this `seq` (for following).
     pub after: Option<i64>,
+    /// Only records before this `seq` (for paging back past the newest `limit`).
+    #[serde(default)]
+    pub before: Option<i64>,
     /// At most this many, newest ones (default 100).
     pub limit: Option<u32>,
     /// Only calls made by this app (a sharee reads its own calls' records only).

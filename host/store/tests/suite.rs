@@ -655,6 +655,13 @@ async fn activation_records_are_queried_and_pruned(f: Fixture) {
         ..q("prod")
     };
     assert_eq!(s.activations(&follow).await.unwrap().len(), 1);
+    // Paging back: the newest `limit` older than a record, however many are newer.
+    let back = ActivationQuery {
+        before: Some(prod[2].seq),
+        limit: Some(1),
+        ..q("prod")
+    };
+    assert_eq!(s.activations(&back).await.unwrap(), [prod[1].clone()]);
     let last = ActivationQuery {
         limit: Some(1),
         ..q("prod")

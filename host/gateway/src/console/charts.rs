@@ -63,6 +63,8 @@ pub fn line_chart(title: &str, unit: &str, minutes: u32, series: &[Series<'_>]) 
         let ago = minutes * (4 - q) / 4;
         let label = if ago == 0 {
             "now".to_string()
+        } else if ago.is_multiple_of(60) && ago >= 120 {
+            format!("-{} h", ago / 60)
         } else {
             format!("-{ago} min")
         };

@@ -9,7 +9,7 @@ use crate::admin_api::MAX_WASM_BYTES;
 use crate::admin_api::store_status;
 use crate::http::{Body, path_segments, query_map};
 use cloudfn_invoke::Actor;
-use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point};
+use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point, Window};
 use cloudfn_protocol::rules::{Rules, error_position};
 use cloudfn_store::{
     ActivationQuery, FunctionConfig, FunctionKind, Outcome, PERMISSIONS, SharedFunctions,
@@ -41,10 +41,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("metrics.html", include_str!("templates/metrics.html")),
 ];
 
-/// Matching records the activations page reads (the newest), of which it shows
-/// [`ACTIVATIONS_SHOWN`] and says whether there are more.
-const ACTIVATIONS_READ: u32 = 1_000;
-/// Rows it shows.
+/// Rows the activations page shows; older ones are a page further (`before=SEQ`).
 const ACTIVATIONS_SHOWN: usize = 200;
 
 /// The path under `/console`, split and percent-decoded.
@@ -123,7 +120,7 @@ pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> 
         }
         ["envs", env, "activations", id] => activation(c, cur, env, id).await,
         ["activations"] => activations(c, cur, &query, &self_url).await,
-        ["metrics"] => metrics(c, cur, query.get("env"), &self_url).await,
+        ["metrics"] => metrics(c, cur, &query, &self_url).await,
         ["sharing"] => sharing(c, cur, query.get("app").map(String::as_str), done, None).await,
         ["sharing", "configure"] => {
             let get = |k: &str| query.get(k).map_or("", String::as_str);
@@ -295,6 +292,17 @@ async fn env_page(
             versions: f.versions,
         })
         .collect();
+    // Shared without the cloudbase_auth every sharee's call runs first: say so where the
+    // operator who removed it looks next.
+    let sharees: Vec<String> = if functions
+        .iter()
+        .any(|f| f.name == cloudfn_store::AUTH_FUNCTION)
+    {
+        Vec::new()
+    } else {
+        let shares = c.host().store().shares(Some(env), None).await?;
+        shares.into_iter().map(|s| s.to_appid).collect()
+    };
     // The form's fields as sent (after a failed deploy), else empty ones.
     let form = if form.is_undefined() {
         Value::from_serialize(BTreeMap::<String, String>::new())
@@ -312,6 +320,7 @@ async fn env_page(
         context! {
             csrf => &cur.csrf, nav => "overview", title => format!("Env {env}"), env => info,
             functions => functions, done => done, deploy_error => deploy_error, form => form,
+            broken_shares => sharees,
         },
     ))
 }
@@ -350,17 +359,27 @@ async fn function_page(
         .collect();
     versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     let active = versions.iter().find(|v| v.active);
+    let timeout = active.and_then(|v| v.config.timeout_ms).map(seconds);
     Ok(c.render(
         StatusCode::OK,
         "function.html",
         context! {
             csrf => &cur.csrf, nav => "overview", title => format!("{env}/{name}"), env => env,
             name => name, versions => &versions, active => active, done => done,
+            timeout => timeout,
+            activations => format!("/console/activations?env={}&function={}", enc(env), enc(name)),
+            metrics => format!("/console/metrics?env={}", enc(env)),
             // Variables hold secrets: their values show only when asked for, not to whoever
             // looks over the operator's shoulder (or at a screenshot).
             reveal => reveal,
         },
     ))
+}
+
+/// Milliseconds as people read a timeout: `2.5 s`.
+fn seconds(ms: u64) -> String {
+    let s = format!("{:.3}", ms as f64 / 1000.0);
+    format!("{} s", s.trim_end_matches('0').trim_end_matches('.'))
 }
 
 async fn confirm_rollback(
@@ -538,11 +557,14 @@ async fn read_deploy_form(
 fn deploy_config(fields: &BTreeMap<String, String>) -> Result<FunctionConfig, String> {
     let mut config = FunctionConfig::default();
     let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if let Some(t) = field("timeout_ms") {
-        config.timeout_ms = Some(
-            t.parse()
-                .map_err(|_| format!("timeout (ms) must be a whole number, not {t:?}"))?,
-        );
+    // Seconds, as `cloudfn deploy --timeout`: one unit for people everywhere.
+    if let Some(t) = field("timeout") {
+        let secs = t
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| format!("timeout (s) must be a positive number of seconds, not {t}"))?;
+        config.timeout_ms = Some((secs * 1000.0).round() as u64);
     }
     if let Some(m) = field("memory_mb") {
         config.memory_mb = m
@@ -653,12 +675,48 @@ async fn activations(
     let envs: Vec<String> = store.envs().await?.into_iter().map(|e| e.name).collect();
     let apps: Vec<String> = store.apps().await?.into_iter().map(|a| a.appid).collect();
     let q = |k: &str| query.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let env = q("env")
-        .map(str::to_string)
-        .or_else(|| envs.first().cloned());
+    // A value the page does not know is said, not dropped: a filter silently ignored shows
+    // calls that do not match it as if they did.
+    let mut unknown = Vec::new();
+    let env = match q("env") {
+        Some(e) if !envs.iter().any(|known| known == e) => {
+            unknown.push(format!("no environment {e}"));
+            None
+        }
+        Some(e) => Some(e.to_string()),
+        None => envs.first().cloned(),
+    };
+    let outcome = q("outcome").and_then(|o| {
+        let parsed = Outcome::parse(o);
+        if parsed.is_none() {
+            unknown.push(format!("outcome {o} is not one of ok, error, denied"));
+        }
+        parsed
+    });
+    // The page offers 15 min, 1 h and 1 day.
+    let since_minutes = q("since").and_then(|m| {
+        let parsed = m
+            .parse::<i64>()
+            .ok()
+            .filter(|m| (1..=7 * 24 * 60).contains(m));
+        if parsed.is_none() {
+            unknown.push(format!("since {m} is not a number of minutes up to a week"));
+        }
+        parsed
+    });
+    let before = q("before").and_then(|b| {
+        let parsed = b.parse::<i64>().ok();
+        if parsed.is_none() {
+            unknown.push(format!("before {b} is not a record number"));
+        }
+        parsed
+    });
+    if let Some(a) = q("app").filter(|a| !apps.iter().any(|known| known == a)) {
+        unknown.push(format!("no app {a}"));
+    }
     let mut rows = Vec::new();
     let mut functions = Vec::new();
-    let mut more = false;
+    let mut older = None;
     if let Some(env) = &env {
         functions = c
             .host()
@@ -667,11 +725,11 @@ async fn activations(
             .into_iter()
             .map(|f| f.name)
             .collect();
-        // The page offers 15 min, 1 h and 1 day; any other value means any time.
-        let since_ms = q("since")
-            .and_then(|m| m.parse::<i64>().ok())
-            .filter(|m| (1..=7 * 24 * 60).contains(m))
-            .map(|m| now_secs() as i64 * 1000 - m * 60_000);
+        if let Some(f) = q("function").filter(|f| !functions.iter().any(|known| known == f)) {
+            unknown.push(format!("no function {f} in {env}"));
+        }
+    }
+    if let (Some(env), true) = (&env, unknown.is_empty()) {
         // The store filters, so a match older than the newest records is still found.
         let mut matching = c
             .host()
@@ -681,18 +739,23 @@ async fn activations(
                     env: env.clone(),
                     name: q("function").map(str::to_string),
                     caller: q("app").map(str::to_string),
-                    outcome: q("outcome").and_then(Outcome::parse),
-                    since_ms,
-                    limit: Some(ACTIVATIONS_READ),
+                    outcome,
+                    since_ms: since_minutes.map(|m| now_secs() as i64 * 1000 - m * 60_000),
+                    before,
+                    limit: Some(ACTIVATIONS_SHOWN as u32 + 1),
                     ..Default::default()
                 },
             )
             .await?;
         matching.sort_by_key(|r| std::cmp::Reverse(r.seq));
-        more = matching.len() > ACTIVATIONS_SHOWN;
+        if matching.len() > ACTIVATIONS_SHOWN {
+            matching.truncate(ACTIVATIONS_SHOWN);
+            older = matching
+                .last()
+                .map(|r| with_param(self_url, "before", &r.seq.to_string()));
+        }
         rows = matching
             .into_iter()
-            .take(ACTIVATIONS_SHOWN)
             .map(|r| Row {
                 started: utc_ms(r.started_at_ms),
                 ms: format!("{:.1}", r.duration_us as f64 / 1000.0),
@@ -710,17 +773,48 @@ async fn activations(
     let filters = context! {
         function => q("function").unwrap_or(""), app => q("app").unwrap_or(""),
         outcome => q("outcome").unwrap_or(""), since => q("since").unwrap_or(""),
-        tail => q("tail").is_some(),
+        // An older page stands still: new calls are on the first one.
+        tail => q("tail").is_some() && before.is_none(),
+    };
+    let (status, error) = if unknown.is_empty() {
+        (StatusCode::OK, None)
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            Some(format!("Unknown filter: {}.", unknown.join("; "))),
+        )
     };
     Ok(c.render(
-        StatusCode::OK,
+        status,
         "activations.html",
         context! {
             csrf => &cur.csrf, nav => "activations", title => "Activations", envs => envs,
             env => env, apps => apps, functions => functions, q => filters, records => rows,
-            more => more, self_url => self_url, read => ACTIVATIONS_READ,
+            older => older, newest => before.map(|_| with_param(self_url, "before", "")),
+            self_url => self_url, error => error, per_page => ACTIVATIONS_SHOWN,
         },
     ))
+}
+
+/// `url` (a path and query) with its query parameter `key` set to `value`, or removed
+/// when `value` is empty.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != key {
+            out.append_pair(&k, &v);
+        }
+    }
+    if !value.is_empty() {
+        out.append_pair(key, value);
+    }
+    let query = out.finish();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 fn utc_ms(ms: i64) -> String {
@@ -783,7 +877,7 @@ struct EnvCharts {
 async fn metrics(
     c: &Console,
     cur: &Current,
-    env: Option<&String>,
+    query: &std::collections::HashMap<String, String>,
     self_url: &str,
 ) -> Result<Response<Body>, StoreError> {
     let envs: Vec<String> = c
@@ -794,25 +888,60 @@ async fn metrics(
         .into_iter()
         .map(|e| e.name)
         .collect();
-    let env = env.filter(|e| !e.is_empty());
+    let q = |k: &str| query.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let mut unknown = Vec::new();
+    let env = q("env");
+    if let Some(e) = env.filter(|e| !envs.iter().any(|known| known == e)) {
+        unknown.push(format!("no environment {e}"));
+    }
+    let asked = q("window").and_then(|w| {
+        let parsed = Window::parse(w);
+        if parsed.is_none() {
+            unknown.push(format!("window {w} is not one of 5m, 1h, 24h"));
+        }
+        parsed
+    });
     let now = now_secs();
-    let minutes = (BUCKET_SECONDS * cloudfn_invoke::metrics::BUCKETS as u64 / 60) as u32;
-    let charts: Vec<EnvCharts> = envs
+    let history = &c.host().metrics().history;
+    let shown: Vec<&String> = envs
         .iter()
         .filter(|e| env.is_none_or(|only| only == *e))
+        .collect();
+    // Unless asked, the shortest window holding all of the day's calls: recent traffic
+    // fills the chart instead of being a sliver at its right edge.
+    let window = asked.unwrap_or_else(|| {
+        let calls = |w: Window| -> u64 {
+            shown
+                .iter()
+                .map(|e| totals(&history.window(e, now, w)).0)
+                .sum()
+        };
+        let day = calls(Window::Day);
+        if day == 0 {
+            return Window::Hour;
+        }
+        [Window::FiveMinutes, Window::Hour]
+            .into_iter()
+            .find(|w| calls(*w) == day)
+            .unwrap_or(Window::Day)
+    });
+    let minutes = window.minutes();
+    let step = window.step_seconds();
+    let charts: Vec<EnvCharts> = shown
+        .iter()
         .map(|e| {
-            let series = c.host().metrics().history.series(e, now);
+            let series = history.window(e, now, window);
             let (calls, errors) = totals(&series);
             let per_second = series
                 .iter()
-                .map(|p| Some(f64::from(p.calls) / BUCKET_SECONDS as f64))
+                .map(|p| Some(f64::from(p.calls) / step as f64))
                 .collect();
             let error_rate = series
                 .iter()
                 .map(|p| (p.calls > 0).then(|| 100.0 * f64::from(p.errors) / f64::from(p.calls)))
                 .collect();
             EnvCharts {
-                env: e.clone(),
+                env: e.to_string(),
                 calls,
                 errors,
                 rate: line_chart(
@@ -855,12 +984,33 @@ async fn metrics(
             }
         })
         .collect();
+    let windows: Vec<_> = Window::ALL
+        .iter()
+        .map(|w| {
+            context! {
+                name => w.as_str(), current => *w == window,
+                href => with_param(self_url, "window", w.as_str()),
+            }
+        })
+        .collect();
+    let (status, error, charts) = if unknown.is_empty() {
+        (StatusCode::OK, None, charts)
+    } else {
+        let message = format!("Unknown filter: {}.", unknown.join("; "));
+        (StatusCode::BAD_REQUEST, Some(message), Vec::new())
+    };
+    let (period, steps) = match window {
+        Window::FiveMinutes => ("the last 5 minutes", "10-second steps"),
+        Window::Hour => ("the last hour", "10-second steps"),
+        Window::Day => ("the last 24 hours", "10-minute steps"),
+    };
     Ok(c.render(
-        StatusCode::OK,
+        status,
         "metrics.html",
         context! {
             csrf => &cur.csrf, nav => "metrics", title => "Metrics", envs => envs,
-            env => env, charts => charts, self_url => self_url,
+            env => env, charts => charts, self_url => self_url, windows => windows,
+            window => window.as_str(), period => period, steps => steps, error => error,
         },
     ))
 }
@@ -872,18 +1022,37 @@ struct ShareGroup<'a> {
     shares: Vec<&'a ShareRow>,
 }
 
-fn share_rows(shares: Vec<cloudfn_store::ShareInfo>) -> Vec<ShareRow> {
-    shares
-        .into_iter()
-        .map(|s| ShareRow {
+/// The rows of `shares`, each saying whether its env still has the `cloudbase_auth` every
+/// sharee's call runs first (removed with `rm --force`, every such call fails with -501009).
+async fn share_rows(
+    c: &Console,
+    shares: Vec<cloudfn_store::ShareInfo>,
+) -> Result<Vec<ShareRow>, StoreError> {
+    let mut guarded: BTreeMap<String, bool> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(shares.len());
+    for s in shares {
+        let has_auth = match guarded.get(&s.env) {
+            Some(known) => *known,
+            None => {
+                let functions = c.host().store().functions(&s.env).await?;
+                let has = functions
+                    .iter()
+                    .any(|f| f.name == cloudfn_store::AUTH_FUNCTION);
+                guarded.insert(s.env.clone(), has);
+                has
+            }
+        };
+        rows.push(ShareRow {
             since: utc(s.created_at),
             functions: s.functions.encode(),
             env: s.env,
             owner_appid: s.owner_appid,
             to_appid: s.to_appid,
             perms: s.perms,
-        })
-        .collect()
+            broken: !has_auth,
+        });
+    }
+    Ok(rows)
 }
 
 #[derive(Serialize)]
@@ -894,6 +1063,8 @@ struct ShareRow {
     perms: Vec<String>,
     functions: String,
     since: String,
+    /// Its env has no `cloudbase_auth`: the share is there, but every call through it fails.
+    broken: bool,
 }
 
 /// The sharing page for `app` (default the first app), with an error from a step.
@@ -927,7 +1098,7 @@ async fn sharing(
             .filter(|a| a.appid != app.appid && a.subject.is_some() && a.subject == app.subject)
             .map(|a| a.appid.as_str())
             .collect();
-        let rows = share_rows(store.shares(None, Some(&app.appid)).await?);
+        let rows = share_rows(c, store.shares(None, Some(&app.appid)).await?).await?;
         // Grouped by the other app, as the platform's console lists them.
         let group = |mine: bool| -> Vec<ShareGroup> {
             let mut groups: BTreeMap<&str, Vec<&ShareRow>> = BTreeMap::new();
@@ -965,7 +1136,8 @@ async fn configure(
     let store = c.host().store();
     store.app(app).await?;
     store.app(to).await?;
-    let shares: Vec<ShareRow> = share_rows(store.shares(None, Some(app)).await?)
+    let shares: Vec<ShareRow> = share_rows(c, store.shares(None, Some(app)).await?)
+        .await?
         .into_iter()
         .filter(|s| s.owner_appid == app && s.to_appid == to)
         .collect();
@@ -1110,9 +1282,12 @@ mod tests {
     fn the_deploy_form_reads_like_the_cli() {
         let mut f = BTreeMap::new();
         f.insert("vars".into(), "A=1\nB = two=2\n".into());
-        f.insert("timeout_ms".into(), " 500 ".into());
+        f.insert("timeout".into(), " 2.5 ".into());
         let c = deploy_config(&f).unwrap();
-        assert_eq!(c.timeout_ms, Some(500));
+        assert_eq!(c.timeout_ms, Some(2500));
+        f.insert("timeout".into(), "0".into());
+        assert!(deploy_config(&f).unwrap_err().contains("seconds"));
+        f.insert("timeout".into(), "0.5".into());
         assert_eq!(c.vars["B"], " two=2");
         assert!(!c.fs_write && c.outbound_hosts.is_empty());
         f.insert("fs_write".into(), "on".into());
@@ -1132,5 +1307,9 @@ mod tests {
         f.insert("memory_mb".into(), "lots".into());
         assert!(deploy_config(&f).unwrap_err().contains("memory"));
         assert_eq!(utc(86_400 + 3_661), "1970-01-02 01:01:01");
+        assert_eq!(
+            (seconds(2500), seconds(3000), seconds(1)),
+            ("2.5 s".into(), "3 s".into(), "0.001 s".into())
+        );
     }
 }

@@ -207,6 +207,7 @@ pub(super) async fn query(
                        OR ($7 = 'error' AND errcode <> 0)
                        OR ($7 = 'denied' AND decision LIKE '%\"allowed\":false%'))
                   AND ($8::bigint IS NULL OR started_at_ms >= $8)
+                  AND ($9::bigint IS NULL OR seq < $9)
                 ORDER BY seq DESC LIMIT $4
              ) recent ORDER BY seq",
             &[
@@ -218,6 +219,7 @@ pub(super) async fn query(
                 &q.request_id,
                 &q.outcome.map(crate::model::Outcome::as_str),
                 &q.since_ms,
+                &q.before,
             ],
         )
         .await?;

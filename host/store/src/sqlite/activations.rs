@@ -320,7 +320,7 @@ impl Recorder {
                   AND (?7 IS NULL OR (?7 = 'ok' AND errcode = 0)
                        OR (?7 = 'error' AND errcode <> 0)
                        OR (?7 = 'denied' AND decision LIKE '%\"allowed\":false%'))
-                  AND (?8 IS NULL OR started_at_ms >= ?8)
+                  AND (?8 IS NULL OR started_at_ms >= ?8) AND (?9 IS NULL OR seq < ?9)
                 ORDER BY seq DESC LIMIT ?4
              ) ORDER BY seq",
         )?;
@@ -333,7 +333,8 @@ impl Recorder {
                 q.caller,
                 q.request_id,
                 q.outcome.map(crate::model::Outcome::as_str),
-                q.since_ms
+                q.since_ms,
+                q.before
             ],
             |r| {
                 let logs: String = r.get(12)?;
