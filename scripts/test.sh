@@ -8,7 +8,8 @@
 # private PostgreSQL from the system's binaries (initdb into a temp dir, a loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+source scripts/steps.sh
+step "test: setup" scripts/setup.sh
 # A distribution package a test needs, installed when missing (as root, with apt).
 install_package() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -23,19 +24,20 @@ install_package() {
 # The PostgreSQL server binaries (initdb, pg_ctl, postgres).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
-  install_package postgresql "PostgreSQL's server binaries are missing: sudo apt-get install -y postgresql"
+  step "test: apt-get postgresql" install_package postgresql "PostgreSQL's server binaries are missing: sudo apt-get install -y postgresql"
 fi
 # The web console's browser tests (tests/console.rs) drive the distribution's Chromium.
 if ! command -v chromium >/dev/null && [ -z "${CHROMIUM:-}" ]; then
-  install_package chromium "Chromium is missing: sudo apt-get install -y chromium (or set CHROMIUM=/path)"
+  step "test: apt-get chromium" install_package chromium "Chromium is missing: sudo apt-get install -y chromium (or set CHROMIUM=/path)"
 fi
 export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
 # The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json),
 # and the console tests playwright-core (no browser download: it drives the Chromium above).
-npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-cargo test --workspace "$@"
+step "test: npm ci (tests/node)" npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+step "test: build host workspace tests + guests" cargo test --workspace --no-run "$@"
+step "test: run host workspace tests" cargo test --workspace "$@"
 # The example functions' own tests (cloudfn-testing on the build machine), and
 # docs/testing-functions.md step by step; both on the same target dir, so the host compiles once.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo test --manifest-path functions/Cargo.toml -p echo -p users_add -p cloudbase_auth
-scripts/tutorial.sh
+step "test: example functions' tests" cargo test --manifest-path functions/Cargo.toml -p echo -p users_add -p cloudbase_auth
+step "test: tutorial" scripts/tutorial.sh
