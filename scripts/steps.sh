@@ -9,7 +9,7 @@ if [ -z "${CLOUDFN_STEPS:-}" ]; then
     local status=$?
     echo
     echo "steps (seconds):"
-    awk -F'\t' '{ printf "  %-44s %6d\n", $1, $2; total += $2 } END { printf "  %-44s %6d\n", "(sum of steps)", total }' "$CLOUDFN_STEPS"
+    awk -F'\t' '{ printf "  %-44s %6d\n", $1, $2; if ($1 !~ /its steps above/) total += $2 } END { printf "  %-44s %6d\n", "(sum of steps)", total }' "$CLOUDFN_STEPS"
     printf "  %-44s %6d\n" "(wall clock)" $((SECONDS - CLOUDFN_STEPS_START))
     rm -f "$CLOUDFN_STEPS"
     return $status

@@ -34,10 +34,20 @@ export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
 # The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json),
 # and the console tests playwright-core (no browser download: it drives the Chromium above).
 step "test: npm ci (tests/node)" npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-step "test: build host workspace tests + guests" cargo test --workspace --no-run "$@"
-step "test: run host workspace tests" cargo test --workspace "$@"
+if cargo nextest --version >/dev/null 2>&1; then
+  # cargo-nextest (.config/nextest.toml): each test in its own process, all binaries' tests
+  # scheduled together, a hung test named and ended. It runs no doc tests: cargo test does.
+  step "test: build host workspace tests + guests" cargo nextest run --workspace --no-run "$@"
+  step "test: run host workspace tests (nextest)" cargo nextest run --workspace "$@"
+  step "test: doc tests" cargo test --workspace --doc "$@"
+else
+  echo "test: cargo-nextest not found (cargo install cargo-nextest); running with cargo test" >&2
+  step "test: build host workspace tests + guests" cargo test --workspace --no-run "$@"
+  step "test: run host workspace tests" cargo test --workspace "$@"
+fi
 # The example functions' own tests (cloudfn-testing on the build machine), and
 # docs/testing-functions.md step by step; both on the same target dir, so the host compiles once.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+step "test: example functions' tests: build, reusing the host's" scripts/check-shared-deps.sh
 step "test: example functions' tests" cargo test --manifest-path functions/Cargo.toml -p echo -p users_add -p cloudbase_auth
 step "test: tutorial" scripts/tutorial.sh

@@ -36,8 +36,19 @@ block() {
     inside { print }' "$doc"
 }
 
+# A new crate resolves its dependencies afresh; given the repository's lockfile, it resolves to
+# the versions the host workspace compiled, and reuses them from the shared target dir instead of
+# building wasmtime again (a user's own crate has its own lockfile and target dir).
+# The host's own crates unoptimised, as there: quicker to build (a user's crate optimises all
+# its dependencies, those included).
+share_lock() {
+  cp "$repo/Cargo.lock" "$1/Cargo.lock"
+  sed -n '/^\[profile.dev.package.cloudfn-/,/^opt-level/p' "$repo/functions/Cargo.toml" >> "$1/Cargo.toml"
+}
+
 step "1. cloudfn new greeter"
 cloudfn new greeter
+share_lock greeter
 
 step "2. its tests: a granted and a refused cross-app call"
 out=$(cd greeter && cargo test 2>&1) || { echo "$out"; fail "the new crate's tests failed"; }
@@ -65,6 +76,7 @@ echo "$out" | grep -q '"greeting":"hello, Ada"' || fail "the file run did not gr
 
 step "5. cloudfn new cloudbase_auth --auth, and its tests"
 cloudfn new cloudbase_auth --auth
+share_lock cloudbase_auth
 out=$(cd cloudbase_auth && cargo test 2>&1) || { echo "$out"; fail "the auth crate's tests failed"; }
 echo "$out" | grep -E '^test |test result'
 

@@ -694,13 +694,19 @@ fn dev_redeploys_on_save_without_dropping_calls() {
 
     // Calls keep coming while the crate is edited, rebuilt and redeployed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set once the caller has been answered by version 2.
+    let upgraded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let caller = {
-        let stop = stop.clone();
+        let (stop, upgraded) = (stop.clone(), upgraded.clone());
         let call = call.clone();
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                answers.push(call("Bo"));
+                let answer = call("Bo");
+                if answer["greeting"] == "hi there, Bo" {
+                    upgraded.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                answers.push(answer);
                 std::thread::sleep(Duration::from_millis(50));
             }
             answers
@@ -714,7 +720,12 @@ fn dev_redeploys_on_save_without_dropping_calls() {
     )
     .unwrap();
     dev.wait_for("deployed dev/greeter version 2");
-    std::thread::sleep(Duration::from_millis(300));
+    // The calls go on across the switch: stop them once one has been answered by version 2.
+    within_blocking(
+        Duration::from_secs(20),
+        "a call from the caller answered by version 2",
+        || upgraded.load(std::sync::atomic::Ordering::Relaxed) || caller.is_finished(),
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answers = caller.join().unwrap();
     assert!(!answers.is_empty());

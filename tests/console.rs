@@ -7,9 +7,9 @@ use crate::common;
 
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_store::FunctionConfig;
-use common::World;
 use common::guests as paths;
 use common::http::*;
+use common::{World, poll_within};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -410,11 +410,18 @@ async fn console_sessions_expire() {
     let (status, _, html) = page(&base, "/console/sharing?app=wxA", &cookie).await;
     assert_eq!(status, 200, "the session is live before its lifetime ends");
     let csrf = csrf_field(&html);
-    // After its lifetime the session is gone: pages send to the login form, which says why,
-    // and its forms do nothing.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, headers, _) = page(&base, "/console", &cookie).await;
-    assert_eq!(status, 303);
+    // After its lifetime (counted from the login; pages do not extend it) the session is gone:
+    // pages send to the login form, which says why, and its forms do nothing.
+    let headers = poll_within(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the console session's expiry",
+        || async {
+            let (status, headers, _) = page(&base, "/console", &cookie).await;
+            (status == 303).then_some(headers)
+        },
+    )
+    .await;
     assert_eq!(headers["location"], "/console/login?expired=1");
     let (status, headers, _) = post_form(
         &format!("{base}/console/sharing/switch"),

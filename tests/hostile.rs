@@ -10,7 +10,7 @@ use crate::common;
 
 use common::guests as paths;
 use common::http::*;
-use common::{World, records};
+use common::{World, poll_within, records, within};
 
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Limits, Options};
@@ -34,7 +34,8 @@ fn new_runtime() -> Arc<Runtime> {
         memory_budget: MEMORY_BUDGET,
         ..EngineConfig::default()
     };
-    Arc::new(Runtime::with_config(None, &engine).expect("building a hostile-suite runtime"))
+    let cache = Some(crate::common::artifact_cache());
+    Arc::new(Runtime::with_config(cache, &engine).expect("building a hostile-suite runtime"))
 }
 
 /// The runtime the suite's tests share.
@@ -112,6 +113,21 @@ async fn benign(s: &TestServer, token: &str, n: usize) {
     }
 }
 
+/// Waits until every one of `calls` has reached its guest (holding a slot of its env) or
+/// ended: the host's instances in flight and the calls answered add up to all of them. Nothing
+/// else calls the host meanwhile.
+async fn under_way(s: &TestServer, calls: &[tokio::task::JoinHandle<Value>]) {
+    within(
+        Duration::from_secs(20),
+        "the attack's calls under way",
+        || async {
+            let answered = calls.iter().filter(|c| c.is_finished()).count() as i64;
+            s.host.metrics().in_flight.get() + answered >= calls.len() as i64
+        },
+    )
+    .await;
+}
+
 async fn outcomes(calls: Vec<tokio::task::JoinHandle<Value>>) -> Vec<Value> {
     let mut out = Vec::new();
     for c in calls {
@@ -128,7 +144,7 @@ async fn infinite_loops_leave_other_envs_their_share() {
     let s = arena(ServeConfig::default()).await;
     let (ta, tb) = (s.token(&s.owner).await, s.token(&s.other).await);
     let loops = attack(&s, &ta, "fail_loop", "{}", 64);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    under_way(&s, &loops).await;
     benign(&s, &tb, 50).await;
     let still_looping = loops.iter().filter(|l| !l.is_finished()).count();
     assert_eq!(
@@ -213,7 +229,8 @@ async fn slow_call_floods_fill_only_their_envs_slots() {
     let s = arena(ServeConfig::default()).await;
     let (ta, tb) = (s.token(&s.owner).await, s.token(&s.other).await);
     let sleepers = attack(&s, &ta, "sleepy", r#"{"ms":3000}"#, 64);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every sleeper holds one of the env's 64 slots before another call is made.
+    under_way(&s, &sleepers).await;
     let extra = s.invoke(&ta, "noisy", "sleepy", r#"{"ms":1}"#).await;
     assert_eq!(errcode(&extra), -501004, "{extra}");
     benign(&s, &tb, 50).await;
@@ -249,12 +266,21 @@ async fn stalled_bodies_hold_at_most_their_apps_share() {
             conn
         }
     };
-    // wxA's share is a quarter of 4 MB: one stalled 1 MB body holds it.
+    // wxA's share is a quarter of 4 MB: one stalled 1 MB body holds it, once the server has
+    // read its head. Until then wxA's calls go through (removing a file that is not there).
     let stalled = stall(1 << 20).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let refused = s
-        .invoke(&ta, "noisy", "hostile", r#"{"op":"remove","file":"x"}"#)
-        .await;
+    let refused = poll_within(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "the stalled body holding wxA's share",
+        || async {
+            let v = s
+                .invoke(&ta, "noisy", "hostile", r#"{"op":"remove","file":"x"}"#)
+                .await;
+            (errcode(&v) != 0).then_some(v)
+        },
+    )
+    .await;
     assert_eq!(errcode(&refused), -501004, "{refused}");
     assert!(
         refused["errmsg"].as_str().unwrap().contains("busy"),

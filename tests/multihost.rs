@@ -6,11 +6,11 @@
 
 use crate::common::guests as paths;
 use crate::common::http::{ADMIN_TOKEN, errcode, get, request};
-use crate::common::{Bin, ok, served_urls};
+use crate::common::{Bin, ok, served_urls, within};
 use cloudfn_store::postgres::testing::PgCluster;
 use serde_json::Value;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN_KEY: &str = "5a0f1b2c3d4e5f60718293a4b5c6d7e8f0112233445566778899aabbccddeeff";
 
@@ -129,6 +129,25 @@ impl Drop for Host {
     }
 }
 
+/// What one load task has had answered so far.
+#[derive(Default)]
+struct Answered {
+    /// Calls that succeeded.
+    good: std::sync::atomic::AtomicU32,
+    /// The answers of calls that failed.
+    bad: std::sync::Mutex<Vec<Value>>,
+}
+
+impl Answered {
+    fn succeeded(&self) -> u32 {
+        self.good.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn failed(&self) -> bool {
+        !self.bad.lock().unwrap().is_empty()
+    }
+}
+
 /// The secret `app create` printed.
 fn secret_of(out: &std::process::Output) -> String {
     ok(out)
@@ -137,23 +156,6 @@ fn secret_of(out: &std::process::Output) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// Polls `check` every 10 ms until it holds; returns how long that took, or fails past
-/// `limit`.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,30 +249,31 @@ async fn three_hosts_share_one_store() {
         (h1.public.clone(), a_token.clone()),
         (h3.public.clone(), a_token.clone()),
     ] {
-        let stop = stop.clone();
-        load.push(tokio::spawn(async move {
-            let (mut good, mut bad) = (0u32, Vec::new());
+        let answered = std::sync::Arc::new(Answered::default());
+        let (stop, seen) = (stop.clone(), answered.clone());
+        let task = tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let url =
                     format!("{h}/tcb/invokecloudfunction?access_token={token}&env=prod&name=echo");
                 let v = request("POST", &url, &[], "{}").await.1;
                 if errcode(&v) == 0 {
-                    good += 1;
+                    seen.good.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 } else {
-                    bad.push(v);
+                    seen.bad.lock().unwrap().push(v);
                 }
             }
-            (good, bad)
-        }));
+        });
+        load.push((answered, task));
     }
     // Host 2 is under load too when it dies; its callers see their connections fail.
+    let served_by_2 = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let doomed = {
         let (h, token, stop) = (h2.public.clone(), a_token.clone(), stop.clone());
+        let served = served_by_2.clone();
         tokio::spawn(async move {
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build_http::<http_body_util::Full<bytes::Bytes>>();
-            let mut served = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let url =
                     format!("{h}/tcb/invokecloudfunction?access_token={token}&env=prod&name=echo");
@@ -278,11 +281,12 @@ async fn three_hosts_share_one_store() {
                     .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
                     .unwrap();
                 match client.request(req).await {
-                    Ok(_) => served += 1,
+                    Ok(_) => {
+                        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
-            served
         })
     };
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -303,9 +307,9 @@ async fn three_hosts_share_one_store() {
             }
         })
     };
-    // Kill it once it has acknowledged a deploy, then a little later, mid-churn. A fixed sleep
-    // was not enough: on a loaded two-core CI machine the first remote deploy (a process start
-    // plus a compile) took longer than 1.5 s.
+    // Kill it once it has acknowledged a deploy, then another, mid-churn. A fixed sleep was not
+    // enough: on a loaded two-core CI machine the first remote deploy (a process start plus a
+    // compile) took longer than 1.5 s.
     let first_ack = std::time::Instant::now();
     while acked.lock().unwrap().is_empty() {
         assert!(
@@ -315,23 +319,55 @@ async fn three_hosts_share_one_store() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The kill lands mid-churn: the deployer is on to its next deploy, and host 2 has
+    // answered some of its own load.
+    let acks = acked.lock().unwrap().len();
+    within(
+        Duration::from_secs(60),
+        "host 2 acknowledging another deploy and answering its load",
+        || async {
+            let churned = acked.lock().unwrap().len() > acks;
+            assert!(
+                churned || !deployer.is_finished(),
+                "the deployer stopped: host 2 refused a deploy"
+            );
+            churned && served_by_2.load(std::sync::atomic::Ordering::Relaxed) > 0
+        },
+    )
+    .await;
     let mut h2 = h2;
     h2.child.kill().unwrap();
     h2.child.wait().unwrap();
     deployer.join().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The others keep serving after the kill: each answers 10 more calls (or one fails, which
+    // the checks below report).
+    let at_kill: Vec<u32> = load.iter().map(|(a, _)| a.succeeded()).collect();
+    within(
+        Duration::from_secs(30),
+        "10 more calls answered by each surviving host",
+        || async {
+            load.iter().any(|(a, _)| a.failed())
+                || load
+                    .iter()
+                    .zip(&at_kill)
+                    .all(|((a, _), n)| a.succeeded() >= n + 10)
+        },
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for task in load {
-        let (good, bad) = task.await.unwrap();
+    for (answered, task) in load {
+        task.await.unwrap();
+        let bad = answered.bad.lock().unwrap();
         assert!(
             bad.is_empty(),
             "calls to the surviving hosts failed: {bad:?}"
         );
+        let good = answered.succeeded();
         assert!(good > 10, "only {good} calls");
     }
+    doomed.await.unwrap();
     assert!(
-        doomed.await.unwrap() > 0,
+        served_by_2.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "host 2 served nothing before it was killed"
     );
     let acked = acked.lock().unwrap().clone();

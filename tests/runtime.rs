@@ -543,7 +543,14 @@ async fn a_deploy_during_calls_switches_new_calls_only() {
         let svc = svc.clone();
         async move { call(&svc, "slow", "{}").await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Deploy once the call runs its guest (its version taken) or, on a slow machine, has
+    // already ended.
+    within(
+        Duration::from_secs(10),
+        "the slow call in flight",
+        || async { svc.metrics().in_flight.get() > 0 || inflight.is_finished() },
+    )
+    .await;
     w.deploy("slow", paths::ECHO, FunctionConfig::default())
         .await;
     let inv = call(&svc, "slow", r#"{"new":1}"#).await;

@@ -6,7 +6,7 @@
 //! fields refused, unreadable cookies dropped, and webhook secrets sealed at rest.
 
 use crate::common::http::*;
-use crate::common::{Bin, World, guests as paths};
+use crate::common::{Bin, World, guests as paths, within};
 use crate::containers::{bearer, send, session, world};
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Actor, Options};
@@ -466,6 +466,15 @@ fn raise_open_files_limit() {
     }
 }
 
+/// How many sockets process `pid` has open (its listeners and connections).
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// The resident memory of process `pid`, in MB.
 fn rss_mb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -496,7 +505,22 @@ async fn a_flood_of_slow_console_logins_keeps_memory_bounded() {
     let addr = admin_url.trim_start_matches("http://").to_string();
     let pid = child.id();
     let before = rss_mb(pid);
+    let sockets_before = open_sockets(pid);
     raise_open_files_limit();
+    // The server's resident memory, sampled from the flood's start until the server is done
+    // with every connection of it: the most of it is the figure "during".
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(rss_mb(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most.max(rss_mb(pid))
+        })
+    };
     // One buffer of each kind, shared by every connection.
     let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
     let framed =
@@ -543,12 +567,26 @@ async fn a_flood_of_slow_console_logins_keeps_memory_bounded() {
             held.push(s);
         }
     }
-    let during = rss_mb(pid);
     let connected = held.len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = during.max(rss_mb(pid));
+    // The server is done with a connection once it has answered it or closed it (a refused
+    // body is first read on and dropped, for at most 5 s).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for conn in &held {
+            _ = conn.readable().await;
+        }
+    })
+    .await
+    .expect("the server answers or closes every connection of the flood within 60 s");
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let during = sampler.join().unwrap();
     drop(held);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // After it: once the server holds no socket of the flood any more.
+    within(
+        Duration::from_secs(30),
+        "the server closing the connections of the flood",
+        || async { open_sockets(pid) <= sockets_before },
+    )
+    .await;
     let after = rss_mb(pid);
     eprintln!(
         "login flood: {connected} connections in {:.1} s; server RSS {before} MB before, \

@@ -6,7 +6,7 @@ use crate::common;
 
 use common::guests as paths;
 use common::http::*;
-use common::{Bin, Built, World, records, wasm};
+use common::{Bin, Built, World, poll_within, records, wasm, within};
 
 use bytes::Bytes;
 use cloudfn_gateway::server::ServeConfig;
@@ -42,6 +42,15 @@ async fn start(options: Options, config: ServeConfig) -> TestServer {
         .deploy("bprod", "echo", paths::ECHO)
         .serve(config)
         .await
+}
+
+/// `cloudfn_instances_in_flight` in the text of a server's `/metrics`.
+fn instances_in_flight(metrics: &str) -> i64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("cloudfn_instances_in_flight"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or_else(|| panic!("no cloudfn_instances_in_flight in {metrics}"))
 }
 
 async fn standard() -> TestServer {
@@ -173,8 +182,21 @@ async fn superseded_and_expired_tokens_are_refused() {
     let new = s.token(&s.owner).await;
     assert_eq!(errcode(&s.invoke(&old, "prod", "echo", "{}").await), 40001);
     assert_eq!(errcode(&s.invoke(&new, "prod", "echo", "{}").await), 0);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(errcode(&s.invoke(&new, "prod", "echo", "{}").await), 42001);
+    // Served until its lifetime ends, then refused as expired.
+    poll_within(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the token's expiry",
+        || async {
+            let v = s.invoke(&new, "prod", "echo", "{}").await;
+            match errcode(&v) {
+                42001 => Some(()),
+                0 => None,
+                _ => panic!("the token before it expires: {v}"),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -328,12 +350,12 @@ async fn the_env_concurrency_cap_refuses_extra_calls() {
         async move { s.invoke(&t, "prod", "sleepy", r#"{"ms":800}"#).await }
     });
     // Wait until the slow call holds the env's only slot.
-    for _ in 0..100 {
-        if s.host.metrics().in_flight.get() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "the slow call holding the env's slot",
+        || async { s.host.metrics().in_flight.get() > 0 },
+    )
+    .await;
     let v = s.invoke(&t, "prod", "echo", "{}").await;
     assert_eq!(errcode(&v), -501004, "{v}");
     assert_eq!(errcode(&slow.await.unwrap()), 0);
@@ -373,7 +395,17 @@ async fn concurrent_calls_and_a_deploy_during_in_flight_calls() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Deploy once every one of them runs its guest (its version taken) or, on a slow machine,
+    // has already ended; nothing else calls the host meanwhile.
+    within(
+        Duration::from_secs(20),
+        "the sleepy calls in flight",
+        || async {
+            let ended = in_flight.iter().filter(|c| c.is_finished()).count() as i64;
+            s.host.metrics().in_flight.get() + ended >= in_flight.len() as i64
+        },
+    )
+    .await;
     let (status, v) = request(
         "PUT",
         &format!("http://{}/v1/envs/prod/functions/sleepy", s.admin),
@@ -874,7 +906,16 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         let url =
             format!("{public}/tcb/invokecloudfunction?access_token={token}&env=rprod&name=slow");
         let call = tokio::spawn(async move { request("POST", &url, &[], r#"{"ms":700}"#).await });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // SIGTERM once the call runs its guest, as the server's metrics say.
+        within(
+            Duration::from_secs(20),
+            "the slow call in flight",
+            || async {
+                let (_, metrics) = get(&format!("{admin}/metrics")).await;
+                instances_in_flight(metrics.as_str().unwrap_or_default()) > 0
+            },
+        )
+        .await;
         let pid = child.id().to_string();
         assert!(
             Command::new("kill")

@@ -17,12 +17,25 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
-/// The runtime shared by every host a test process builds: components compile once.
+/// The runtime shared by every host a test process builds: a component compiles once per
+/// process, and its precompiled artifact (by content hash, in `target/cwasm-cache`) serves every
+/// later test process and run, as a host's artifact dir serves its restarts.
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| Arc::new(Runtime::new(None).expect("building the test runtime")))
+        .get_or_init(|| {
+            Arc::new(Runtime::new(Some(artifact_cache())).expect("building the test runtime"))
+        })
         .clone()
+}
+
+/// `target/cwasm-cache`: precompiled artifacts by content hash and engine, shared by every test
+/// process (each test is a process of its own under cargo-nextest) and kept across runs.
+pub fn artifact_cache() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("cwasm-cache")
 }
 
 /// The JavaScript function folder `functions/FOLDER` (e.g. `js/users_add`), built with
@@ -361,4 +374,71 @@ fn processes_naming(path: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// Polls `check` every 10 ms until it holds; returns how long that took, or fails the test,
+/// naming `what`, once `limit` has passed. The tests wait on something observable (a record, a
+/// counter, an answer), never for a fixed time: a loaded machine only makes a wait longer.
+pub async fn within<F, Fut>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `check` every `every` until it gives a value, and returns that; fails the test, naming
+/// `what`, once `limit` has passed. For checks that cost something (a guest call, a request
+/// under a rate limit), spaced as the caller needs.
+pub async fn poll_within<T, F, Fut>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// [`within`] for a test without an async runtime.
+pub fn within_blocking(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Lets `span` of wall-clock time pass. Not a wait for an event: only for a test in which the
+/// passing of time is itself what is tested (e.g. a session refreshed later expires later).
+pub async fn let_time_pass(span: std::time::Duration) {
+    tokio::time::sleep(span).await;
 }

@@ -351,6 +351,12 @@ anyhow = "1"
 cloudfn-testing = { path = "@TESTING@" }
 tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
 
+# The tests run wasmtime, which is very slow unoptimised; optimising the dependencies alone
+# keeps your own code quick to rebuild.
+[profile.dev.package."*"]
+opt-level = 1
+debug = "line-tables-only"
+
 [profile.release]
 opt-level = "s"
 lto = true

@@ -125,6 +125,13 @@ pub fn build_js(folder: &Path, out: Option<&Path>) -> anyhow::Result<(Built, Tim
     }
     let work = folder.join(".cloudfn");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    // One build of a folder at a time, across processes (parallel test processes, a `dev`
+    // beside a `deploy`): they share its work dir; the second then finds the first's component.
+    let lock_path = work.join("build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let tools = toolchain()?;
     let mut timings = Timings::default();
 

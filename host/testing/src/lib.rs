@@ -75,6 +75,7 @@ impl TestHost {
     /// [`TestHost::new`] whose functions may also reach `ranges` (CIDR, as `serve
     /// --egress-allow`), e.g. `["127.0.0.1/32"]` for a mock server on this machine.
     pub async fn allowing(ranges: &[&str]) -> anyhow::Result<TestHost> {
+        show_host_logs();
         let ranges: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
         let egress_allow = cloudfn_runtime::egress::Egress::parse_allow(&ranges)
             .map_err(|e| anyhow::anyhow!("egress range: {e}"))?;
@@ -550,4 +551,20 @@ impl Outcome {
             .find(|r| r.request_id == self.request_id)
             .with_context(|| format!("no record of call {}", self.request_id))
     }
+}
+
+/// With `RUST_LOG` set (e.g. `RUST_LOG=cloudfn=debug cargo test`), the host's own log lines
+/// (grants, limits, compilations) are printed with the test's output, as `cloudfn serve` prints
+/// them; without it, a test prints only what its functions log.
+fn show_host_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            // Another subscriber (the test's own) wins: this one is then not installed.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
