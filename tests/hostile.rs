@@ -10,7 +10,7 @@ use crate::common;
 
 use common::guests as paths;
 use common::http::*;
-use common::{World, poll_within, records, within};
+use common::{World, poll_within, records};
 
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Limits, Options};
@@ -113,21 +113,6 @@ async fn benign(s: &TestServer, token: &str, n: usize) {
     }
 }
 
-/// Waits until every one of `calls` has reached its guest (holding a slot of its env) or
-/// ended: the host's instances in flight and the calls answered add up to all of them. Nothing
-/// else calls the host meanwhile.
-async fn under_way(s: &TestServer, calls: &[tokio::task::JoinHandle<Value>]) {
-    within(
-        Duration::from_secs(20),
-        "the attack's calls under way",
-        || async {
-            let answered = calls.iter().filter(|c| c.is_finished()).count() as i64;
-            s.host.metrics().in_flight.get() + answered >= calls.len() as i64
-        },
-    )
-    .await;
-}
-
 async fn outcomes(calls: Vec<tokio::task::JoinHandle<Value>>) -> Vec<Value> {
     let mut out = Vec::new();
     for c in calls {
@@ -144,7 +129,7 @@ async fn infinite_loops_leave_other_envs_their_share() {
     let s = arena(ServeConfig::default()).await;
     let (ta, tb) = (s.token(&s.owner).await, s.token(&s.other).await);
     let loops = attack(&s, &ta, "fail_loop", "{}", 64);
-    under_way(&s, &loops).await;
+    s.calls_under_way(&loops).await;
     benign(&s, &tb, 50).await;
     let still_looping = loops.iter().filter(|l| !l.is_finished()).count();
     assert_eq!(
@@ -230,7 +215,7 @@ async fn slow_call_floods_fill_only_their_envs_slots() {
     let (ta, tb) = (s.token(&s.owner).await, s.token(&s.other).await);
     let sleepers = attack(&s, &ta, "sleepy", r#"{"ms":3000}"#, 64);
     // Every sleeper holds one of the env's 64 slots before another call is made.
-    under_way(&s, &sleepers).await;
+    s.calls_under_way(&sleepers).await;
     let extra = s.invoke(&ta, "noisy", "sleepy", r#"{"ms":1}"#).await;
     assert_eq!(errcode(&extra), -501004, "{extra}");
     benign(&s, &tb, 50).await;

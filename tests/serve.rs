@@ -395,17 +395,8 @@ async fn concurrent_calls_and_a_deploy_during_in_flight_calls() {
             })
         })
         .collect();
-    // Deploy once every one of them runs its guest (its version taken) or, on a slow machine,
-    // has already ended; nothing else calls the host meanwhile.
-    within(
-        Duration::from_secs(20),
-        "the sleepy calls in flight",
-        || async {
-            let ended = in_flight.iter().filter(|c| c.is_finished()).count() as i64;
-            s.host.metrics().in_flight.get() + ended >= in_flight.len() as i64
-        },
-    )
-    .await;
+    // Deploy once every one of them runs its guest (its version taken) or has ended.
+    s.calls_under_way(&in_flight).await;
     let (status, v) = request(
         "PUT",
         &format!("http://{}/v1/envs/prod/functions/sleepy", s.admin),

@@ -49,6 +49,21 @@ impl World {
 }
 
 impl TestServer {
+    /// Waits until every one of `calls` has reached its guest (its version taken, a slot of
+    /// its env held) or ended: the host's instances in flight and the calls answered add up to
+    /// all of them. Nothing else may call the host meanwhile.
+    pub async fn calls_under_way<T>(&self, calls: &[tokio::task::JoinHandle<T>]) {
+        super::within(
+            std::time::Duration::from_secs(20),
+            "the calls under way",
+            || async {
+                let ended = calls.iter().filter(|c| c.is_finished()).count() as i64;
+                self.host.metrics().in_flight.get() + ended >= calls.len() as i64
+            },
+        )
+        .await;
+    }
+
     /// Serves a built world (which must have apps wxA and wxB).
     pub async fn serve(world: Built, config: ServeConfig) -> TestServer {
         let config = ServeConfig {
