@@ -168,27 +168,43 @@ async fn stable_token_returns_the_current_token_unless_forced() {
 
 #[tokio::test]
 async fn superseded_and_expired_tokens_are_refused() {
-    // No overlap: a replaced token is "not the latest" at once; a 1 s lifetime expires fast.
-    let policy = TokenPolicy {
-        ttl: Duration::from_secs(1),
-        overlap: Duration::ZERO,
-    };
-    let config = ServeConfig {
-        token_policy: policy,
+    // No overlap: a replaced token is "not the latest" at once. The lifetime is long enough that
+    // the replaced token cannot also expire meanwhile (an expired token is forgotten when the
+    // next one is issued, and then refused as unknown, 40014, instead).
+    let superseding = ServeConfig {
+        token_policy: TokenPolicy {
+            ttl: Duration::from_secs(600),
+            overlap: Duration::ZERO,
+        },
         ..ServeConfig::default()
     };
-    let s = start(Options::default(), config).await;
+    let s = start(Options::default(), superseding).await;
     let old = s.token(&s.owner).await;
     let new = s.token(&s.owner).await;
     assert_eq!(errcode(&s.invoke(&old, "prod", "echo", "{}").await), 40001);
     assert_eq!(errcode(&s.invoke(&new, "prod", "echo", "{}").await), 0);
-    // Served until its lifetime ends, then refused as expired.
+
+    // A 1 s lifetime: served until it ends (if the machine is quick enough to see it served),
+    // then refused as expired.
+    let expiring = ServeConfig {
+        token_policy: TokenPolicy {
+            ttl: Duration::from_secs(1),
+            overlap: Duration::ZERO,
+        },
+        ..ServeConfig::default()
+    };
+    let s = World::new()
+        .env("prod", "wxA")
+        .deploy("prod", "echo", paths::ECHO)
+        .serve(expiring)
+        .await;
+    let token = s.token(&s.owner).await;
     poll_within(
         Duration::from_secs(15),
         Duration::from_millis(50),
         "the token's expiry",
         || async {
-            let v = s.invoke(&new, "prod", "echo", "{}").await;
+            let v = s.invoke(&token, "prod", "echo", "{}").await;
             match errcode(&v) {
                 42001 => Some(()),
                 0 => None,
