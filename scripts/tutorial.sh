@@ -13,7 +13,11 @@ doc=$repo/docs/testing-functions.md
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 export NO_COLOR=1
 cargo build -q -p cloudfn-cli
-cloudfn() { "$CARGO_TARGET_DIR/debug/cloudfn" "$@"; }
+bin=$CARGO_TARGET_DIR/debug/cloudfn
+# `cloudfn build` and `dev` build the crates where the crates' own tests do (cloudfn-testing
+# builds into wasm-test-builds under the target dir): the SDK and serde compile once for all.
+guests_dir=$CARGO_TARGET_DIR/wasm-test-builds
+cloudfn() { CARGO_TARGET_DIR=$guests_dir "$bin" "$@"; }
 
 work=$(mktemp -d)
 dev=
@@ -95,7 +99,7 @@ echo "$out" | grep -q '"errcode":-403001' || fail "wxC was not refused by cloudb
 step "7. cloudfn dev: deploy, call, edit, redeploy"
 # Ports chosen by the system (the page uses the defaults, 8080/8081). The binary itself in the
 # background (not the shell function), so `kill $dev` stops cloudfn and not a subshell.
-"$CARGO_TARGET_DIR/debug/cloudfn" --data-dir "$work/data" dev --env dev greeter \
+CARGO_TARGET_DIR=$guests_dir "$bin" --data-dir "$work/data" dev --env dev greeter \
   --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > dev.out 2>&1 &
 dev=$!
 wait_for() {

@@ -16,10 +16,12 @@ pub const TARGET: &str = "wasm32-wasip2";
 pub struct BuildOptions {
     /// Where cargo puts its output (default: the crate's own target dir).
     pub target_dir: Option<PathBuf>,
-    /// Give each workspace a directory of its own under `target_dir`: crates of different
-    /// workspaces may share a name, and cargo writes a cdylib under its bare name, so one
-    /// would overwrite the other's `.wasm` while cargo still thinks both up to date.
-    pub per_workspace: bool,
+    /// `target_dir` is shared by crates of several workspaces (their common dependencies then
+    /// compile once for all): builds in it take turns (a lock file there, across processes),
+    /// and each product is copied out under the lock to `cloudfn-built/PACKAGE-HASH.wasm`, one
+    /// file per workspace. Cargo writes a cdylib under its bare name, so a crate of another
+    /// workspace with the same name would overwrite it while cargo still thinks both current.
+    pub shared: bool,
     /// Keep cargo's output and show it only if the build fails (for tests).
     pub quiet: bool,
 }
@@ -56,17 +58,19 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     let meta = package_of(&manifest)?;
     let package = meta.package;
     ensure_target()?;
-    let mut target_dir = options.target_dir.clone().unwrap_or(meta.target_dir);
-    if options.per_workspace {
-        let root = meta.workspace_root.to_string_lossy();
-        let hash = &cloudfn_store::secrets::sha256_hex(root.as_bytes())[..12];
-        let name = meta
-            .workspace_root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        target_dir = target_dir.join(format!("{name}-{hash}"));
-    }
+    let target_dir = options.target_dir.clone().unwrap_or(meta.target_dir);
+    let turn = if options.shared {
+        std::fs::create_dir_all(&target_dir)
+            .with_context(|| format!("creating {}", target_dir.display()))?;
+        let path = target_dir.join(".cloudfn-build.lock");
+        let lock =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Some(lock)
+    } else {
+        None
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--target", TARGET, "-p", &package])
@@ -118,6 +122,22 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
             )
         })?
         .len();
+    let wasm = if options.shared {
+        let root = meta.workspace_root.to_string_lossy();
+        let hash = &cloudfn_store::secrets::sha256_hex(root.as_bytes())[..12];
+        let out = target_dir.join("cloudfn-built");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let copy = out.join(format!("{}-{hash}.wasm", package.replace('-', "_")));
+        // Through a temporary name: a test process may be reading the previous copy.
+        let partial = copy.with_extension("wasm.partial");
+        std::fs::copy(&wasm, &partial)
+            .and_then(|_| std::fs::rename(&partial, &copy))
+            .with_context(|| format!("copying {} to {}", wasm.display(), copy.display()))?;
+        copy
+    } else {
+        wasm
+    };
+    drop(turn);
     check_component(&std::fs::read(&wasm)?).with_context(|| {
         format!(
             "checking {} against the cloud-function world (or wasi:http/proxy, for an HTTP function)",

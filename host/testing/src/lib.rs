@@ -298,10 +298,10 @@ impl TestHost {
     }
 }
 
-/// Builds a crate for a test: into `wasm-test-builds/WORKSPACE-HASH` under the enclosing
-/// build's target dir (apart from the test build's own lock, from the `wasm-guests` a build
-/// script may keep there, and from other workspaces' crates of the same name), once per crate
-/// per process, cargo's output shown only on failure.
+/// Builds a crate for a test: into `wasm-test-builds` under the enclosing build's target dir
+/// (apart from the test build's own lock and from the `wasm-guests` a build script may keep
+/// there), shared by every workspace's crates built this way so their dependencies compile
+/// once; once per crate per process, cargo's output shown only on failure.
 fn build_for_tests(path: &Path) -> anyhow::Result<PathBuf> {
     static BUILT: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
     let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -311,7 +311,7 @@ fn build_for_tests(path: &Path) -> anyhow::Result<PathBuf> {
     }
     let options = build::BuildOptions {
         target_dir: build::enclosing_target_dir().map(|t| t.join("wasm-test-builds")),
-        per_workspace: true,
+        shared: true,
         quiet: true,
     };
     let out = build::build_crate(&key, &options)?;
