@@ -38,6 +38,33 @@ fn cloudfn(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The component `cloudfn build` says it built.
+fn component_in(build_output: &str) -> String {
+    build_output
+        .split_whitespace()
+        .find(|w| w.ends_with(".wasm"))
+        .unwrap_or_else(|| panic!("no component in {build_output}"))
+        .to_string()
+}
+
+/// A file run of a scaffolded function as wxA's user o1, greeting Ada: its result.
+fn greet_ada(dir: &Path, wasm: &str) -> Value {
+    let run = ok(&cloudfn(
+        dir,
+        &[
+            "invoke",
+            wasm,
+            "--appid",
+            "wxA",
+            "--openid",
+            "o1",
+            "--event",
+            r#"{"name":"Ada"}"#,
+        ],
+    ));
+    serde_json::from_str(run.trim()).unwrap()
+}
+
 /// A long-running `cloudfn` (serve, dev) whose output is read line by line as it comes:
 /// stdout, and stderr too when asked. Killed on drop.
 struct Running {
@@ -108,6 +135,35 @@ impl Drop for Running {
     }
 }
 
+/// Two crates of one name in different folders, built into one target dir (a
+/// `CARGO_TARGET_DIR` several crates share): each build gives that crate's own component, also
+/// when cargo has built both before (cargo writes a cdylib under its bare name).
+#[test]
+fn crates_of_one_name_built_into_one_target_dir_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a/twin"), dir.path().join("b/twin"));
+    for krate in [&a, &b] {
+        std::fs::create_dir_all(krate.parent().unwrap()).unwrap();
+        ok(&cloudfn(dir.path(), &["new", krate.to_str().unwrap()]));
+    }
+    let lib = b.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    assert!(code.contains("\"hello, {name}\""), "{code}");
+    std::fs::write(&lib, code.replace("\"hello, {name}\"", "\"howdy, {name}\"")).unwrap();
+    let greeting = |krate: &Path| -> String {
+        let out = ok(&cloudfn(dir.path(), &["build", krate.to_str().unwrap()]));
+        greet_ada(dir.path(), &component_in(&out))["greeting"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(greeting(&a), "hello, Ada");
+    assert_eq!(greeting(&b), "howdy, Ada");
+    // Both up to date for cargo now: each must still be itself.
+    assert_eq!(greeting(&a), "hello, Ada");
+    assert_eq!(greeting(&b), "howdy, Ada");
+}
+
 /// `cloudfn new` makes a crate that `cloudfn build` turns into a checked component, which
 /// runs; `--auth` makes a `cloudbase_auth` that decides a share as the host asks it to.
 #[test]
@@ -135,39 +191,20 @@ fn new_then_build_gives_a_component_that_runs() {
 
     let out = ok(&cloudfn(dir.path(), &["build", krate.to_str().unwrap()]));
     assert!(out.contains("hello.wasm") && out.contains("KB"), "{out}");
-    let wasm = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".wasm"))
-        .unwrap()
-        .to_string();
-    let run = ok(&cloudfn(
-        dir.path(),
-        &[
-            "invoke",
-            &wasm,
-            "--appid",
-            "wxA",
-            "--openid",
-            "o1",
-            "--event",
-            r#"{"name":"Ada"}"#,
-        ],
-    ));
-    let v: Value = serde_json::from_str(run.trim()).unwrap();
+    let wasm = component_in(&out);
+    let v = greet_ada(dir.path(), &wasm);
     assert_eq!(v["greeting"], "hello, Ada");
     assert_eq!(v["openid"], "o1");
 
-    let auth = dir.path().join("cloudbase_auth");
+    // Not named cloudbase_auth: the seed fixture's crate of that name builds into the same
+    // target dir, maybe meanwhile, and this test reads its product later (from the fixture).
+    let auth = dir.path().join("acme_auth");
     ok(&cloudfn(
         dir.path(),
         &["new", auth.to_str().unwrap(), "--auth"],
     ));
     let out = ok(&cloudfn(dir.path(), &["build", auth.to_str().unwrap()]));
-    let auth_wasm = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".wasm"))
-        .unwrap()
-        .to_string();
+    let auth_wasm = component_in(&out);
     // The scaffolded cloudbase_auth decides a share in a fixture.
     let fixture = dir.path().join("f.toml");
     std::fs::write(

@@ -16,11 +16,10 @@ pub const TARGET: &str = "wasm32-wasip2";
 pub struct BuildOptions {
     /// Where cargo puts its output (default: the crate's own target dir).
     pub target_dir: Option<PathBuf>,
-    /// `target_dir` is shared by crates of several workspaces (their common dependencies then
-    /// compile once for all): builds in it take turns (a lock file there, across processes),
-    /// and each product is copied out under the lock to `cloudfn-built/PACKAGE-HASH.wasm`, one
-    /// file per workspace. Cargo writes a cdylib under its bare name, so a crate of another
-    /// workspace with the same name would overwrite it while cargo still thinks both current.
+    /// `target_dir` is shared by crates of several workspaces built at once (their common
+    /// dependencies compile once for all): each product is copied out, in its build's turn,
+    /// to `cloudfn-built/PACKAGE-HASH.wasm`, one file per crate, where another crate of
+    /// the same name cannot replace it before it is read.
     pub shared: bool,
     /// Keep cargo's output and show it only if the build fails (for tests).
     pub quiet: bool,
@@ -59,18 +58,18 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     let package = meta.package;
     ensure_target()?;
     let target_dir = options.target_dir.clone().unwrap_or(meta.target_dir);
-    let turn = if options.shared {
-        std::fs::create_dir_all(&target_dir)
-            .with_context(|| format!("creating {}", target_dir.display()))?;
-        let path = target_dir.join(".cloudfn-build.lock");
-        let lock =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        lock.lock()
-            .with_context(|| format!("locking {}", path.display()))?;
-        Some(lock)
-    } else {
-        None
-    };
+    // Builds into one target dir take turns (cargo would serialise them anyway): a crate's
+    // name is claimed, built and its product read within one turn.
+    std::fs::create_dir_all(&target_dir)
+        .with_context(|| format!("creating {}", target_dir.display()))?;
+    let lock_path = target_dir.join(".cloudfn-build.lock");
+    let turn = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    turn.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let file_name = format!("{}.wasm", package.replace('-', "_"));
+    let out_dir = target_dir.join(TARGET).join("release");
+    claim_name(&out_dir, &file_name, &manifest)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--target", TARGET, "-p", &package])
@@ -110,10 +109,7 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     if !ok {
         bail!("cargo build of {} failed (see above)", manifest.display());
     }
-    let wasm = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
+    let wasm = out_dir.join(&file_name);
     let size = std::fs::metadata(&wasm)
         .with_context(|| {
             format!(
@@ -123,8 +119,7 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
         })?
         .len();
     let wasm = if options.shared {
-        let root = meta.workspace_root.to_string_lossy();
-        let hash = &cloudfn_store::secrets::sha256_hex(root.as_bytes())[..12];
+        let hash = &cloudfn_store::secrets::sha256_hex(manifest.to_string_lossy().as_bytes())[..12];
         let out = target_dir.join("cloudfn-built");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let copy = out.join(format!("{}-{hash}.wasm", package.replace('-', "_")));
@@ -137,18 +132,46 @@ pub fn build_crate(path: &Path, options: &BuildOptions) -> anyhow::Result<Built>
     } else {
         wasm
     };
-    drop(turn);
     check_component(&std::fs::read(&wasm)?).with_context(|| {
         format!(
             "checking {} against the cloud-function world (or wasi:http/proxy, for an HTTP function)",
             wasm.display()
         )
     })?;
+    drop(turn);
     Ok(Built {
         wasm,
         size,
         package,
     })
+}
+
+/// Cargo names a cdylib by its bare crate name, in `deps/` too: crates of two workspaces with
+/// one name, built into one target dir (a `CARGO_TARGET_DIR` several crates share), write one
+/// file, and cargo then takes the other crate's product for its own, up to date. So the last
+/// crate to build each name into `out_dir` is noted beside it, and another crate's turn removes
+/// the product first, which makes cargo build it again (its dependencies stay built).
+fn claim_name(out_dir: &Path, file_name: &str, manifest: &Path) -> anyhow::Result<()> {
+    let owners = out_dir.join(".cloudfn-owners");
+    std::fs::create_dir_all(&owners).with_context(|| format!("creating {}", owners.display()))?;
+    let owner_file = owners.join(file_name);
+    let ours = manifest.to_string_lossy();
+    if std::fs::read_to_string(&owner_file).ok().as_deref() == Some(&*ours) {
+        return Ok(());
+    }
+    for product in [
+        out_dir.join(file_name),
+        out_dir.join("deps").join(file_name),
+    ] {
+        match std::fs::remove_file(&product) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", product.display()));
+            }
+            _ => {}
+        }
+    }
+    std::fs::write(&owner_file, ours.as_bytes())
+        .with_context(|| format!("writing {}", owner_file.display()))
 }
 
 /// Checks that `bytes` is a component of the `cloud-function` world or of the
@@ -171,7 +194,6 @@ pub fn check_component(bytes: &[u8]) -> anyhow::Result<FunctionKind> {
 struct Metadata {
     package: String,
     target_dir: PathBuf,
-    workspace_root: PathBuf,
 }
 
 fn package_of(manifest: &Path) -> anyhow::Result<Metadata> {
@@ -213,7 +235,6 @@ fn package_of(manifest: &Path) -> anyhow::Result<Metadata> {
     Ok(Metadata {
         package,
         target_dir: dir("target_directory")?,
-        workspace_root: dir("workspace_root")?,
     })
 }
 
