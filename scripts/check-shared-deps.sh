@@ -14,6 +14,12 @@ registry_files() {
   grep '"reason":"compiler-artifact"' | grep '"package_id":"registry+' |
     grep -o '"filenames":\[[^]]*\]' | grep -o '"[^"]*\.\(rlib\|rmeta\|so\)"' | sort -u
 }
+# The dependency profile, word for word (it decides each crate's opt-level, and so its file).
+profile() { sed -n '/^\[profile.dev.package."\*"\]/,/^# END hot dependencies/p' "$1"; }
+if ! diff <(profile Cargo.toml) <(profile functions/Cargo.toml) >&2; then
+  echo "check-shared-deps: functions/Cargo.toml's [profile.dev.package] sections differ from Cargo.toml's (above)" >&2
+  exit 1
+fi
 host=$(mktemp)
 trap 'rm -f "$host"' EXIT
 cargo test --workspace --no-run --message-format=json 2>/dev/null | registry_files > "$host"

@@ -43,11 +43,12 @@ block() {
 # A new crate resolves its dependencies afresh; given the repository's lockfile, it resolves to
 # the versions the host workspace compiled, and reuses them from the shared target dir instead of
 # building wasmtime again (a user's own crate has its own lockfile and target dir).
-# The host's own crates unoptimised, as there: quicker to build (a user's crate optimises all
-# its dependencies, those included).
 share_lock() {
   cp "$repo/Cargo.lock" "$1/Cargo.lock"
-  sed -n '/^\[profile.dev.package.cloudfn-/,/^opt-level/p' "$repo/functions/Cargo.toml" >> "$1/Cargo.toml"
+  # The repository's dependency profile in place of the template's (every dependency at
+  # opt-level 1), so that the crate's tests build only the crate itself.
+  sed -i '/^\[profile.dev.package."\*"\]/,/^$/d' "$1/Cargo.toml"
+  sed -n '/^\[profile.dev.package."\*"\]/,/^# END hot dependencies/p' "$repo/Cargo.toml" >> "$1/Cargo.toml"
 }
 
 step "1. cloudfn new greeter"
