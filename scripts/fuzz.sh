@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs each fuzz target in fuzz/ (libFuzzer, coverage-guided) for SECONDS (default 60) on its
-# corpus in fuzz/corpus/TARGET. New inputs that reach new code go to target/fuzz/new/TARGET, so a
-# run (CI's among them) leaves the committed corpus as it is; `--minimize` merges them into
-# fuzz/corpus/TARGET (then commit it). A crash stops the run and leaves the input in
-# fuzz/artifacts/TARGET.
+# Runs each fuzz target in fuzz/ (libFuzzer, coverage-guided; as many at once as there are
+# cores) for SECONDS (default 60) on its corpus in fuzz/corpus/TARGET. New inputs that reach
+# new code go to target/fuzz/new/TARGET, so a run (CI's among them) leaves the committed corpus
+# as it is; `--minimize` merges them into fuzz/corpus/TARGET (then commit it). A crash fails
+# the run and leaves the input in fuzz/artifacts/TARGET.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   scripts/fuzz.sh --minimize [TARGET...]   the corpus and the new inputs, shrunk to the inputs
 #                                           that add coverage, as fuzz/corpus/TARGET
@@ -43,15 +43,33 @@ if $minimize; then
   done
   exit 0
 fi
-for t in "${targets[@]}"; do
+# One target a core at a time: each gets its SECONDS of a whole core, the run less wall time.
+fuzz_one() {
+  local t=$1
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "$target_dir/new/$t"
-  echo "fuzz: $t for ${secs}s"
   "$bin_dir/$t" -max_total_time="$secs" -print_final_stats=1 \
-    -artifact_prefix="fuzz/artifacts/$t/" "$target_dir/new/$t" "fuzz/corpus/$t" 2>&1 |
-    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)|panicked" || true
-  # libFuzzer exits non-zero on a crash; the pipe above hides it, the artifact does not.
+    -artifact_prefix="fuzz/artifacts/$t/" "$target_dir/new/$t" "fuzz/corpus/$t" \
+    > "$target_dir/$t.log" 2>&1 || true
+}
+cores=$(nproc)
+running=0
+for t in "${targets[@]}"; do
+  echo "fuzz: $t for ${secs}s"
+  fuzz_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$cores" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait
+for t in "${targets[@]}"; do
+  echo "fuzz: $t"
+  grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)|panicked" \
+    "$target_dir/$t.log" || true
+  # libFuzzer exits non-zero on a crash; the artifact says so whatever its exit status.
   if compgen -G "fuzz/artifacts/$t/crash-*" > /dev/null; then
-    echo "fuzz: $t crashed; inputs in fuzz/artifacts/$t" >&2
+    echo "fuzz: $t crashed; inputs in fuzz/artifacts/$t (its output: $target_dir/$t.log)" >&2
     exit 1
   fi
 done

@@ -195,6 +195,9 @@ fn new_then_build_gives_a_component_that_runs() {
     let v = greet_ada(dir.path(), &wasm);
     assert_eq!(v["greeting"], "hello, Ada");
     assert_eq!(v["openid"], "o1");
+    // The folder itself runs too, built first as `deploy FOLDER` builds it.
+    let v = greet_ada(dir.path(), krate.to_str().unwrap());
+    assert_eq!(v["greeting"], "hello, Ada");
 
     // Not named cloudbase_auth: the seed fixture's crate of that name builds into the same
     // target dir, maybe meanwhile, and this test reads its product later (from the fixture).

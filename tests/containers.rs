@@ -516,6 +516,17 @@ async fn douyin_headers_sharing_and_the_share_check() {
     assert_eq!((r.status, r.body["err_no"].as_i64()), (504, Some(102002)));
     let r = send("GET", &s.url("/"), &[shared[0], shared[2]], "").await;
     assert_eq!((r.status, r.body["err_no"].as_i64()), (400, Some(40101)));
+    // Methods are Douyin's own: PATCH, which callContainer refuses, reaches the function;
+    // TRACE, which callContainer passes, is refused.
+    let r = send("PATCH", &s.url("/"), &shared, "").await;
+    assert_eq!(
+        (r.status, &r.body["method"]),
+        (200, &json!("PATCH")),
+        "{}",
+        r.body
+    );
+    let r = send("TRACE", &s.url("/"), &shared, "").await;
+    assert_eq!(r.status, 405, "{}", r.body);
 }
 
 /// A Taobao request's headers: `env=ENV`, authenticated by `auth`.

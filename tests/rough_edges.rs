@@ -3,9 +3,10 @@
 //! that says what to do; messages name what they mean.
 
 use crate::common::http::*;
-use crate::common::{Bin, World, failed, guests as paths, ok};
+use crate::common::{Bin, World, failed, guests as paths, ok, within_blocking};
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_store::{AuditQuery, FunctionConfig};
+use std::time::Duration;
 
 /// A data dir with app wxA, env `prod` and `echo` deployed.
 fn data_dir() -> tempfile::TempDir {
@@ -31,8 +32,18 @@ fn invoke_refuses_what_would_be_silently_ignored() {
     let (_, stderr) = failed(&bin.run(&with(&echo, &["--from-openid", "o1"])));
     assert!(stderr.contains("--from-appid"), "{stderr}");
     // A deployed version runs with its own settings.
-    for flag in [["--memory", "1"], ["--kind", "http"], ["--timeout", "1"]] {
-        let (_, stderr) = failed(&bin.run(&with(&echo, &flag)));
+    let flags: [&[&str]; 8] = [
+        &["--memory", "1"],
+        &["--kind", "http"],
+        &["--timeout", "1"],
+        &["--var", "K=V"],
+        &["--allow-host", "example.com"],
+        &["--fs-write"],
+        &["--dir", "."],
+        &["--egress-allow", "127.0.0.1/32"],
+    ];
+    for flag in flags {
+        let (_, stderr) = failed(&bin.run(&with(&echo, flag)));
         assert!(
             stderr.contains(&format!("{} applies to a file run", flag[0]))
                 && stderr.contains("deploy a new version"),
@@ -57,7 +68,7 @@ fn invoke_refuses_what_would_be_silently_ignored() {
     assert!(!stderr.contains("Is a directory"), "{stderr}");
 }
 
-/// Item 5: `cloudbase_auth` of a shared env is not removed without `--force`.
+/// Items 5 and 15 (`logs`): `cloudbase_auth` of a shared env is not removed without `--force`.
 #[test]
 fn removing_cloudbase_auth_of_a_shared_env_needs_force() {
     let dir = data_dir();
@@ -67,6 +78,20 @@ fn removing_cloudbase_auth_of_a_shared_env_needs_force() {
     let deploy = ["deploy", "--env", "prod", "--name", "cloudbase_auth"];
     ok(&bin.run(&[&deploy[..], &[paths::CLOUDBASE_AUTH]].concat()));
     ok(&bin.run(&["share", "add", "--env", "prod", "--to", "wxB"]));
+    // Item 15: `logs` says who the grant let in or refused, at which step and why.
+    let as_wxb = ["--from-appid", "wxB", "--from-openid", "o1"];
+    let _ = bin.run(&[&["invoke", "--env", "prod", "--name", "echo"][..], &as_wxb].concat());
+    let mut logs = String::new();
+    within_blocking(Duration::from_secs(10), "wxB's call in `logs`", || {
+        logs = ok(&bin.run(&["logs", "--env", "prod"]));
+        logs.contains(" app wxB at ")
+    });
+    assert!(
+        logs.lines().any(|l| l.trim_start().starts_with("[grant] ")
+            && l.contains(" app wxB at ")
+            && l.contains(": ")),
+        "{logs}"
+    );
     let rm = ["rm", "--env", "prod", "--name", "cloudbase_auth"];
     let (_, stderr) = failed(&bin.run(&rm));
     assert!(
@@ -96,7 +121,7 @@ fn shared_prod() -> World {
         .share("prod", "wxB", "*")
 }
 
-/// Items 7, 10 and 14 on a served host.
+/// Items 2 (the admin API's side), 7, 10 and 14 on a served host.
 #[tokio::test]
 async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
     let s = shared_prod().serve(ServeConfig::default()).await;
@@ -144,12 +169,33 @@ async fn made_up_names_cost_no_grant_and_a_no_op_rollback_is_refused() {
     let audit = s.host.store().audit_log(&q).await.unwrap();
     assert!(!audit.iter().any(|e| e.action == "rollback"), "{audit:?}");
 
+    // Item 2 over the admin API: a calling app's user with no calling app runs nothing.
+    let invoke = "/v1/envs/prod/functions/echo/invoke";
+    for identity in [
+        r#"{"from_openid":"o1"}"#,
+        r#"{"appid":"wxA","from_unionid":"u1"}"#,
+    ] {
+        let body = format!(r#"{{"identity":{identity}}}"#);
+        let (status, v) = admin(&s, "POST", invoke, body).await;
+        assert_eq!(status, 400, "{identity}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("from_appid too"),
+            "{v}"
+        );
+    }
+    let body = r#"{"identity":{"from_appid":"wxB","from_openid":"o1"}}"#;
+    let (status, v) = admin(&s, "POST", invoke, body).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["result"].as_str().unwrap().contains("wxB"), "{v}");
+
     // Item 14: the admin API asked on the public port says where it is.
     let (status, v) = get(&s.url("/v1/envs")).await;
     assert_eq!(status, 404);
     let message = v["errmsg"].as_str().unwrap();
     assert!(
-        message.contains("admin listener") && message.contains("--admin-listen"),
+        message.contains("admin listener")
+            && message.contains("--admin-listen")
+            && message.contains("127.0.0.1:8081"),
         "{message}"
     );
 }
@@ -211,6 +257,41 @@ async fn an_oversized_event_gets_the_error_not_a_broken_pipe() {
     assert!(
         message.contains("over") || v["code"] == "FUNCTION_PARAM_INVALID",
         "{v}"
+    );
+    // The same without node's timing: a client that sends the whole declared 20 MB before it
+    // reads. Answered and closed at once, it would see its writes fail (a broken pipe or a
+    // reset) once loopback's buffers fill; read on and dropped, all of them land.
+    let token = s.token(&owner).await;
+    let path = format!("/tcb/invokecloudfunction?access_token={token}&env=prod&name=echo");
+    let addr = s.public;
+    let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr)?;
+        c.set_write_timeout(Some(Duration::from_secs(30)))?;
+        c.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let len = 20_000_000;
+        write!(
+            c,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n"
+        )?;
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < len {
+            let n = chunk.len().min(len - sent);
+            c.write_all(&chunk[..n])?;
+            sent += n;
+        }
+        let mut answer = String::new();
+        c.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+    .await
+    .unwrap();
+    let answer = answer.expect("every byte of the body written, then the answer read");
+    assert!(
+        answer.starts_with("HTTP/1.1 ") && answer.contains("-501007") && answer.contains("over"),
+        "{answer}"
     );
     // A call of ordinary size goes on working.
     let (ok, v) = node_call(server, &owner, "prod", "echo", Some(r#"{"a":1}"#), None);

@@ -292,7 +292,9 @@ async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
         (
             "junk",
             b"hello world, not wasm".to_vec(),
-            "not a WebAssembly file",
+            // What to deploy instead: a folder is built, or the file `cloudfn build` makes.
+            "not a WebAssembly file (no \\0asm header); deploy a function's folder (cloudfn builds \
+             a Rust crate or a JavaScript function), or the .wasm that `cloudfn build`",
         ),
         (
             "core",

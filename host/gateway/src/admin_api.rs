@@ -360,10 +360,13 @@ impl AdminApi {
             }
             (Method::POST, ["v1", "envs", env, "functions", name, "invoke"]) => {
                 match json_body::<AdminInvoke>(req.into_body()).await {
-                    Ok(call) => {
-                        let inv = self.host.call(call.into_call(env, name)).await;
-                        ok(&AdminInvocation::from(inv))
-                    }
+                    Ok(call) => match call.identity.check() {
+                        Err(why) => error(StatusCode::BAD_REQUEST, why),
+                        Ok(()) => {
+                            let inv = self.host.call(call.into_call(env, name)).await;
+                            ok(&AdminInvocation::from(inv))
+                        }
+                    },
                     Err(r) => r,
                 }
             }

@@ -31,6 +31,28 @@ pub struct Identity {
     pub client_ip: Option<String>,
 }
 
+impl Identity {
+    /// Refuses a caller that cannot happen: a user of the calling app (FROM_OPENID,
+    /// FROM_UNIONID) with no calling app. Run as named, it would reach the function with no
+    /// FROM_APPID and skip the share checks, which only an app can be put through.
+    pub fn check(&self) -> Result<(), String> {
+        if self.from_appid.is_none() {
+            for (field, value) in [
+                ("from_openid", &self.from_openid),
+                ("from_unionid", &self.from_unionid),
+            ] {
+                if value.is_some() {
+                    return Err(format!(
+                        "identity.{field} names a user of the calling app: give \
+                         identity.from_appid too (a user is always some app's)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An authenticated calling app and its user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppCaller {

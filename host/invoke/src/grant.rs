@@ -138,6 +138,18 @@ pub fn auth_outcome(
     }
 }
 
+/// The `auth` the env's rules see for a caller and its `cloudbase_auth` claims (the console's
+/// "try it" starts from one, so that a rule written from it holds for real callers).
+pub fn rules_auth(caller: &AppCaller, custom: &Value) -> Value {
+    json!({
+        "appid": caller.appid,
+        "openid": caller.openid,
+        "unionid": caller.unionid,
+        "loginType": if caller.openid.is_some() { "WECHAT" } else { "APP" },
+        "custom": custom,
+    })
+}
+
 /// Step c: the env's rules for `function` over the caller and its claims.
 pub fn check_rules(
     snap: &Snapshot,
@@ -146,13 +158,7 @@ pub fn check_rules(
     caller: &AppCaller,
     custom: &Value,
 ) -> Result<(), Refused> {
-    let auth = json!({
-        "appid": caller.appid,
-        "openid": caller.openid,
-        "unionid": caller.unionid,
-        "loginType": if caller.openid.is_some() { "WECHAT" } else { "APP" },
-        "custom": custom,
-    });
+    let auth = rules_auth(caller, custom);
     let verdict = snap.rules(&env.name).check(function, &auth);
     if verdict.allowed {
         return Ok(());

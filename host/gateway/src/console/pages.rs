@@ -609,6 +609,18 @@ enum RulesOutcome<'a> {
     TryError(String, &'a str, &'a str),
 }
 
+/// The `auth` "try it" starts from: what the rules see for a user of another app (made by
+/// the function the grant itself uses, so a rule written from it holds for real calls).
+fn try_it_sample() -> String {
+    let caller = cloudfn_invoke::AppCaller {
+        appid: "wxB".into(),
+        openid: Some("o1".into()),
+        ..Default::default()
+    };
+    let auth = cloudfn_invoke::grant::rules_auth(&caller, &serde_json::json!({}));
+    serde_json::to_string(&auth).expect("a JSON value serialises")
+}
+
 fn rules_page(
     c: &Console,
     cur: &Current,
@@ -617,10 +629,8 @@ fn rules_page(
     outcome: RulesOutcome<'_>,
 ) -> Response<Body> {
     let mut ctx = BTreeMap::<&str, Value>::new();
-    let (mut function, mut auth) = (
-        "",
-        r#"{"appid": "wxB", "openid": "o1", "loginType": "WECHAT", "custom": {}}"#,
-    );
+    let sample = try_it_sample();
+    let (mut function, mut auth) = ("", sample.as_str());
     match outcome {
         RulesOutcome::Saved(done) => {
             ctx.insert("done", Value::from(done));
@@ -874,6 +884,19 @@ struct EnvCharts {
     latency: String,
 }
 
+/// The metrics page's window unless one is asked for: the shortest holding all of the day's
+/// calls (`calls` counts them in a window), so recent traffic fills the chart instead of
+/// being a sliver at its right edge; an hour when there were none.
+fn opening_window(calls: impl Fn(Window) -> u64) -> Window {
+    let day = calls(Window::Day);
+    if day == 0 {
+        return Window::Hour;
+    }
+    [Window::FiveMinutes, Window::Hour]
+        .into_iter()
+        .find(|w| calls(*w) == day)
+        .unwrap_or(Window::Day)
+}
 async fn metrics(
     c: &Console,
     cur: &Current,
@@ -907,23 +930,13 @@ async fn metrics(
         .iter()
         .filter(|e| env.is_none_or(|only| only == *e))
         .collect();
-    // Unless asked, the shortest window holding all of the day's calls: recent traffic
-    // fills the chart instead of being a sliver at its right edge.
     let window = asked.unwrap_or_else(|| {
-        let calls = |w: Window| -> u64 {
+        opening_window(|w| {
             shown
                 .iter()
                 .map(|e| totals(&history.window(e, now, w)).0)
                 .sum()
-        };
-        let day = calls(Window::Day);
-        if day == 0 {
-            return Window::Hour;
-        }
-        [Window::FiveMinutes, Window::Hour]
-            .into_iter()
-            .find(|w| calls(*w) == day)
-            .unwrap_or(Window::Day)
+        })
     });
     let minutes = window.minutes();
     let step = window.step_seconds();
@@ -1277,6 +1290,34 @@ async fn share(c: &Console, app: &str, form: &Form) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_open_on_the_shortest_window_holding_the_days_calls() {
+        let counts = |five: u64, hour: u64, day: u64| {
+            move |w: Window| match w {
+                Window::FiveMinutes => five,
+                Window::Hour => hour,
+                Window::Day => day,
+            }
+        };
+        assert_eq!(opening_window(counts(3, 3, 3)), Window::FiveMinutes);
+        assert_eq!(opening_window(counts(0, 7, 7)), Window::Hour);
+        assert_eq!(opening_window(counts(1, 7, 7)), Window::Hour);
+        assert_eq!(opening_window(counts(0, 0, 9)), Window::Day);
+        assert_eq!(opening_window(counts(2, 5, 9)), Window::Day);
+        assert_eq!(opening_window(counts(0, 0, 0)), Window::Hour);
+    }
+
+    #[test]
+    fn try_it_starts_from_what_real_calls_carry() {
+        let sample: serde_json::Value = serde_json::from_str(&try_it_sample()).unwrap();
+        // A client's call with a user is WECHAT (not WECHAT-OPEN, which denied real users a
+        // rule written from the sample).
+        assert_eq!(sample["loginType"], "WECHAT");
+        assert_eq!(sample["appid"], "wxB");
+        assert_eq!(sample["openid"], "o1");
+        assert_eq!(sample["custom"], serde_json::json!({}));
+    }
 
     #[test]
     fn the_deploy_form_reads_like_the_cli() {
