@@ -4,6 +4,8 @@
 //!   binary is given) and cloudfn (same-app, cross-app with the decision cached and uncached,
 //!   `/admin` with a TC3 signature), each under `wrk -t2 -c64 --latency` on 127.0.0.1: a
 //!   warm-up, then the median of several runs; server CPU from `/proc`.
+//! - `compare`: the cloudfn rows of `http` for a base build and this one, alternately in one
+//!   sitting, with head ÷ base ([`compare`]).
 //! - `deploy`: the p99 of calls while new versions are deployed, against the same load without.
 //! - `scale`: many functions across many envs: start time, idle RSS, first call of each, RSS.
 //! - `hostile`: the hostile-tenant attacks, each beside a benign tenant under wrk ([`hostile`]).
@@ -14,6 +16,7 @@
 //! `BENCH_WRK_OUTPUT=1` also prints each wrk script and its output; `BENCH_SERVER_STDERR=1`
 //! lets the servers' stderr through.
 
+mod compare;
 mod hostile;
 mod js;
 
@@ -62,6 +65,26 @@ enum Bench {
         /// dir (`perf report -i DIR/ROW.data`).
         #[arg(long)]
         perf: Option<PathBuf>,
+    },
+    /// The cloudfn rows of `http` for two builds in one sitting, alternately (base, head,
+    /// head, base, …): each build's median and head ÷ base, for a change's commit message
+    /// (`scripts/bench.sh compare REF` builds REF's binary and runs this).
+    Compare {
+        /// The base build's `cloudfn` (`--cloudfn`, or the one next to this binary, is head).
+        #[arg(long)]
+        base: PathBuf,
+        /// Rounds; each measures every row once for each build, the order alternating.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Open connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Only the rows whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Calls' latency while new versions of the called function are deployed.
     Deploy {
@@ -157,6 +180,22 @@ async fn main() -> anyhow::Result<()> {
                 perf,
             };
             http(&plan, &cloudfn, wasmtime.zip(http_hello)).await
+        }
+        Bench::Compare {
+            base,
+            rounds,
+            duration,
+            connections,
+            only,
+        } => {
+            let plan = Plan {
+                duration,
+                runs: 1,
+                connections,
+                only,
+                perf: None,
+            };
+            compare::run(&plan, &base, &cloudfn, rounds).await
         }
         Bench::Deploy {
             duration,
@@ -451,27 +490,11 @@ async fn http(
         .any(|r| plan.wants(r))
     {
         let served = world.serve(&[])?;
-        if plan.wants(SAME) {
-            let token = served.token(OWNER, &world.apps[OWNER]).await?;
-            let load = served.echo_load(&token);
-            rows.push((SAME, plan.measure(SAME, &served.server, &load).await?));
-        }
-        if plan.wants(CROSS) {
-            let token = served.token(SHAREE, &world.apps[SHAREE]).await?;
-            let load = served.echo_load(&token);
-            rows.push((CROSS, plan.measure(CROSS, &served.server, &load).await?));
-        }
-        if plan.wants(ADMIN) {
-            let load = admin_load(&served.base, &world.apps[OWNER])?;
-            rows.push((ADMIN, plan.measure(ADMIN, &served.server, &load).await?));
-        }
-        if plan.wants(CONTAINER) {
-            let token = served.token(OWNER, &world.apps[OWNER]).await?;
-            let load = served.container_load(&token);
-            rows.push((
-                CONTAINER,
-                plan.measure(CONTAINER, &served.server, &load).await?,
-            ));
+        for row in [SAME, CROSS, ADMIN, CONTAINER] {
+            if plan.wants(row) {
+                let load = cloudfn_load(row, &world, &served).await?;
+                rows.push((row, plan.measure(row, &served.server, &load).await?));
+            }
         }
     }
     if plan.wants(CROSS_UNCACHED) {
@@ -485,6 +508,18 @@ async fn http(
     }
     print_table(plan, &rows);
     Ok(())
+}
+
+/// The load of one of the cloudfn rows served by `world.serve(&[])` (all but the uncached
+/// cross-app row, which needs a server of its own).
+async fn cloudfn_load(row: &str, world: &World, served: &Served) -> anyhow::Result<Load> {
+    Ok(match row {
+        SAME => served.echo_load(&served.token(OWNER, &world.apps[OWNER]).await?),
+        CROSS => served.echo_load(&served.token(SHAREE, &world.apps[SHAREE]).await?),
+        ADMIN => admin_load(&served.base, &world.apps[OWNER])?,
+        CONTAINER => served.container_load(&served.token(OWNER, &world.apps[OWNER]).await?),
+        _ => anyhow::bail!("{row} is not a row of one cloudfn server"),
+    })
 }
 
 /// A `functions.invokeFunction` request as `@cloudbase/node-sdk` sends it: signed once for
