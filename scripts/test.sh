@@ -33,7 +33,13 @@ fi
 export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
 # The /admin tests drive the real @cloudbase/node-sdk (pinned in tests/node/package-lock.json),
 # and the console tests playwright-core (no browser download: it drives the Chromium above).
-step "test: npm ci (tests/node)" npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+# Installed again only when the lockfile changed since the last install (a copy kept in
+# node_modules says which it was).
+installed_lock=tests/node/node_modules/.cloudfn-installed-lock.json
+if ! cmp -s tests/node/package-lock.json "$installed_lock"; then
+  step "test: npm ci (tests/node)" npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+  cp tests/node/package-lock.json "$installed_lock"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   # cargo-nextest (.config/nextest.toml): each test in its own process, all binaries' tests
   # scheduled together, a hung test named and ended. It runs no doc tests: cargo test does.
