@@ -236,7 +236,10 @@ impl Backend {
         call: AdminInvoke,
     ) -> anyhow::Result<AdminInvocation> {
         match self {
-            Backend::Local(s) => Ok(s.call(call.into_call(env, name)).await.into()),
+            Backend::Local(s) => {
+                let call = call.into_call(env, name).map_err(anyhow::Error::msg)?;
+                Ok(s.call(call).await.into())
+            }
             Backend::Remote(c) => {
                 let path = format!("/v1/envs/{}/functions/{}/invoke", enc(env), enc(name));
                 c.post(&path, serde_json::to_value(&call)?).await

@@ -75,8 +75,10 @@ pub struct AdminInvocation {
 
 impl AdminInvoke {
     /// The pipeline call it stands for: the app the identity names goes through the same
-    /// checks as over HTTP (see `Caller::named`).
-    pub fn into_call(self, env: &str, name: &str) -> Call {
+    /// checks as over HTTP (see `Caller::named`). An identity no real caller has is refused
+    /// here, for the admin API and the CLI's local runs alike ([`Identity::check`]).
+    pub fn into_call(self, env: &str, name: &str) -> Result<Call, String> {
+        self.identity.check()?;
         let mut request = InvokeRequest::new(
             env,
             name,
@@ -84,7 +86,7 @@ impl AdminInvoke {
             self.source.as_deref().unwrap_or("wx_devtools"),
         );
         request.version = self.version;
-        Call::named(request, self.identity)
+        Ok(Call::named(request, self.identity))
     }
 }
 
@@ -360,12 +362,9 @@ impl AdminApi {
             }
             (Method::POST, ["v1", "envs", env, "functions", name, "invoke"]) => {
                 match json_body::<AdminInvoke>(req.into_body()).await {
-                    Ok(call) => match call.identity.check() {
+                    Ok(call) => match call.into_call(env, name) {
                         Err(why) => error(StatusCode::BAD_REQUEST, why),
-                        Ok(()) => {
-                            let inv = self.host.call(call.into_call(env, name)).await;
-                            ok(&AdminInvocation::from(inv))
-                        }
+                        Ok(call) => ok(&AdminInvocation::from(self.host.call(call).await)),
                     },
                     Err(r) => r,
                 }
