@@ -445,6 +445,23 @@ async fn a_restart_reuses_precompiled_artifacts() {
         .unwrap();
         ok_json(&call(&svc, "echo", "{}").await);
         assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
+        // The same bytes deployed again (another version, another env) compile no more: only
+        // the world is checked, so the wrong kind is still refused.
+        svc.create_env("test", "wxA").await.unwrap();
+        for (env, name) in [("prod", "echo"), ("test", "echo")] {
+            svc.deploy(env, name, &wasm(paths::ECHO), FunctionConfig::default())
+                .await
+                .unwrap();
+        }
+        let http = FunctionConfig::with(|c| c.kind = cloudfn_store::FunctionKind::Http);
+        let e = svc
+            .deploy("test", "as_http", &wasm(paths::ECHO), http)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wasi:http/incoming-handler"), "{e}");
+        ok_json(&call(&svc, "echo", "{}").await);
+        assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
     }
     // Many first calls at once after the restart: one of them loads the artifact, the others
     // wait for it.

@@ -226,11 +226,15 @@ impl Host {
         let runtime = self.runtime.clone();
         let bytes = wasm.to_vec();
         let kind = config.kind;
-        // Compiling takes tens of milliseconds or more: off the async workers.
-        let component = tokio::task::spawn_blocking(move || runtime.compile(&bytes, kind))
-            .await
-            .map_err(|e| anyhow::anyhow!("compile task: {e}"))?
-            .map_err(|e| StoreError::InvalidWasm(e.0))?;
+        // Compiling takes tens of milliseconds or more (seconds for JavaScript): off the async
+        // workers, and not again for a component compiled before.
+        let component = tokio::task::spawn_blocking(move || {
+            let sha256 = cloudfn_store::secrets::sha256_hex(&bytes);
+            runtime.compile_once(&sha256, &bytes, kind)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("compile task: {e}"))?
+        .map_err(|e| StoreError::InvalidWasm(e.0))?;
         let sha256 = self.store.put_blob(wasm).await?;
         crash_point("deploy-after-blob");
         self.runtime.remember(&sha256, &component)?;

@@ -233,6 +233,43 @@ impl Runtime {
         Ok(component)
     }
 
+    /// [`compile`](Self::compile) for bytes whose content hash is `sha256`, unless that
+    /// component is compiled already (by this process, or as a precompiled artifact of this
+    /// engine): then only its world is checked. A redeploy of unchanged code, a rollback's
+    /// twin, or one component deployed to several envs compiles once (a JavaScript component
+    /// is 12 MB of wasm: seconds of both cores).
+    pub fn compile_once(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+        kind: FunctionKind,
+    ) -> Result<Component, InvalidComponent> {
+        match self.cached(sha256) {
+            Some(component) => {
+                self.check_world(&component, kind)?;
+                Ok(component)
+            }
+            None => self.compile(bytes, kind),
+        }
+    }
+
+    /// The kind of function `bytes` is, compiling them once: a component of the
+    /// `cloud-function` world, or else of the `wasi:http/proxy` world; the cloud function's
+    /// error when it is neither.
+    pub fn kind_of(&self, bytes: &[u8]) -> Result<FunctionKind, InvalidComponent> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| InvalidComponent(format!("the component does not compile: {e:#}")))?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        match self.check_world(&component, FunctionKind::Function) {
+            Ok(()) => Ok(FunctionKind::Function),
+            Err(e) => match self.check_world(&component, FunctionKind::Http) {
+                Ok(()) => Ok(FunctionKind::Http),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
     /// Checks a compiled component against its kind's world and links it for instantiation
     /// (imports resolved once, here, not per call).
     pub(crate) fn link(

@@ -179,14 +179,9 @@ fn claim_name(out_dir: &Path, file_name: &str, manifest: &Path) -> anyhow::Resul
 pub fn check_component(bytes: &[u8]) -> anyhow::Result<FunctionKind> {
     let runtime =
         cloudfn_runtime::Runtime::with_config(None, &cloudfn_runtime::EngineConfig::one_shot())?;
-    match runtime.compile(bytes, FunctionKind::Function) {
-        Ok(_) => Ok(FunctionKind::Function),
-        // Not a cloud function: an HTTP function, or the cloud function's error stands.
-        Err(e) => match runtime.compile(bytes, FunctionKind::Http) {
-            Ok(_) => Ok(FunctionKind::Http),
-            Err(_) => Err(anyhow::anyhow!("{}", e.0)),
-        },
-    }
+    runtime
+        .kind_of(bytes)
+        .map_err(|e| anyhow::anyhow!("{}", e.0))
 }
 
 /// The package of `manifest` and the target dir cargo would use for it.
