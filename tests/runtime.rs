@@ -489,6 +489,50 @@ async fn a_restart_reuses_precompiled_artifacts() {
     );
 }
 
+/// A call's first slice runs inline, on the calling thread, when a turn is free for it; what
+/// needs more goes on on the guest threads: a guest computing past its slice (and for a while
+/// the next calls of its version, straight), and every nested call, made inside its caller's
+/// slice, which takes a turn of its own there. Every call is counted once, one way or the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_run_inline_or_on_the_guest_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Host::open(dir.path()).await.unwrap();
+    svc.create_env("prod", "wxA").await.unwrap();
+    let short = FunctionConfig::with(|c| c.timeout_ms = Some(200));
+    for (name, path, config) in [
+        ("echo", paths::ECHO, FunctionConfig::default()),
+        ("users_add", paths::USERS_ADD, FunctionConfig::default()),
+        ("fail_loop", paths::FAIL_LOOP, short),
+    ] {
+        svc.deploy("prod", name, &wasm(path), config).await.unwrap();
+    }
+    let stats = &svc.runtime().stats;
+    let counts = || {
+        (
+            stats.inline_calls.load(Ordering::Relaxed),
+            stats.guest_thread_calls.load(Ordering::Relaxed),
+        )
+    };
+    for _ in 0..2 {
+        let (code, msg) = err(&call(&svc, "fail_loop", "{}").await);
+        assert_eq!(code, -501002, "{msg}");
+    }
+    assert_eq!(counts(), (0, 2), "a loop never ends inline");
+    let before = counts();
+    ok_json(&call(&svc, "users_add", r#"{"name":"Ada"}"#).await);
+    let after = counts();
+    assert_eq!(after.0 + after.1, before.0 + before.1 + 2, "{after:?}");
+    assert!(
+        after.1 > before.1,
+        "the nested call ran on the guest threads"
+    );
+    for i in 0..20 {
+        ok_json(&call(&svc, "echo", &format!(r#"{{"i":{i}}}"#)).await);
+    }
+    let end = counts();
+    assert_eq!(end.0 + end.1, after.0 + after.1 + 20, "{end:?}");
+}
+
 /// `n` calls of echo on `svc` at once, each a success.
 async fn echo_at_once(svc: &std::sync::Arc<Host>, n: usize) {
     let calls: Vec<_> = (0..n)

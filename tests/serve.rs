@@ -698,6 +698,11 @@ async fn activation_records_logs_and_metrics() {
         text.contains("cloudfn_call_duration_seconds_count 33"),
         "{text}"
     );
+    // No record was dropped (the writer kept up), and the count is served.
+    assert!(
+        text.contains("cloudfn_activation_records_dropped_total 0"),
+        "{text}"
+    );
     assert!(text.contains("cloudfn_instances_in_flight 0"), "{text}");
 }
 

@@ -251,7 +251,7 @@ impl AdminApi {
         if path == "/metrics" && req.method() == Method::GET {
             return text(
                 StatusCode::OK,
-                self.host.metrics().encode(),
+                self.host.metrics_text(),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             );
         }

@@ -205,6 +205,17 @@ impl Host {
         &self.observer.metrics
     }
 
+    /// The metrics as `/metrics` serves them.
+    pub fn metrics_text(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.runtime().stats;
+        self.metrics().encode(crate::metrics::Counts {
+            records_dropped: self.store.records_dropped(),
+            calls_inline: stats.inline_calls.load(Relaxed),
+            calls_on_guest_threads: stats.guest_thread_calls.load(Relaxed),
+        })
+    }
+
     /// The limits.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -23,10 +23,15 @@ pub struct Metrics {
     registry: Registry,
     /// Calls by outcome.
     pub calls: Family<CallLabels, Counter>,
+    /// The successes' counter of `calls`, kept at hand: most calls succeed, and looking it up
+    /// by label costs a String and a lock each time.
+    pub calls_ok: Counter,
     /// Call latency in seconds.
     pub latency: Histogram,
     /// Instances running now.
     pub in_flight: Gauge,
+    /// Counts kept elsewhere (the store's, the runtime's), read when the metrics are served.
+    read: ReadCounters,
     /// Per-env calls, errors and latency over the last hour, for the console.
     pub history: History,
 }
@@ -59,22 +64,76 @@ impl Metrics {
             "Function instances running now",
             in_flight.clone(),
         );
+        let calls_ok = calls
+            .get_or_create(&CallLabels {
+                errcode: "0".into(),
+            })
+            .clone();
+        let read = ReadCounters::default();
+        registry.register(
+            "activation_records_dropped",
+            "Activation records dropped because the record writer was behind (its queue full)",
+            read.records_dropped.clone(),
+        );
+        registry.register(
+            "calls_inline",
+            "Guest calls that ran to their end in their first slice, on the HTTP worker that \
+             took the request",
+            read.calls_inline.clone(),
+        );
+        registry.register(
+            "calls_on_guest_threads",
+            "Guest calls that ran, or went on, on the guest threads",
+            read.calls_on_guest_threads.clone(),
+        );
         Metrics {
             registry,
             calls,
+            calls_ok,
             latency,
             in_flight,
+            read,
             history: History::default(),
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The Prometheus text exposition, with the counts kept elsewhere as they are now.
+    pub fn encode(&self, now: Counts) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read = &self.read;
+        read.records_dropped
+            .inner()
+            .fetch_max(now.records_dropped, Relaxed);
+        read.calls_inline
+            .inner()
+            .fetch_max(now.calls_inline, Relaxed);
+        read.calls_on_guest_threads
+            .inner()
+            .fetch_max(now.calls_on_guest_threads, Relaxed);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Counters the metrics serve but others count.
+#[derive(Default)]
+struct ReadCounters {
+    records_dropped: Counter,
+    calls_inline: Counter,
+    calls_on_guest_threads: Counter,
+}
+
+/// What those others count now (each only grows).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Activation records the store dropped.
+    pub records_dropped: u64,
+    /// Calls that ran to their end inline.
+    pub calls_inline: u64,
+    /// Calls that ran on the guest threads.
+    pub calls_on_guest_threads: u64,
 }
 
 /// Width of one [`History`] bucket of the last hour, in seconds.

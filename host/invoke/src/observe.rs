@@ -202,13 +202,18 @@ impl Observer for Standard {
             Err(e) => (e.errcode(), e.to_string()),
         };
         let label = match &inv.result {
-            Err(InvokeError::Denied { .. }) => "denied".to_string(),
-            _ => errcode.to_string(),
+            Ok(_) => None,
+            Err(InvokeError::Denied { .. }) => Some("denied".to_string()),
+            Err(_) => Some(errcode.to_string()),
         };
-        self.metrics
-            .calls
-            .get_or_create(&CallLabels { errcode: label })
-            .inc();
+        match label {
+            None => self.metrics.calls_ok.inc(),
+            Some(errcode) => self
+                .metrics
+                .calls
+                .get_or_create(&CallLabels { errcode })
+                .inc(),
+        };
         // A decision is logged when it is made (within a lines-per-second budget); its reuse
         // from the cache, or one over the budget, only at debug level.
         match &inv.decision {

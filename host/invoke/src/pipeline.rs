@@ -37,12 +37,13 @@ impl Host {
     /// Runs one call through the pipeline and returns its record.
     pub fn call(self: &Arc<Self>, call: Call) -> CallFuture<'_> {
         Box::pin(async move {
+            let mut call = call;
             let started = Instant::now();
             let started_at_ms = cloudfn_store::fsutil::now_ms();
             let request_id = self.ids.next();
             let (inv, ran) = match self.prepare_call(&call).await {
                 Ok((ready, decision)) => {
-                    let inv = self.run(ready, &call, request_id, started).await;
+                    let inv = self.run(ready, &mut call, request_id, started).await;
                     (Invocation { decision, ..inv }, true)
                 }
                 Err((e, decision)) => (Invocation::refused(request_id, e, decision), false),
@@ -374,10 +375,14 @@ impl Host {
     async fn run(
         self: &Arc<Self>,
         ready: Ready,
-        call: &Call,
+        call: &mut Call,
         request_id: String,
         started: Instant,
     ) -> Invocation {
+        // The event goes to the guest as it is (up to 6 MB), not a copy of it: nothing after
+        // the guest reads it.
+        let event = std::mem::take(&mut call.request.event);
+        let call = &*call;
         let req = &call.request;
         let (timeout, deadline) = self.limits.time(&ready.prepared.config, call, started);
         let context = WxContext {
@@ -408,7 +413,7 @@ impl Host {
             .run(
                 &ready.prepared,
                 GuestCall {
-                    event: req.event.clone(),
+                    event,
                     context,
                     timeout,
                     deadline,

@@ -89,6 +89,10 @@ pub struct EngineStats {
     pub compiles: AtomicU64,
     /// Precompiled artifacts loaded from disk instead of compiling.
     pub artifact_loads: AtomicU64,
+    /// Calls that ran to their end in their first slice, inline on the calling thread.
+    pub inline_calls: AtomicU64,
+    /// Calls that ran (or went on) on the guest threads.
+    pub guest_thread_calls: AtomicU64,
 }
 
 /// The engine, the linker shared by every call, and the compiled components. One per process

@@ -12,8 +12,11 @@ use crate::state::{CallState, StoreParts, new_store};
 use anyhow::Context;
 use cloudfn_store::{FunctionConfig, LogLine};
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -118,20 +121,41 @@ impl Runtime {
         })
     }
 
-    /// Runs one call in a fresh instance, on the guest threads.
+    /// Runs one call in a fresh instance: its first slice here when a turn is free for it
+    /// (see [`crate::sched`]), the rest on the guest threads. A short call of an env within
+    /// its share thus costs no thread hand-off.
     pub async fn run(self: &Arc<Self>, prepared: &Arc<Prepared>, call: GuestCall) -> Outcome {
-        let (runtime, prepared) = (self.clone(), prepared.clone());
-        let task = self
-            .guest_threads()
-            .spawn(async move { runtime.run_here(&prepared, call).await });
-        task.await.unwrap_or_else(|e| Outcome {
-            result: Err(GuestError::System(anyhow::anyhow!(
-                "the guest task failed: {e}"
-            ))),
-            peak_memory: 0,
-            logs: Vec::new(),
-            response: None,
-        })
+        let mut work = {
+            let (runtime, prepared) = (self.clone(), prepared.clone());
+            Box::pin(async move { runtime.run_here(&prepared, call).await })
+        };
+        // Never inside a slice (a nested call takes a turn of its own, on the guest threads).
+        // Guest code holds this thread for one slice at most (an epoch tick, 1 ms), and an env
+        // ahead of its share gets no inline slice: a tenant's looping calls soon run only on
+        // the guest threads while others are active.
+        if !crate::sched::in_turn() {
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    crate::sched::inline(|| work.as_mut().poll(cx))
+                })))
+            })
+            .await;
+            match first {
+                Ok(Poll::Ready(outcome)) => {
+                    self.stats.inline_calls.fetch_add(1, Ordering::Relaxed);
+                    return outcome;
+                }
+                Ok(Poll::Pending) => {}
+                Err(panic) => return failed_task(&panic_message(&panic)),
+            }
+        }
+        self.stats
+            .guest_thread_calls
+            .fetch_add(1, Ordering::Relaxed);
+        match self.guest_threads().spawn(work).await {
+            Ok(outcome) => outcome,
+            Err(e) => failed_task(&e.to_string()),
+        }
     }
 
     /// Runs one call in a fresh instance, here.
@@ -237,6 +261,27 @@ impl Runtime {
                 }
             })
             .await
+    }
+}
+
+/// The outcome of a call whose task failed (a panic in host code).
+fn failed_task(why: &str) -> Outcome {
+    Outcome {
+        result: Err(GuestError::System(anyhow::anyhow!(
+            "the guest task failed: {why}"
+        ))),
+        peak_memory: 0,
+        logs: Vec::new(),
+        response: None,
+    }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => format!("panicked: {s}"),
+        (_, Some(s)) => format!("panicked: {s}"),
+        _ => "panicked".into(),
     }
 }
 

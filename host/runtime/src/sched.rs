@@ -15,6 +15,12 @@
 //! guest waits (for a nested call, a sleep, I/O). A nested call is a task of its own
 //! (`Runtime::run` spawns each call), so it takes its own turn once its caller's slice ended;
 //! [`Scheduler::run`] must never be awaited inside another call's slice.
+//!
+//! A call's first slice may run *inline*, on the thread that asked for the call (an HTTP
+//! worker), when it can have a turn at once: no thread hand-off for the common short call.
+//! It still holds a turn while it runs and is charged for it; an env ahead of its share gets
+//! no inline slice (its calls go to the guest threads to wait their turn), and a call that
+//! needs more than that slice continues on the guest threads (`Runtime::run`).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -82,6 +88,49 @@ struct Waiter {
 thread_local! {
     /// Whether this thread runs at the lower priority of an env ahead of its share.
     static DEMOTED: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread is running a slice now (a nested call made inside it must not take
+    /// a turn of its own there).
+    static IN_TURN: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread is polling a call's inline slice (see [`inline`]).
+    static INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is running a call's slice now.
+pub(crate) fn in_turn() -> bool {
+    IN_TURN.get()
+}
+
+/// Runs `poll` (the first poll of a call) as an inline slice: it runs only if a turn is free
+/// for its env right now and the env is not ahead of its share; otherwise it returns
+/// `Pending` without running guest code, to be polled again on the guest threads.
+pub(crate) fn inline<T>(poll: impl FnOnce() -> T) -> T {
+    let _inline = Flag::set(&INLINE, true);
+    poll()
+}
+
+/// A thread-local flag set until dropped (even by a panic), then put back as it was.
+struct Flag(&'static std::thread::LocalKey<Cell<bool>>, bool);
+
+impl Flag {
+    fn set(key: &'static std::thread::LocalKey<Cell<bool>>, value: bool) -> Flag {
+        Flag(key, key.replace(value))
+    }
+}
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
+}
+
+/// What [`Scheduler::acquire`] gave.
+enum Acquired {
+    /// A turn: run the slice.
+    Turn,
+    /// In line for a turn.
+    Wait(Arc<Waiter>),
+    /// No inline slice for this env now (it is ahead of its share, or a turn is not free).
+    NotInline,
 }
 
 /// How far ahead of the least-served active env an env must be for its slices to run at a
@@ -117,8 +166,9 @@ impl Scheduler {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a turn now, or queues a waiter of `env` for one.
-    fn acquire(&self, env: &str, waker: &Waker) -> Option<Arc<Waiter>> {
+    /// Takes a turn now, or queues a waiter of `env` for one. For an inline slice (`inline`),
+    /// takes a free turn or nothing, and nothing for an env ahead of its share.
+    fn acquire(&self, env: &str, waker: &Waker, inline: bool) -> Acquired {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let now = Instant::now();
@@ -142,15 +192,26 @@ impl Scheduler {
             );
         }
         let cap = self.cap(inner);
-        let account = inner.envs.get_mut(env).expect("inserted above");
-        account.idle_since = None;
         // Nobody waits: take a free turn. Otherwise wait in line, even with a turn free for
         // a moment, so that arrivals cannot overtake the queue.
-        if inner.running < self.capacity && inner.waiting == 0 && account.running < cap {
-            inner.running += 1;
+        let free = inner.running < self.capacity && inner.waiting == 0;
+        let ahead = inline && Self::is_ahead(inner, env);
+        let account = inner.envs.get_mut(env).expect("inserted above");
+        if free && account.running < cap && !ahead {
+            account.idle_since = None;
             account.running += 1;
-            return None;
+            inner.running += 1;
+            return Acquired::Turn;
         }
+        if inline {
+            // To the guest threads, where it takes a turn or waits for one as usual; an env
+            // seen only now is forgotten like any idle one.
+            if account.idle() && account.idle_since.is_none() {
+                account.idle_since = Some(now);
+            }
+            return Acquired::NotInline;
+        }
+        account.idle_since = None;
         let waiter = Arc::new(Waiter {
             state: Mutex::new((false, Some(waker.clone()))),
         });
@@ -164,7 +225,7 @@ impl Scheduler {
                 inner.running += 1;
                 grant(&w);
             }
-            return Some(waiter);
+            return Acquired::Wait(waiter);
         }
         // Every turn is out: if an env that has used more than this one runs, end its slice
         // now rather than at the next tick.
@@ -176,7 +237,7 @@ impl Scheduler {
         if busier {
             (self.preempt)();
         }
-        Some(waiter)
+        Acquired::Wait(waiter)
     }
 
     /// Gives back a turn `env` held for `used`: to the waiting env that has used the least,
@@ -205,7 +266,11 @@ impl Scheduler {
         if !self.demote {
             return false;
         }
-        let inner = self.lock();
+        Self::is_ahead(&self.lock(), env)
+    }
+
+    /// Whether `env` has used [`AHEAD`] more than another active env.
+    fn is_ahead(inner: &Inner, env: &str) -> bool {
         if inner.envs.len() < 2 {
             return false;
         }
@@ -283,13 +348,16 @@ impl<F: Future> Future for Fair<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let inline = INLINE.get();
         match &self.waiter {
-            None => {
-                if let Some(w) = self.sched.acquire(self.env, cx.waker()) {
+            None => match self.sched.acquire(self.env, cx.waker(), inline) {
+                Acquired::Turn => {}
+                Acquired::Wait(w) => {
                     self.waiter = Some(w);
                     return Poll::Pending;
                 }
-            }
+                Acquired::NotInline => return Poll::Pending,
+            },
             Some(w) => {
                 let mut state = w.state.lock().unwrap_or_else(|e| e.into_inner());
                 if !state.0 {
@@ -312,8 +380,9 @@ impl<F: Future> Future for Fair<'_, F> {
             }
         }
         let (sched, env) = (self.sched, self.env);
-        let demote = sched.ahead(env);
-        if demote != DEMOTED.get() {
+        // Only a guest thread is demoted (an inline slice is never of an env ahead).
+        let demote = !inline && sched.ahead(env);
+        if !inline && demote != DEMOTED.get() {
             DEMOTED.set(demote);
             cloudfn_store::fsutil::set_thread_nice(if demote { 10 } else { 0 });
             // (If raising it back failed, `demote` would be off: see `can_restore_priority`.)
@@ -323,6 +392,9 @@ impl<F: Future> Future for Fair<'_, F> {
             env,
             started: Instant::now(),
         };
+        let _in_turn = Flag::set(&IN_TURN, true);
+        // What runs inside the slice (a nested call's pipeline) is not itself inline.
+        let _inline = Flag::set(&INLINE, false);
         self.work.as_mut().poll(cx)
     }
 }
@@ -379,6 +451,60 @@ mod tests {
         for l in loops {
             l.abort();
         }
+    }
+
+    /// Polls `work` (a call of `env`) once as an inline slice; whether it ran.
+    fn poll_inline(sched: &Scheduler, env: &str) -> bool {
+        let ran = Cell::new(false);
+        let mut fut = std::pin::pin!(sched.run(env, async {
+            assert!(in_turn(), "a slice runs in a turn");
+            ran.set(true);
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = inline(|| fut.as_mut().poll(&mut cx));
+        assert_eq!(polled.is_ready(), ran.get());
+        assert!(!in_turn(), "out of the slice, out of the turn");
+        ran.get()
+    }
+
+    /// An inline slice takes a free turn and gives it back; with none free, or a line of
+    /// waiters, it runs nothing and leaves nothing behind (no waiter, no turn).
+    #[test]
+    fn an_inline_slice_takes_a_free_turn_or_nothing() {
+        let sched = Scheduler::new(1, Box::new(|| {}));
+        assert!(poll_inline(&sched, "a"));
+        assert_eq!(sched.lock().running, 0);
+        // The one turn is out.
+        sched.lock().running = 1;
+        assert!(!poll_inline(&sched, "b"));
+        {
+            let inner = sched.lock();
+            assert_eq!((inner.running, inner.waiting), (1, 0));
+            assert!(inner.envs["b"].idle() && inner.envs["b"].idle_since.is_some());
+        }
+        // A turn is free, but others are in line before it.
+        sched.lock().running = 0;
+        sched.lock().waiting = 1;
+        assert!(!poll_inline(&sched, "b"));
+        sched.lock().waiting = 0;
+        assert!(poll_inline(&sched, "b"));
+    }
+
+    /// An env that has used more than its share gets no inline slice; the others do.
+    #[test]
+    fn an_env_ahead_of_its_share_gets_no_inline_slice() {
+        let sched = Scheduler::new(2, Box::new(|| {}));
+        for (env, used) in [("busy", AHEAD * 3), ("light", Duration::ZERO)] {
+            sched.lock().envs.insert(
+                env.into(),
+                Account {
+                    used,
+                    ..Account::default()
+                },
+            );
+        }
+        assert!(!poll_inline(&sched, "busy"));
+        assert!(poll_inline(&sched, "light"));
     }
 
     /// Dropped waiters give their turn back: nothing leaks, later calls still run.

@@ -224,6 +224,9 @@ pub trait ActivationLog: Send + Sync {
     async fn flush(&self);
     /// Records matching `q`, oldest first, including every record queued before the call.
     async fn activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
+    /// Records dropped since the start because the writer was that far behind (its queue
+    /// full): served in `/metrics` as `cloudfn_activation_records_dropped_total`.
+    fn records_dropped(&self) -> u64;
 }
 
 /// The audit log of management changes: who (the operator, or an app acting through it) did

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Records waiting to be written at most; past it new ones are dropped (and counted).
-const QUEUE: usize = 16384;
+const QUEUE: usize = 65536;
 /// How long the writer gathers records before a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Most records in one batch.
@@ -44,6 +44,10 @@ impl Recorder {
             wake,
             dropped: AtomicU64::new(0),
         }
+    }
+
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub(super) fn record(&self, activation: Activation) {

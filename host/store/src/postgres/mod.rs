@@ -426,6 +426,10 @@ impl ActivationLog for PostgresStore {
         self.recorder.flush().await;
         activations::query(&self.client().await?, q).await
     }
+
+    fn records_dropped(&self) -> u64 {
+        self.recorder.dropped()
+    }
 }
 
 #[async_trait]

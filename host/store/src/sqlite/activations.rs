@@ -9,12 +9,16 @@ use crate::model::{Activation, ActivationQuery, LogLine, LogStream};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Records waiting to be written at most; past it new ones are dropped (and counted).
-const QUEUE: usize = 16384;
+/// Records waiting to be written at most; past it new ones are dropped (and counted). Two
+/// seconds of the host's peak rate (~30k calls/s on 2 cores): the writer commits a batch in
+/// well under that, so only a disk that stalls for seconds drops records.
+const QUEUE: usize = 65536;
 
 enum Msg {
     /// A record and the bytes it holds in the queue.
@@ -131,6 +135,11 @@ impl Recorder {
         }
     }
 
+    /// Records dropped so far (the queue was full).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits until every queued record is written.
     pub fn flush(&self) {
         let (done_tx, done_rx) = channel();
@@ -185,6 +194,8 @@ impl Wake {
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 8192;
+/// How often the envs written are pruned to their retention, and all to the byte budget.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn writer(
     mut conn: Connection,
@@ -194,7 +205,28 @@ fn writer(
     queued: Arc<std::sync::atomic::AtomicUsize>,
     wake: &Wake,
 ) {
-    while let Ok(first) = rx.recv() {
+    let mut pruning = Pruning {
+        retention,
+        max_bytes,
+        ..Pruning::default()
+    };
+    loop {
+        // Idle with envs still to prune: prune them when their second is up.
+        let first = match pruning.dirty.is_empty() {
+            true => rx.recv().ok(),
+            false => match rx.recv_timeout(PRUNE_EVERY) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    pruning.run(&conn, true);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else {
+            pruning.run(&conn, true);
+            return;
+        };
         // Records gather for a few milliseconds into one transaction: under load a commit per
         // record costs more CPU than the calls. The writer waits on its own signal rather than
         // on the channel, since a sender wakes a waiting receiver (a futex wake and a context
@@ -224,27 +256,65 @@ fn writer(
             if let Err(e) = insert(&mut conn, &records) {
                 tracing::error!("writing {} activation records failed: {e:#}", records.len());
             }
-            // Each env keeps its newest `retention` records, so one env's flood of calls
-            // never evicts another's. A range delete on the (env, seq) index per env written.
-            let envs: std::collections::BTreeSet<&str> =
-                records.iter().map(|r| r.env.as_str()).collect();
-            for env in envs {
-                if let Err(e) = conn
-                    .prepare_cached(
-                        "DELETE FROM activations WHERE env = ?1 AND seq <= (SELECT seq FROM \
-                         activations WHERE env = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                    )
-                    .and_then(|mut stmt| stmt.execute(rusqlite::params![env, retention as i64]))
-                {
-                    tracing::error!("pruning activation records of env {env} failed: {e}");
+            for r in &records {
+                if !pruning.dirty.contains(&r.env) {
+                    pruning.dirty.insert(r.env.clone());
                 }
             }
-            if let Err(e) = trim(&conn, max_bytes) {
-                tracing::error!("trimming activation records to {max_bytes} bytes failed: {e}");
-            }
         }
+        // A flush leaves every env within its retention.
+        pruning.run(&conn, !waiters.is_empty());
         for w in waiters {
             let _ = w.send(());
+        }
+    }
+}
+
+/// Keeping records within their limits: each env's newest `retention`, and all of them
+/// within `max_bytes`. Each env written is pruned at most once per [`PRUNE_EVERY`] (and on a
+/// flush, and when the writer is idle): under load a batch comes every 50 ms, and deleting
+/// as many rows as were just inserted, batch after batch, doubled the writer's work. An env
+/// may so hold up to a second's records over its retention for a moment.
+#[derive(Default)]
+struct Pruning {
+    retention: u64,
+    max_bytes: u64,
+    /// Envs written since they were last pruned.
+    dirty: std::collections::BTreeSet<String>,
+    /// When the envs were last pruned, and all records trimmed to the byte budget.
+    last: Option<std::time::Instant>,
+}
+
+impl Pruning {
+    fn run(&mut self, conn: &Connection, now_anyway: bool) {
+        let now = std::time::Instant::now();
+        if self.dirty.is_empty()
+            || !now_anyway
+                && self
+                    .last
+                    .is_some_and(|at| now.duration_since(at) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.last = Some(now);
+        // Each env keeps its newest `retention` records, so one env's flood of calls never
+        // evicts another's. A range delete on the (env, seq) index per env.
+        for env in std::mem::take(&mut self.dirty) {
+            if let Err(e) = conn
+                .prepare_cached(
+                    "DELETE FROM activations WHERE env = ?1 AND seq <= (SELECT seq FROM \
+                     activations WHERE env = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                )
+                .and_then(|mut stmt| stmt.execute(rusqlite::params![env, self.retention as i64]))
+            {
+                tracing::error!("pruning activation records of env {env} failed: {e}");
+            }
+        }
+        if let Err(e) = trim(conn, self.max_bytes) {
+            tracing::error!(
+                "trimming activation records to {} bytes failed: {e}",
+                self.max_bytes
+            );
         }
     }
 }
@@ -297,7 +367,10 @@ fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<
                 r.errcode,
                 r.errmsg,
                 r.peak_memory,
-                serde_json::to_string(&r.logs)?,
+                match r.logs.is_empty() {
+                    true => std::borrow::Cow::Borrowed("[]"),
+                    false => std::borrow::Cow::Owned(serde_json::to_string(&r.logs)?),
+                },
                 r.decision.as_ref().map(serde_json::to_string).transpose()?,
             ])?;
         }

@@ -269,6 +269,10 @@ impl ActivationLog for SqliteStore {
         self.recorder.flush();
         self.recorder.query(q)
     }
+
+    fn records_dropped(&self) -> u64 {
+        self.recorder.dropped()
+    }
 }
 
 impl ChangeFeed for SqliteStore {
