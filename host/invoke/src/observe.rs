@@ -201,12 +201,12 @@ impl Observer for Standard {
             }
             Err(e) => (e.errcode(), e.to_string()),
         };
-        let label = match &inv.result {
+        let errcode_label = match &inv.result {
             Ok(_) => None,
             Err(InvokeError::Denied { .. }) => Some("denied".to_string()),
             Err(_) => Some(errcode.to_string()),
         };
-        match label {
+        match errcode_label {
             None => self.metrics.calls_ok.inc(),
             Some(errcode) => self
                 .metrics

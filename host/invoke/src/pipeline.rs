@@ -35,9 +35,8 @@ type CallFuture<'a> = Pin<Box<dyn Future<Output = Invocation> + Send + 'a>>;
 
 impl Host {
     /// Runs one call through the pipeline and returns its record.
-    pub fn call(self: &Arc<Self>, call: Call) -> CallFuture<'_> {
+    pub fn call(self: &Arc<Self>, mut call: Call) -> CallFuture<'_> {
         Box::pin(async move {
-            let mut call = call;
             let started = Instant::now();
             let started_at_ms = cloudfn_store::fsutil::now_ms();
             let request_id = self.ids.next();

@@ -229,11 +229,17 @@ impl Runtime {
     /// component (not a core module) and fit that kind's world. Says exactly what is wrong
     /// when not.
     pub fn compile(&self, bytes: &[u8], kind: FunctionKind) -> Result<Component, InvalidComponent> {
+        let component = self.compile_any(bytes)?;
+        self.check_world(&component, kind)?;
+        Ok(component)
+    }
+
+    /// Compiles a component of any world (counted), saying what is wrong when it does not.
+    fn compile_any(&self, bytes: &[u8]) -> Result<Component, InvalidComponent> {
         check_header(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| InvalidComponent(format!("the component does not compile: {e:#}")))?;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
-        self.check_world(&component, kind)?;
         Ok(component)
     }
 
@@ -261,10 +267,7 @@ impl Runtime {
     /// `cloud-function` world, or else of the `wasi:http/proxy` world; the cloud function's
     /// error when it is neither.
     pub fn kind_of(&self, bytes: &[u8]) -> Result<FunctionKind, InvalidComponent> {
-        check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| InvalidComponent(format!("the component does not compile: {e:#}")))?;
-        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        let component = self.compile_any(bytes)?;
         match self.check_world(&component, FunctionKind::Function) {
             Ok(()) => Ok(FunctionKind::Function),
             Err(e) => match self.check_world(&component, FunctionKind::Http) {
