@@ -27,7 +27,8 @@ const MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
 /// The most a connection's read buffer holds: the request head must fit (431 otherwise).
-const MAX_READ_BUFFER: usize = 64 * 1024;
+/// 16 KiB, Node.js's own limit for a request's headers (`--max-http-header-size`).
+const MAX_READ_BUFFER: usize = 16 * 1024;
 
 /// Body bytes held at once by default: room for ~40 bodies of the largest size.
 pub const DEFAULT_BODY_BUDGET: usize = 256 * 1024 * 1024;
@@ -272,8 +273,9 @@ async fn accept_loop<F, Fut>(
             // A client that never finishes its headers must not hold a connection forever.
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            // Headers in at most 64 KiB (hyper's default buffer is ~400 KiB): a thousand slow
-            // clients sending endless headers hold 64 MB, not 400 MB. Bodies stream through it.
+            // Headers in at most 16 KiB (hyper's default buffer is ~400 KiB): two thousand slow
+            // clients sending endless headers or bodies hold 32 MB of buffers, not 800 MB.
+            // Bodies stream through it.
             .max_buf_size(MAX_READ_BUFFER)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);

@@ -185,7 +185,7 @@ impl Runtime {
         let mut response = None;
         let outcome = tokio::time::timeout(
             call.timeout,
-            self.sched.run(&env, async {
+            self.sched.run_holding(&env, async {
                 let instantiated = match &prepared.pre {
                     Linked::Function(pre) => pre
                         .instantiate_async(&mut store)
@@ -232,35 +232,36 @@ impl Runtime {
         )
         .await;
         // What follows costs the env too (checking a large result, handing back the memory
-        // the guest dirtied): in a turn of its own, so a tenant's heavy teardown waits its
-        // turn like its code does.
-        self.sched
-            .run(&env, async move {
-                let result = match outcome {
-                    Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
-                    Ok(Ok(Err(e))) => Err(e),
-                    Ok(Ok(Ok(Ok(json)))) if response.is_some() => Ok(json),
-                    Ok(Ok(Ok(Ok(json)))) => check_result(json, call.max_result_bytes),
-                    Ok(Ok(Ok(Err(fe)))) => Err(GuestError::Failed(truncate(
-                        match fe.code {
-                            Some(code) => format!("{code}: {}", fe.message),
-                            None => fe.message,
-                        },
-                        MAX_ERROR_MESSAGE,
-                    ))),
-                    Ok(Err(trap)) => Err(classify(&store, &logs, call.timeout, &trap)),
-                };
-                let peak_memory = store.data().limiter.peak;
-                drop(store);
-                let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).finish();
-                Outcome {
-                    result,
-                    peak_memory,
-                    logs,
-                    response,
-                }
-            })
-            .await
+        // the guest dirtied): in the turn of the slice that ended the call, or, when its time
+        // ran out, in a turn of its own, so a tenant's heavy teardown waits its turn like its
+        // code does.
+        let (outcome, _turn) = match outcome {
+            Ok((outcome, turn)) => (Ok(outcome), turn),
+            Err(elapsed) => (Err(elapsed), self.sched.run_holding(&env, async {}).await.1),
+        };
+        let result = match outcome {
+            Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Ok(Ok(Ok(json)))) if response.is_some() => Ok(json),
+            Ok(Ok(Ok(Ok(json)))) => check_result(json, call.max_result_bytes),
+            Ok(Ok(Ok(Err(fe)))) => Err(GuestError::Failed(truncate(
+                match fe.code {
+                    Some(code) => format!("{code}: {}", fe.message),
+                    None => fe.message,
+                },
+                MAX_ERROR_MESSAGE,
+            ))),
+            Ok(Err(trap)) => Err(classify(&store, &logs, call.timeout, &trap)),
+        };
+        let peak_memory = store.data().limiter.peak;
+        drop(store);
+        let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).finish();
+        Outcome {
+            result,
+            peak_memory,
+            logs,
+            response,
+        }
     }
 }
 

