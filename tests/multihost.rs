@@ -174,6 +174,14 @@ async fn three_hosts_share_one_store() {
                 .contains(&format!(r#"host="{}""#, h.name)),
             "metrics are labelled by host: {metrics}"
         );
+        // Also the counts read when the metrics are served.
+        assert!(
+            metrics.as_str().unwrap().contains(&format!(
+                r#"cloudfn_calls_inline_total{{host="{}"}}"#,
+                h.name
+            )),
+            "{metrics}"
+        );
     }
     // Set up through host 1.
     let a_secret = secret_of(&h1.cli(&["app", "create", "wxA", "--subject", "Acme"]));

@@ -490,9 +490,8 @@ async fn a_restart_reuses_precompiled_artifacts() {
 }
 
 /// A call's first slice runs inline, on the calling thread, when a turn is free for it; what
-/// needs more goes on on the guest threads: a guest computing past its slice (and for a while
-/// the next calls of its version, straight), and every nested call, made inside its caller's
-/// slice, which takes a turn of its own there. Every call is counted once, one way or the other.
+/// needs more goes on on the guest threads: a guest computing past its slice, and every nested
+/// call, made inside its caller's slice, which takes a turn of its own there. Every call is counted once, one way or the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_run_inline_or_on_the_guest_threads() {
     let dir = tempfile::tempdir().unwrap();

@@ -704,6 +704,9 @@ async fn activation_records_logs_and_metrics() {
         "{text}"
     );
     assert!(text.contains("cloudfn_instances_in_flight 0"), "{text}");
+    // One exposition: a single end marker, at the end.
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
 }
 
 #[tokio::test]

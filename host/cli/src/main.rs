@@ -4,7 +4,7 @@ use clap::Parser;
 
 /// mimalloc rather than glibc's malloc: a call allocates and frees on several threads (HTTP
 /// workers, guest threads, the record writer), where glibc's arenas lock and consolidate;
-/// mimalloc took 10-25 % off a call's CPU (docs/performance.md, "Allocation").
+/// mimalloc took 10-17 % off a call's CPU (docs/performance.md, issue 30's second round).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -30,8 +30,9 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Instances running now.
     pub in_flight: Gauge,
-    /// Counts kept elsewhere (the store's, the runtime's), read when the metrics are served.
-    read: ReadCounters,
+    /// The `host` label of every series, if the host has a name (for the series built when
+    /// the metrics are served).
+    host: Option<String>,
     /// Per-env calls, errors and latency over the last hour, for the console.
     pub history: History,
 }
@@ -40,8 +41,7 @@ impl Metrics {
     /// The metrics of a host; with several hosts behind one load balancer each names itself,
     /// and every series carries `host="NAME"`.
     pub fn new(host: Option<&str>) -> Self {
-        let labels = host.map(|h| (Cow::Borrowed("host"), Cow::Owned(h.to_string())));
-        let mut registry = Registry::with_prefix_and_labels("cloudfn", labels.into_iter());
+        let mut registry = registry(host);
         let calls = Family::<CallLabels, Counter>::default();
         let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             LATENCY_FIRST_US as f64 / 1e6,
@@ -69,63 +69,54 @@ impl Metrics {
                 errcode: "0".into(),
             })
             .clone();
-        let read = ReadCounters::default();
-        registry.register(
-            "activation_records_dropped",
-            "Activation records dropped because the record writer was behind (its queue full)",
-            read.records_dropped.clone(),
-        );
-        registry.register(
-            "calls_inline",
-            "Guest calls that ran to their end in their first slice, on the HTTP worker that \
-             took the request",
-            read.calls_inline.clone(),
-        );
-        registry.register(
-            "calls_on_guest_threads",
-            "Guest calls that ran, or went on, on the guest threads",
-            read.calls_on_guest_threads.clone(),
-        );
         Metrics {
             registry,
             calls,
             calls_ok,
             latency,
             in_flight,
-            read,
+            host: host.map(str::to_string),
             history: History::default(),
         }
     }
 
     /// The Prometheus text exposition, with the counts kept elsewhere as they are now.
     pub fn encode(&self, now: Counts) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let read = &self.read;
-        read.records_dropped
-            .inner()
-            .fetch_max(now.records_dropped, Relaxed);
-        read.calls_inline
-            .inner()
-            .fetch_max(now.calls_inline, Relaxed);
-        read.calls_on_guest_threads
-            .inner()
-            .fetch_max(now.calls_on_guest_threads, Relaxed);
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        use prometheus_client::metrics::counter::ConstCounter;
+        let mut read = registry(self.host.as_deref());
+        read.register(
+            "activation_records_dropped",
+            "Activation records dropped because the record writer was behind (its queue full)",
+            ConstCounter::new(now.records_dropped),
+        );
+        read.register(
+            "calls_inline",
+            "Guest calls that ran to their end in their first slice, on the HTTP worker that \
+             took the request",
+            ConstCounter::new(now.calls_inline),
+        );
+        read.register(
+            "calls_on_guest_threads",
+            "Guest calls that ran, or went on, on the guest threads",
+            ConstCounter::new(now.calls_on_guest_threads),
+        );
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &read))
+            .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
     }
 }
 
-/// Counters the metrics serve but others count.
-#[derive(Default)]
-struct ReadCounters {
-    records_dropped: Counter,
-    calls_inline: Counter,
-    calls_on_guest_threads: Counter,
+/// A registry of `cloudfn_` series, each labelled `host="NAME"` when the host has a name.
+fn registry(host: Option<&str>) -> Registry {
+    let labels = host.map(|h| (Cow::Borrowed("host"), Cow::Owned(h.to_string())));
+    Registry::with_prefix_and_labels("cloudfn", labels.into_iter())
 }
 
-/// What those others count now (each only grows).
+/// What others (the store, the runtime) count, as it is now (each only grows).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counts {
     /// Activation records the store dropped.

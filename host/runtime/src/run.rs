@@ -185,7 +185,7 @@ impl Runtime {
         let mut response = None;
         let outcome = tokio::time::timeout(
             call.timeout,
-            self.sched.run_holding(&env, async {
+            self.sched.run(&env, async {
                 let instantiated = match &prepared.pre {
                     Linked::Function(pre) => pre
                         .instantiate_async(&mut store)
@@ -237,7 +237,7 @@ impl Runtime {
         // code does.
         let (outcome, _turn) = match outcome {
             Ok((outcome, turn)) => (Ok(outcome), turn),
-            Err(elapsed) => (Err(elapsed), self.sched.run_holding(&env, async {}).await.1),
+            Err(elapsed) => (Err(elapsed), self.sched.run(&env, async {}).await.1),
         };
         let result = match outcome {
             Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),

@@ -13,8 +13,8 @@
 //!
 //! A turn is held only while a slice runs (one poll of the call's future), never while the
 //! guest waits (for a nested call, a sleep, I/O). A nested call is a task of its own
-//! (`Runtime::run` spawns each call), so it takes its own turn once its caller's slice ended;
-//! [`Scheduler::run`] must never be awaited inside another call's slice.
+//! (`Runtime::run` spawns every call made inside a slice), so it takes its own turn once its
+//! caller's slice ended; [`Scheduler::run`] must never be awaited inside another call's slice.
 //!
 //! A call's first slice may run *inline*, on the thread that asked for the call (an HTTP
 //! worker), when it can have a turn at once: no thread hand-off for the common short call.
@@ -151,19 +151,11 @@ impl Scheduler {
         }
     }
 
-    /// Runs `work` (a call of a guest in `env`) a slice at a time, each slice in a turn.
-    pub async fn run<F: Future>(&self, env: &str, work: F) -> F::Output {
-        self.run_holding(env, work).await.0
-    }
-
-    /// Like [`Scheduler::run`], but the turn of the slice that finished `work` is still held
-    /// when this returns: what the caller does next without awaiting (a call's teardown) is
-    /// part of that slice and charged to it, with no second turn to wait for.
-    pub async fn run_holding<'a, F: Future>(
-        &'a self,
-        env: &'a str,
-        work: F,
-    ) -> (F::Output, Turn<'a>) {
+    /// Runs `work` (a call of a guest in `env`) a slice at a time, each slice in a turn. The
+    /// turn of the slice that finished `work` is still held when this returns: what the caller
+    /// does next without awaiting (a call's teardown) is part of that slice and charged to it,
+    /// with no second turn to wait for. Dropping the [`Turn`] gives it back.
+    pub async fn run<'a, F: Future>(&'a self, env: &'a str, work: F) -> (F::Output, Turn<'a>) {
         Fair {
             sched: self,
             env,
@@ -453,7 +445,7 @@ mod tests {
                             count.fetch_add(1, Ordering::Relaxed);
                         }
                     })
-                    .await
+                    .await;
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -526,7 +518,7 @@ mod tests {
     #[test]
     fn a_held_turn_is_out_and_charged_until_dropped() {
         let sched = Scheduler::new(1, Box::new(|| {}));
-        let mut fut = std::pin::pin!(sched.run_holding("a", async { 7 }));
+        let mut fut = std::pin::pin!(sched.run("a", async { 7 }));
         let mut cx = Context::from_waker(Waker::noop());
         let Poll::Ready((seven, turn)) = fut.as_mut().poll(&mut cx) else {
             panic!("a free turn runs the work at once");
@@ -553,7 +545,9 @@ mod tests {
         for _ in 0..20 {
             let s = sched.clone();
             let t =
-                tokio::spawn(async move { s.run("a", spin(100, Duration::from_millis(1))).await });
+                tokio::spawn(
+                    async move { _ = s.run("a", spin(100, Duration::from_millis(1))).await },
+                );
             tokio::time::sleep(Duration::from_millis(2)).await;
             t.abort();
         }
