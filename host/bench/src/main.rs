@@ -8,6 +8,7 @@
 //!   sitting, with head ÷ base ([`compare`]).
 //! - `deploy`: the p99 of calls while new versions are deployed, against the same load without.
 //! - `scale`: many functions across many envs: start time, idle RSS, first call of each, RSS.
+//! - `allocs`: heap allocations per call, counted by this binary's allocator ([`allocs`]).
 //! - `hostile`: the hostile-tenant attacks, each beside a benign tenant under wrk ([`hostile`]).
 //! - `hosts`: 1, 2 and 3 `cloudfn serve` processes on one PostgreSQL store (a private cluster),
 //!   each under its own wrk, together: req/s and p99 per host count.
@@ -16,6 +17,7 @@
 //! `BENCH_WRK_OUTPUT=1` also prints each wrk script and its output; `BENCH_SERVER_STDERR=1`
 //! lets the servers' stderr through.
 
+mod allocs;
 mod compare;
 mod hostile;
 mod js;
@@ -27,6 +29,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 #[derive(Parser)]
 #[command(about = "cloudfn's process-level benchmarks (see docs/performance.md)")]
@@ -142,6 +147,13 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Heap allocations per call, counted in this process: the bench world served in-process,
+    /// calls over HTTP (same app, cross-app) and through `Host::invoke` alone.
+    Allocs {
+        /// Calls measured per path.
+        #[arg(long, default_value_t = 5000)]
+        calls: u32,
+    },
     /// Many functions across many envs: start time, RSS, first call of each.
     Scale {
         /// Functions in all.
@@ -201,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             duration,
             connections,
         } => deploy(&cloudfn, duration, connections).await,
+        Bench::Allocs { calls } => allocs::run(&cloudfn, calls).await,
         Bench::Scale { functions, envs } => scale(&cloudfn, functions, envs).await,
         Bench::Hosts {
             duration,

@@ -227,10 +227,98 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
+/// Parameters of a query string, decoded, in the order of `keys`; for each, the last one when
+/// it is repeated, as in [`query_map`]. One pass, and only the values asked for are decoded,
+/// only when they have escapes: the call path reads three parameters of a query holding a
+/// long access token, and keeps none.
+pub fn query_params<'q, const N: usize>(
+    query: Option<&'q str>,
+    keys: [&str; N],
+) -> [Option<std::borrow::Cow<'q, str>>; N] {
+    let mut found: [Option<&'q str>; N] = [None; N];
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = if has_escapes(k) {
+            let k = decode(k);
+            keys.iter().position(|key| *key == k)
+        } else {
+            keys.iter().position(|key| *key == k)
+        };
+        if let Some(i) = slot {
+            found[i] = Some(v);
+        }
+    }
+    found.map(|v| {
+        v.map(|v| match has_escapes(v) {
+            true => std::borrow::Cow::Owned(decode(v)),
+            false => std::borrow::Cow::Borrowed(v),
+        })
+    })
+}
+
+/// [`query_params`] of one key.
+pub fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<std::borrow::Cow<'q, str>> {
+    let [v] = query_params(query, [key]);
+    v
+}
+
+fn has_escapes(s: &str) -> bool {
+    s.bytes().any(|b| b == b'%' || b == b'+')
+}
+
+/// One form-urlencoded component (no `&`; a value may hold `=`), decoded.
+fn decode(s: &str) -> String {
+    form_urlencoded::parse(format!("_={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 /// A header's value as text, if present and valid.
 pub fn header(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_parameter_reads_as_the_whole_query_decoded_reads_it() {
+        let queries = [
+            "access_token=abc&env=prod-01&name=echo",
+            "env=a%2Db&name=x+y&env=last",
+            "na%6De=escaped-key&x=%E4%B8%AD&eq=a=b&flag&empty=",
+            "",
+            "&&name",
+        ];
+        for q in queries {
+            let all = query_map(Some(q));
+            for key in [
+                "access_token",
+                "env",
+                "name",
+                "x",
+                "eq",
+                "flag",
+                "empty",
+                "none",
+            ] {
+                assert_eq!(
+                    query_param(Some(q), key).as_deref(),
+                    all.get(key).map(String::as_str),
+                    "{key} in {q:?}"
+                );
+            }
+        }
+        assert_eq!(query_param(None, "env"), None);
+        // No escapes: the query's own bytes, not a copy.
+        assert!(matches!(
+            query_param(Some("env=prod"), "env"),
+            Some(std::borrow::Cow::Borrowed("prod"))
+        ));
+    }
 }

@@ -4,7 +4,9 @@
 //! every error comes back as `{errcode, errmsg}` with the protocol's codes.
 
 use crate::dialect::{Accepted, Context, Dialect};
-use crate::http::{Body, BodyError, json, query_map, read_body_within, wx_error};
+use crate::http::{
+    Body, BodyError, json, query_map, query_param, query_params, read_body_within, wx_error,
+};
 use async_trait::async_trait;
 use cloudfn_invoke::quota::RateLimit;
 use cloudfn_invoke::{AppCaller, Invocation, InvokeRequest};
@@ -12,7 +14,6 @@ use cloudfn_store::{IssueError, TokenPolicy};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// The WeChat dialect.
@@ -58,7 +59,6 @@ struct Success<'a> {
 struct Authenticated {
     parts: hyper::http::request::Parts,
     body: Incoming,
-    query: HashMap<String, String>,
     appid: String,
 }
 
@@ -221,8 +221,8 @@ impl WeChat {
             return Err(Box::new(wx_error(43002, "require POST method")));
         }
         let (parts, body) = req.into_parts();
-        let query = query_map(parts.uri.query());
-        let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
+        let token = query_param(parts.uri.query(), "access_token");
+        let Some(token) = token.as_deref().filter(|t| !t.is_empty()) else {
             return Err(Box::new(wx_error(41001, "access_token missing")));
         };
         let snapshot = match cx.host.snapshot().await {
@@ -236,12 +236,7 @@ impl WeChat {
             Ok(appid) => appid.to_string(),
             Err(e) => return Err(Box::new(wx_error(e.errcode(), e.to_string()))),
         };
-        Ok(Authenticated {
-            parts,
-            body,
-            query,
-            appid,
-        })
+        Ok(Authenticated { parts, body, appid })
     }
 
     /// `POST /tcb/invokecloudfunction?access_token=…&env=…&name=…` with the event as body.
@@ -251,21 +246,11 @@ impl WeChat {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<(AppCaller, InvokeRequest), Answer> {
-        let Authenticated {
-            parts,
-            body,
-            query: q,
-            appid,
-        } = self.post_with_token(cx, req).await?;
-        let (Some(env), Some(name)) = (
-            q.get("env").filter(|s| !s.is_empty()),
-            q.get("name").filter(|s| !s.is_empty()),
-        ) else {
-            let missing = if q.get("env").is_none_or(|s| s.is_empty()) {
-                "env"
-            } else {
-                "name"
-            };
+        let Authenticated { parts, body, appid } = self.post_with_token(cx, req).await?;
+        let [env, name] =
+            query_params(parts.uri.query(), ["env", "name"]).map(|v| v.filter(|s| !s.is_empty()));
+        let (Some(env), Some(name)) = (&env, &name) else {
+            let missing = if env.is_none() { "env" } else { "name" };
             return Err(Box::new(wx_error(
                 40101,
                 format!("missing parameter {missing}"),
@@ -304,23 +289,18 @@ impl WeChat {
     /// answers `cloudbase_auth`'s result: `{"errcode":0,"errmsg":"ok","auth":"…"}` on a grant,
     /// its errCode/errMsg unchanged on a denial.
     async fn init(&self, cx: &Context, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let Authenticated {
-            parts,
-            query: q,
-            appid,
-            ..
-        } = match self.post_with_token(cx, req).await {
+        let Authenticated { parts, appid, .. } = match self.post_with_token(cx, req).await {
             Ok(a) => a,
             Err(resp) => return *resp,
         };
-        let Some(env) = q.get("env").filter(|s| !s.is_empty()) else {
+        let Some(env) = query_param(parts.uri.query(), "env").filter(|s| !s.is_empty()) else {
             return wx_error(40101, "missing parameter env");
         };
         let caller = match user_caller(appid, &parts.headers, peer) {
             Ok(c) => c,
             Err(resp) => return *resp,
         };
-        let (host, env) = (cx.host.clone(), env.clone());
+        let (host, env) = (cx.host.clone(), env.into_owned());
         match cx
             .detached(async move { host.init(&env, caller, "wx_http").await })
             .await

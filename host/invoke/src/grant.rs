@@ -23,6 +23,7 @@ use cloudfn_protocol::auth_reply::parse as parse_reply;
 use cloudfn_store::{AUTH_FUNCTION, Decision, EnvInfo};
 use dashmap::DashMap;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The app a call must be granted access for, if any: an app caller that does not own the
@@ -176,16 +177,28 @@ pub fn check_rules(
     })
 }
 
-/// Whose `cloudbase_auth` decision about what: (env, app, openid, unionid, function). The
-/// function is part of the key because the §5 event names it: a `cloudbase_auth` may decide
-/// per function.
-type AuthKey = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// Whose `cloudbase_auth` decision about what: env, app, openid, unionid and function, each
+/// length-prefixed into one string (so no two keys run together). The function is part of
+/// the key because the §5 event names it: a `cloudbase_auth` may decide per function. One
+/// string rather than a tuple of five, so a lookup can borrow a reused buffer instead of
+/// allocating five strings per call.
+fn write_key(key: &mut String, env: &str, function: Option<&str>, caller: &AppCaller) {
+    use std::fmt::Write;
+    key.clear();
+    for part in [
+        Some(env),
+        Some(caller.appid.as_str()),
+        caller.openid.as_deref(),
+        caller.unionid.as_deref(),
+        function,
+    ] {
+        // `-` for None, `N:` before N bytes for Some: None and Some("") differ.
+        let _ = match part {
+            None => write!(key, "-"),
+            Some(p) => write!(key, "{}:{p}", p.len()),
+        };
+    }
+}
 
 /// Most `cloudbase_auth` decisions kept; past it, expired ones are dropped first, then all.
 const MAX_CACHED_DECISIONS: usize = 100_000;
@@ -195,7 +208,7 @@ struct Cached {
     /// The grant tag it was made under (shares, rules and `cloudbase_auth` of the env).
     tag: u64,
     at: Instant,
-    outcome: AuthOutcome,
+    outcome: Arc<AuthOutcome>,
     /// The whole grant, once the rules passed for it: a hit skips the rules as well.
     granted: Option<Decision>,
 }
@@ -204,7 +217,7 @@ struct Cached {
 pub struct Decisions {
     ttl: Duration,
     /// Sharded: concurrent cross-app calls share no lock.
-    cache: DashMap<AuthKey, Cached>,
+    cache: DashMap<String, Cached>,
 }
 
 impl Decisions {
@@ -216,14 +229,18 @@ impl Decisions {
         }
     }
 
-    fn key(env: &str, function: Option<&str>, caller: &AppCaller) -> AuthKey {
-        (
-            env.to_string(),
-            caller.appid.clone(),
-            caller.openid.clone(),
-            caller.unionid.clone(),
-            function.map(str::to_string),
-        )
+    /// Runs `f` with the key of (`env`, `function`, `caller`) in this thread's buffer.
+    fn with_key<R>(
+        env: &str,
+        function: Option<&str>,
+        caller: &AppCaller,
+        f: impl FnOnce(&str) -> R,
+    ) -> R {
+        thread_local!(static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+        KEY.with_borrow_mut(|key| {
+            write_key(key, env, function, caller);
+            f(key)
+        })
     }
 
     /// A cached outcome made under `tag` and still fresh, with the whole grant when the
@@ -234,10 +251,13 @@ impl Decisions {
         env: &str,
         function: Option<&str>,
         caller: &AppCaller,
-    ) -> Option<(AuthOutcome, Option<Decision>)> {
-        let entry = self.cache.get(&Self::key(env, function, caller))?;
-        let c = entry.value();
-        (c.tag == tag && c.at.elapsed() < self.ttl).then(|| (c.outcome.clone(), c.granted.clone()))
+    ) -> Option<(Arc<AuthOutcome>, Option<Decision>)> {
+        Self::with_key(env, function, caller, |key| {
+            let entry = self.cache.get(key)?;
+            let c = entry.value();
+            (c.tag == tag && c.at.elapsed() < self.ttl)
+                .then(|| (c.outcome.clone(), c.granted.clone()))
+        })
     }
 
     /// Keeps an outcome made under `tag`.
@@ -247,7 +267,7 @@ impl Decisions {
         env: &str,
         function: Option<&str>,
         caller: &AppCaller,
-        outcome: &AuthOutcome,
+        outcome: &Arc<AuthOutcome>,
     ) {
         if self.ttl.is_zero() {
             return;
@@ -260,8 +280,10 @@ impl Decisions {
                 cache.clear();
             }
         }
+        let mut key = String::new();
+        write_key(&mut key, env, function, caller);
         cache.insert(
-            Self::key(env, function, caller),
+            key,
             Cached {
                 tag,
                 at: Instant::now(),
@@ -280,13 +302,15 @@ impl Decisions {
         caller: &AppCaller,
         decision: &Decision,
     ) {
-        if let Some(mut c) = self.cache.get_mut(&Self::key(env, function, caller))
-            && c.tag == tag
-        {
-            c.granted = Some(Decision {
-                cached: true,
-                ..decision.clone()
-            });
-        }
+        Self::with_key(env, function, caller, |key| {
+            if let Some(mut c) = self.cache.get_mut(key)
+                && c.tag == tag
+            {
+                c.granted = Some(Decision {
+                    cached: true,
+                    ..decision.clone()
+                });
+            }
+        })
     }
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 /// A finished call as the observer sees it.
 pub struct Finished<'a> {
-    /// The call.
-    pub call: &'a Call,
+    /// The call, given up to the observer: its record takes the call's names rather than
+    /// copies of them.
+    pub call: Call,
     /// What it did.
     pub invocation: &'a Invocation,
     /// Start, Unix milliseconds.
@@ -30,7 +31,7 @@ pub trait Observer: Send + Sync {
     /// A call's guest stopped running (also when the call was dropped half-way).
     fn ended(&self) {}
     /// A call's guest finished (or the call was refused).
-    fn finished(&self, f: &Finished<'_>);
+    fn finished(&self, f: Finished<'_>);
 }
 
 /// Metrics, activation records, and decision logs.
@@ -185,7 +186,7 @@ impl Observer for Standard {
         self.metrics.in_flight.dec();
     }
 
-    fn finished(&self, f: &Finished<'_>) {
+    fn finished(&self, f: Finished<'_>) {
         let inv = f.invocation;
         let req = &f.call.request;
         if f.ran {
@@ -257,20 +258,23 @@ impl Observer for Standard {
                 errcode != 0,
             );
         }
+        let logs = self.log_bytes.keep(&req.env, &inv.logs);
+        let caller_appid = f.call.caller.appid().map(str::to_string);
+        let req = f.call.request;
         self.records.record(Activation {
             seq: 0,
             request_id: inv.request_id.clone(),
-            env: req.env.clone(),
-            function: req.name.clone(),
+            env: req.env,
+            function: req.name,
             version: inv.version,
-            caller_appid: f.call.caller.appid().map(str::to_string),
-            source: req.source.clone(),
+            caller_appid,
+            source: req.source,
             started_at_ms: f.started_at_ms,
             duration_us: inv.duration.as_micros() as i64,
             errcode,
             errmsg,
             peak_memory: inv.peak_memory as i64,
-            logs: self.log_bytes.keep(&req.env, &inv.logs),
+            logs,
             decision: inv.decision.clone(),
         });
     }

@@ -25,6 +25,7 @@ use cloudfn_runtime::{
 use cloudfn_store::{
     AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, FunctionKind, validate_function_name,
 };
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,20 +41,35 @@ impl Host {
             let started = Instant::now();
             let started_at_ms = cloudfn_store::fsutil::now_ms();
             let request_id = self.ids.next();
-            let (inv, ran) = match self.prepare_call(&call).await {
-                Ok((ready, decision)) => {
-                    let inv = self.run(ready, &mut call, request_id, started).await;
-                    (Invocation { decision, ..inv }, true)
-                }
-                Err((e, decision)) => (Invocation::refused(request_id, e, decision), false),
+            let finished = |call: Call, inv: &Invocation, ran| {
+                self.observer.finished(Finished {
+                    call,
+                    invocation: inv,
+                    started_at_ms,
+                    ran,
+                })
             };
-            self.observer.finished(&Finished {
-                call: &call,
-                invocation: &inv,
-                started_at_ms,
-                ran,
-            });
-            inv
+            match self.prepare_call(&call).await {
+                Ok((ready, decision)) => {
+                    // The event goes to the guest as it is (up to 6 MB), not a copy of it:
+                    // nothing after the guest reads it.
+                    let event = std::mem::take(&mut call.request.event);
+                    // Shared with the guest's capabilities, which need its caller and env
+                    // only if the guest uses them: no copies made up front for each call.
+                    let call = Arc::new(call);
+                    let inv = self.run(ready, &call, event, request_id, started).await;
+                    let inv = Invocation { decision, ..inv };
+                    // The guest's capabilities went with its store: the call is this one's.
+                    let call = Arc::try_unwrap(call).unwrap_or_else(|shared| (*shared).clone());
+                    finished(call, &inv, true);
+                    inv
+                }
+                Err((e, decision)) => {
+                    let inv = Invocation::refused(request_id, e, decision);
+                    finished(call, &inv, false);
+                    inv
+                }
+            }
         })
     }
 
@@ -126,6 +142,10 @@ impl Host {
             env = %env.name, caller = %app.appid, allowed = decision.allowed,
             step = %decision.step, "init: {}", decision.reason
         );
+        let granted = granted.map(|outcome| match &*outcome {
+            AuthOutcome::Granted { raw, .. } => raw.clone(),
+            AuthOutcome::Denied { .. } => unreachable!("authorize grants only on a grant"),
+        });
         self.observer.init_decided(crate::observe::InitDecision {
             request_id: self.ids.next(),
             env: &env.name,
@@ -149,14 +169,14 @@ impl Host {
         self.limits.admit(call).map_err(|e| (e, None))?;
         let snap = self.state.snapshot().await.map_err(|e| (e, None))?;
         let env = match (snap.env(&req.env), &call.file) {
-            (Some(env), _) => env.clone(),
+            (Some(env), _) => Cow::Borrowed(env),
             // A file run's env need not exist: it is ephemeral.
-            (None, Some(_)) => EnvInfo {
+            (None, Some(_)) => Cow::Owned(EnvInfo {
                 name: req.env.clone(),
                 owner_appid: String::new(),
                 created_at: 0,
                 functions: 0,
-            },
+            }),
             (None, None) => return Err((InvokeError::EnvNotFound(req.env.clone()), None)),
         };
         let (identity, decision) = self.admit_caller(&snap, &env, call).await?;
@@ -298,7 +318,7 @@ impl Host {
         source: &str,
         depth: u32,
         deadline: Option<Instant>,
-    ) -> (Result<String, InvokeError>, Decision) {
+    ) -> (Result<Arc<AuthOutcome>, InvokeError>, Decision) {
         let deny = |step: &str, refused: grant::Refused| {
             let d = grant::decision(app, false, step, refused.detail);
             (Err(refused.error), d)
@@ -324,9 +344,10 @@ impl Host {
             );
         }
         let tag = snap.grant_tag(&env.name);
+        // A grant is shared with the cache (an Arc): a cached one costs no copy of its claims.
         let outcome = match self.decisions.get(tag, &env.name, function, app) {
-            Some((AuthOutcome::Granted { raw, .. }, Some(granted))) => return (Ok(raw), granted),
-            Some((outcome, _)) => outcome,
+            Some((outcome, Some(granted))) => return (Ok(outcome), granted),
+            Some((outcome, None)) => outcome,
             None => {
                 let request = InvokeRequest::new(
                     &env.name,
@@ -342,6 +363,7 @@ impl Host {
                 };
                 match grant::auth_outcome(env, self.call(run).await.result) {
                     Ok(outcome) => {
+                        let outcome = Arc::new(outcome);
                         self.decisions.put(tag, &env.name, function, app, &outcome);
                         outcome
                     }
@@ -349,17 +371,18 @@ impl Host {
                 }
             }
         };
-        let (custom, raw) = match outcome {
-            AuthOutcome::Granted { custom, raw } => (custom, raw),
+        let custom = match &*outcome {
+            AuthOutcome::Granted { custom, .. } => custom,
             AuthOutcome::Denied { errcode, errmsg } => {
-                return deny(
-                    AUTH_FUNCTION,
-                    InvokeError::Denied { errcode, errmsg }.into(),
-                );
+                let denied = InvokeError::Denied {
+                    errcode: *errcode,
+                    errmsg: errmsg.clone(),
+                };
+                return deny(AUTH_FUNCTION, denied.into());
             }
         };
         if let Some(f) = function
-            && let Err(e) = grant::check_rules(snap, env, f, app, &custom)
+            && let Err(e) = grant::check_rules(snap, env, f, app, custom)
         {
             return deny("rules", e);
         }
@@ -367,33 +390,32 @@ impl Host {
         let decision = grant::decision(app, true, "rules", reason);
         self.decisions
             .granted(tag, &env.name, function, app, &decision);
-        (Ok(raw), decision)
+        (Ok(outcome), decision)
     }
 
     /// Step 5: the guest runs.
     async fn run(
         self: &Arc<Self>,
         ready: Ready,
-        call: &mut Call,
+        call: &Arc<Call>,
+        event: String,
         request_id: String,
         started: Instant,
     ) -> Invocation {
-        // The event goes to the guest as it is (up to 6 MB), not a copy of it: nothing after
-        // the guest reads it.
-        let event = std::mem::take(&mut call.request.event);
-        let call = &*call;
         let req = &call.request;
         let (timeout, deadline) = self.limits.time(&ready.prepared.config, call, started);
+        let cloud = self.cloud_calls(call, ready.owner, &ready.identity);
+        let identity = ready.identity;
         let context = WxContext {
             env: req.env.clone(),
             source: req.source.clone(),
-            appid: ready.identity.appid.clone(),
-            openid: ready.identity.openid.clone(),
-            unionid: ready.identity.unionid.clone(),
-            from_appid: ready.identity.from_appid.clone(),
-            from_openid: ready.identity.from_openid.clone(),
-            from_unionid: ready.identity.from_unionid.clone(),
-            client_ip: ready.identity.client_ip.clone(),
+            appid: identity.appid,
+            openid: identity.openid,
+            unionid: identity.unionid,
+            from_appid: identity.from_appid,
+            from_openid: identity.from_openid,
+            from_unionid: identity.from_unionid,
+            client_ip: identity.client_ip,
             request_id: request_id.clone(),
             function_name: req.name.clone(),
         };
@@ -403,7 +425,6 @@ impl Host {
             request
         });
         let calls = self.nested_calls(call, deadline);
-        let cloud = self.cloud_calls(call, &ready);
         let _running = Running::new(&self.observer);
         let fs_write = ready.prepared.config.fs_write && call.file.is_none();
         let read_only = fs_write && self.disk.over(&req.env, self.limits.env_disk_bytes);
@@ -460,18 +481,17 @@ impl Host {
     /// The `call-function` capability of a call: the callee runs in the same env, for the same
     /// caller (a sharee is checked again), with SOURCE extended by `,scf`, one level deeper,
     /// within the caller's remaining time.
-    fn nested_calls(self: &Arc<Self>, parent: &Call, deadline: Instant) -> CallFunction {
+    fn nested_calls(self: &Arc<Self>, parent: &Arc<Call>, deadline: Instant) -> CallFunction {
         let host = Arc::downgrade(self);
-        let env = parent.request.env.clone();
-        let caller = parent.caller.clone();
-        let source = format!("{},scf", parent.request.source);
-        let depth = parent.depth + 1;
+        let parent = parent.clone();
         Arc::new(move |name: String, event: String| {
             let host = host.clone();
+            let req = &parent.request;
+            let source = format!("{},scf", req.source);
             let call = Call {
-                request: InvokeRequest::new(&env, &name, event, &source),
-                caller: caller.clone(),
-                depth,
+                request: InvokeRequest::new(&req.env, &name, event, &source),
+                caller: parent.caller.clone(),
+                depth: parent.depth + 1,
                 origin: Origin::Nested,
                 deadline: Some(deadline),
                 file: None,
@@ -497,14 +517,19 @@ impl Host {
 impl Host {
     /// The `openapi` capability of a call: cloud calls as the env's owner (the default), or
     /// in a call across apps as the calling app (FROM_APPID), and as no other app.
-    fn cloud_calls(self: &Arc<Self>, call: &Call, ready: &Ready) -> CloudCall {
+    fn cloud_calls(
+        self: &Arc<Self>,
+        call: &Arc<Call>,
+        owner: String,
+        identity: &Identity,
+    ) -> CloudCall {
         let host = Arc::downgrade(self);
         // A file run's env has no owner: the app it runs as stands in.
-        let owner = Some(ready.owner.clone())
+        let owner = Some(owner)
             .filter(|o| !o.is_empty())
-            .or_else(|| ready.identity.appid.clone());
-        let from = ready.identity.from_appid.clone();
-        let env = call.request.env.clone();
+            .or_else(|| identity.appid.clone());
+        let from = identity.from_appid.clone();
+        let call = call.clone();
         Arc::new(move |path: String, body: String, appid: Option<String>| {
             let host = host.clone();
             let acting = match appid {
@@ -512,8 +537,9 @@ impl Host {
                 Some(a) if Some(&a) == owner.as_ref() || Some(&a) == from.as_ref() => Some(a),
                 Some(a) => {
                     let msg = format!(
-                        "a function of env {env} may make cloud calls as the env's owner or the \
-                         calling app, not as {a}"
+                        "a function of env {} may make cloud calls as the env's owner or the \
+                         calling app, not as {a}",
+                        call.request.env
                     );
                     return Box::pin(async move {
                         Err(OpenapiError {
