@@ -8,12 +8,13 @@
 #          (docs/security.md),
 #   hosts  1, 2 and 3 hosts on one PostgreSQL store (a private cluster from the system's
 #          binaries, as the tests start it) beside one host on a SQLite data dir,
+#   allocs heap allocations per call, counted in-process (same-app, cross-app, Host::invoke),
 #   js     users_add in JavaScript beside users_add in Rust: build, size, compile, first call
 #          after a restart, calls under load.
 #   compare REF  the cloudfn rows of http for REF's build and this tree's, alternately in one
 #          sitting, with head ÷ base (REF's binary is built once into target/bench-compare;
 #          flags after REF go to `cloudfn-bench compare`, e.g. --rounds 6 --only "same app").
-# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|js ...]   (default: all)
+# Usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|allocs|js ...]   (default: all)
 #        scripts/bench.sh compare REF [--rounds N] [--duration SECS] [--only ROW]
 # --wasmtime installs wasmtime-cli 48 into target/bench-tools first when missing: a ~18 min
 # build, once. Without it the wasmtime serve row is skipped unless that binary is already there.
@@ -33,11 +34,11 @@ if [ -z "$compare_ref" ]; then
   for arg in "$@"; do
     case "$arg" in
       --wasmtime) install_wasmtime=true ;;
-      http|deploy|scale|micro|hostile|hosts|js) parts+=("$arg") ;;
-      *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|js ...] | compare REF [flags]" >&2; exit 2 ;;
+      http|deploy|scale|micro|hostile|hosts|allocs|js) parts+=("$arg") ;;
+      *) echo "usage: scripts/bench.sh [--wasmtime] [http|deploy|scale|micro|hostile|hosts|allocs|js ...] | compare REF [flags]" >&2; exit 2 ;;
     esac
   done
-  [ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile hosts js)
+  [ ${#parts[@]} -eq 0 ] && parts=(http deploy scale micro hostile hosts allocs js)
 fi
 
 if ! command -v wrk >/dev/null; then
@@ -89,6 +90,7 @@ for part in "${parts[@]}"; do
     micro) cargo bench -p cloudfn-bench --bench calls ;;
     hostile) target/release/cloudfn-bench hostile ;;
     hosts) target/release/cloudfn-bench hosts ;;
+    allocs) target/release/cloudfn-bench allocs ;;
     js) target/release/cloudfn-bench js ;;
   esac
 done

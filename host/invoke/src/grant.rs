@@ -293,18 +293,23 @@ impl Decisions {
         );
     }
 
-    /// Notes that the rules passed for a cached outcome made under `tag`.
+    /// Notes that the rules passed for `outcome`, cached under `tag`. Only on that very
+    /// outcome: a concurrent call with the same key may have replaced it (a `cloudbase_auth`
+    /// may decide by CLIENTIP or SOURCE, which the key leaves out), and its outcome was not
+    /// checked against the rules.
     pub fn granted(
         &self,
         tag: u64,
         env: &str,
         function: Option<&str>,
         caller: &AppCaller,
+        outcome: &Arc<AuthOutcome>,
         decision: &Decision,
     ) {
         Self::with_key(env, function, caller, |key| {
             if let Some(mut c) = self.cache.get_mut(key)
                 && c.tag == tag
+                && Arc::ptr_eq(&c.outcome, outcome)
             {
                 c.granted = Some(Decision {
                     cached: true,
@@ -312,5 +317,72 @@ impl Decisions {
                 });
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(openid: Option<&str>) -> AppCaller {
+        AppCaller {
+            appid: "wxB".into(),
+            openid: openid.map(str::to_string),
+            unionid: None,
+            client_ip: None,
+        }
+    }
+
+    fn granted_outcome() -> Arc<AuthOutcome> {
+        Arc::new(AuthOutcome::Granted {
+            custom: json!({"role": "member"}),
+            raw: "{}".into(),
+        })
+    }
+
+    #[test]
+    fn the_rules_pass_is_kept_only_on_the_outcome_they_were_checked_for() {
+        let cache = Decisions::new(Duration::from_secs(60));
+        let who = caller(Some("o1"));
+        // Call A: cloudbase_auth grants, and its outcome is cached.
+        let a = granted_outcome();
+        cache.put(7, "prod", Some("echo"), &who, &a);
+        // Call B, same key, at once: cloudbase_auth (deciding by CLIENTIP, say) denies, and
+        // its outcome replaces A's before A's rules pass is noted.
+        let b = Arc::new(AuthOutcome::Denied {
+            errcode: -1,
+            errmsg: "not from here".into(),
+        });
+        cache.put(7, "prod", Some("echo"), &who, &b);
+        let pass = decision(&who, true, "rules", "granted".into());
+        cache.granted(7, "prod", Some("echo"), &who, &a, &pass);
+        let (outcome, whole) = cache.get(7, "prod", Some("echo"), &who).expect("cached");
+        assert!(matches!(*outcome, AuthOutcome::Denied { .. }));
+        assert!(whole.is_none(), "B's denial must not carry A's grant");
+
+        // On its own outcome the pass is kept, and read back as cached.
+        let c = granted_outcome();
+        cache.put(7, "prod", Some("echo"), &who, &c);
+        cache.granted(7, "prod", Some("echo"), &who, &c, &pass);
+        let (_, whole) = cache.get(7, "prod", Some("echo"), &who).expect("cached");
+        assert!(whole.expect("the grant").cached);
+        // Another tag (a share, rule or cloudbase_auth changed) finds nothing.
+        assert!(cache.get(8, "prod", Some("echo"), &who).is_none());
+    }
+
+    #[test]
+    fn keys_differ_for_an_absent_and_an_empty_part() {
+        let cache = Decisions::new(Duration::from_secs(60));
+        cache.put(1, "prod", Some("echo"), &caller(None), &granted_outcome());
+        assert!(
+            cache
+                .get(1, "prod", Some("echo"), &caller(Some("")))
+                .is_none()
+        );
+        assert!(cache.get(1, "prod", None, &caller(None)).is_none());
+        assert!(cache.get(1, "prod", Some("echo"), &caller(None)).is_some());
+        // Parts cannot run together: ("ab", "c") is not ("a", "bc").
+        cache.put(1, "ab", Some("c"), &caller(None), &granted_outcome());
+        assert!(cache.get(1, "a", Some("bc"), &caller(None)).is_none());
     }
 }

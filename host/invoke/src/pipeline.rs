@@ -142,9 +142,13 @@ impl Host {
             env = %env.name, caller = %app.appid, allowed = decision.allowed,
             step = %decision.step, "init: {}", decision.reason
         );
-        let granted = granted.map(|outcome| match &*outcome {
-            AuthOutcome::Granted { raw, .. } => raw.clone(),
-            AuthOutcome::Denied { .. } => unreachable!("authorize grants only on a grant"),
+        let granted = granted.and_then(|outcome| match &*outcome {
+            AuthOutcome::Granted { raw, .. } => Ok(raw.clone()),
+            // authorize answers Ok only with a grant; a denial stays one all the same.
+            AuthOutcome::Denied { errcode, errmsg } => Err(InvokeError::Denied {
+                errcode: *errcode,
+                errmsg: errmsg.clone(),
+            }),
         });
         self.observer.init_decided(crate::observe::InitDecision {
             request_id: self.ids.next(),
@@ -346,8 +350,12 @@ impl Host {
         let tag = snap.grant_tag(&env.name);
         // A grant is shared with the cache (an Arc): a cached one costs no copy of its claims.
         let outcome = match self.decisions.get(tag, &env.name, function, app) {
-            Some((outcome, Some(granted))) => return (Ok(outcome), granted),
-            Some((outcome, None)) => outcome,
+            // `granted` is stamped only on a grant that passed the rules; the guard keeps a
+            // denial from ever reading as one.
+            Some((outcome, Some(granted))) if matches!(*outcome, AuthOutcome::Granted { .. }) => {
+                return (Ok(outcome), granted);
+            }
+            Some((outcome, _)) => outcome,
             None => {
                 let request = InvokeRequest::new(
                     &env.name,
@@ -389,7 +397,7 @@ impl Host {
         let reason = format!("granted by {AUTH_FUNCTION} with claims {custom}");
         let decision = grant::decision(app, true, "rules", reason);
         self.decisions
-            .granted(tag, &env.name, function, app, &decision);
+            .granted(tag, &env.name, function, app, &outcome, &decision);
         (Ok(outcome), decision)
     }
 
