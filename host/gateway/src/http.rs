@@ -238,22 +238,12 @@ pub fn query_params<'q, const N: usize>(
     let mut found: [Option<&'q str>; N] = [None; N];
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = if has_escapes(k) {
-            let k = decode(k);
-            keys.iter().position(|key| *key == k)
-        } else {
-            keys.iter().position(|key| *key == k)
-        };
-        if let Some(i) = slot {
+        let k = decoded(k);
+        if let Some(i) = keys.iter().position(|key| *key == k) {
             found[i] = Some(v);
         }
     }
-    found.map(|v| {
-        v.map(|v| match has_escapes(v) {
-            true => std::borrow::Cow::Owned(decode(v)),
-            false => std::borrow::Cow::Borrowed(v),
-        })
-    })
+    found.map(|v| v.map(decoded))
 }
 
 /// [`query_params`] of one key.
@@ -262,16 +252,16 @@ pub fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<std::borrow:
     v
 }
 
-fn has_escapes(s: &str) -> bool {
-    s.bytes().any(|b| b == b'%' || b == b'+')
-}
-
-/// One form-urlencoded component (no `&`; a value may hold `=`), decoded.
-fn decode(s: &str) -> String {
-    form_urlencoded::parse(format!("_={s}").as_bytes())
+/// One form-urlencoded component (no `&`; a value may hold `=`), decoded: borrowed as it is
+/// when it has no escapes.
+fn decoded(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let value = form_urlencoded::parse(format!("_={s}").as_bytes())
         .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+        .map(|(_, v)| v.into_owned());
+    std::borrow::Cow::Owned(value.unwrap_or_default())
 }
 
 /// A header's value as text, if present and valid.

@@ -359,12 +359,15 @@ fn trim(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
 /// once, not per row (the writer's CPU per record fell by about a third).
 const ROWS_PER_INSERT: usize = 32;
 
+/// The values of one record (the columns [`insert_sql`] names).
+const COLUMNS: usize = 13;
+
 /// The `INSERT` statements for one record and for [`ROWS_PER_INSERT`] records.
 static INSERT_SQL: std::sync::LazyLock<[String; 2]> =
     std::sync::LazyLock::new(|| [insert_sql(1), insert_sql(ROWS_PER_INSERT)]);
 
 fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", ["?"; 13].join(","));
+    let row = format!("({})", ["?"; COLUMNS].join(","));
     format!(
         "INSERT INTO activations (request_id, env, function, version, caller_appid, source, \
          started_at_ms, duration_us, errcode, errmsg, peak_memory, logs, decision) VALUES {}",
@@ -383,7 +386,7 @@ fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<
         let mut stmt = tx.prepare_cached(sql)?;
         for chunk in chunks {
             for (i, r) in chunk.iter().enumerate() {
-                bind(&mut stmt, i * 13, r)?;
+                bind(&mut stmt, i * COLUMNS, r)?;
             }
             stmt.raw_execute()?;
         }
@@ -392,14 +395,14 @@ fn insert(conn: &mut Connection, records: &[Box<Activation>]) -> anyhow::Result<
     Ok(())
 }
 
-/// Binds `r`'s 13 values to the parameters after the first `before`.
+/// Binds `r`'s [`COLUMNS`] values to the parameters after the first `before`.
 fn bind(stmt: &mut rusqlite::Statement, before: usize, r: &Activation) -> anyhow::Result<()> {
     let logs = match r.logs.is_empty() {
         true => std::borrow::Cow::Borrowed("[]"),
         false => std::borrow::Cow::Owned(serde_json::to_string(&r.logs)?),
     };
     let decision = r.decision.as_ref().map(serde_json::to_string).transpose()?;
-    let values: [&dyn rusqlite::ToSql; 13] = [
+    let values: [&dyn rusqlite::ToSql; COLUMNS] = [
         &r.request_id,
         &r.env,
         &r.function,
