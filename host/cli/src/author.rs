@@ -4,11 +4,11 @@
 
 use crate::args::{BuildArgs, DevArgs, NewArgs};
 use anyhow::{Context, bail};
+use cloudfn_builder::{self as build, BuildOptions};
 use cloudfn_gateway::server::{ServeConfig, Server};
 use cloudfn_invoke::Host;
+use cloudfn_invoke::fixture::Fixture;
 use cloudfn_store::{ActivationQuery, FunctionConfig, StoreError};
-use cloudfn_testing::build::{self, BuildOptions};
-use cloudfn_testing::fixture::Fixture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +90,8 @@ pub fn new(args: &NewArgs) -> anyhow::Result<i32> {
 
 /// `cloudfn build [PATH]`.
 pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<i32> {
-    if cloudfn_testing::js::is_js_function(&args.path) {
-        let (built, t) = cloudfn_testing::js::build_js(&args.path, args.out.as_deref())?;
+    if cloudfn_builder::js::is_js_function(&args.path) {
+        let (built, t) = cloudfn_builder::js::build_js(&args.path, args.out.as_deref())?;
         println!(
             "built {} ({:.1} MB), a component of the cloud-function world, from JavaScript \
              (dependencies {} ms, bundle {} ms, componentize {} ms); deploy it with \
@@ -137,7 +137,8 @@ pub async fn dev(
         print_created(&created);
     }
     if host.store().app(&args.owner).await.is_err() {
-        let creds = host.store().create_app(&args.owner, None).await?;
+        // Through the host, not the store, so the app's creation is in the audit log.
+        let creds = host.create_app(&args.owner, None).await?;
         print_created(&[creds]);
     }
     match host.create_env(&args.env, &args.owner).await {

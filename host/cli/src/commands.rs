@@ -236,7 +236,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<i32> {
             let config = args.config.to_config()?;
             let file = if args.file.is_dir() {
                 let dir = args.file.clone();
-                tokio::task::spawn_blocking(move || cloudfn_testing::build::build_function(&dir))
+                tokio::task::spawn_blocking(move || cloudfn_builder::build_function(&dir))
                     .await??
                     .wasm
             } else {
@@ -436,11 +436,9 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     };
     let fixture_credentials = match &args.fixture {
         Some(path) => {
-            let fixture = cloudfn_testing::Fixture::read(path)?;
+            let fixture = cloudfn_invoke::fixture::Fixture::read(path)?;
             fixture
-                .apply(&svc, &|p| {
-                    Ok(cloudfn_testing::build::build_function(p)?.wasm)
-                })
+                .apply(&svc, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
                 .await?
         }
         None => Vec::new(),
@@ -729,7 +727,7 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
     // A function's folder is built first, as `deploy FOLDER` does.
     let built = if file.is_dir() {
         let dir = file.clone();
-        tokio::task::spawn_blocking(move || cloudfn_testing::build::build_function(&dir))
+        tokio::task::spawn_blocking(move || cloudfn_builder::build_function(&dir))
             .await??
             .wasm
     } else {
@@ -796,7 +794,7 @@ async fn invoke_file(data_dir: &Path, args: &InvokeArgs) -> anyhow::Result<i32> 
 /// describes, through the same checks as on a server.
 async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
     let path = args.fixture.as_ref().expect("checked by the caller");
-    let fixture = cloudfn_testing::Fixture::read(path)?;
+    let fixture = cloudfn_invoke::fixture::Fixture::read(path)?;
     let tmp = tempdir()?;
     let _tmp = TempDir(tmp.clone());
     let options = Options {
@@ -807,9 +805,7 @@ async fn invoke_fixture(args: &InvokeArgs) -> anyhow::Result<i32> {
     };
     let host = Host::open_with(&tmp, options).await?;
     fixture
-        .apply(&host, &|p| {
-            Ok(cloudfn_testing::build::build_function(p)?.wasm)
-        })
+        .apply(&host, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
         .await?;
     invoke(&Backend::Local(host), args).await
 }
@@ -851,9 +847,9 @@ fn print_invocation(inv: &AdminInvocation, quiet: bool) -> i32 {
 }
 
 /// Where file runs keep compiled components: `artifacts` in the user's cache dir
-/// ([`cloudfn_testing::build::user_cache_dir`]).
+/// ([`cloudfn_builder::user_cache_dir`]).
 fn artifact_cache() -> Option<PathBuf> {
-    Some(cloudfn_testing::build::user_cache_dir()?.join("artifacts"))
+    Some(cloudfn_builder::user_cache_dir()?.join("artifacts"))
 }
 
 /// A temporary data dir for file runs, removed on drop.

@@ -82,7 +82,7 @@ pub const SUBJECT: &str = "Demo Co";
 pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials>> {
     let mut creds = Vec::new();
     for appid in [OWNER_APPID, PARTNER_APPID] {
-        creds.push(svc.store().rotate_secret(appid).await?);
+        creds.push(svc.rotate_secret(appid).await?);
     }
     Ok(creds)
 }
@@ -130,7 +130,7 @@ pub fn print_credentials(creds: &[AppCredentials], addr: std::net::SocketAddr) {
 pub async fn populate(svc: &Host) -> anyhow::Result<()> {
     for appid in [OWNER_APPID, PARTNER_APPID] {
         if svc.store().app(appid).await.is_err() {
-            svc.store().create_app(appid, Some(SUBJECT)).await?;
+            svc.create_app(appid, Some(SUBJECT)).await?;
         }
     }
     for env in [PROD_ENV, DEV_ENV] {

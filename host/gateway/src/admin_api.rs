@@ -444,7 +444,7 @@ impl AdminApi {
                             .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
                             .await
                             .map_or_else(store_error, |s| ok(&s)),
-                        Err(e) => store_error(e),
+                        Err(e) => store_error(e.into()),
                     },
                     Err(r) => r,
                 }

@@ -2,7 +2,8 @@
 //!
 //! - [`call`]: the vocabulary ([`Call`], [`Caller`], [`Origin`], [`Invocation`]).
 //! - [`host`]: [`Host`], which owns the parts; [`pipeline`]: [`Host::call`], the one entry
-//!   every caller uses; [`admin`]: the operator's changes that need more than the store.
+//!   every caller uses; [`admin`]: the operator's changes that need more than the store;
+//!   [`fixture`]: a whole setup (apps, envs, shares, functions) from one TOML file.
 //! - [`state`]: the in-memory snapshot of the store, refreshed from its change feed, and the
 //!   prepared versions; [`grant`] and [`rules`]: who may call what in a shared env;
 //!   [`limits`]: every limit in one place; [`quota`]: per-key rate limits; [`observe`] and [`metrics`]: what every call
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod call;
 pub mod error;
+pub mod fixture;
 pub mod grant;
 pub mod host;
 pub mod limits;

@@ -10,7 +10,7 @@ use crate::log::LogHost;
 use crate::openapi::OpenapiHost;
 use crate::state::CallState;
 use anyhow::Context;
-use cloudfn_store::FunctionKind;
+use cloudfn_model::FunctionKind;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ impl Runtime {
         let memory_budget = engine.memory_budget;
         if let Some(dir) = &artifacts {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            cloudfn_store::fsutil::remove_stale_temp_files(dir);
+            cloudfn_model::fsutil::remove_stale_temp_files(dir);
         }
         let pooled = engine.pool_instances.and_then(|instances| {
             Engine::new(&config(Some((instances, engine.keep_resident))))
@@ -430,7 +430,7 @@ impl Runtime {
             .serialize()
             .map_err(wasm_err)
             .context("serializing the compiled component")?;
-        cloudfn_store::fsutil::write_atomic(&artifact, &bytes)
+        cloudfn_model::fsutil::write_atomic(&artifact, &bytes)
     }
 
     fn keep(&self, sha256: &str, component: &Component) {
@@ -514,7 +514,7 @@ fn config(pool: Option<(u32, usize)>) -> Config {
             .total_tables(instances)
             .total_stacks(instances);
         // Functions may ask for up to 2 GiB; the pool reserves address space, not memory.
-        pool.max_memory_size(cloudfn_store::MAX_MEMORY_MB as usize * 1024 * 1024);
+        pool.max_memory_size(cloudfn_model::MAX_MEMORY_MB as usize * 1024 * 1024);
         // Reset freed memories in place rather than with madvise (see `keep_resident`).
         pool.linear_memory_keep_resident(keep_resident);
         pool.table_keep_resident(64 * 1024);

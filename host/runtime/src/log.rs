@@ -4,7 +4,7 @@
 use crate::bindings::LogLevel;
 use crate::bindings::cloudfn::function::log;
 use bytes::Bytes;
-use cloudfn_store::{LogLine, LogStream};
+use cloudfn_model::{LogLine, LogStream};
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@ use crate::log::LogSink;
 use crate::openapi::CloudCall;
 use crate::state::{CallState, StoreParts, new_store};
 use anyhow::Context;
-use cloudfn_store::{FunctionConfig, LogLine};
+use cloudfn_model::{FunctionConfig, LogLine};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;

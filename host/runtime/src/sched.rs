@@ -147,7 +147,7 @@ impl Scheduler {
             per_env: capacity.div_ceil(2).max(1),
             inner: Mutex::new(Inner::default()),
             preempt,
-            demote: cloudfn_store::fsutil::can_restore_priority(),
+            demote: cloudfn_model::fsutil::can_restore_priority(),
         }
     }
 
@@ -390,7 +390,7 @@ impl<'a, F: Future> Future for Fair<'a, F> {
         let demote = !inline && sched.ahead(env);
         if !inline && demote != DEMOTED.get() {
             DEMOTED.set(demote);
-            cloudfn_store::fsutil::set_thread_nice(if demote { 10 } else { 0 });
+            cloudfn_model::fsutil::set_thread_nice(if demote { 10 } else { 0 });
             // (If raising it back failed, `demote` would be off: see `can_restore_priority`.)
         }
         let turn = Turn {

@@ -94,11 +94,11 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(LogPipe::new(
         parts.logs.clone(),
-        cloudfn_store::LogStream::Stdout,
+        cloudfn_model::LogStream::Stdout,
     ))
     .stderr(LogPipe::new(
         parts.logs.clone(),
-        cloudfn_store::LogStream::Stderr,
+        cloudfn_model::LogStream::Stderr,
     ));
     if parts.env_vars {
         for (k, v) in parts.vars.iter() {

@@ -1,6 +1,8 @@
 //! Errors of the store, each a case a caller matches on (the admin API maps them to HTTP
 //! statuses, the pipeline to protocol errcodes).
 
+pub use cloudfn_model::error::{Invalid, TokenError};
+
 /// Why a store operation (env, deploy, rollback, removal, share, app) was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,31 +64,6 @@ pub enum StoreError {
     Storage(#[from] anyhow::Error),
 }
 
-/// Why a token was refused, with the protocol errcode of each case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// No such token (40014).
-    #[error("invalid access_token")]
-    Invalid,
-    /// Past its lifetime (42001).
-    #[error("access_token expired")]
-    Expired,
-    /// Replaced by a newer token more than the overlap ago (40001).
-    #[error("access_token is invalid or not latest")]
-    NotLatest,
-}
-
-impl TokenError {
-    /// The protocol errcode.
-    pub fn errcode(self) -> i32 {
-        match self {
-            TokenError::Invalid => 40014,
-            TokenError::Expired => 42001,
-            TokenError::NotLatest => 40001,
-        }
-    }
-}
-
 /// Why a token could not be issued (protocol §2 errcodes).
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -108,6 +85,15 @@ impl IssueError {
             IssueError::UnknownApp => 40013,
             IssueError::WrongSecret => 40125,
             IssueError::System(_) => -1,
+        }
+    }
+}
+
+impl From<Invalid> for StoreError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Name(e) => StoreError::InvalidName(e),
+            Invalid::Config(msg) => StoreError::InvalidConfig(msg),
         }
     }
 }

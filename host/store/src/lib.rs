@@ -1,7 +1,8 @@
 //! cloudfn-store: where cloudfn's state lives, behind traits.
 //!
 //! - [`model`]: the data model every other crate speaks (envs, functions, versions, apps,
-//!   tokens, shares, activation records, the call path's [`StateSnapshot`]).
+//!   tokens, shares, activation records, the call path's [`StateSnapshot`]), re-exported from
+//!   `cloudfn-model` with [`fsutil`]; [`error`]: the store's errors.
 //! - The traits, one per kind of state: [`Catalog`] (envs, functions, versions), [`Blobs`]
 //!   (content-addressed components), [`Apps`] (apps, credentials, tokens, settings),
 //!   [`Sharing`] (the sharing switch, shares, rules), [`ActivationLog`] (call records),
@@ -12,12 +13,12 @@
 //!   `LISTEN/NOTIFY` change feed. [`open`] picks one from configuration; nothing outside this
 //!   crate names a database type.
 
+// The model and the file helpers live in cloudfn-model (no database driver there, so the
+// runtime can use them); their paths through this crate stay as they were.
 pub mod error;
-pub mod fsutil;
-pub mod model;
+pub use cloudfn_model::{fsutil, model, names};
 mod policy;
 pub mod postgres;
-pub use cloudfn_protocol::names;
 pub mod secrets;
 pub mod sqlite;
 

@@ -25,9 +25,11 @@
 //!
 //! [`build`] is what `cloudfn build` runs; [`fixture`] is what `cloudfn serve --fixture` loads.
 
-pub mod build;
-pub mod fixture;
-pub mod js;
+// Building functions lives in cloudfn-builder and fixtures in cloudfn-invoke (the `cloudfn`
+// binary uses both without this crate); their paths here stay as function authors know them.
+pub use cloudfn_builder as build;
+pub use cloudfn_builder::js;
+pub use cloudfn_invoke::fixture;
 
 /// The example functions of `functions/`, built, for tests that need a `cloudbase_auth` or a
 /// function to call.

@@ -2,7 +2,7 @@
 //! functions and their versions, apps and their credentials, shares and rules, activation
 //! records, and the in-memory snapshot of what the call path needs.
 
-use crate::error::StoreError;
+use crate::error::Invalid;
 use crate::names::validate_function_name;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -141,8 +141,8 @@ impl FunctionConfig {
     }
 
     /// Checks every value is within the platform's limits.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        let bad = |msg: String| Err(StoreError::InvalidConfig(msg));
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |msg: String| Err(Invalid::Config(msg));
         if let Some(ms) = self.timeout_ms
             && (ms == 0 || ms > MAX_TIMEOUT_MS)
         {
@@ -370,7 +370,7 @@ pub enum SharedFunctions {
 
 impl SharedFunctions {
     /// Parses `*` or `a,b,c`.
-    pub fn parse(s: &str) -> Result<SharedFunctions, StoreError> {
+    pub fn parse(s: &str) -> Result<SharedFunctions, Invalid> {
         if s.trim() == "*" {
             return Ok(SharedFunctions::All);
         }
@@ -380,7 +380,7 @@ impl SharedFunctions {
             .filter(|n| !n.is_empty())
             .collect();
         if names.is_empty() {
-            return Err(StoreError::InvalidConfig(
+            return Err(Invalid::Config(
                 "--functions must be `*` or a comma-separated list of function names".into(),
             ));
         }
@@ -408,15 +408,15 @@ impl SharedFunctions {
 }
 
 /// Checks a share's permissions are known and not empty.
-pub fn validate_permissions(perms: &[String]) -> Result<(), StoreError> {
+pub fn validate_permissions(perms: &[String]) -> Result<(), Invalid> {
     if perms.is_empty() {
-        return Err(StoreError::InvalidConfig(format!(
+        return Err(Invalid::Config(format!(
             "a share needs at least one permission: {}",
             PERMISSIONS.join(", ")
         )));
     }
     if let Some(p) = perms.iter().find(|p| !PERMISSIONS.contains(&p.as_str())) {
-        return Err(StoreError::InvalidConfig(format!(
+        return Err(Invalid::Config(format!(
             "unknown permission {p:?}; known: {}",
             PERMISSIONS.join(", ")
         )));

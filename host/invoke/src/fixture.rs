@@ -1,6 +1,6 @@
 //! Fixture files: one TOML file describing apps, envs, shares, rules and functions (with their
 //! variables), so a whole multi-app setup is reproduced by `cloudfn serve --fixture`,
-//! `cloudfn invoke --fixture` and [`crate::TestHost::from_fixture`] alike.
+//! `cloudfn invoke --fixture` and `cloudfn_testing::TestHost::from_fixture` alike.
 //!
 //! ```toml
 //! [[app]]
@@ -33,8 +33,8 @@
 //! rules are set to what the file says, so a
 //! server restarted with the same fixture keeps its data and its apps' credentials.
 
+use crate::Host;
 use anyhow::{Context, bail};
-use cloudfn_invoke::Host;
 use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -1,10 +1,15 @@
-//! Building a function crate into a `wasm32-wasip2` component, for `cloudfn build`, fixtures
-//! naming a `crate`, and [`crate::TestHost::deploy_crate`]: the target added when missing,
+//! cloudfn-builder: building functions into components, for the `cloudfn` binary (`build`,
+//! `deploy FOLDER`, `dev`, fixtures naming a `crate`) and for `cloudfn-testing`
+//! (`TestHost::deploy_crate`), so the shipped binary does not depend on the testing crate.
+//!
+//! This module builds a Rust function crate into a `wasm32-wasip2` component: the target added when missing,
 //! `cargo build --release` (its progress and errors shown as cargo prints them, or kept and
 //! shown only on failure), and the result checked against the `cloud-function` world.
 
 use anyhow::{Context, bail};
-use cloudfn_store::FunctionKind;
+use cloudfn_model::FunctionKind;
+
+pub mod js;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

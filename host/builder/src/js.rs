@@ -2,12 +2,12 @@
 //! `exports.main = async (event, context) => …`) into a component of the `cloud-function`
 //! world, for `cloudfn build`, `cloudfn deploy FOLDER` and tests:
 //!
-//! 1. the pinned toolchain (`host/testing/js/package-lock.json`: esbuild, componentize-js) is
+//! 1. the pinned toolchain (`host/builder/js/package-lock.json`: esbuild, componentize-js) is
 //!    installed once into the user's cache dir, keyed by the lock file's hash;
 //! 2. the function's production dependencies are installed into `.cloudfn/deps`, without the
 //!    SDKs cloudfn replaces (`wx-server-sdk`, `@cloudbase/node-sdk`);
 //! 3. esbuild bundles a generated adapter (the world's `handler` around `main`) with the
-//!    function, the SDKs swapped for cloudfn's shims (`host/testing/js/*.cjs`), Node built-ins
+//!    function, the SDKs swapped for cloudfn's shims (`host/builder/js/*.cjs`), Node built-ins
 //!    refused with a clear error;
 //! 4. componentize-js (StarlingMonkey) makes the component, running the module's top level
 //!    once (so a module without `main` fails here);
@@ -16,7 +16,7 @@
 //! The component is not compiled here (that takes seconds for a 12 MB engine); deploy compiles
 //! it once per content hash and engine configuration.
 
-use crate::build::Built;
+use crate::Built;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -376,7 +376,7 @@ pub fn toolchain() -> anyhow::Result<PathBuf> {
     let hash = cloudfn_store::secrets::sha256_hex(
         format!("{TOOLCHAIN_PACKAGE}{TOOLCHAIN_LOCK}").as_bytes(),
     );
-    let cache = crate::build::user_cache_dir()
+    let cache = crate::user_cache_dir()
         .context("no cache dir for the JavaScript toolchain: set HOME or CLOUDFN_CACHE_DIR")?;
     let dir = cache.join(format!("js-toolchain-{}", &hash[..12]));
     if dir.join(".complete").exists() {
