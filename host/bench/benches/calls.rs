@@ -60,7 +60,8 @@ fn echo_call(c: &mut Criterion) {
             .prepare(&component, None, FunctionConfig::default())
             .expect("prepare"),
     );
-    let cloud = cloudfn_runtime::no_cloud_calls();
+    // No services: a cloud call would be refused (-501001); the echo makes none.
+    let services = Arc::new(cloudfn_runtime::Services::default());
     let calls: CallFunction = Arc::new(|_, _| {
         Box::pin(async {
             Err(CallError {
@@ -93,7 +94,8 @@ fn echo_call(c: &mut Criterion) {
                         timeout: Duration::from_secs(3),
                         deadline: Instant::now() + Duration::from_secs(3),
                         calls: calls.clone(),
-                        cloud: cloud.clone(),
+                        owner: OWNER.into(),
+                        services: services.clone(),
                         max_result_bytes: 1 << 20,
                         read_only: false,
                         http: None,

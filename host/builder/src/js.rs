@@ -38,8 +38,8 @@ const SUPPORT: &[(&str, &str)] = &[
     ("node-sdk.cjs", include_str!("../js/node-sdk.cjs")),
 ];
 const ADAPTER: &str = include_str!("../js/adapter.mjs");
-/// The world the component targets.
-const WIT: &str = include_str!("../../../wit/cloudfn.wit");
+/// The world the component targets: the WIT package's files joined into one (build.rs).
+const WIT: &str = include_str!(concat!(env!("OUT_DIR"), "/cloudfn.wit"));
 
 /// Node.js's own modules: a bundle cannot resolve them and a component cannot run them.
 const NODE_BUILTINS: &[&str] = &[

@@ -9,10 +9,10 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = cloudfn_cli::args::Cli::parse();
+    let cli = cloudfn_cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDFN_LOG").unwrap_or_else(|_| {
         let default = match cli.command {
-            cloudfn_cli::args::Command::Serve(_) => "info",
+            cloudfn_cli::Command::Serve(_) => "info",
             _ => "warn",
         };
         tracing_subscriber::EnvFilter::new(default)
@@ -25,8 +25,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
     match cli.log_format {
-        cloudfn_cli::args::LogFormat::Json => logs.json().init(),
-        cloudfn_cli::args::LogFormat::Text => logs.init(),
+        cloudfn_cli::LogFormat::Json => logs.json().init(),
+        cloudfn_cli::LogFormat::Text => logs.init(),
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -35,7 +35,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = match runtime.block_on(cloudfn_cli::commands::run(cli)) {
+    let code = match runtime.block_on(cloudfn_cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

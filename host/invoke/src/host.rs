@@ -75,7 +75,9 @@ pub struct Host {
     pub(crate) observer: Standard,
     pub(crate) ids: RequestIds,
     pub(crate) webhooks: crate::webhook::Webhooks,
-    pub(crate) upstream: crate::upstream::Upstream,
+    pub(crate) upstream: Arc<crate::upstream::Upstream>,
+    /// What this host provides the guest capabilities.
+    pub(crate) services: Arc<cloudfn_runtime::Services>,
     /// Where tenants' outbound connections may go.
     pub(crate) egress: Arc<cloudfn_runtime::egress::Egress>,
     /// The client functions' outbound HTTP goes through, held to `egress`.
@@ -85,6 +87,20 @@ pub struct Host {
     pub(crate) refusals_audited: crate::quota::RateLimit,
     /// Refused logins not written since the last one that was, per app.
     pub(crate) refusals_skipped: dashmap::DashMap<String, u64>,
+}
+
+/// What the host provides the guest capabilities (`cloudfn_runtime::capabilities`), one line
+/// per capability that needs something of the host.
+fn services(
+    store: &Arc<dyn Store>,
+    upstream: &Arc<crate::upstream::Upstream>,
+) -> cloudfn_runtime::Services {
+    let mut services = cloudfn_runtime::Services::default();
+    services.insert::<cloudfn_openapi::Service>(Arc::new(crate::upstream::CloudCalls {
+        upstream: upstream.clone(),
+        store: store.clone(),
+    }));
+    services
 }
 
 impl Host {
@@ -139,7 +155,9 @@ impl Host {
             .await
             .context("reading the store")?;
         let egress = Arc::new(cloudfn_runtime::egress::Egress::new(options.egress_allow));
+        let upstream = Arc::new(crate::upstream::Upstream::new(options.upstream));
         Ok(Arc::new(Host {
+            services: Arc::new(services(&store, &upstream)),
             outbound: Arc::new(cloudfn_runtime::egress::client(egress.clone())),
             webhooks: crate::webhook::Webhooks::new(options.webhook_backoff, egress.clone()),
             egress,
@@ -152,7 +170,7 @@ impl Host {
             disk: Default::default(),
             decisions: Decisions::new(options.auth_cache_ttl),
             ids: RequestIds::default(),
-            upstream: crate::upstream::Upstream::new(options.upstream),
+            upstream,
             session_ttl: options.session_ttl,
             refusals_audited: crate::quota::RateLimit::new(
                 crate::session::REFUSALS_AUDITED_PER_MINUTE,

@@ -19,9 +19,7 @@ use crate::grant::{self, AuthOutcome};
 use crate::host::Host;
 use crate::observe::{Finished, Observer};
 use crate::state::Snapshot;
-use cloudfn_runtime::{
-    CallError, CallFunction, CloudCall, GuestCall, GuestError, OpenapiError, Prepared, WxContext,
-};
+use cloudfn_runtime::{CallError, CallFunction, GuestCall, GuestError, Prepared, WxContext};
 use cloudfn_store::{
     AUTH_FUNCTION, Decision, EnvInfo, FunctionConfig, FunctionKind, validate_function_name,
 };
@@ -412,7 +410,6 @@ impl Host {
     ) -> Invocation {
         let req = &call.request;
         let (timeout, deadline) = self.limits.time(&ready.prepared.config, call, started);
-        let cloud = self.cloud_calls(call, ready.owner, &ready.identity);
         let identity = ready.identity;
         let context = WxContext {
             env: req.env.clone(),
@@ -446,7 +443,8 @@ impl Host {
                     timeout,
                     deadline,
                     calls,
-                    cloud,
+                    owner: ready.owner,
+                    services: self.services.clone(),
                     max_result_bytes: self.limits.max_result_bytes,
                     read_only,
                     http,
@@ -517,56 +515,6 @@ impl Host {
                     errcode: e.errcode(),
                     errmsg: format!("requestID {}, {e}", inv.request_id),
                 })
-            })
-        })
-    }
-}
-
-impl Host {
-    /// The `openapi` capability of a call: cloud calls as the env's owner (the default), or
-    /// in a call across apps as the calling app (FROM_APPID), and as no other app.
-    fn cloud_calls(
-        self: &Arc<Self>,
-        call: &Arc<Call>,
-        owner: String,
-        identity: &Identity,
-    ) -> CloudCall {
-        let host = Arc::downgrade(self);
-        // A file run's env has no owner: the app it runs as stands in.
-        let owner = Some(owner)
-            .filter(|o| !o.is_empty())
-            .or_else(|| identity.appid.clone());
-        let from = identity.from_appid.clone();
-        let call = call.clone();
-        Arc::new(move |path: String, body: String, appid: Option<String>| {
-            let host = host.clone();
-            let acting = match appid {
-                None => owner.clone(),
-                Some(a) if Some(&a) == owner.as_ref() || Some(&a) == from.as_ref() => Some(a),
-                Some(a) => {
-                    let msg = format!(
-                        "a function of env {} may make cloud calls as the env's owner or the \
-                         calling app, not as {a}",
-                        call.request.env
-                    );
-                    return Box::pin(async move {
-                        Err(OpenapiError {
-                            errcode: -501019,
-                            errmsg: msg,
-                        })
-                    });
-                }
-            };
-            Box::pin(async move {
-                let (Some(host), Some(appid)) = (host.upgrade(), acting) else {
-                    return Err(OpenapiError {
-                        errcode: -501019,
-                        errmsg: "this call has no app to act as".into(),
-                    });
-                };
-                host.upstream
-                    .call(host.store.as_ref(), &appid, &path, body)
-                    .await
             })
         })
     }

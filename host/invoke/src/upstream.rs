@@ -8,12 +8,32 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use cloudfn_runtime::OpenapiError;
+use cloudfn_openapi::OpenapiError;
 use cloudfn_store::Store;
 use dashmap::DashMap;
 use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Functions' cloud calls: the `openapi` capability's service, through the upstream as the
+/// app the capability let the call act as.
+pub(crate) struct CloudCalls {
+    pub upstream: Arc<Upstream>,
+    pub store: Arc<dyn Store>,
+}
+
+impl cloudfn_openapi::CloudCalls for CloudCalls {
+    fn call(
+        &self,
+        appid: String,
+        path: String,
+        body: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, OpenapiError>> + Send>> {
+        let upstream = self.upstream.clone();
+        let store = self.store.clone();
+        Box::pin(async move { upstream.call(store.as_ref(), &appid, &path, body).await })
+    }
+}
 
 /// Upstream errcodes saying the token is invalid or expired: fetch a new one, retry once.
 const TOKEN_REJECTED: [i64; 3] = [40001, 42001, 40014];

@@ -7,7 +7,6 @@ use crate::bindings::{self, CloudFunctionPre};
 use crate::config::ConfigHost;
 use crate::invoke::InvokeHost;
 use crate::log::LogHost;
-use crate::openapi::OpenapiHost;
 use crate::state::CallState;
 use anyhow::Context;
 use cloudfn_model::FunctionKind;
@@ -100,6 +99,10 @@ pub struct EngineStats {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
+    /// The guest capabilities linked (`capabilities::standard()`, and a test's own).
+    capabilities: Vec<crate::capabilities::Dyn>,
+    /// The package's interfaces a guest may import: the runtime's own and the capabilities'.
+    importable: Vec<&'static str>,
     tag: String,
     pooling: bool,
     /// Where precompiled artifacts are cached across restarts, if anywhere.
@@ -133,6 +136,22 @@ impl Runtime {
         artifacts: Option<PathBuf>,
         engine: &EngineConfig,
     ) -> anyhow::Result<Runtime> {
+        Self::with_capabilities(artifacts, engine, crate::capabilities::standard())
+    }
+
+    /// [`Runtime::with_config`] linking `capabilities` (a test's list: the standard ones and
+    /// one of its own) instead of the standard list.
+    pub fn with_capabilities(
+        artifacts: Option<PathBuf>,
+        engine: &EngineConfig,
+        capabilities: Vec<crate::capabilities::Dyn>,
+    ) -> anyhow::Result<Runtime> {
+        anyhow::ensure!(
+            capabilities.len() <= cloudfn_capability::MAX_CAPABILITIES,
+            "{} capabilities: at most {} are linked",
+            capabilities.len(),
+            cloudfn_capability::MAX_CAPABILITIES
+        );
         let memory_budget = engine.memory_budget;
         if let Some(dir) = &artifacts {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -161,6 +180,19 @@ impl Runtime {
         link_interfaces(&mut linker)
             .map_err(wasm_err)
             .context("linking the cloudfn host interfaces")?;
+        let mut importable = bindings::OWN_INTERFACES.to_vec();
+        for capability in &capabilities {
+            let interface = capability.interface();
+            anyhow::ensure!(
+                !importable.contains(&interface),
+                "two capabilities for the interface `{interface}`"
+            );
+            capability
+                .add_to_linker(&mut linker)
+                .map_err(wasm_err)
+                .with_context(|| format!("linking the `{interface}` capability"))?;
+            importable.push(interface);
+        }
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -195,6 +227,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            capabilities,
+            importable,
             tag,
             pooling,
             artifacts,
@@ -208,6 +242,11 @@ impl Runtime {
             guests: Some(guest_threads(sched_turns() + 1)?),
             ticker_stop,
         })
+    }
+
+    /// The guest capabilities linked.
+    pub fn capabilities(&self) -> &[crate::capabilities::Dyn] {
+        &self.capabilities
     }
 
     /// The wasmtime engine.
@@ -319,19 +358,25 @@ impl Runtime {
         for (name, _) in ty.imports(&self.engine) {
             let allowed = if let Some(rest) = name.strip_prefix(bindings::PACKAGE) {
                 let iface = rest.trim_start_matches('/').split('@').next().unwrap_or("");
-                bindings::IMPORTABLE.contains(&iface)
+                self.importable.contains(&iface)
             } else {
                 name.starts_with("wasi:")
             };
             if !allowed {
                 return Err(InvalidComponent(format!(
                     "the component imports `{name}`, which cloudfn does not provide; a {} \
-                     may import only WASI 0.2 and {}/{{invoke,log,config}}",
+                     may import only WASI 0.2 and {}/{{{}}}",
                     match kind {
                         FunctionKind::Function => "cloud function",
                         FunctionKind::Http => "HTTP function",
                     },
-                    bindings::PACKAGE
+                    bindings::PACKAGE,
+                    self.importable
+                        .iter()
+                        .filter(|i| **i != "types")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )));
             }
         }
@@ -489,13 +534,12 @@ fn guest_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Each cloudfn interface reaches only its own narrow context in the call's state.
 fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    use bindings::cloudfn::function::{config, invoke, log, openapi, types};
+    use bindings::cloudfn::function::{config, invoke, log, types};
     use wasmtime::component::HasSelf;
     types::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
     invoke::add_to_linker::<_, HasSelf<InvokeHost>>(linker, |s: &mut CallState| &mut s.invoke)?;
     log::add_to_linker::<_, HasSelf<LogHost>>(linker, |s: &mut CallState| &mut s.log)?;
     config::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
-    openapi::add_to_linker::<_, HasSelf<OpenapiHost>>(linker, |s: &mut CallState| &mut s.openapi)?;
     Ok(())
 }
 

@@ -8,10 +8,13 @@
 //!   over, and the outbound policy (only the hosts a version's config names).
 //! - [`run`]: [`Runtime::prepare`] a version once, [`Runtime::run`] a call, and the
 //!   classification of its outcome.
-//! - One module per host interface: [`invoke`] (calls to other functions, through a capability
-//!   the pipeline provides), [`openapi`] (cloud calls, likewise), [`log`] (log lines, stdout,
-//!   stderr), [`config`] (variables), and
+//! - One module per interface the runtime implements itself: [`invoke`] (calls to other
+//!   functions, through a closure the pipeline provides), [`log`] (log lines, stdout, stderr),
+//!   [`config`] (variables), and
 //!   [`limiter`] (the call's memory limit and the host's memory budget).
+//! - [`capabilities`]: the assembly line of guest capabilities (crates implementing
+//!   `cloudfn_capability::Capability`, `cloudfn-openapi` first), linked once, with state per
+//!   call.
 //! - [`sched`]: the fair scheduler: guest code runs on the runtime's own threads, in slices,
 //!   with CPU shared between envs.
 //!
@@ -19,6 +22,7 @@
 //! is only a name here, the unit CPU and memory are shared out by.
 
 mod bindings;
+pub mod capabilities;
 pub mod config;
 pub mod egress;
 pub mod engine;
@@ -26,15 +30,14 @@ pub mod http;
 pub mod invoke;
 pub mod limiter;
 pub mod log;
-pub mod openapi;
 pub mod run;
 pub mod sched;
 pub mod state;
 
-pub use bindings::{CallError, OpenapiError, WxContext};
+pub use bindings::{CallError, WxContext};
+pub use cloudfn_capability::{CallInfo, Capability, Services};
 pub use engine::{EPOCH_TICK, EngineConfig, InvalidComponent, Runtime};
 pub use http::{HttpRequest, HttpResponse};
 pub use invoke::CallFunction;
-pub use openapi::{CloudCall, no_cloud_calls};
 pub use run::{GuestCall, GuestError, Outcome, Prepared};
 pub use wasmtime::component::Component;

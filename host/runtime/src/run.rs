@@ -7,7 +7,6 @@ use crate::engine::{Linked, Runtime};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invoke::CallFunction;
 use crate::log::LogSink;
-use crate::openapi::CloudCall;
 use crate::state::{CallState, StoreParts, new_store};
 use anyhow::Context;
 use cloudfn_model::{FunctionConfig, LogLine};
@@ -51,8 +50,10 @@ pub struct GuestCall {
     pub deadline: Instant,
     /// Where the guest's `call-function` goes.
     pub calls: CallFunction,
-    /// Where the guest's cloud calls (`openapi`) go.
-    pub cloud: CloudCall,
+    /// The env's owner app (empty for a file run's env), for the capabilities.
+    pub owner: String,
+    /// What the host provides the capabilities (`cloudfn_capability::Services`).
+    pub services: Arc<cloudfn_capability::Services>,
     /// Largest result accepted.
     pub max_result_bytes: usize,
     /// Whether a version that may write sees its env directory read-only this time (the env
@@ -158,9 +159,29 @@ impl Runtime {
         }
     }
 
+    /// The call's state of each capability.
+    fn instances(&self, call: &GuestCall) -> cloudfn_capability::Instances {
+        let context = &call.context;
+        let info = cloudfn_capability::CallInfo {
+            env: &context.env,
+            function: &context.function_name,
+            owner: &call.owner,
+            appid: context.appid.as_deref(),
+            from_appid: context.from_appid.as_deref(),
+            deadline: call.deadline,
+            services: &call.services,
+        };
+        let mut instances = cloudfn_capability::Instances::default();
+        for capability in self.capabilities() {
+            instances.push(capability.instance(&info));
+        }
+        instances
+    }
+
     /// Runs one call in a fresh instance, here.
     async fn run_here(&self, prepared: &Prepared, call: GuestCall) -> Outcome {
         let logs = Arc::new(Mutex::new(LogSink::default()));
+        let instances = self.instances(&call);
         let mut store = new_store(
             self.engine(),
             StoreParts {
@@ -172,7 +193,7 @@ impl Runtime {
                 memory_bytes: prepared.config.memory_mb as usize * 1024 * 1024,
                 budget: (&self.memory, &call.context.env),
                 calls: call.calls,
-                cloud: call.cloud,
+                instances,
                 logs: logs.clone(),
                 deadline: call.deadline,
                 outbound_hosts: prepared.outbound_hosts.clone(),

@@ -1,14 +1,15 @@
 //! What one call's `Store` holds, and how a fresh one is made: the WASI context (stdio into the
 //! call's log sink, the env directory cloned from the version's template, nothing else), the
-//! memory limiter, one narrow context per cloudfn interface, `wasi:http` with the outbound
-//! policy, and the epoch deadline.
+//! memory limiter, one narrow context per interface the runtime implements, the call's
+//! instances of the capabilities (`capabilities.rs`), `wasi:http` with the outbound policy,
+//! and the epoch deadline.
 
 use crate::config::ConfigHost;
 use crate::http::Outbound;
 use crate::invoke::{CallFunction, InvokeHost};
 use crate::limiter::{MemLimiter, MemoryBudget};
 use crate::log::{LogHost, LogPipe, LogSink};
-use crate::openapi::{CloudCall, OpenapiHost};
+use cloudfn_capability::{HasInstances, Instances};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -32,8 +33,8 @@ pub struct CallState {
     pub log: LogHost,
     /// The `config` interface.
     pub config: ConfigHost,
-    /// The `openapi` interface.
-    pub openapi: OpenapiHost,
+    /// The call's state of each capability.
+    pub instances: Instances,
     /// When the call's time is up.
     pub deadline: Instant,
     /// `wasi:http` (HTTP functions' incoming request, and outbound requests).
@@ -49,6 +50,12 @@ impl WasiHttpView for CallState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
+    }
+}
+
+impl HasInstances for CallState {
+    fn instances(&mut self) -> &mut Instances {
+        &mut self.instances
     }
 }
 
@@ -73,8 +80,8 @@ pub struct StoreParts<'a> {
     pub budget: (&'a MemoryBudget, &'a str),
     /// The nested-call capability.
     pub calls: CallFunction,
-    /// The cloud-call capability.
-    pub cloud: CloudCall,
+    /// The call's state of each capability.
+    pub instances: Instances,
     /// Where the logs go.
     pub logs: Arc<Mutex<LogSink>>,
     /// When the call's time is up.
@@ -116,7 +123,7 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             invoke: InvokeHost(parts.calls),
             log: LogHost(parts.logs.clone()),
             config: ConfigHost(parts.vars),
-            openapi: OpenapiHost(parts.cloud),
+            instances: parts.instances,
             deadline: parts.deadline,
             http: WasiHttpCtx::new(),
             outbound: Outbound {

@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use cloudfn_invoke;
 pub use cloudfn_store::FunctionConfig as Config;
@@ -60,6 +60,25 @@ pub struct TestHost {
     gateway: tokio::sync::OnceCell<Gateway>,
     // Dropped last: the host's files live here.
     dir: tempfile::TempDir,
+}
+
+/// The runtime every [`TestHost`] of this process shares, its precompiled artifacts in the
+/// enclosing cargo target dir (`cwasm-cache`, as the host's own tests keep theirs) or else the
+/// user's cache dir: each component (the examples' `cloudbase_auth` and `echo` above all)
+/// compiles once per machine, not once per test.
+fn shared_runtime() -> anyhow::Result<Arc<cloudfn_runtime::Runtime>> {
+    static RUNTIME: OnceLock<Arc<cloudfn_runtime::Runtime>> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.clone());
+    }
+    let artifacts = cloudfn_builder::enclosing_target_dir()
+        .map(|d| d.join("cwasm-cache"))
+        .or_else(|| cloudfn_builder::user_cache_dir().map(|d| d.join("artifacts")));
+    let runtime = cloudfn_runtime::Runtime::with_config(
+        artifacts,
+        &cloudfn_invoke::EngineConfig::one_shot(),
+    )?;
+    Ok(RUNTIME.get_or_init(|| Arc::new(runtime)).clone())
 }
 
 struct Gateway {
@@ -90,7 +109,7 @@ impl TestHost {
             egress_allow,
             ..Options::default()
         };
-        let host = Host::open_with(dir.path(), options).await?;
+        let host = Host::open_shared(dir.path(), options, shared_runtime()?).await?;
         Ok(TestHost {
             host,
             creds: Mutex::default(),

@@ -1,0 +1,41 @@
+//! `cloudfn rm`: removes a function and all its versions.
+
+use super::backend;
+use crate::Cli;
+use clap::Args;
+
+/// `cloudfn rm`.
+#[derive(Debug, Args)]
+pub struct RmCommand {
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// The function.
+    #[arg(long)]
+    pub name: String,
+    /// Act as this app: its own envs in full, a shared env as far as its share's
+    /// permissions go (functions:read, functions:deploy).
+    #[arg(long = "as")]
+    pub acting: Option<String>,
+    /// Remove cloudbase_auth even though the env is shared (its sharees' calls then fail).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl RmCommand {
+    /// `cloudfn rm`.
+    pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
+        let RmCommand {
+            env,
+            name,
+            acting,
+            force,
+        } = self;
+        backend(cli)
+            .await?
+            .remove(env, name, acting.as_deref(), *force)
+            .await?;
+        println!("removed {env}/{name}");
+        Ok(0)
+    }
+}

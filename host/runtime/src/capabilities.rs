@@ -1,0 +1,16 @@
+//! The assembly line of guest capabilities: every capability the host ships, one line each.
+//! A capability is a crate implementing `cloudfn_capability::Capability` (see that crate and
+//! docs/architecture.md, "A new capability"); the runtime links each into the linker every
+//! function shares and makes each its state for every call.
+
+use crate::state::CallState;
+use cloudfn_capability::Capability;
+use std::sync::Arc;
+
+/// A capability as the runtime holds it.
+pub type Dyn = Arc<dyn Capability<CallState>>;
+
+/// The capabilities the host ships.
+pub fn standard() -> Vec<Dyn> {
+    vec![Arc::new(cloudfn_openapi::Openapi)]
+}
