@@ -793,3 +793,105 @@ async fn the_data_dir_and_its_secrets_are_private_to_their_owner() {
         }
     }
 }
+
+/// The capability seam with a capability of the test's own: linked beside the standard ones,
+/// its interface importable, its state made for every call with what the call is (and dropped
+/// with the call), while a runtime refuses two capabilities for one interface or more than it
+/// holds.
+#[tokio::test]
+async fn a_capability_of_its_own_is_linked_and_given_state_for_every_call() {
+    use cloudfn_runtime::capabilities::{Dyn, standard};
+    use cloudfn_runtime::state::CallState;
+    use cloudfn_runtime::{CallInfo, Capability, EngineConfig, Runtime};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        made: Vec<String>,
+        dropped: usize,
+    }
+    struct Probe(&'static str, Arc<Mutex<Seen>>);
+    struct ProbeState(Arc<Mutex<Seen>>);
+    impl Drop for ProbeState {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().dropped += 1;
+        }
+    }
+    impl Capability<CallState> for Probe {
+        fn interface(&self) -> &'static str {
+            self.0
+        }
+        fn add_to_linker(
+            &self,
+            _: &mut wasmtime::component::Linker<CallState>,
+        ) -> wasmtime::Result<()> {
+            Ok(())
+        }
+        fn instance(&self, call: &CallInfo<'_>) -> Box<dyn std::any::Any + Send> {
+            self.1.lock().unwrap().made.push(format!(
+                "{}/{} owner {} appid {:?} from {:?}",
+                call.env, call.function, call.owner, call.appid, call.from_appid
+            ));
+            Box::new(ProbeState(self.1.clone()))
+        }
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut list: Vec<Dyn> = standard();
+    list.push(Arc::new(Probe("probe", seen.clone())));
+    let runtime = Runtime::with_capabilities(None, &EngineConfig::one_shot(), list).unwrap();
+    let importable = runtime.importable();
+    for interface in ["invoke", "log", "config", "openapi", "probe"] {
+        assert!(importable.contains(&interface), "{importable:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open_shared(dir.path(), Default::default(), Arc::new(runtime))
+        .await
+        .unwrap();
+    host.create_env("prod", "wxA").await.unwrap();
+    let echo = std::fs::read(paths::ECHO).unwrap();
+    host.deploy("prod", "echo", &echo, FunctionConfig::default())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let inv = host
+            .call(Call::trusted(
+                InvokeRequest::new("prod", "echo", format!("{{\"i\":{i}}}"), "wx_devtools"),
+                Identity {
+                    appid: Some("wxA".into()),
+                    ..Identity::default()
+                },
+            ))
+            .await;
+        assert_eq!(ok_json(&inv)["event"]["i"], i);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.made,
+        vec!["prod/echo owner wxA appid Some(\"wxA\") from None"; 3],
+        "one state per call, made from the call"
+    );
+    assert_eq!(seen.dropped, 3, "each call's state is dropped with it");
+
+    let twice: Vec<Dyn> = vec![
+        Arc::new(Probe("probe", Default::default())),
+        Arc::new(Probe("probe", Default::default())),
+    ];
+    let e = Runtime::with_capabilities(None, &EngineConfig::one_shot(), twice)
+        .err()
+        .expect("two capabilities for one interface");
+    assert!(
+        format!("{e:#}").contains("two capabilities for the interface `probe`"),
+        "{e:#}"
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let many: Vec<Dyn> = names
+        .iter()
+        .map(|n| Arc::new(Probe(n, Default::default())) as Dyn)
+        .collect();
+    let e = Runtime::with_capabilities(None, &EngineConfig::one_shot(), many)
+        .err()
+        .expect("more capabilities than a call holds");
+    assert!(format!("{e:#}").contains("at most 8"), "{e:#}");
+}

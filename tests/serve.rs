@@ -1077,3 +1077,56 @@ async fn activation_records_stay_within_their_byte_budget() {
         .unwrap();
     assert!(used as u64 <= budget, "records take {used} bytes");
 }
+
+/// The admin API's router: every `/v1` route, and any path that is no route, refuses a
+/// missing or wrong token before anything else (so its shape shows to nobody without one);
+/// with the token, no such route (or not with that method) is a 404 in the API's shape, a bad
+/// body a 400 naming the field, and the unauthenticated routes stay open.
+#[tokio::test]
+async fn the_admin_router_asks_for_the_token_first_and_answers_in_its_own_shape() {
+    let s = standard().await;
+    let base = format!("http://{}", s.admin);
+    let wrong = [("authorization", "Bearer not-the-admin-token-at-all")];
+    for (method, path) in [
+        ("GET", "/v1/apps"),
+        ("POST", "/v1/envs"),
+        ("DELETE", "/v1/shares/prod/wxB"),
+        ("GET", "/v1/no-such-thing"),
+        ("PATCH", "/v1/apps"),
+    ] {
+        for headers in [&[][..], &wrong[..]] {
+            let (status, body) = request(method, &format!("{base}{path}"), headers, "").await;
+            assert_eq!(status, 401, "{method} {path}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().contains("admin token"),
+                "{body}"
+            );
+        }
+    }
+    let (status, body) = admin(&s, "GET", "/v1/no-such-thing", "").await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"error": "no admin endpoint /v1/no-such-thing"}))
+    );
+    let (status, body) = admin(&s, "PATCH", "/v1/apps", "").await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"error": "no admin endpoint /v1/apps"}))
+    );
+    let (status, body) = admin(&s, "POST", "/v1/envs", r#"{"env":"x","ownr":"wxA"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `ownr`"),
+        "{body}"
+    );
+    let (status, body) = admin(&s, "GET", "/v1/envs/prod/functions", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["name"], "echo", "{body}");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = request("GET", &format!("{base}{path}"), &[], "").await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}

@@ -1,19 +1,29 @@
 //! The admin API, on its own listener and behind a bearer token: apps, envs, deploys
 //! (wasm upload), functions, versions, rollback, removal, invocation, activation records, and
-//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it. `/console` is the web console
-//! ([`crate::console`]), with its own login.
+//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it. Its routes are declared once,
+//! with axum ([`routes`]: `Router`, `State`, typed extractors, store errors turned into replies
+//! by `IntoResponse`). `/console` is the web console ([`crate::console`]), with its own login
+//! and its own routing.
 
 use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::{any, delete, get, post, put};
 use cloudfn_invoke::{Actor, Call, Host, Identity, Invocation, InvokeRequest};
 use cloudfn_store::secrets::{constant_time_eq, hash_secret};
 use cloudfn_store::{
     ActivationQuery, AuditQuery, FunctionConfig, LogLine, SharedFunctions, StoreError,
 };
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tower_service::Service;
 
 /// Largest component a deploy may upload.
 pub const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
@@ -111,13 +121,20 @@ impl From<Invocation> for AdminInvocation {
 /// The admin endpoints, and the web console under `/console`.
 #[derive(Clone)]
 pub struct AdminApi {
-    /// The host.
-    pub host: Arc<Host>,
-    /// SHA-256 of the bearer token.
-    pub token_sha256: String,
     /// The console (its login takes the same token).
-    pub console: Arc<crate::console::Console>,
+    console: Arc<crate::console::Console>,
+    /// Every route but the console's, declared once ([`routes`]).
+    router: Router,
 }
+
+/// What the handlers share.
+struct Api {
+    host: Arc<Host>,
+    /// SHA-256 of the bearer token.
+    token_sha256: String,
+}
+
+type ApiState = State<Arc<Api>>;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(status, &json!({ "error": message.into() }))
@@ -161,16 +178,77 @@ fn ok<T: Serialize>(value: &T) -> Response<Body> {
     )
 }
 
+/// A refusal in the API's shape (`{"error": ...}` with its status): a store error (its status
+/// from [`store_status`]) or the API's own.
+enum ApiError {
+    Store(StoreError),
+    Status(StatusCode, String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            ApiError::Store(e) => store_error(e),
+            ApiError::Status(status, message) => error(status, message),
+        }
+        .into_response()
+    }
+}
+
+/// What a handler answers: its reply, or a refusal in the API's shape.
+type Reply = Result<Response<Body>, ApiError>;
+
 /// A JSON body of at most 1 MB. Every admin body refuses fields it does not know (serde's
 /// `deny_unknown_fields` names the field and the accepted ones): a misspelt key must not be
 /// dropped silently, since its absence can widen what the request does (a share of every
 /// function, a call with no caller).
-async fn json_body<T: for<'de> Deserialize<'de>>(body: Incoming) -> Result<T, Response<Body>> {
-    let bytes = read_body(body, 1024 * 1024)
-        .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the JSON body is over 1 MB"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: for<'de> Deserialize<'de>> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req.into_body(), 1024 * 1024).await.map_err(|_| {
+            ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the JSON body is over 1 MB".into(),
+            )
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::Status(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+        })
+    }
+}
+
+/// The query string's parameters, decoded (unknown ones ignored).
+struct QueryMap(std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(QueryMap(query_map(parts.uri.query())))
+    }
+}
+
+/// `?acting=APPID`: an app acting through the operator's token, held to what it may do.
+struct Acting(Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = query_map(parts.uri.query());
+        Ok(Acting(Actor::acting(
+            query.get("acting").map(String::as_str),
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -245,319 +323,396 @@ pub struct NewShare {
 }
 
 impl AdminApi {
-    /// Routes one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        if path == "/metrics" && req.method() == Method::GET {
-            return text(
-                StatusCode::OK,
-                self.host.metrics_text(),
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            );
-        }
-        if path == "/console" || path.starts_with("/console/") {
-            return self.console.handle(req).await;
-        }
-        if path == "/" && req.method() == Method::GET {
-            return crate::console::redirect(false, "/console");
-        }
-        if path == "/healthz" {
-            return json(StatusCode::OK, &json!({ "ok": true }));
-        }
-        if path == "/readyz" {
-            // Ready once the state is loaded (the host exists) and the store is reachable: a
-            // host that cannot hear about changes made elsewhere must not take calls.
-            return if self.host.ready() {
-                json(StatusCode::OK, &json!({ "ready": true }))
-            } else {
-                json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({ "ready": false, "reason": "the store is unreachable" }),
-                )
-            };
-        }
-        let bearer = header(req.headers(), "authorization");
-        let authorized = bearer
-            .as_deref()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| token_matches(t, &self.token_sha256));
-        if !authorized {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong admin token (Authorization: Bearer TOKEN)",
-            );
-        }
-        let segments = crate::http::path_segments(&path);
-        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let method = req.method().clone();
-        let store = self.host.store();
-        // `?acting=APPID`: an app acting through the operator's token, held to what it may do.
-        let query = query_map(req.uri().query());
-        let actor = Actor::acting(query.get("acting").map(String::as_str));
-        match (method, segs.as_slice()) {
-            (Method::GET, ["v1", "apps"]) => {
-                store.apps().await.map_or_else(store_error, |a| ok(&a))
-            }
-            (Method::POST, ["v1", "apps"]) => match json_body::<NewApp>(req.into_body()).await {
-                Ok(n) => self
-                    .host
-                    .create_app(&n.appid, n.subject.as_deref())
-                    .await
-                    .map_or_else(store_error, |c| ok(&c)),
-                Err(r) => r,
-            },
-            (Method::POST, ["v1", "apps", appid, "rotate-secret"]) => self
-                .host
-                .rotate_secret(appid)
-                .await
-                .map_or_else(store_error, |c| ok(&c)),
-            (Method::POST, ["v1", "apps", appid, "revoke-sessions"]) => self
-                .host
-                .revoke_sessions(appid)
-                .await
-                .map_or_else(store_error, |g| ok(&json!({ "generation": g }))),
-            (Method::GET, ["v1", "envs"]) => {
-                store.envs().await.map_or_else(store_error, |e| ok(&e))
-            }
-            (Method::POST, ["v1", "envs"]) => match json_body::<NewEnv>(req.into_body()).await {
-                Ok(n) => self
-                    .host
-                    .create_env_for_app(&n.env, &n.owner)
-                    .await
-                    .map_or_else(store_error, |e| ok(&e)),
-                Err(r) => r,
-            },
-            (Method::GET, ["v1", "envs", env, "functions"]) => self
-                .host
-                .functions_as(&actor, env)
-                .await
-                .map_or_else(store_error, |f| ok(&f)),
-            (Method::PUT, ["v1", "envs", env, "functions", name]) => {
-                self.deploy(&actor, env, name, req).await
-            }
-            (Method::DELETE, ["v1", "envs", env, "functions", name]) => self
-                .host
-                .remove_as(
-                    &actor,
-                    env,
-                    name,
-                    query.get("force").is_some_and(|v| v == "true"),
-                )
-                .await
-                .map_or_else(store_error, |()| ok(&json!({ "removed": name }))),
-            (Method::GET, ["v1", "envs", env, "functions", name, "versions"]) => self
-                .host
-                .versions_as(&actor, env, name)
-                .await
-                .map_or_else(store_error, |v| ok(&v)),
-            (Method::POST, ["v1", "envs", env, "functions", name, "rollback"]) => {
-                match json_body::<Rollback>(req.into_body()).await {
-                    Ok(r) => self
-                        .host
-                        .rollback_as(&actor, env, name, r.to)
-                        .await
-                        .map_or_else(store_error, |()| ok(&json!({ "active_version": r.to }))),
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "envs", env, "functions", name, "invoke"]) => {
-                match json_body::<AdminInvoke>(req.into_body()).await {
-                    Ok(call) => match call.into_call(env, name) {
-                        Err(why) => error(StatusCode::BAD_REQUEST, why),
-                        Ok(call) => ok(&AdminInvocation::from(self.host.call(call).await)),
-                    },
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "apps", appid, "sharing"]) => {
-                match json_body::<SharingSwitch>(req.into_body()).await {
-                    Ok(b) => self
-                        .host
-                        .set_sharing(appid, b.on)
-                        .await
-                        .map_or_else(store_error, |()| {
-                            ok(&json!({ "appid": appid, "sharing": b.on }))
-                        }),
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "apps", appid, "webhook"]) => {
-                match json_body::<WebhookUrl>(req.into_body()).await {
-                    Ok(w) => self
-                        .host
-                        .set_webhook(appid, w.url.as_deref())
-                        .await
-                        .map_or_else(store_error, |secret| {
-                            ok(&json!({ "appid": appid, "url": w.url, "secret": secret }))
-                        }),
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "apps", appid, "upstream"]) => {
-                match json_body::<UpstreamSecret>(req.into_body()).await {
-                    Ok(u) => self
-                        .host
-                        .set_upstream_secret(appid, u.secret.as_deref())
-                        .await
-                        .map_or_else(store_error, |()| {
-                            ok(&json!({ "appid": appid, "upstream_secret": u.secret.is_some() }))
-                        }),
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "apps", appid, "taobao-secret"]) => {
-                match json_body::<UpstreamSecret>(req.into_body()).await {
-                    Ok(u) => self
-                        .host
-                        .set_taobao_secret(appid, u.secret.as_deref())
-                        .await
-                        .map_or_else(store_error, |()| {
-                            ok(&json!({ "appid": appid, "taobao_secret": u.secret.is_some() }))
-                        }),
-                    Err(r) => r,
-                }
-            }
-            (Method::POST, ["v1", "shares", "unbind"]) => {
-                match json_body::<Unbind>(req.into_body()).await {
-                    Ok(u) => self
-                        .host
-                        .unbind(&u.owner, &u.to, u.acting.as_deref())
-                        .await
-                        .map_or_else(store_error, |envs| {
-                            ok(&json!({ "owner": u.owner, "to": u.to, "envs": envs }))
-                        }),
-                    Err(r) => r,
-                }
-            }
-            (Method::GET, ["v1", "shares"]) => store
-                .shares(
-                    query.get("env").map(String::as_str),
-                    query.get("app").map(String::as_str),
-                )
-                .await
-                .map_or_else(store_error, |s| ok(&s)),
-            (Method::POST, ["v1", "shares"]) => {
-                match json_body::<NewShare>(req.into_body()).await {
-                    Ok(n) => match SharedFunctions::parse(n.functions.as_deref().unwrap_or("*")) {
-                        Ok(functions) => self
-                            .host
-                            .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
-                            .await
-                            .map_or_else(store_error, |s| ok(&s)),
-                        Err(e) => store_error(e.into()),
-                    },
-                    Err(r) => r,
-                }
-            }
-            (Method::DELETE, ["v1", "shares", env, to]) => self
-                .host
-                .remove_share(env, to, query.get("acting").map(String::as_str))
-                .await
-                .map_or_else(store_error, |()| {
-                    ok(&json!({ "removed": { "env": env, "to": to } }))
-                }),
-            (Method::GET, ["v1", "envs", env, "rules"]) => {
-                self.host.rules(env).await.map_or_else(store_error, |r| {
-                    json(
-                        StatusCode::OK,
-                        &serde_json::from_str(&r).unwrap_or(Value::Null),
-                    )
-                })
-            }
-            (Method::PUT, ["v1", "envs", env, "rules"]) => {
-                match read_body(req.into_body(), 1024 * 1024).await {
-                    Ok(body) => match std::str::from_utf8(&body) {
-                        Ok(text) => self.host.set_rules_as(&actor, env, text).await.map_or_else(
-                            store_error,
-                            |r| {
-                                json(
-                                    StatusCode::OK,
-                                    &serde_json::from_str(&r).unwrap_or(Value::Null),
-                                )
-                            },
-                        ),
-                        Err(_) => error(StatusCode::BAD_REQUEST, "the rules must be UTF-8 JSON"),
-                    },
-                    Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "the rules are over 1 MB"),
-                }
-            }
-            (Method::GET, ["v1", "envs", env, "activations"]) => {
-                let outcome = match query.get("outcome").map(String::as_str) {
-                    None | Some("") => None,
-                    Some(o) => match cloudfn_store::Outcome::parse(o) {
-                        Some(o) => Some(o),
-                        None => {
-                            return error(
-                                StatusCode::BAD_REQUEST,
-                                format!("outcome {o:?} is not one of ok, error, denied"),
-                            );
-                        }
-                    },
-                };
-                let records = ActivationQuery {
-                    env: env.to_string(),
-                    name: query.get("name").cloned(),
-                    after: query.get("after").and_then(|a| a.parse().ok()),
-                    before: query.get("before").and_then(|b| b.parse().ok()),
-                    limit: query.get("limit").and_then(|l| l.parse().ok()),
-                    outcome,
-                    since_ms: query.get("since_ms").and_then(|s| s.parse().ok()),
-                    ..Default::default()
-                };
-                self.host
-                    .activations_as(&actor, &records)
-                    .await
-                    .map_or_else(store_error, |a| ok(&a))
-            }
-            (Method::GET, ["v1", "audit"]) => {
-                let q = AuditQuery {
-                    env: query.get("env").cloned(),
-                    app: query.get("app").cloned(),
-                    after: query.get("after").and_then(|a| a.parse().ok()),
-                    limit: query.get("limit").and_then(|l| l.parse().ok()),
-                };
-                store
-                    .audit_log(&q)
-                    .await
-                    .map_or_else(store_error, |a| ok(&a))
-            }
-            _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+    /// The admin API of `host`, whose operator token has SHA-256 `token_sha256`, and the console.
+    pub fn new(host: Arc<Host>, token_sha256: String, console: crate::console::Console) -> Self {
+        AdminApi {
+            console: Arc::new(console),
+            router: routes(Arc::new(Api { host, token_sha256 })),
         }
     }
 
-    async fn deploy(
-        &self,
-        actor: &Actor,
-        env: &str,
-        name: &str,
-        req: Request<Incoming>,
-    ) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let config: FunctionConfig = match header(&parts.headers, "cloudfn-config") {
-            Some(c) => match FunctionConfig::from_client_json(&c) {
-                Ok(c) => c,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid cloudfn-config header: {e}"),
-                    );
-                }
-            },
-            None => FunctionConfig::default(),
-        };
-        let wasm = match read_body(body, MAX_WASM_BYTES).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(limit)) => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the component is over {limit} bytes"),
-                );
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-        self.host
-            .deploy_as(actor, env, name, &wasm, config)
-            .await
-            .map_or_else(store_error, |v| ok(&v))
+    /// Serves one request: the console's own routes, or the router's.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if path == "/console" || path.starts_with("/console/") {
+            return self.console.handle(req).await;
+        }
+        let Ok(response) = self.router.clone().call(req).await;
+        let (parts, body) = response.into_parts();
+        // The handlers' bodies are whole already (`Full`): taking them back costs a copy of
+        // a small JSON reply on the admin listener.
+        match body.collect().await {
+            Ok(bytes) => Response::from_parts(parts, Full::new(bytes.to_bytes())),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing the response: {e}"),
+            ),
+        }
     }
+}
+
+/// Every admin route, declared once: `/v1/...` behind the bearer token (a wrong or missing
+/// token is refused before anything is read, on a route that does not exist too), then the
+/// unauthenticated `/metrics`, `/healthz`, `/readyz` and `/`.
+fn routes(api: Arc<Api>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/apps", get(apps).post(create_app))
+        .route("/v1/apps/{appid}/rotate-secret", post(rotate_secret))
+        .route("/v1/apps/{appid}/revoke-sessions", post(revoke_sessions))
+        .route("/v1/apps/{appid}/sharing", post(set_sharing))
+        .route("/v1/apps/{appid}/webhook", post(set_webhook))
+        .route("/v1/apps/{appid}/upstream", post(set_upstream_secret))
+        .route("/v1/apps/{appid}/taobao-secret", post(set_taobao_secret))
+        .route("/v1/envs", get(envs).post(create_env))
+        .route("/v1/envs/{env}/functions", get(functions))
+        .route(
+            "/v1/envs/{env}/functions/{name}",
+            put(deploy).delete(remove),
+        )
+        .route("/v1/envs/{env}/functions/{name}/versions", get(versions))
+        .route("/v1/envs/{env}/functions/{name}/rollback", post(rollback))
+        .route("/v1/envs/{env}/functions/{name}/invoke", post(invoke))
+        .route("/v1/envs/{env}/rules", get(rules).put(set_rules))
+        .route("/v1/envs/{env}/activations", get(activations))
+        .route("/v1/shares", get(shares).post(add_share))
+        .route("/v1/shares/unbind", post(unbind))
+        .route("/v1/shares/{env}/{to}", delete(remove_share))
+        .route("/v1/audit", get(audit))
+        .route_layer(middleware::from_fn_with_state(api.clone(), bearer));
+    Router::new()
+        .merge(v1)
+        .route("/metrics", get(metrics))
+        .route("/healthz", any(healthz))
+        .route("/readyz", any(readyz))
+        .route(
+            "/",
+            get(|| async { crate::console::redirect(false, "/console") }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(api)
+}
+
+/// The bearer token the `/v1` routes need.
+async fn bearer(
+    State(api): ApiState,
+    req: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    if !authorized(&api, req.headers()) {
+        return unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+fn authorized(api: &Api, headers: &hyper::HeaderMap) -> bool {
+    header(headers, "authorization")
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| token_matches(t, &api.token_sha256))
+}
+
+fn unauthorized() -> Response<Body> {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token (Authorization: Bearer TOKEN)",
+    )
+}
+
+/// No such endpoint (or not with this method): said only to a caller with the token, so the
+/// API's shape is not shown to anyone else.
+async fn not_found(State(api): ApiState, uri: Uri, headers: hyper::HeaderMap) -> Response<Body> {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no admin endpoint {}", uri.path()),
+    )
+}
+
+async fn metrics(State(api): ApiState) -> Response<Body> {
+    text(
+        StatusCode::OK,
+        api.host.metrics_text(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+}
+
+async fn healthz() -> Response<Body> {
+    json(StatusCode::OK, &json!({ "ok": true }))
+}
+
+/// Ready once the state is loaded (the host exists) and the store is reachable: a host that
+/// cannot hear about changes made elsewhere must not take calls.
+async fn readyz(State(api): ApiState) -> Response<Body> {
+    if api.host.ready() {
+        json(StatusCode::OK, &json!({ "ready": true }))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "reason": "the store is unreachable" }),
+        )
+    }
+}
+
+async fn apps(State(api): ApiState) -> Reply {
+    Ok(ok(&api.host.store().apps().await?))
+}
+
+async fn create_app(State(api): ApiState, JsonBody(n): JsonBody<NewApp>) -> Reply {
+    Ok(ok(&api
+        .host
+        .create_app(&n.appid, n.subject.as_deref())
+        .await?))
+}
+
+async fn rotate_secret(State(api): ApiState, Path(appid): Path<String>) -> Reply {
+    Ok(ok(&api.host.rotate_secret(&appid).await?))
+}
+
+async fn revoke_sessions(State(api): ApiState, Path(appid): Path<String>) -> Reply {
+    let generation = api.host.revoke_sessions(&appid).await?;
+    Ok(ok(&json!({ "generation": generation })))
+}
+
+async fn set_sharing(
+    State(api): ApiState,
+    Path(appid): Path<String>,
+    JsonBody(b): JsonBody<SharingSwitch>,
+) -> Reply {
+    api.host.set_sharing(&appid, b.on).await?;
+    Ok(ok(&json!({ "appid": appid, "sharing": b.on })))
+}
+
+async fn set_webhook(
+    State(api): ApiState,
+    Path(appid): Path<String>,
+    JsonBody(w): JsonBody<WebhookUrl>,
+) -> Reply {
+    let secret = api.host.set_webhook(&appid, w.url.as_deref()).await?;
+    Ok(ok(
+        &json!({ "appid": appid, "url": w.url, "secret": secret }),
+    ))
+}
+
+async fn set_upstream_secret(
+    State(api): ApiState,
+    Path(appid): Path<String>,
+    JsonBody(u): JsonBody<UpstreamSecret>,
+) -> Reply {
+    api.host
+        .set_upstream_secret(&appid, u.secret.as_deref())
+        .await?;
+    Ok(ok(
+        &json!({ "appid": appid, "upstream_secret": u.secret.is_some() }),
+    ))
+}
+
+async fn set_taobao_secret(
+    State(api): ApiState,
+    Path(appid): Path<String>,
+    JsonBody(u): JsonBody<UpstreamSecret>,
+) -> Reply {
+    api.host
+        .set_taobao_secret(&appid, u.secret.as_deref())
+        .await?;
+    Ok(ok(
+        &json!({ "appid": appid, "taobao_secret": u.secret.is_some() }),
+    ))
+}
+
+async fn envs(State(api): ApiState) -> Reply {
+    Ok(ok(&api.host.store().envs().await?))
+}
+
+async fn create_env(State(api): ApiState, JsonBody(n): JsonBody<NewEnv>) -> Reply {
+    Ok(ok(&api.host.create_env_for_app(&n.env, &n.owner).await?))
+}
+
+async fn functions(State(api): ApiState, Acting(actor): Acting, Path(env): Path<String>) -> Reply {
+    Ok(ok(&api.host.functions_as(&actor, &env).await?))
+}
+
+async fn deploy(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path((env, name)): Path<(String, String)>,
+    headers: hyper::HeaderMap,
+    body: axum::body::Body,
+) -> Reply {
+    let config = match header(&headers, "cloudfn-config") {
+        Some(c) => FunctionConfig::from_client_json(&c).map_err(|e| {
+            ApiError::Status(
+                StatusCode::BAD_REQUEST,
+                format!("invalid cloudfn-config header: {e}"),
+            )
+        })?,
+        None => FunctionConfig::default(),
+    };
+    let wasm = read_body(body, MAX_WASM_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge(limit) => ApiError::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the component is over {limit} bytes"),
+        ),
+        e => ApiError::Status(StatusCode::BAD_REQUEST, e.to_string()),
+    })?;
+    Ok(ok(&api
+        .host
+        .deploy_as(&actor, &env, &name, &wasm, config)
+        .await?))
+}
+
+async fn remove(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path((env, name)): Path<(String, String)>,
+    QueryMap(query): QueryMap,
+) -> Reply {
+    let force = query.get("force").is_some_and(|v| v == "true");
+    api.host.remove_as(&actor, &env, &name, force).await?;
+    Ok(ok(&json!({ "removed": name })))
+}
+
+async fn versions(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path((env, name)): Path<(String, String)>,
+) -> Reply {
+    Ok(ok(&api.host.versions_as(&actor, &env, &name).await?))
+}
+
+async fn rollback(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path((env, name)): Path<(String, String)>,
+    JsonBody(r): JsonBody<Rollback>,
+) -> Reply {
+    api.host.rollback_as(&actor, &env, &name, r.to).await?;
+    Ok(ok(&json!({ "active_version": r.to })))
+}
+
+async fn invoke(
+    State(api): ApiState,
+    Path((env, name)): Path<(String, String)>,
+    JsonBody(call): JsonBody<AdminInvoke>,
+) -> Reply {
+    let call = call
+        .into_call(&env, &name)
+        .map_err(|why| ApiError::Status(StatusCode::BAD_REQUEST, why))?;
+    Ok(ok(&AdminInvocation::from(api.host.call(call).await)))
+}
+
+/// Rules are JSON text; the reply is the rules as JSON.
+fn rules_reply(rules: &str) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::from_str(rules).unwrap_or(Value::Null),
+    )
+}
+
+async fn rules(State(api): ApiState, Path(env): Path<String>) -> Reply {
+    Ok(rules_reply(&api.host.rules(&env).await?))
+}
+
+async fn set_rules(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path(env): Path<String>,
+    body: axum::body::Body,
+) -> Reply {
+    let body = read_body(body, 1024 * 1024).await.map_err(|_| {
+        ApiError::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the rules are over 1 MB".into(),
+        )
+    })?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::Status(
+            StatusCode::BAD_REQUEST,
+            "the rules must be UTF-8 JSON".into(),
+        )
+    })?;
+    Ok(rules_reply(
+        &api.host.set_rules_as(&actor, &env, text).await?,
+    ))
+}
+
+async fn activations(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Path(env): Path<String>,
+    QueryMap(query): QueryMap,
+) -> Reply {
+    let outcome = match query.get("outcome").map(String::as_str) {
+        None | Some("") => None,
+        Some(o) => Some(cloudfn_store::Outcome::parse(o).ok_or_else(|| {
+            ApiError::Status(
+                StatusCode::BAD_REQUEST,
+                format!("outcome {o:?} is not one of ok, error, denied"),
+            )
+        })?),
+    };
+    let records = ActivationQuery {
+        env,
+        name: query.get("name").cloned(),
+        after: query.get("after").and_then(|a| a.parse().ok()),
+        before: query.get("before").and_then(|b| b.parse().ok()),
+        limit: query.get("limit").and_then(|l| l.parse().ok()),
+        outcome,
+        since_ms: query.get("since_ms").and_then(|s| s.parse().ok()),
+        ..Default::default()
+    };
+    Ok(ok(&api.host.activations_as(&actor, &records).await?))
+}
+
+async fn shares(State(api): ApiState, QueryMap(query): QueryMap) -> Reply {
+    let shares = api
+        .host
+        .store()
+        .shares(
+            query.get("env").map(String::as_str),
+            query.get("app").map(String::as_str),
+        )
+        .await?;
+    Ok(ok(&shares))
+}
+
+async fn add_share(State(api): ApiState, JsonBody(n): JsonBody<NewShare>) -> Reply {
+    let functions = SharedFunctions::parse(n.functions.as_deref().unwrap_or("*"))
+        .map_err(|e| ApiError::Store(e.into()))?;
+    let share = api
+        .host
+        .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
+        .await?;
+    Ok(ok(&share))
+}
+
+async fn unbind(State(api): ApiState, JsonBody(u): JsonBody<Unbind>) -> Reply {
+    let envs = api
+        .host
+        .unbind(&u.owner, &u.to, u.acting.as_deref())
+        .await?;
+    Ok(ok(&json!({ "owner": u.owner, "to": u.to, "envs": envs })))
+}
+
+async fn remove_share(
+    State(api): ApiState,
+    Path((env, to)): Path<(String, String)>,
+    QueryMap(query): QueryMap,
+) -> Reply {
+    api.host
+        .remove_share(&env, &to, query.get("acting").map(String::as_str))
+        .await?;
+    Ok(ok(&json!({ "removed": { "env": env, "to": to } })))
+}
+
+async fn audit(State(api): ApiState, QueryMap(query): QueryMap) -> Reply {
+    let q = AuditQuery {
+        env: query.get("env").cloned(),
+        app: query.get("app").cloned(),
+        after: query.get("after").and_then(|a| a.parse().ok()),
+        limit: query.get("limit").and_then(|l| l.parse().ok()),
+    };
+    Ok(ok(&api.host.store().audit_log(&q).await?))
 }

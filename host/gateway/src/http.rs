@@ -157,7 +157,11 @@ pub async fn read_body_within(
 /// limits; bodies of callers use [`read_body_within`]. A body over the limit is read on (and
 /// dropped, never kept) up to [`DRAIN_MAX`], so a client still sending it reads the refusal
 /// instead of a broken pipe.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let mut body = body;
     let read = async {
         let mut kept = bytes::BytesMut::new();
@@ -193,7 +197,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads and drops the rest of a refused body, within [`DRAIN_MAX`] and [`DRAIN_TIME`]: past
 /// either, the connection just closes (as it would have).
-async fn drain(mut body: Incoming) {
+async fn drain<B: hyper::body::Body<Data = Bytes> + Unpin>(mut body: B) {
     let drop_rest = async {
         let mut seen = 0usize;
         while let Some(Ok(frame)) = body.frame().await {

@@ -153,11 +153,7 @@ impl Server {
             public,
             admin,
             gateway,
-            admin_api: AdminApi {
-                console: Arc::new(console),
-                host,
-                token_sha256,
-            },
+            admin_api: AdminApi::new(host, token_sha256, console),
             drain_timeout: config.drain_timeout,
             per_ip: config.max_connections_per_ip.max(1),
             generated_admin_token: generated,

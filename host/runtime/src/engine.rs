@@ -249,6 +249,12 @@ impl Runtime {
         &self.capabilities
     }
 
+    /// The interfaces of the `cloudfn:function` package a guest may import: the runtime's own
+    /// and the linked capabilities'.
+    pub fn importable(&self) -> &[&'static str] {
+        &self.importable
+    }
+
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine

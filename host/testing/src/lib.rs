@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 pub use cloudfn_invoke;
 pub use cloudfn_store::FunctionConfig as Config;
@@ -62,23 +62,21 @@ pub struct TestHost {
     dir: tempfile::TempDir,
 }
 
-/// The runtime every [`TestHost`] of this process shares, its precompiled artifacts in the
-/// enclosing cargo target dir (`cwasm-cache`, as the host's own tests keep theirs) or else the
-/// user's cache dir: each component (the examples' `cloudbase_auth` and `echo` above all)
-/// compiles once per machine, not once per test.
-fn shared_runtime() -> anyhow::Result<Arc<cloudfn_runtime::Runtime>> {
-    static RUNTIME: OnceLock<Arc<cloudfn_runtime::Runtime>> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.clone());
-    }
+/// A runtime for one [`TestHost`] (its CPU turns and memory budget its own, as a server's),
+/// its precompiled artifacts in the enclosing cargo target dir (`cwasm-cache`, where the host's
+/// own tests keep theirs) or else the user's cache dir, `dir` if neither: a component (the
+/// examples' `cloudbase_auth` and `echo` above all) compiles once per machine, not per test.
+fn runtime(dir: &Path) -> anyhow::Result<Arc<cloudfn_runtime::Runtime>> {
     let artifacts = cloudfn_builder::enclosing_target_dir()
         .map(|d| d.join("cwasm-cache"))
-        .or_else(|| cloudfn_builder::user_cache_dir().map(|d| d.join("artifacts")));
+        .or_else(|| cloudfn_builder::user_cache_dir().map(|d| d.join("artifacts")))
+        .filter(|d| std::fs::create_dir_all(d).is_ok())
+        .unwrap_or_else(|| dir.join("artifacts"));
     let runtime = cloudfn_runtime::Runtime::with_config(
-        artifacts,
+        Some(artifacts),
         &cloudfn_invoke::EngineConfig::one_shot(),
     )?;
-    Ok(RUNTIME.get_or_init(|| Arc::new(runtime)).clone())
+    Ok(Arc::new(runtime))
 }
 
 struct Gateway {
@@ -109,7 +107,7 @@ impl TestHost {
             egress_allow,
             ..Options::default()
         };
-        let host = Host::open_shared(dir.path(), options, shared_runtime()?).await?;
+        let host = Host::open_shared(dir.path(), options, runtime(dir.path())?).await?;
         Ok(TestHost {
             host,
             creds: Mutex::default(),
