@@ -3,9 +3,9 @@
 //! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it. Its routes are declared once,
 //! with axum ([`routes`]: `Router`, `State`, typed extractors, store errors turned into replies
 //! by `IntoResponse`). `/console` is the web console ([`crate::console`]), with its own login
-//! and its own routing.
+//! and its own router.
 
-use crate::http::{Body, BodyError, header, json, query_map, read_body, text};
+use crate::http::{Body, BodyError, QueryMap, header, json, query_map, read_body, text};
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::middleware::{self, Next};
@@ -121,9 +121,9 @@ impl From<Invocation> for AdminInvocation {
 /// The admin endpoints, and the web console under `/console`.
 #[derive(Clone)]
 pub struct AdminApi {
-    /// The console (its login takes the same token).
-    console: Arc<crate::console::Console>,
-    /// Every route but the console's, declared once ([`routes`]).
+    /// The console's routes (its login takes the same token).
+    console: Router,
+    /// The API's routes, declared once ([`routes`]).
     router: Router,
 }
 
@@ -226,17 +226,6 @@ impl<S: Send + Sync, T: for<'de> Deserialize<'de>> FromRequest<S> for JsonBody<T
     }
 }
 
-/// The query string's parameters, decoded (unknown ones ignored).
-struct QueryMap(std::collections::HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(QueryMap(query_map(parts.uri.query())))
-    }
-}
-
 /// `?acting=APPID`: an app acting through the operator's token, held to what it may do.
 struct Acting(Actor);
 
@@ -326,18 +315,20 @@ impl AdminApi {
     /// The admin API of `host`, whose operator token has SHA-256 `token_sha256`, and the console.
     pub fn new(host: Arc<Host>, token_sha256: String, console: crate::console::Console) -> Self {
         AdminApi {
-            console: Arc::new(console),
+            console: crate::console::router(console),
             router: routes(Arc::new(Api { host, token_sha256 })),
         }
     }
 
-    /// Serves one request: the console's own routes, or the router's.
+    /// Serves one request: the console's routes under `/console`, the API's elsewhere.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
-        if path == "/console" || path.starts_with("/console/") {
-            return self.console.handle(req).await;
-        }
-        let Ok(response) = self.router.clone().call(req).await;
+        let router = if path == "/console" || path.starts_with("/console/") {
+            &self.console
+        } else {
+            &self.router
+        };
+        let Ok(response) = router.clone().call(req).await;
         let (parts, body) = response.into_parts();
         // The handlers' bodies are whole already (`Full`): taking them back costs a copy of
         // a small JSON reply on the admin listener.

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use dashmap::DashMap;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -134,13 +133,17 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// within `budget`: room for its declared length (or `limit` when it declares none) is
 /// reserved first, and the body is refused at once if there is none. The permit keeps the
 /// room until the caller drops it.
-pub async fn read_body_within(
+pub async fn read_body_within<B>(
     budget: &BodyBudget,
     caller: &str,
     headers: &hyper::HeaderMap,
-    body: Incoming,
+    body: B,
     limit: usize,
-) -> Result<(Bytes, BodyPermit), BodyError> {
+) -> Result<(Bytes, BodyPermit), BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let declared = headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -222,6 +225,20 @@ pub fn path_segments(path: &str) -> Vec<String> {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// The query string's parameters, decoded (unknown ones ignored), as an extractor.
+pub(crate) struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut hyper::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(QueryMap(query_map(parts.uri.query())))
+    }
 }
 
 /// The query string's parameters (later duplicates win).

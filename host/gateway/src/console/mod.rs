@@ -11,15 +11,15 @@
 
 mod charts;
 mod pages;
+mod routes;
 pub mod session;
 
-use crate::http::{Body, BodyError, read_body, read_body_within};
+use crate::http::{Body, BodyError, read_body_within};
 use bytes::Bytes;
 use cloudfn_invoke::Host;
 use cloudfn_store::secrets::{constant_time_eq, random_hex};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use minijinja::Environment;
 use session::{Current, LOGIN_COOKIE, SESSION_COOKIE, Sessions, cookie, set_cookie};
 use std::sync::Arc;
@@ -37,6 +37,11 @@ const LOGIN_BUDGET: usize = 2048 * MAX_LOGIN_BYTES;
 
 /// Largest form body other than a deploy.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
+
+/// The console's router ([`routes`]: every page, form, asset and the login, declared once).
+pub(crate) fn router(console: Console) -> axum::Router {
+    routes::routes(Arc::new(console))
+}
 
 /// The console.
 pub struct Console {
@@ -159,80 +164,6 @@ impl Console {
             .expect("static response parts are valid")
     }
 
-    /// Serves one request under `/console`.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        match path.as_str() {
-            "/console/static/htmx.min.js" => {
-                return asset(
-                    include_bytes!("../../assets/htmx.min.js"),
-                    "text/javascript",
-                );
-            }
-            "/console/static/console.js" => {
-                return asset(include_bytes!("../../assets/console.js"), "text/javascript");
-            }
-            "/console/static/console.css" => {
-                return asset(include_bytes!("../../assets/console.css"), "text/css");
-            }
-            "/console/login" => return self.login(req).await,
-            _ => {}
-        }
-        let htmx = req.headers().contains_key("hx-request");
-        let session = cookie(req.headers(), SESSION_COOKIE);
-        let Some(current) = session.as_deref().and_then(|id| self.sessions.get(id)) else {
-            // A stale cookie means the session ran out: say so on the login page.
-            let to = if session.is_some() {
-                "/console/login?expired=1"
-            } else {
-                "/console/login"
-            };
-            return redirect(htmx, to);
-        };
-        if req.method() == Method::POST {
-            return self.post(req, &current, htmx).await;
-        }
-        if req.method() != Method::GET {
-            return self.page_error(
-                &current,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "use GET or a form",
-            );
-        }
-        pages::get(self, &current, &req).await
-    }
-
-    /// A form's POST: the CSRF token checked before anything is done.
-    async fn post(&self, req: Request<Incoming>, current: &Current, htmx: bool) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let content_type = crate::http::header(req.headers(), "content-type").unwrap_or_default();
-        if content_type.starts_with("multipart/form-data") {
-            return pages::deploy(self, current, req, &content_type, htmx).await;
-        }
-        let body = match read_body(req.into_body(), MAX_FORM_BYTES).await {
-            Ok(b) => b,
-            Err(e) => {
-                return self.page_error(current, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-            }
-        };
-        let form = Form::parse(&body);
-        if !current.csrf_ok(form.get("csrf")) {
-            return self.csrf_refused(current);
-        }
-        if path == "/console/logout" {
-            self.sessions.end(&current.id);
-            let mut resp = redirect(htmx, "/console/login");
-            resp.headers_mut().insert(
-                "set-cookie",
-                set_cookie(SESSION_COOKIE, "", Duration::ZERO)
-                    .parse()
-                    .expect("a cookie is a valid header value"),
-            );
-            return resp;
-        }
-        pages::post(self, current, &path, form, htmx).await
-    }
-
     pub(crate) fn csrf_refused(&self, current: &Current) -> Response<Body> {
         self.page_error(
             current,
@@ -267,7 +198,7 @@ impl Console {
     }
 
     /// `GET /console/login` shows the form; `POST` checks the token and starts a session.
-    async fn login(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn login(&self, req: axum::extract::Request) -> Response<Body> {
         if req.method() != Method::POST {
             let expired = req.uri().query().is_some_and(|q| q.contains("expired=1"));
             return self.login_form(

@@ -1,5 +1,5 @@
-//! The console's pages: what each route loads, which `Host` method a form calls, and the
-//! template it renders. Changes go through the same `Host` methods as the admin API (sharing
+//! The console's pages: what each route (`routes.rs`) loads, which `Host` method a form calls,
+//! and the template it renders. Changes go through the same `Host` methods as the admin API (sharing
 //! steps act as the app the page is for, so the store's checks and errors are the CLI's).
 
 use super::charts::{Series, line_chart, sparkline};
@@ -7,7 +7,7 @@ use super::session::Current;
 use super::{Console, Form, redirect};
 use crate::admin_api::MAX_WASM_BYTES;
 use crate::admin_api::store_status;
-use crate::http::{Body, path_segments, query_map};
+use crate::http::Body;
 use cloudfn_invoke::Actor;
 use cloudfn_invoke::metrics::{BUCKET_SECONDS, Point, Window};
 use cloudfn_protocol::rules::{Rules, error_position};
@@ -15,8 +15,7 @@ use cloudfn_store::{
     ActivationQuery, FunctionConfig, FunctionKind, Outcome, PERMISSIONS, SharedFunctions,
     StoreError,
 };
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use minijinja::{Value, context};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,13 +43,6 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
 /// Rows the activations page shows; older ones are a page further (`before=SEQ`).
 const ACTIVATIONS_SHOWN: usize = 200;
 
-/// The path under `/console`, split and percent-decoded.
-fn segments(path: &str) -> Vec<String> {
-    let mut segs = path_segments(path.strip_prefix("/console").unwrap_or(path));
-    segs.retain(|s| !s.is_empty());
-    segs
-}
-
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -73,7 +65,7 @@ fn now_secs() -> u64 {
 
 /// What a finished step says at the top of the page it redirects to (`?done=`): fixed
 /// sentences, so a link cannot make the console say anything else.
-fn done_message(query: &std::collections::HashMap<String, String>) -> Option<String> {
+pub(super) fn done_message(query: &std::collections::HashMap<String, String>) -> Option<String> {
     let what = match query.get("done")?.as_str() {
         "deployed" => "Deployed",
         "rolledback" => "Rolled back",
@@ -91,128 +83,95 @@ fn done_message(query: &std::collections::HashMap<String, String>) -> Option<Str
     })
 }
 
-/// Serves a page.
-pub(super) async fn get(c: &Console, cur: &Current, req: &Request<Incoming>) -> Response<Body> {
-    let segs = segments(req.uri().path());
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let query = query_map(req.uri().query());
-    let self_url = req
-        .uri()
-        .path_and_query()
-        .map_or("/console".to_string(), |p| p.to_string());
-    let done = done_message(&query);
-    let result = match segs.as_slice() {
-        [] => overview(c, cur).await,
-        ["envs", env] => env_page(c, cur, env, done, None, &Value::UNDEFINED).await,
-        ["envs", env, "functions", name] => {
-            let reveal = query.get("reveal").is_some_and(|v| v == "1");
-            function_page(c, cur, env, name, done, reveal).await
-        }
-        ["envs", env, "functions", name, "rollback"] => {
-            confirm_rollback(c, cur, env, name, query.get("to")).await
-        }
-        ["envs", env, "rules"] => {
-            let rules = c.host().rules(env).await;
-            match rules {
-                Ok(text) => Ok(rules_page(c, cur, env, &text, RulesOutcome::Saved(done))),
-                Err(e) => Err(e),
-            }
-        }
-        ["envs", env, "activations", id] => activation(c, cur, env, id).await,
-        ["activations"] => activations(c, cur, &query, &self_url).await,
-        ["metrics"] => metrics(c, cur, &query, &self_url).await,
-        ["sharing"] => sharing(c, cur, query.get("app").map(String::as_str), done, None).await,
-        ["sharing", "configure"] => {
-            let get = |k: &str| query.get(k).map_or("", String::as_str);
-            configure(c, cur, get("app"), get("to"), done, None).await
-        }
-        ["sharing", "unbind"] => confirm_unbind(c, cur, &query).await,
-        _ => {
-            return c.page_error(cur, StatusCode::NOT_FOUND, "no such console page");
-        }
-    };
-    result.unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string()))
-}
-
-/// Handles a form (its CSRF token already checked).
-pub(super) async fn post(
+/// `POST /console/envs/{env}/functions/{name}/rollback`.
+pub(super) async fn rollback(
     c: &Console,
     cur: &Current,
-    path: &str,
-    form: Form,
+    env: &str,
+    name: &str,
+    form: &Form,
     htmx: bool,
 ) -> Response<Body> {
-    let segs = segments(path);
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let host = c.host();
-    match segs.as_slice() {
-        ["envs", env, "functions", name, "rollback"] => {
-            let Some(to) = form.get("to").and_then(|t| t.parse::<u32>().ok()) else {
-                return c.page_error(cur, StatusCode::BAD_REQUEST, "which version? (to=N)");
-            };
-            match host.rollback_as(&Actor::Operator, env, name, to).await {
-                Ok(()) => redirect(
-                    htmx,
-                    &format!(
-                        "/console/envs/{}/functions/{}?done=rolledback&v={to}",
-                        enc(env),
-                        enc(name)
-                    ),
-                ),
-                Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
-            }
-        }
-        ["envs", env, "rules"] => {
-            let text = form.get("rules").unwrap_or("");
-            match host.set_rules_as(&Actor::Operator, env, text).await {
-                Ok(_) => redirect(
-                    htmx,
-                    &format!("/console/envs/{}/rules?done=saved", enc(env)),
-                ),
-                Err(StoreError::InvalidRules(message)) => {
-                    let mut resp = rules_page(c, cur, env, text, RulesOutcome::Invalid(message));
-                    *resp.status_mut() = StatusCode::BAD_REQUEST;
-                    resp
-                }
-                Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
-            }
-        }
-        ["envs", env, "rules", "try"] => {
-            let text = form.get("rules").unwrap_or("");
-            let function = form.get("function").unwrap_or("").trim();
-            let auth = form.get("auth").unwrap_or("null");
-            let outcome = match (Rules::parse(text), serde_json::from_str(auth)) {
-                // Shown where "try it" puts its answer (an htmx try swaps only that part).
-                (Err(message), _) => RulesOutcome::TryError(
-                    match error_position(text, &message) {
-                        Some((line, col)) => {
-                            format!(
-                                "the rules do not validate (line {line}, column {col}): {message}"
-                            )
-                        }
-                        None => format!("the rules do not validate: {message}"),
-                    },
-                    function,
-                    auth,
-                ),
-                (_, Err(e)) => RulesOutcome::TryError(
-                    format!("the sample auth is not JSON: {e}"),
-                    function,
-                    auth,
-                ),
-                (Ok(rules), Ok(auth_value)) => {
-                    let v = rules.check(
-                        if function.is_empty() { "*" } else { function },
-                        &auth_value,
-                    );
-                    RulesOutcome::Tried(v, function, auth)
-                }
-            };
-            rules_page(c, cur, env, text, outcome)
-        }
-        ["sharing", step] => sharing_step(c, cur, step, &form, htmx).await,
-        _ => c.page_error(cur, StatusCode::NOT_FOUND, "no such console form"),
+    let Some(to) = form.get("to").and_then(|t| t.parse::<u32>().ok()) else {
+        return c.page_error(cur, StatusCode::BAD_REQUEST, "which version? (to=N)");
+    };
+    match c.host().rollback_as(&Actor::Operator, env, name, to).await {
+        Ok(()) => redirect(
+            htmx,
+            &format!(
+                "/console/envs/{}/functions/{}?done=rolledback&v={to}",
+                enc(env),
+                enc(name)
+            ),
+        ),
+        Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
     }
+}
+
+/// `POST /console/envs/{env}/rules`: saves them, or shows why they do not validate.
+pub(super) async fn save_rules(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    form: &Form,
+    htmx: bool,
+) -> Response<Body> {
+    let text = form.get("rules").unwrap_or("");
+    match c.host().set_rules_as(&Actor::Operator, env, text).await {
+        Ok(_) => redirect(
+            htmx,
+            &format!("/console/envs/{}/rules?done=saved", enc(env)),
+        ),
+        Err(StoreError::InvalidRules(message)) => {
+            let mut resp = rules_page(c, cur, env, text, RulesOutcome::Invalid(message));
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            resp
+        }
+        Err(e) => c.page_error(cur, store_status(&e), &e.to_string()),
+    }
+}
+
+/// `POST /console/envs/{env}/rules/try`: what the rules (as edited, unsaved) decide for a
+/// function and a sample `auth`.
+pub(super) fn try_rules(c: &Console, cur: &Current, env: &str, form: &Form) -> Response<Body> {
+    let text = form.get("rules").unwrap_or("");
+    let function = form.get("function").unwrap_or("").trim();
+    let auth = form.get("auth").unwrap_or("null");
+    let outcome = match (Rules::parse(text), serde_json::from_str(auth)) {
+        // Shown where "try it" puts its answer (an htmx try swaps only that part).
+        (Err(message), _) => RulesOutcome::TryError(
+            match error_position(text, &message) {
+                Some((line, col)) => {
+                    format!("the rules do not validate (line {line}, column {col}): {message}")
+                }
+                None => format!("the rules do not validate: {message}"),
+            },
+            function,
+            auth,
+        ),
+        (_, Err(e)) => {
+            RulesOutcome::TryError(format!("the sample auth is not JSON: {e}"), function, auth)
+        }
+        (Ok(rules), Ok(auth_value)) => {
+            let v = rules.check(
+                if function.is_empty() { "*" } else { function },
+                &auth_value,
+            );
+            RulesOutcome::Tried(v, function, auth)
+        }
+    };
+    rules_page(c, cur, env, text, outcome)
+}
+
+/// The rules page as saved.
+pub(super) async fn rules(
+    c: &Console,
+    cur: &Current,
+    env: &str,
+    done: Option<String>,
+) -> Result<Response<Body>, StoreError> {
+    let text = c.host().rules(env).await?;
+    Ok(rules_page(c, cur, env, &text, RulesOutcome::Saved(done)))
 }
 
 #[derive(Serialize)]
@@ -225,7 +184,7 @@ struct EnvRow {
     spark: String,
 }
 
-async fn overview(c: &Console, cur: &Current) -> Result<Response<Body>, StoreError> {
+pub(super) async fn overview(c: &Console, cur: &Current) -> Result<Response<Body>, StoreError> {
     let store = c.host().store();
     let now = now_secs();
     let mut rows = Vec::new();
@@ -270,7 +229,7 @@ struct FunctionRow {
 }
 
 /// The env page; after a failed deploy, with its error and the form as sent.
-async fn env_page(
+pub(super) async fn env_page(
     c: &Console,
     cur: &Current,
     env: &str,
@@ -335,7 +294,7 @@ struct VersionRow {
     config: FunctionConfig,
 }
 
-async fn function_page(
+pub(super) async fn function_page(
     c: &Console,
     cur: &Current,
     env: &str,
@@ -382,7 +341,7 @@ fn seconds(ms: u64) -> String {
     format!("{} s", s.trim_end_matches('0').trim_end_matches('.'))
 }
 
-async fn confirm_rollback(
+pub(super) async fn confirm_rollback(
     c: &Console,
     cur: &Current,
     env: &str,
@@ -425,18 +384,11 @@ async fn confirm_rollback(
 pub(super) async fn deploy(
     c: &Console,
     cur: &Current,
-    req: Request<Incoming>,
+    env: String,
     content_type: &str,
+    body: axum::body::Body,
     htmx: bool,
 ) -> Response<Body> {
-    let segs = segments(req.uri().path());
-    let [envs, env, deploy] = segs.as_slice() else {
-        return c.page_error(cur, StatusCode::NOT_FOUND, "no such console form");
-    };
-    if envs != "envs" || deploy != "deploy" {
-        return c.page_error(cur, StatusCode::NOT_FOUND, "no such console form");
-    }
-    let env = env.clone();
     let Ok(boundary) = multer::parse_boundary(content_type) else {
         return c.page_error(
             cur,
@@ -449,7 +401,7 @@ pub(super) async fn deploy(
             .whole_stream((MAX_WASM_BYTES + 64 * 1024) as u64)
             .per_field(MAX_WASM_BYTES as u64),
     );
-    let stream = http_body_util::BodyExt::into_data_stream(req.into_body());
+    let stream = http_body_util::BodyExt::into_data_stream(body);
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, limits);
     let read = tokio::time::timeout(UPLOAD_TIMEOUT, read_deploy_form(&mut multipart, cur)).await;
     let (fields, wasm) = match read {
@@ -675,7 +627,7 @@ struct Row {
     short: String,
 }
 
-async fn activations(
+pub(super) async fn activations(
     c: &Console,
     cur: &Current,
     query: &std::collections::HashMap<String, String>,
@@ -831,7 +783,7 @@ fn utc_ms(ms: i64) -> String {
     format!("{}.{:03}", utc(ms.div_euclid(1000)), ms.rem_euclid(1000))
 }
 
-async fn activation(
+pub(super) async fn activation(
     c: &Console,
     cur: &Current,
     env: &str,
@@ -897,7 +849,7 @@ fn opening_window(calls: impl Fn(Window) -> u64) -> Window {
         .find(|w| calls(*w) == day)
         .unwrap_or(Window::Day)
 }
-async fn metrics(
+pub(super) async fn metrics(
     c: &Console,
     cur: &Current,
     query: &std::collections::HashMap<String, String>,
@@ -1081,7 +1033,7 @@ struct ShareRow {
 }
 
 /// The sharing page for `app` (default the first app), with an error from a step.
-async fn sharing(
+pub(super) async fn sharing(
     c: &Console,
     cur: &Current,
     app: Option<&str>,
@@ -1138,7 +1090,7 @@ async fn sharing(
 
 /// "Configure envs": the envs of `app` shared with `to`, each with its permissions and a
 /// remove button, and a form to share one more (the seed's plus and minus).
-async fn configure(
+pub(super) async fn configure(
     c: &Console,
     cur: &Current,
     app: &str,
@@ -1174,7 +1126,7 @@ async fn configure(
 }
 
 /// The confirmation before an app-level unbind (either side may).
-async fn confirm_unbind(
+pub(super) async fn confirm_unbind(
     c: &Console,
     cur: &Current,
     query: &std::collections::HashMap<String, String>,
@@ -1211,7 +1163,7 @@ async fn confirm_unbind(
 }
 
 /// One step of the sharing flow, acting as the page's app: the store's checks decide.
-async fn sharing_step(
+pub(super) async fn sharing_step(
     c: &Console,
     cur: &Current,
     step: &str,
