@@ -1081,7 +1081,7 @@ async fn activation_records_stay_within_their_byte_budget() {
 /// The admin API's router: every `/v1` route, and any path that is no route, refuses a
 /// missing or wrong token before anything else (so its shape shows to nobody without one);
 /// with the token, no such route (or not with that method) is a 404 in the API's shape, a bad
-/// body a 400 naming the field, and the unauthenticated routes stay open.
+/// path or body a 400 in that shape, and the unauthenticated routes stay open.
 #[tokio::test]
 async fn the_admin_router_asks_for_the_token_first_and_answers_in_its_own_shape() {
     let s = standard().await;
@@ -1103,6 +1103,31 @@ async fn the_admin_router_asks_for_the_token_first_and_answers_in_its_own_shape(
             );
         }
     }
+    // Nor do its headers: axum's `Allow` would name a route's methods.
+    for path in ["/v1/apps", "/v1/envs/prod/functions/echo"] {
+        let (status, headers, _) = exchange("PATCH", &format!("{base}{path}"), &[], "").await;
+        assert_eq!(status, 401);
+        assert!(headers.get("allow").is_none(), "{path}: {headers:?}");
+    }
+    // The console likewise sends anyone without a session to its login, whatever the path.
+    for (method, path) in [
+        ("GET", "/console/envs/%FF"),
+        ("DELETE", "/console/envs/prod"),
+    ] {
+        let (status, headers, _) = exchange(method, &format!("{base}{path}"), &[], "").await;
+        assert_eq!(status, 303, "{method} {path}");
+        assert_eq!(headers["location"], "/console/login", "{method} {path}");
+        assert!(
+            headers.get("allow").is_none(),
+            "{method} {path}: {headers:?}"
+        );
+    }
+    let (status, body) = admin(&s, "GET", "/v1/envs/%FF/functions", "").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().is_some(),
+        "a path that does not decode: {body}"
+    );
     let (status, body) = admin(&s, "GET", "/v1/no-such-thing", "").await;
     assert_eq!(
         (status, body),

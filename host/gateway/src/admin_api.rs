@@ -226,6 +226,21 @@ impl<S: Send + Sync, T: for<'de> Deserialize<'de>> FromRequest<S> for JsonBody<T
     }
 }
 
+/// A route's path parameters; one that does not decode (not UTF-8) is refused in the API's
+/// shape, like any other bad request.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Params(t))
+            .map_err(|e| ApiError::Status(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
 /// `?acting=APPID`: an app acting through the operator's token, held to what it may do.
 struct Acting(Actor);
 
@@ -329,7 +344,12 @@ impl AdminApi {
             &self.router
         };
         let Ok(response) = router.clone().call(req).await;
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        // axum names a path's methods (`Allow`) on any answer to another method, a refusal
+        // too: that would show which routes exist to a caller without the token or a session.
+        if parts.status != StatusCode::METHOD_NOT_ALLOWED {
+            parts.headers.remove(hyper::header::ALLOW);
+        }
         // The handlers' bodies are whole already (`Full`): taking them back costs a copy of
         // a small JSON reply on the admin listener.
         match body.collect().await {
@@ -458,18 +478,18 @@ async fn create_app(State(api): ApiState, JsonBody(n): JsonBody<NewApp>) -> Repl
         .await?))
 }
 
-async fn rotate_secret(State(api): ApiState, Path(appid): Path<String>) -> Reply {
+async fn rotate_secret(State(api): ApiState, Params(appid): Params<String>) -> Reply {
     Ok(ok(&api.host.rotate_secret(&appid).await?))
 }
 
-async fn revoke_sessions(State(api): ApiState, Path(appid): Path<String>) -> Reply {
+async fn revoke_sessions(State(api): ApiState, Params(appid): Params<String>) -> Reply {
     let generation = api.host.revoke_sessions(&appid).await?;
     Ok(ok(&json!({ "generation": generation })))
 }
 
 async fn set_sharing(
     State(api): ApiState,
-    Path(appid): Path<String>,
+    Params(appid): Params<String>,
     JsonBody(b): JsonBody<SharingSwitch>,
 ) -> Reply {
     api.host.set_sharing(&appid, b.on).await?;
@@ -478,7 +498,7 @@ async fn set_sharing(
 
 async fn set_webhook(
     State(api): ApiState,
-    Path(appid): Path<String>,
+    Params(appid): Params<String>,
     JsonBody(w): JsonBody<WebhookUrl>,
 ) -> Reply {
     let secret = api.host.set_webhook(&appid, w.url.as_deref()).await?;
@@ -489,7 +509,7 @@ async fn set_webhook(
 
 async fn set_upstream_secret(
     State(api): ApiState,
-    Path(appid): Path<String>,
+    Params(appid): Params<String>,
     JsonBody(u): JsonBody<UpstreamSecret>,
 ) -> Reply {
     api.host
@@ -502,7 +522,7 @@ async fn set_upstream_secret(
 
 async fn set_taobao_secret(
     State(api): ApiState,
-    Path(appid): Path<String>,
+    Params(appid): Params<String>,
     JsonBody(u): JsonBody<UpstreamSecret>,
 ) -> Reply {
     api.host
@@ -521,14 +541,18 @@ async fn create_env(State(api): ApiState, JsonBody(n): JsonBody<NewEnv>) -> Repl
     Ok(ok(&api.host.create_env_for_app(&n.env, &n.owner).await?))
 }
 
-async fn functions(State(api): ApiState, Acting(actor): Acting, Path(env): Path<String>) -> Reply {
+async fn functions(
+    State(api): ApiState,
+    Acting(actor): Acting,
+    Params(env): Params<String>,
+) -> Reply {
     Ok(ok(&api.host.functions_as(&actor, &env).await?))
 }
 
 async fn deploy(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path((env, name)): Path<(String, String)>,
+    Params((env, name)): Params<(String, String)>,
     headers: hyper::HeaderMap,
     body: axum::body::Body,
 ) -> Reply {
@@ -557,7 +581,7 @@ async fn deploy(
 async fn remove(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path((env, name)): Path<(String, String)>,
+    Params((env, name)): Params<(String, String)>,
     QueryMap(query): QueryMap,
 ) -> Reply {
     let force = query.get("force").is_some_and(|v| v == "true");
@@ -568,7 +592,7 @@ async fn remove(
 async fn versions(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path((env, name)): Path<(String, String)>,
+    Params((env, name)): Params<(String, String)>,
 ) -> Reply {
     Ok(ok(&api.host.versions_as(&actor, &env, &name).await?))
 }
@@ -576,7 +600,7 @@ async fn versions(
 async fn rollback(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path((env, name)): Path<(String, String)>,
+    Params((env, name)): Params<(String, String)>,
     JsonBody(r): JsonBody<Rollback>,
 ) -> Reply {
     api.host.rollback_as(&actor, &env, &name, r.to).await?;
@@ -585,7 +609,7 @@ async fn rollback(
 
 async fn invoke(
     State(api): ApiState,
-    Path((env, name)): Path<(String, String)>,
+    Params((env, name)): Params<(String, String)>,
     JsonBody(call): JsonBody<AdminInvoke>,
 ) -> Reply {
     let call = call
@@ -602,14 +626,14 @@ fn rules_reply(rules: &str) -> Response<Body> {
     )
 }
 
-async fn rules(State(api): ApiState, Path(env): Path<String>) -> Reply {
+async fn rules(State(api): ApiState, Params(env): Params<String>) -> Reply {
     Ok(rules_reply(&api.host.rules(&env).await?))
 }
 
 async fn set_rules(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path(env): Path<String>,
+    Params(env): Params<String>,
     body: axum::body::Body,
 ) -> Reply {
     let body = read_body(body, 1024 * 1024).await.map_err(|_| {
@@ -632,7 +656,7 @@ async fn set_rules(
 async fn activations(
     State(api): ApiState,
     Acting(actor): Acting,
-    Path(env): Path<String>,
+    Params(env): Params<String>,
     QueryMap(query): QueryMap,
 ) -> Reply {
     let outcome = match query.get("outcome").map(String::as_str) {
@@ -689,7 +713,7 @@ async fn unbind(State(api): ApiState, JsonBody(u): JsonBody<Unbind>) -> Reply {
 
 async fn remove_share(
     State(api): ApiState,
-    Path((env, to)): Path<(String, String)>,
+    Params((env, to)): Params<(String, String)>,
     QueryMap(query): QueryMap,
 ) -> Reply {
     api.host

@@ -213,20 +213,6 @@ async fn drain<B: hyper::body::Body<Data = Bytes> + Unpin>(mut body: B) {
     let _ = tokio::time::timeout(DRAIN_TIME, drop_rest).await;
 }
 
-/// A path's segments between slashes, percent-decoded (`/v1/envs/a%20b` → `v1`, `envs`,
-/// `a b`); slashes at either end are ignored.
-pub fn path_segments(path: &str) -> Vec<String> {
-    path.trim_matches('/')
-        .split('/')
-        .map(|s| {
-            form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 /// The query string's parameters, decoded (unknown ones ignored), as an extractor.
 pub(crate) struct QueryMap(pub HashMap<String, String>);
 

@@ -75,8 +75,11 @@ pub(super) fn routes(console: Arc<Console>) -> Router {
         .route(
             "/console/sharing/{step}",
             post(
-                |State(c): ConsoleState, Path(step): Path<String>, f: SessionForm| async move {
-                    sharing_step(c, f, &step).await
+                |State(c): ConsoleState, Params(step): Params<String>, f: SessionForm| async move {
+                    match step {
+                        Some(step) => sharing_step(c, f, &step).await,
+                        None => no_page(&c, &f.cur),
+                    }
                 },
             ),
         )
@@ -172,6 +175,29 @@ impl FromRequest<Arc<Console>> for SessionForm {
     }
 }
 
+/// A route's path parameters, or `None` when one does not decode (not UTF-8): taken before the
+/// session is known, so a bad path must not answer before the session is checked; the handler
+/// says "no such page" once it is.
+pub(super) struct Params<T>(Option<T>);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Params(
+            Path::<T>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|Path(t)| t),
+        ))
+    }
+}
+
+/// No such page (a path that does not decode).
+fn no_page(c: &Console, cur: &Current) -> Response<Body> {
+    c.page_error(cur, StatusCode::NOT_FOUND, "no such console page")
+}
+
 /// A page, or the store's refusal as an error page.
 fn page(c: &Console, cur: &Current, result: Result<Response<Body>, StoreError>) -> Response<Body> {
     result.unwrap_or_else(|e| c.page_error(cur, store_status(&e), &e.to_string()))
@@ -219,7 +245,14 @@ async fn overview(State(c): ConsoleState, p: PageRequest) -> Response<Body> {
     page(&c, &p.cur, pages::overview(&c, &p.cur).await)
 }
 
-async fn env(State(c): ConsoleState, Path(env): Path<String>, p: PageRequest) -> Response<Body> {
+async fn env(
+    State(c): ConsoleState,
+    p: PageRequest,
+    Params(env): Params<String>,
+) -> Response<Body> {
+    let Some(env) = env else {
+        return no_page(&c, &p.cur);
+    };
     let done = pages::done_message(&p.query);
     let env_page = pages::env_page(&c, &p.cur, &env, done, None, &Value::UNDEFINED).await;
     page(&c, &p.cur, env_page)
@@ -227,13 +260,16 @@ async fn env(State(c): ConsoleState, Path(env): Path<String>, p: PageRequest) ->
 
 async fn deploy(
     State(c): ConsoleState,
-    Path(env): Path<String>,
+    Params(env): Params<String>,
     req: axum::extract::Request,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let Session { cur, htmx } = match Session::from_request_parts(&mut parts, &c).await {
         Ok(s) => s,
         Err(to_login) => return to_login,
+    };
+    let Some(env) = env else {
+        return no_page(&c, &cur);
     };
     let content_type = crate::http::header(&parts.headers, "content-type").unwrap_or_default();
     if !content_type.starts_with("multipart/form-data") {
@@ -249,9 +285,12 @@ async fn deploy(
 
 async fn function(
     State(c): ConsoleState,
-    Path((env, name)): Path<(String, String)>,
     p: PageRequest,
+    Params(path): Params<(String, String)>,
 ) -> Response<Body> {
+    let Some((env, name)) = path else {
+        return no_page(&c, &p.cur);
+    };
     let reveal = p.query.get("reveal").is_some_and(|v| v == "1");
     let done = pages::done_message(&p.query);
     let function = pages::function_page(&c, &p.cur, &env, &name, done, reveal).await;
@@ -260,47 +299,69 @@ async fn function(
 
 async fn confirm_rollback(
     State(c): ConsoleState,
-    Path((env, name)): Path<(String, String)>,
     p: PageRequest,
+    Params(path): Params<(String, String)>,
 ) -> Response<Body> {
+    let Some((env, name)) = path else {
+        return no_page(&c, &p.cur);
+    };
     let confirm = pages::confirm_rollback(&c, &p.cur, &env, &name, p.query.get("to")).await;
     page(&c, &p.cur, confirm)
 }
 
 async fn rollback(
     State(c): ConsoleState,
-    Path((env, name)): Path<(String, String)>,
+    Params(path): Params<(String, String)>,
     f: SessionForm,
 ) -> Response<Body> {
+    let Some((env, name)) = path else {
+        return no_page(&c, &f.cur);
+    };
     pages::rollback(&c, &f.cur, &env, &name, &f.form, f.htmx).await
 }
 
-async fn rules(State(c): ConsoleState, Path(env): Path<String>, p: PageRequest) -> Response<Body> {
+async fn rules(
+    State(c): ConsoleState,
+    p: PageRequest,
+    Params(env): Params<String>,
+) -> Response<Body> {
+    let Some(env) = env else {
+        return no_page(&c, &p.cur);
+    };
     let done = pages::done_message(&p.query);
     page(&c, &p.cur, pages::rules(&c, &p.cur, &env, done).await)
 }
 
 async fn save_rules(
     State(c): ConsoleState,
-    Path(env): Path<String>,
+    Params(env): Params<String>,
     f: SessionForm,
 ) -> Response<Body> {
+    let Some(env) = env else {
+        return no_page(&c, &f.cur);
+    };
     pages::save_rules(&c, &f.cur, &env, &f.form, f.htmx).await
 }
 
 async fn try_rules(
     State(c): ConsoleState,
-    Path(env): Path<String>,
+    Params(env): Params<String>,
     f: SessionForm,
 ) -> Response<Body> {
+    let Some(env) = env else {
+        return no_page(&c, &f.cur);
+    };
     pages::try_rules(&c, &f.cur, &env, &f.form)
 }
 
 async fn activation(
     State(c): ConsoleState,
-    Path((env, id)): Path<(String, String)>,
     p: PageRequest,
+    Params(path): Params<(String, String)>,
 ) -> Response<Body> {
+    let Some((env, id)) = path else {
+        return no_page(&c, &p.cur);
+    };
     page(&c, &p.cur, pages::activation(&c, &p.cur, &env, &id).await)
 }
 
