@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Checks that the example functions' host-side tests (functions/, on the build machine) reuse
-# the host workspace's compiled dependencies: every registry crate they build must be the very
-# unit the host workspace's test build made (same version, features and profile, so the same
-# file in the shared target dir), or wasmtime is built a second time (minutes of every test
-# run). The repository's own crates (path dependencies) are built again: cargo tells them
+# Checks that the example functions' host-side tests (functions/, on the build machine), and the
+# demo's build of the binary, reuse the host workspace's compiled dependencies: every registry
+# crate they build must be the very unit the host workspace's test build made (same version,
+# features and profile, so the same file in the shared target dir), or wasmtime is built a
+# second time (minutes of every test run). The repository's own crates (path dependencies) are built again: cargo tells them
 # apart by their path from the workspace root. Run by scripts/test.sh after the host
 # workspace's build, so both builds here are up to date and only list their files.
 set -euo pipefail
@@ -35,3 +35,15 @@ if [ -n "$extra" ]; then
   exit 1
 fi
 echo "check-shared-deps: the examples' tests reuse the host workspace's compiled dependencies"
+# The demo's build (`cargo build -p cloudfn-cli`, also the tutorial's) must be the tests' build
+# too: the binary depends on neither cloudfn-testing nor the benches, so cloudfn-builder carries
+# the features they turn on (see its Cargo.toml).
+extra=$(cargo build -p cloudfn-cli --message-format=json 2>/dev/null | registry_files |
+  comm -13 "$host" - | sed 's#.*/deps/##; s#"$##')
+if [ -n "$extra" ]; then
+  echo "check-shared-deps: \`cargo build -p cloudfn-cli\` builds registry crates the host" >&2
+  echo "workspace's tests do not (other features; see host/builder/Cargo.toml):" >&2
+  echo "$extra" | sed 's/^/  /' >&2
+  exit 1
+fi
+echo "check-shared-deps: the demo's build reuses them too"
