@@ -795,11 +795,11 @@ async fn the_data_dir_and_its_secrets_are_private_to_their_owner() {
 }
 
 /// The capability seam with a capability of the test's own: linked beside the standard ones,
-/// its interface importable, its state made for every call with what the call is (and dropped
-/// with the call), while a runtime refuses two capabilities for one interface or more than it
+/// its interface importable, its state made from the call when the call first uses a
+/// capability (and dropped with the call), none for a call that uses none, while a runtime refuses two capabilities for one interface or more than it
 /// holds.
 #[tokio::test]
-async fn a_capability_of_its_own_is_linked_and_given_state_for_every_call() {
+async fn a_capability_of_its_own_is_linked_and_given_state_when_a_call_uses_one() {
     use cloudfn_runtime::capabilities::{Dyn, standard};
     use cloudfn_runtime::state::CallState;
     use cloudfn_runtime::{CallInfo, Capability, EngineConfig, Runtime};
@@ -850,29 +850,47 @@ async fn a_capability_of_its_own_is_linked_and_given_state_for_every_call() {
         .await
         .unwrap();
     host.create_env("prod", "wxA").await.unwrap();
-    let echo = std::fs::read(paths::ECHO).unwrap();
-    host.deploy("prod", "echo", &echo, FunctionConfig::default())
-        .await
-        .unwrap();
+    for (name, path) in [
+        ("echo", paths::ECHO),
+        ("openapi_probe", paths::OPENAPI_PROBE),
+    ] {
+        let wasm = std::fs::read(path).unwrap();
+        host.deploy("prod", name, &wasm, FunctionConfig::default())
+            .await
+            .unwrap();
+    }
+    let call = |name: &'static str, event: String| {
+        host.call(Call::trusted(
+            InvokeRequest::new("prod", name, event, "wx_devtools"),
+            Identity {
+                appid: Some("wxA".into()),
+                ..Identity::default()
+            },
+        ))
+    };
+    // A call that uses no capability makes no capability's state.
     for i in 0..3 {
-        let inv = host
-            .call(Call::trusted(
-                InvokeRequest::new("prod", "echo", format!("{{\"i\":{i}}}"), "wx_devtools"),
-                Identity {
-                    appid: Some("wxA".into()),
-                    ..Identity::default()
-                },
-            ))
-            .await;
+        let inv = call("echo", format!("{{\"i\":{i}}}")).await;
         assert_eq!(ok_json(&inv)["event"]["i"], i);
+    }
+    assert!(
+        seen.lock().unwrap().made.is_empty(),
+        "echo uses no capability"
+    );
+    // A call into one (a cloud call; no upstream here, so it is refused) makes every
+    // capability's state once, from the call, and drops it with the call.
+    for _ in 0..2 {
+        let inv = call("openapi_probe", r#"{"path":"cgi-bin/x","times":2}"#.into()).await;
+        let out = ok_json(&inv);
+        assert_eq!(out["results"][1]["errcode"], -501001, "{out}");
     }
     let seen = seen.lock().unwrap();
     assert_eq!(
         seen.made,
-        vec!["prod/echo owner wxA appid Some(\"wxA\") from None"; 3],
-        "one state per call, made from the call"
+        vec!["prod/openapi_probe owner wxA appid Some(\"wxA\") from None"; 2],
+        "one state per call that uses a capability, made from the call"
     );
-    assert_eq!(seen.dropped, 3, "each call's state is dropped with it");
+    assert_eq!(seen.dropped, 2, "each call's state is dropped with it");
 
     let twice: Vec<Dyn> = vec![
         Arc::new(Probe("probe", Default::default())),

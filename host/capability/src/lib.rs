@@ -5,9 +5,10 @@
 //! of its own that owns its interface's file in `wit/`, its `bindgen!`, its host implementation
 //! and its per-call state, and implements [`Capability`]. The runtime assembles the list of
 //! capabilities in one place (`cloudfn_runtime::capabilities`), links each into the linker
-//! every function shares, and for every call asks each for its [`Capability::instance`]: the
-//! call's state of that interface, kept in the store's [`Instances`] and reached by the
-//! interface's host functions through [`instance`].
+//! every function shares, and when a call's guest first calls into one, asks each for its
+//! [`Capability::instance`]: the call's state of that interface, kept in the store's
+//! [`Instances`] and reached by the interface's host functions through [`instance`]. A call
+//! that uses no capability makes no state.
 //!
 //! This crate knows nothing of the runtime's store type: a capability is generic over it
 //! (`T: HasInstances`), so capability crates do not depend on the runtime and the runtime can

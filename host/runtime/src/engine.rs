@@ -100,7 +100,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     /// The guest capabilities linked (`capabilities::standard()`, and a test's own).
-    capabilities: Vec<crate::capabilities::Dyn>,
+    capabilities: crate::capabilities::List,
     /// The package's interfaces a guest may import: the runtime's own and the capabilities'.
     importable: Vec<&'static str>,
     tag: String,
@@ -227,7 +227,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            capabilities,
+            capabilities: capabilities.into(),
             importable,
             tag,
             pooling,
@@ -245,7 +245,7 @@ impl Runtime {
     }
 
     /// The guest capabilities linked.
-    pub fn capabilities(&self) -> &[crate::capabilities::Dyn] {
+    pub fn capabilities(&self) -> &crate::capabilities::List {
         &self.capabilities
     }
 

@@ -7,7 +7,7 @@ use crate::engine::{Linked, Runtime};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invoke::CallFunction;
 use crate::log::LogSink;
-use crate::state::{CallState, StoreParts, new_store};
+use crate::state::{CallCapabilities, CallState, StoreParts, new_store};
 use anyhow::Context;
 use cloudfn_model::{FunctionConfig, LogLine};
 use std::collections::BTreeMap;
@@ -159,29 +159,12 @@ impl Runtime {
         }
     }
 
-    /// The call's state of each capability.
-    fn instances(&self, call: &GuestCall) -> cloudfn_capability::Instances {
-        let context = &call.context;
-        let info = cloudfn_capability::CallInfo {
-            env: &context.env,
-            function: &context.function_name,
-            owner: &call.owner,
-            appid: context.appid.as_deref(),
-            from_appid: context.from_appid.as_deref(),
-            deadline: call.deadline,
-            services: &call.services,
-        };
-        let mut instances = cloudfn_capability::Instances::default();
-        for capability in self.capabilities() {
-            instances.push(capability.instance(&info));
-        }
-        instances
-    }
-
     /// Runs one call in a fresh instance, here.
     async fn run_here(&self, prepared: &Prepared, call: GuestCall) -> Outcome {
         let logs = Arc::new(Mutex::new(LogSink::default()));
-        let instances = self.instances(&call);
+        // Shared by the guest's handler and the capabilities, whose states are made from it
+        // only if the guest calls into one.
+        let context = Arc::new(call.context);
         let mut store = new_store(
             self.engine(),
             StoreParts {
@@ -191,9 +174,14 @@ impl Runtime {
                 },
                 vars: prepared.vars.clone(),
                 memory_bytes: prepared.config.memory_mb as usize * 1024 * 1024,
-                budget: (&self.memory, &call.context.env),
+                budget: (&self.memory, &context.env),
                 calls: call.calls,
-                instances,
+                capabilities: CallCapabilities::new(
+                    self.capabilities().clone(),
+                    context.clone(),
+                    call.owner,
+                    call.services,
+                ),
                 logs: logs.clone(),
                 deadline: call.deadline,
                 outbound_hosts: prepared.outbound_hosts.clone(),
@@ -201,12 +189,12 @@ impl Runtime {
                 env_vars: matches!(prepared.pre, Linked::Http(_)),
             },
         );
-        let env = call.context.env.clone();
+        let env: &str = &context.env;
         // Waiting for a turn counts against the call's time like running does.
         let mut response = None;
         let outcome = tokio::time::timeout(
             call.timeout,
-            self.sched.run(&env, async {
+            self.sched.run(env, async {
                 let instantiated = match &prepared.pre {
                     Linked::Function(pre) => pre
                         .instantiate_async(&mut store)
@@ -231,7 +219,7 @@ impl Runtime {
                 match (instance, &call.http) {
                     (Instance::Function(instance), _) => instance
                         .cloudfn_function_handler()
-                        .call_handle(&mut store, &call.event, &call.context)
+                        .call_handle(&mut store, &call.event, &context)
                         .await
                         .map(Ok),
                     // Boxed: the HTTP branch's futures would otherwise make every call's
@@ -258,7 +246,7 @@ impl Runtime {
         // code does.
         let (outcome, _turn) = match outcome {
             Ok((outcome, turn)) => (Ok(outcome), turn),
-            Err(elapsed) => (Err(elapsed), self.sched.run(&env, async {}).await.1),
+            Err(elapsed) => (Err(elapsed), self.sched.run(env, async {}).await.1),
         };
         let result = match outcome {
             Err(_elapsed) => Err(GuestError::Timeout(call.timeout)),

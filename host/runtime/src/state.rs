@@ -33,8 +33,11 @@ pub struct CallState {
     pub log: LogHost,
     /// The `config` interface.
     pub config: ConfigHost,
-    /// The call's state of each capability.
+    /// The call's state of each capability, made when the guest first calls into one (a call
+    /// that uses none makes none).
     pub instances: Instances,
+    /// What the capabilities' states are made from.
+    pub capabilities: CallCapabilities,
     /// When the call's time is up.
     pub deadline: Instant,
     /// `wasi:http` (HTTP functions' incoming request, and outbound requests).
@@ -53,8 +56,58 @@ impl WasiHttpView for CallState {
     }
 }
 
+/// What a call's capability states are made from, kept until the guest first needs one.
+pub struct CallCapabilities {
+    /// The capabilities linked.
+    list: crate::capabilities::List,
+    /// The caller's WXContext (the guest's too: shared, not copied).
+    context: Arc<crate::WxContext>,
+    /// The env's owner app (empty for a file run's env).
+    owner: String,
+    /// What the host provides them.
+    services: Arc<cloudfn_capability::Services>,
+    /// Whether the states are made.
+    made: bool,
+}
+
+impl CallCapabilities {
+    /// The capabilities of a call, none of their states made yet.
+    pub fn new(
+        list: crate::capabilities::List,
+        context: Arc<crate::WxContext>,
+        owner: String,
+        services: Arc<cloudfn_capability::Services>,
+    ) -> Self {
+        CallCapabilities {
+            list,
+            context,
+            owner,
+            services,
+            made: false,
+        }
+    }
+}
+
 impl HasInstances for CallState {
+    /// Makes every capability's state for the call when the guest first calls into one.
     fn instances(&mut self) -> &mut Instances {
+        let caps = &mut self.capabilities;
+        if !caps.made {
+            caps.made = true;
+            let context = &caps.context;
+            let info = cloudfn_capability::CallInfo {
+                env: &context.env,
+                function: &context.function_name,
+                owner: &caps.owner,
+                appid: context.appid.as_deref(),
+                from_appid: context.from_appid.as_deref(),
+                deadline: self.deadline,
+                services: &caps.services,
+            };
+            for capability in caps.list.iter() {
+                self.instances.push(capability.instance(&info));
+            }
+        }
         &mut self.instances
     }
 }
@@ -80,8 +133,8 @@ pub struct StoreParts<'a> {
     pub budget: (&'a MemoryBudget, &'a str),
     /// The nested-call capability.
     pub calls: CallFunction,
-    /// The call's state of each capability.
-    pub instances: Instances,
+    /// The call's capabilities, their states made on first use.
+    pub capabilities: CallCapabilities,
     /// Where the logs go.
     pub logs: Arc<Mutex<LogSink>>,
     /// When the call's time is up.
@@ -123,7 +176,8 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             invoke: InvokeHost(parts.calls),
             log: LogHost(parts.logs.clone()),
             config: ConfigHost(parts.vars),
-            instances: parts.instances,
+            instances: Instances::default(),
+            capabilities: parts.capabilities,
             deadline: parts.deadline,
             http: WasiHttpCtx::new(),
             outbound: Outbound {
