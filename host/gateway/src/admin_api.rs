@@ -5,7 +5,7 @@
 //! by `IntoResponse`). `/console` is the web console ([`crate::console`]), with its own login
 //! and its own router.
 
-use crate::http::{Body, BodyError, QueryMap, header, json, query_map, read_body, text};
+use crate::http::{Body, BodyError, QueryMap, header, json, query_param, read_body, text};
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::middleware::{self, Next};
@@ -248,10 +248,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = query_map(parts.uri.query());
-        Ok(Acting(Actor::acting(
-            query.get("acting").map(String::as_str),
-        )))
+        let acting = query_param(parts.uri.query(), "acting");
+        Ok(Acting(Actor::acting(acting.as_deref())))
     }
 }
 

@@ -219,15 +219,20 @@ async fn logout(State(c): ConsoleState, f: SessionForm) -> Response<Body> {
     resp
 }
 
+/// A POST no form is sent to: read and CSRF-checked as every form is, then "no such form".
+async fn no_form(c: &Arc<Console>, req: axum::extract::Request) -> Response<Body> {
+    match SessionForm::from_request(req, c).await {
+        Ok(f) => c.page_error(&f.cur, StatusCode::NOT_FOUND, "no such console form"),
+        Err(refused) => refused,
+    }
+}
+
 /// No route: for a signed-in operator, a page saying so (a form's CSRF token is checked
 /// first, as for every form); a method other than GET or a form's POST is refused.
 async fn no_route(State(c): ConsoleState, req: axum::extract::Request) -> Response<Body> {
     let method = req.method().clone();
     if method == Method::POST {
-        return match SessionForm::from_request(req, &c).await {
-            Ok(f) => c.page_error(&f.cur, StatusCode::NOT_FOUND, "no such console form"),
-            Err(refused) => refused,
-        };
+        return no_form(&c, req).await;
     }
     let (mut parts, _) = req.into_parts();
     let cur = match Session::from_request_parts(&mut parts, &c).await {
@@ -274,11 +279,7 @@ async fn deploy(
     let content_type = crate::http::header(&parts.headers, "content-type").unwrap_or_default();
     if !content_type.starts_with("multipart/form-data") {
         // Not the deploy form's encoding: a form like any other, then no such form.
-        let req = axum::extract::Request::from_parts(parts, body);
-        return match SessionForm::from_request(req, &c).await {
-            Ok(f) => c.page_error(&f.cur, StatusCode::NOT_FOUND, "no such console form"),
-            Err(refused) => refused,
-        };
+        return no_form(&c, axum::extract::Request::from_parts(parts, body)).await;
     }
     pages::deploy(&c, &cur, env, &content_type, body, htmx).await
 }
