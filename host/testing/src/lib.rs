@@ -66,15 +66,19 @@ pub struct TestHost {
 /// its precompiled artifacts in the enclosing cargo target dir (`cwasm-cache`, where the host's
 /// own tests keep theirs) or else the user's cache dir, `dir` if neither: a component (the
 /// examples' `cloudbase_auth` and `echo` above all) compiles once per machine, not per test.
-fn runtime(dir: &Path) -> anyhow::Result<Arc<cloudfn_runtime::Runtime>> {
+fn runtime(
+    dir: &Path,
+    capabilities: Vec<cloudfn_runtime::capabilities::Dyn>,
+) -> anyhow::Result<Arc<cloudfn_runtime::Runtime>> {
     let artifacts = cloudfn_builder::enclosing_target_dir()
         .map(|d| d.join("cwasm-cache"))
         .or_else(|| cloudfn_builder::user_cache_dir().map(|d| d.join("artifacts")))
         .filter(|d| std::fs::create_dir_all(d).is_ok())
         .unwrap_or_else(|| dir.join("artifacts"));
-    let runtime = cloudfn_runtime::Runtime::with_config(
+    let runtime = cloudfn_runtime::Runtime::with_capabilities(
         Some(artifacts),
         &cloudfn_invoke::EngineConfig::one_shot(),
+        capabilities,
     )?;
     Ok(Arc::new(runtime))
 }
@@ -94,6 +98,22 @@ impl TestHost {
     /// [`TestHost::new`] whose functions may also reach `ranges` (CIDR, as `serve
     /// --egress-allow`), e.g. `["127.0.0.1/32"]` for a mock server on this machine.
     pub async fn allowing(ranges: &[&str]) -> anyhow::Result<TestHost> {
+        TestHost::open(ranges, cloudfn_runtime::capabilities::standard()).await
+    }
+
+    /// [`TestHost::new`] whose runtime links `capabilities` instead of the standard list: a
+    /// capability crate's own tests, with `cloudfn_runtime::capabilities::standard()` and the
+    /// capability under test (docs/architecture.md, "A new capability").
+    pub async fn with_capabilities(
+        capabilities: Vec<cloudfn_runtime::capabilities::Dyn>,
+    ) -> anyhow::Result<TestHost> {
+        TestHost::open(&[], capabilities).await
+    }
+
+    async fn open(
+        ranges: &[&str],
+        capabilities: Vec<cloudfn_runtime::capabilities::Dyn>,
+    ) -> anyhow::Result<TestHost> {
         show_host_logs();
         let ranges: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
         let egress_allow = cloudfn_runtime::egress::Egress::parse_allow(&ranges)
@@ -107,7 +127,8 @@ impl TestHost {
             egress_allow,
             ..Options::default()
         };
-        let host = Host::open_shared(dir.path(), options, runtime(dir.path())?).await?;
+        let runtime = runtime(dir.path(), capabilities)?;
+        let host = Host::open_shared(dir.path(), options, runtime).await?;
         Ok(TestHost {
             host,
             creds: Mutex::default(),
