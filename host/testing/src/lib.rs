@@ -353,6 +353,7 @@ fn build_for_tests(path: &Path) -> anyhow::Result<PathBuf> {
         target_dir: build::enclosing_target_dir().map(|t| t.join("wasm-test-builds")),
         shared: true,
         quiet: true,
+        skip_check: true,
     };
     let out = build::build_crate(&key, &options)?;
     built.push((key, out.wasm.clone()));
