@@ -1,13 +1,14 @@
-//! What the CLI talks to: a data dir opened in-process, or a running server's admin API
-//! (`--server URL`). Both answer with the same types, so every command works either way.
+//! What the CLI talks to: the admin API, of a running server (`--server URL`) or of a data
+//! dir opened in-process (the same routes, `AdminApi::without_console`, called without a
+//! socket). Every command is one request, written once, and answers the same either way.
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke, NewShare};
-use cloudfn_invoke::{Actor, Host};
+use cloudfn_gateway::admin_api::{AdminApi, AdminInvocation, AdminInvoke, NewShare};
+use cloudfn_invoke::Host;
 use cloudfn_store::{
     Activation, ActivationQuery, AppCredentials, AppInfo, AuditEntry, AuditQuery, EnvInfo,
-    FunctionConfig, FunctionInfo, ShareInfo, SharedFunctions, VersionInfo,
+    FunctionConfig, FunctionInfo, ShareInfo, VersionInfo,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -18,49 +19,88 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::sync::Arc;
 
-/// A local data dir or a remote server.
-pub enum Backend {
-    /// In-process.
-    Local(Arc<Host>),
-    /// Over the admin API.
-    Remote(AdminClient),
+/// A client of the admin API, remote or in-process.
+pub struct AdminClient {
+    transport: Transport,
+    /// The bearer token (in-process, one made for this run).
+    token: String,
 }
 
-/// A client of the admin API.
-pub struct AdminClient {
-    base: String,
-    token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+enum Transport {
+    /// A server's admin listener, at this base URL.
+    Remote {
+        base: String,
+        http: Client<HttpConnector, Full<Bytes>>,
+    },
+    /// A data dir's host, in this process.
+    Local(AdminApi),
+}
+
+/// A refusal of the admin API (`{"error": ...}` with its status), which `cloudfn_cli::run`
+/// matches on to name the data dir when something is not found there.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}{}", if *.remote { format!(" (HTTP {})", .status) } else { String::new() })]
+pub struct Refused {
+    /// The API's status.
+    pub status: hyper::StatusCode,
+    /// The API's message: in-process, the store's own, as the command printed it before it
+    /// went through the API.
+    pub message: String,
+    /// Over the network, the status is said too: it helps find why.
+    remote: bool,
 }
 
 fn enc(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
+/// `path` with the query parameters that have a value (`acting=APP`, `limit=N`, ...).
+fn with_query(path: String, params: &[(&str, Option<String>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params {
+        if let Some(v) = value {
+            query.append_pair(key, v);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
 /// `path` with `acting=APP` added to its query, when an app acts.
 fn acting_in(path: String, acting: Option<&str>) -> String {
-    match acting {
-        Some(a) => {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            format!("{path}{sep}acting={}", enc(a))
-        }
-        None => path,
-    }
+    with_query(path, &[("acting", acting.map(str::to_string))])
 }
 
 impl AdminClient {
     /// A client of the admin API at `base` (e.g. `http://127.0.0.1:8081`) with a bearer token.
-    pub fn new(base: &str, token: &str) -> anyhow::Result<AdminClient> {
+    pub fn remote(base: &str, token: &str) -> anyhow::Result<AdminClient> {
         if !base.starts_with("http://") {
             bail!(
                 "--server must be an http:// URL of the admin listener, e.g. http://127.0.0.1:8081"
             );
         }
         Ok(AdminClient {
-            base: base.trim_end_matches('/').to_string(),
+            transport: Transport::Remote {
+                base: base.trim_end_matches('/').to_string(),
+                http: Client::builder(TokioExecutor::new()).build_http(),
+            },
             token: token.to_string(),
-            http: Client::builder(TokioExecutor::new()).build_http(),
         })
+    }
+
+    /// The admin API of `host`, called in-process (a data dir the CLI opened), with a token
+    /// made for this run.
+    pub fn local(host: Arc<Host>) -> AdminClient {
+        let token = cloudfn_store::secrets::random_hex(16);
+        let api = AdminApi::without_console(host, cloudfn_store::secrets::hash_secret(&token));
+        AdminClient {
+            transport: Transport::Local(api),
+            token,
+        }
     }
 
     async fn call<T: DeserializeOwned>(
@@ -70,30 +110,47 @@ impl AdminClient {
         body: Bytes,
         config: Option<&FunctionConfig>,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
+        let uri = match &self.transport {
+            Transport::Remote { base, .. } => format!("{base}{path}"),
+            Transport::Local(_) => path.to_string(),
+        };
         let mut req = Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(&uri)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json");
         if let Some(c) = config {
             req = req.header("cloudfn-config", serde_json::to_string(c)?);
         }
-        let resp = self
-            .http
-            .request(req.body(Full::new(body))?)
-            .await
-            .with_context(|| format!("calling {url}"))?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
+        let req = req.body(Full::new(body))?;
+        let (status, bytes) = match &self.transport {
+            Transport::Remote { http, .. } => {
+                let resp = http
+                    .request(req)
+                    .await
+                    .with_context(|| format!("calling {uri}"))?;
+                let status = resp.status();
+                (status, resp.into_body().collect().await?.to_bytes())
+            }
+            Transport::Local(api) => {
+                let resp = api.handle(req).await;
+                let status = resp.status();
+                (status, resp.into_body().collect().await?.to_bytes())
+            }
+        };
         if !status.is_success() {
-            let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            bail!("{msg} (HTTP {status})");
+            return Err(Refused {
+                status,
+                message,
+                remote: matches!(self.transport, Transport::Remote { .. }),
+            }
+            .into());
         }
-        serde_json::from_slice(&bytes).with_context(|| format!("reading the answer of {url}"))
+        serde_json::from_slice(&bytes).with_context(|| format!("reading the answer of {uri}"))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -108,26 +165,16 @@ impl AdminClient {
         self.call(Method::POST, path, Bytes::from(body.to_string()), None)
             .await
     }
-}
 
-impl Backend {
     /// Creates an environment.
     pub async fn create_env(&self, env: &str, owner: &str) -> anyhow::Result<EnvInfo> {
-        match self {
-            Backend::Local(s) => Ok(s.create_env_for_app(env, owner).await?),
-            Backend::Remote(c) => {
-                c.post("/v1/envs", json!({ "env": env, "owner": owner }))
-                    .await
-            }
-        }
+        self.post("/v1/envs", json!({ "env": env, "owner": owner }))
+            .await
     }
 
     /// Lists environments.
     pub async fn envs(&self) -> anyhow::Result<Vec<EnvInfo>> {
-        match self {
-            Backend::Local(s) => Ok(s.store().envs().await?),
-            Backend::Remote(c) => c.get("/v1/envs").await,
-        }
+        self.get("/v1/envs").await
     }
 
     /// Deploys a new version, as `acting` if given.
@@ -139,17 +186,10 @@ impl Backend {
         config: FunctionConfig,
         acting: Option<&str>,
     ) -> anyhow::Result<VersionInfo> {
-        match self {
-            Backend::Local(s) => Ok(s
-                .deploy_as(&Actor::acting(acting), env, name, &wasm, config)
-                .await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
-                let path = acting_in(path, acting);
-                c.call(Method::PUT, &path, Bytes::from(wasm), Some(&config))
-                    .await
-            }
-        }
+        let path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
+        let path = acting_in(path, acting);
+        self.call(Method::PUT, &path, Bytes::from(wasm), Some(&config))
+            .await
     }
 
     /// Lists an env's functions (those `acting` may see).
@@ -158,13 +198,8 @@ impl Backend {
         env: &str,
         acting: Option<&str>,
     ) -> anyhow::Result<Vec<FunctionInfo>> {
-        match self {
-            Backend::Local(s) => Ok(s.functions_as(&Actor::acting(acting), env).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions", enc(env));
-                c.get(&acting_in(path, acting)).await
-            }
-        }
+        let path = format!("/v1/envs/{}/functions", enc(env));
+        self.get(&acting_in(path, acting)).await
     }
 
     /// Lists a function's versions.
@@ -174,13 +209,8 @@ impl Backend {
         name: &str,
         acting: Option<&str>,
     ) -> anyhow::Result<Vec<VersionInfo>> {
-        match self {
-            Backend::Local(s) => Ok(s.versions_as(&Actor::acting(acting), env, name).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions/{}/versions", enc(env), enc(name));
-                c.get(&acting_in(path, acting)).await
-            }
-        }
+        let path = format!("/v1/envs/{}/functions/{}/versions", enc(env), enc(name));
+        self.get(&acting_in(path, acting)).await
     }
 
     /// Makes an earlier version active.
@@ -191,16 +221,11 @@ impl Backend {
         to: u32,
         acting: Option<&str>,
     ) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s.rollback_as(&Actor::acting(acting), env, name, to).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions/{}/rollback", enc(env), enc(name));
-                let path = acting_in(path, acting);
-                c.post::<serde_json::Value>(&path, json!({ "to": to }))
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = format!("/v1/envs/{}/functions/{}/rollback", enc(env), enc(name));
+        let path = acting_in(path, acting);
+        self.post::<serde_json::Value>(&path, json!({ "to": to }))
+            .await
+            .map(drop)
     }
 
     /// Removes a function.
@@ -211,21 +236,16 @@ impl Backend {
         acting: Option<&str>,
         force: bool,
     ) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s
-                .remove_as(&Actor::acting(acting), env, name, force)
-                .await?),
-            Backend::Remote(c) => {
-                let mut path = format!("/v1/envs/{}/functions/{}", enc(env), enc(name));
-                if force {
-                    path.push_str("?force=true");
-                }
-                let path = acting_in(path, acting);
-                c.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = with_query(
+            format!("/v1/envs/{}/functions/{}", enc(env), enc(name)),
+            &[
+                ("force", force.then(|| "true".to_string())),
+                ("acting", acting.map(str::to_string)),
+            ],
+        );
+        self.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
+            .await
+            .map(drop)
     }
 
     /// Calls a deployed function.
@@ -235,16 +255,8 @@ impl Backend {
         name: &str,
         call: AdminInvoke,
     ) -> anyhow::Result<AdminInvocation> {
-        match self {
-            Backend::Local(s) => {
-                let call = call.into_call(env, name).map_err(anyhow::Error::msg)?;
-                Ok(s.call(call).await.into())
-            }
-            Backend::Remote(c) => {
-                let path = format!("/v1/envs/{}/functions/{}/invoke", enc(env), enc(name));
-                c.post(&path, serde_json::to_value(&call)?).await
-            }
-        }
+        let path = format!("/v1/envs/{}/functions/{}/invoke", enc(env), enc(name));
+        self.post(&path, serde_json::to_value(&call)?).await
     }
 
     /// Activation records (those `acting` may read).
@@ -253,25 +265,19 @@ impl Backend {
         q: &ActivationQuery,
         acting: Option<&str>,
     ) -> anyhow::Result<Vec<Activation>> {
-        match self {
-            Backend::Local(s) => Ok(s.activations_as(&Actor::acting(acting), q).await?),
-            Backend::Remote(c) => {
-                let mut path = format!("/v1/envs/{}/activations?", enc(&q.env));
-                if let Some(n) = &q.name {
-                    path.push_str(&format!("name={}&", enc(n)));
-                }
-                if let Some(a) = q.after {
-                    path.push_str(&format!("after={a}&"));
-                }
-                if let Some(l) = q.limit {
-                    path.push_str(&format!("limit={l}&"));
-                }
-                if let Some(a) = acting {
-                    path.push_str(&format!("acting={}", enc(a)));
-                }
-                c.get(&path).await
-            }
-        }
+        let path = with_query(
+            format!("/v1/envs/{}/activations", enc(&q.env)),
+            &[
+                ("name", q.name.clone()),
+                ("after", q.after.map(|a| a.to_string())),
+                ("before", q.before.map(|b| b.to_string())),
+                ("limit", q.limit.map(|l| l.to_string())),
+                ("outcome", q.outcome.map(|o| o.as_str().to_string())),
+                ("since_ms", q.since_ms.map(|s| s.to_string())),
+                ("acting", acting.map(str::to_string)),
+            ],
+        );
+        self.get(&path).await
     }
 
     /// Registers an app.
@@ -280,80 +286,45 @@ impl Backend {
         appid: &str,
         subject: Option<&str>,
     ) -> anyhow::Result<AppCredentials> {
-        match self {
-            Backend::Local(s) => Ok(s.create_app(appid, subject).await?),
-            Backend::Remote(c) => {
-                c.post("/v1/apps", json!({ "appid": appid, "subject": subject }))
-                    .await
-            }
-        }
+        self.post("/v1/apps", json!({ "appid": appid, "subject": subject }))
+            .await
     }
 
     /// Rotates an app's credentials.
     pub async fn rotate_secret(&self, appid: &str) -> anyhow::Result<AppCredentials> {
-        match self {
-            Backend::Local(s) => Ok(s.rotate_secret(appid).await?),
-            Backend::Remote(c) => {
-                c.post(&format!("/v1/apps/{}/rotate-secret", enc(appid)), json!({}))
-                    .await
-            }
-        }
+        self.post(&format!("/v1/apps/{}/rotate-secret", enc(appid)), json!({}))
+            .await
     }
 
     /// Ends every session of an app's users; returns the new session generation.
     pub async fn revoke_sessions(&self, appid: &str) -> anyhow::Result<u64> {
-        match self {
-            Backend::Local(s) => Ok(s.revoke_sessions(appid).await?),
-            Backend::Remote(c) => {
-                let v: serde_json::Value = c
-                    .post(
-                        &format!("/v1/apps/{}/revoke-sessions", enc(appid)),
-                        json!({}),
-                    )
-                    .await?;
-                Ok(v["generation"].as_u64().unwrap_or_default())
-            }
-        }
+        let v: serde_json::Value = self
+            .post(
+                &format!("/v1/apps/{}/revoke-sessions", enc(appid)),
+                json!({}),
+            )
+            .await?;
+        Ok(v["generation"].as_u64().unwrap_or_default())
     }
 
     /// Lists apps.
     pub async fn apps(&self) -> anyhow::Result<Vec<AppInfo>> {
-        match self {
-            Backend::Local(s) => Ok(s.store().apps().await?),
-            Backend::Remote(c) => c.get("/v1/apps").await,
-        }
+        self.get("/v1/apps").await
     }
 
     /// Turns an app's sharing on or off.
     pub async fn set_sharing(&self, appid: &str, on: bool) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s.set_sharing(appid, on).await?),
-            Backend::Remote(c) => c
-                .post::<serde_json::Value>(
-                    &format!("/v1/apps/{}/sharing", enc(appid)),
-                    json!({ "on": on }),
-                )
-                .await
-                .map(drop),
-        }
+        self.post::<serde_json::Value>(
+            &format!("/v1/apps/{}/sharing", enc(appid)),
+            json!({ "on": on }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Shares an env.
     pub async fn add_share(&self, share: NewShare) -> anyhow::Result<ShareInfo> {
-        match self {
-            Backend::Local(s) => {
-                let functions = SharedFunctions::parse(share.functions.as_deref().unwrap_or("*"))?;
-                Ok(s.add_share(
-                    &share.env,
-                    &share.to,
-                    &share.perms,
-                    functions,
-                    share.acting.as_deref(),
-                )
-                .await?)
-            }
-            Backend::Remote(c) => c.post("/v1/shares", serde_json::to_value(&share)?).await,
-        }
+        self.post("/v1/shares", serde_json::to_value(&share)?).await
     }
 
     /// Ends every share of `owner`'s envs with `to`; returns those envs.
@@ -363,14 +334,9 @@ impl Backend {
         to: &str,
         acting: Option<&str>,
     ) -> anyhow::Result<Vec<String>> {
-        match self {
-            Backend::Local(s) => Ok(s.unbind(owner, to, acting).await?),
-            Backend::Remote(c) => {
-                let body = json!({ "owner": owner, "to": to, "acting": acting });
-                let v: serde_json::Value = c.post("/v1/shares/unbind", body).await?;
-                Ok(serde_json::from_value(v["envs"].clone())?)
-            }
-        }
+        let body = json!({ "owner": owner, "to": to, "acting": acting });
+        let v: serde_json::Value = self.post("/v1/shares/unbind", body).await?;
+        Ok(serde_json::from_value(v["envs"].clone())?)
     }
 
     /// Sets or removes an app's webhook; returns the new signing secret.
@@ -379,27 +345,17 @@ impl Backend {
         appid: &str,
         url: Option<&str>,
     ) -> anyhow::Result<Option<String>> {
-        match self {
-            Backend::Local(s) => Ok(s.set_webhook(appid, url).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/apps/{}/webhook", enc(appid));
-                let v: serde_json::Value = c.post(&path, json!({ "url": url })).await?;
-                Ok(v["secret"].as_str().map(str::to_string))
-            }
-        }
+        let path = format!("/v1/apps/{}/webhook", enc(appid));
+        let v: serde_json::Value = self.post(&path, json!({ "url": url })).await?;
+        Ok(v["secret"].as_str().map(str::to_string))
     }
 
     /// Sets or forgets an app's Taobao signing secret.
     pub async fn set_taobao_secret(&self, appid: &str, secret: Option<&str>) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s.set_taobao_secret(appid, secret).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/apps/{}/taobao-secret", enc(appid));
-                c.post::<serde_json::Value>(&path, json!({ "secret": secret }))
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = format!("/v1/apps/{}/taobao-secret", enc(appid));
+        self.post::<serde_json::Value>(&path, json!({ "secret": secret }))
+            .await
+            .map(drop)
     }
 
     /// Sets or forgets an app's upstream credentials.
@@ -408,15 +364,10 @@ impl Backend {
         appid: &str,
         secret: Option<&str>,
     ) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s.set_upstream_secret(appid, secret).await?),
-            Backend::Remote(c) => {
-                let path = format!("/v1/apps/{}/upstream", enc(appid));
-                c.post::<serde_json::Value>(&path, json!({ "secret": secret }))
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = format!("/v1/apps/{}/upstream", enc(appid));
+        self.post::<serde_json::Value>(&path, json!({ "secret": secret }))
+            .await
+            .map(drop)
     }
 
     /// Lists shares of an env and/or involving an app.
@@ -425,19 +376,14 @@ impl Backend {
         env: Option<&str>,
         app: Option<&str>,
     ) -> anyhow::Result<Vec<ShareInfo>> {
-        match self {
-            Backend::Local(s) => Ok(s.store().shares(env, app).await?),
-            Backend::Remote(c) => {
-                let mut path = String::from("/v1/shares?");
-                if let Some(e) = env {
-                    path.push_str(&format!("env={}&", enc(e)));
-                }
-                if let Some(a) = app {
-                    path.push_str(&format!("app={}", enc(a)));
-                }
-                c.get(&path).await
-            }
-        }
+        let path = with_query(
+            "/v1/shares".into(),
+            &[
+                ("env", env.map(str::to_string)),
+                ("app", app.map(str::to_string)),
+            ],
+        );
+        self.get(&path).await
     }
 
     /// Ends a share.
@@ -447,18 +393,10 @@ impl Backend {
         to: &str,
         acting: Option<&str>,
     ) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s.remove_share(env, to, acting).await?),
-            Backend::Remote(c) => {
-                let mut path = format!("/v1/shares/{}/{}", enc(env), enc(to));
-                if let Some(a) = acting {
-                    path.push_str(&format!("?acting={}", enc(a)));
-                }
-                c.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = acting_in(format!("/v1/shares/{}/{}", enc(env), enc(to)), acting);
+        self.call::<serde_json::Value>(Method::DELETE, &path, Bytes::new(), None)
+            .await
+            .map(drop)
     }
 
     /// Sets an env's security rules.
@@ -468,48 +406,29 @@ impl Backend {
         rules: String,
         acting: Option<&str>,
     ) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(s) => Ok(s
-                .set_rules_as(&Actor::acting(acting), env, &rules)
-                .await
-                .map(drop)?),
-            Backend::Remote(c) => {
-                let path = acting_in(format!("/v1/envs/{}/rules", enc(env)), acting);
-                c.call::<serde_json::Value>(Method::PUT, &path, Bytes::from(rules), None)
-                    .await
-                    .map(drop)
-            }
-        }
+        let path = acting_in(format!("/v1/envs/{}/rules", enc(env)), acting);
+        self.call::<serde_json::Value>(Method::PUT, &path, Bytes::from(rules), None)
+            .await
+            .map(drop)
     }
 
     /// An env's security rules, as JSON text.
     pub async fn rules(&self, env: &str) -> anyhow::Result<String> {
-        match self {
-            Backend::Local(s) => Ok(s.rules(env).await?),
-            Backend::Remote(c) => {
-                let v: serde_json::Value = c.get(&format!("/v1/envs/{}/rules", enc(env))).await?;
-                Ok(serde_json::to_string_pretty(&v)?)
-            }
-        }
+        let v: serde_json::Value = self.get(&format!("/v1/envs/{}/rules", enc(env))).await?;
+        Ok(serde_json::to_string_pretty(&v)?)
     }
 
     /// Audit log entries.
     pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
-        match self {
-            Backend::Local(s) => Ok(s.store().audit_log(q).await?),
-            Backend::Remote(c) => {
-                let mut path = String::from("/v1/audit?");
-                if let Some(e) = &q.env {
-                    path.push_str(&format!("env={}&", enc(e)));
-                }
-                if let Some(a) = &q.app {
-                    path.push_str(&format!("app={}&", enc(a)));
-                }
-                if let Some(l) = q.limit {
-                    path.push_str(&format!("limit={l}"));
-                }
-                c.get(&path).await
-            }
-        }
+        let path = with_query(
+            "/v1/audit".into(),
+            &[
+                ("env", q.env.clone()),
+                ("app", q.app.clone()),
+                ("after", q.after.map(|a| a.to_string())),
+                ("limit", q.limit.map(|l| l.to_string())),
+            ],
+        );
+        self.get(&path).await
     }
 }

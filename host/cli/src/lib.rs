@@ -151,7 +151,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     | StoreError::AppNotFound(_)
                     | StoreError::FunctionNotFound { .. }
             )
-        );
+        ) || e
+            .downcast_ref::<client::Refused>()
+            .is_some_and(|r| r.status == hyper::StatusCode::NOT_FOUND);
         if local && missing {
             e.context(format!(
                 "in data dir {} (--data-dir, CLOUDFN_DATA_DIR)",

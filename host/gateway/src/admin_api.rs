@@ -17,7 +17,6 @@ use cloudfn_store::{
     ActivationQuery, AuditQuery, FunctionConfig, LogLine, SharedFunctions, StoreError,
 };
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
@@ -121,8 +120,8 @@ impl From<Invocation> for AdminInvocation {
 /// The admin endpoints, and the web console under `/console`.
 #[derive(Clone)]
 pub struct AdminApi {
-    /// The console's routes (its login takes the same token).
-    console: Router,
+    /// The console's routes (its login takes the same token); none for the API alone.
+    console: Option<Router>,
     /// The API's routes, declared once ([`routes`]).
     router: Router,
 }
@@ -328,18 +327,31 @@ impl AdminApi {
     /// The admin API of `host`, whose operator token has SHA-256 `token_sha256`, and the console.
     pub fn new(host: Arc<Host>, token_sha256: String, console: crate::console::Console) -> Self {
         AdminApi {
-            console: crate::console::router(console),
+            console: Some(crate::console::router(console)),
             router: routes(Arc::new(Api { host, token_sha256 })),
         }
     }
 
-    /// Serves one request: the console's routes under `/console`, the API's elsewhere.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// The API of `host` alone, without the console: what the CLI calls in-process on a data
+    /// dir, so a command is the same request whether it goes to a server or not.
+    pub fn without_console(host: Arc<Host>, token_sha256: String) -> Self {
+        AdminApi {
+            console: None,
+            router: routes(Arc::new(Api { host, token_sha256 })),
+        }
+    }
+
+    /// Serves one request: the console's routes under `/console`, the API's elsewhere. The
+    /// body is the listener's (`Incoming`) or, in-process, the CLI's.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let path = req.uri().path();
-        let router = if path == "/console" || path.starts_with("/console/") {
-            &self.console
-        } else {
-            &self.router
+        let router = match &self.console {
+            Some(console) if path == "/console" || path.starts_with("/console/") => console,
+            _ => &self.router,
         };
         let Ok(response) = router.clone().call(req).await;
         let (mut parts, body) = response.into_parts();

@@ -2,7 +2,7 @@
 //! lists them, turns their environment sharing on or off, and sets their webhook and upstream
 //! (and Taobao) secrets.
 
-use super::{backend, print_credentials, read_event};
+use super::{client, print_credentials, read_event};
 use crate::Cli;
 use clap::Subcommand;
 
@@ -76,25 +76,25 @@ impl AppCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         match self {
             AppCommand::Create { appid, subject } => {
-                let creds = backend(cli)
+                let creds = client(cli)
                     .await?
                     .create_app(appid, subject.as_deref())
                     .await?;
                 print_credentials(&creds);
             }
             AppCommand::RotateSecret { appid } => {
-                let creds = backend(cli).await?.rotate_secret(appid).await?;
+                let creds = client(cli).await?.rotate_secret(appid).await?;
                 print_credentials(&creds);
             }
             AppCommand::RevokeSessions { appid } => {
-                let generation = backend(cli).await?.revoke_sessions(appid).await?;
+                let generation = client(cli).await?.revoke_sessions(appid).await?;
                 println!(
                     "revoked every session of {appid}'s users (session generation {generation})"
                 );
             }
             AppCommand::Ls => {
                 let mut out = String::from("APPID\tSUBJECT\tSECRET_ID\n");
-                for a in backend(cli).await?.apps().await? {
+                for a in client(cli).await?.apps().await? {
                     out.push_str(&format!(
                         "{}\t{}\t{}\n",
                         a.appid,
@@ -105,10 +105,7 @@ impl AppCommand {
                 print!("{out}");
             }
             AppCommand::Sharing { appid, state } => {
-                backend(cli)
-                    .await?
-                    .set_sharing(appid, state == "on")
-                    .await?;
+                client(cli).await?.set_sharing(appid, state == "on").await?;
                 println!("sharing of {appid} is {state}");
             }
             AppCommand::Set {
@@ -120,9 +117,9 @@ impl AppCommand {
                 taobao_secret,
                 no_taobao_secret,
             } => {
-                let backend = backend(cli).await?;
+                let client = client(cli).await?;
                 if webhook.is_some() || *no_webhook {
-                    let secret = backend.set_webhook(appid, webhook.as_deref()).await?;
+                    let secret = client.set_webhook(appid, webhook.as_deref()).await?;
                     match (webhook, secret) {
                         (Some(url), Some(secret)) => {
                             println!("webhook of {appid}: {url}");
@@ -133,22 +130,20 @@ impl AppCommand {
                 }
                 if let Some(secret) = upstream_secret {
                     let secret = read_event(secret)?;
-                    backend
+                    client
                         .set_upstream_secret(appid, Some(secret.trim()))
                         .await?;
                     println!("upstream credentials of {appid} set (sealed)");
                 } else if *no_upstream_secret {
-                    backend.set_upstream_secret(appid, None).await?;
+                    client.set_upstream_secret(appid, None).await?;
                     println!("{appid} has no upstream credentials");
                 }
                 if let Some(secret) = taobao_secret {
                     let secret = read_event(secret)?;
-                    backend
-                        .set_taobao_secret(appid, Some(secret.trim()))
-                        .await?;
+                    client.set_taobao_secret(appid, Some(secret.trim())).await?;
                     println!("Taobao signing secret of {appid} set (sealed)");
                 } else if *no_taobao_secret {
-                    backend.set_taobao_secret(appid, None).await?;
+                    client.set_taobao_secret(appid, None).await?;
                     println!("{appid} has no Taobao signing secret");
                 }
             }

@@ -1,6 +1,6 @@
 //! `cloudfn audit`: the audit log: who changed what (deploys, rollbacks, rules, shares, apps).
 
-use super::{backend, format_time};
+use super::{client, format_time};
 use crate::Cli;
 use clap::Args;
 use cloudfn_store::AuditQuery;
@@ -30,7 +30,7 @@ impl AuditCommand {
             ..Default::default()
         };
         let mut out = String::from("SEQ\tTIME\tBY\tACTION\tENV\tTARGET\tDETAIL\n");
-        for e in backend(cli).await?.audit(&q).await? {
+        for e in client(cli).await?.audit(&q).await? {
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 e.seq,

@@ -1,7 +1,7 @@
 //! `cloudfn deploy`: deploys a wasm component (or a function crate or JavaScript folder, built
 //! first) as a new version of a function, with its settings, and makes it active.
 
-use super::{ConfigArgs, backend, short, with_spinner};
+use super::{ConfigArgs, client, short, with_spinner};
 use crate::Cli;
 use anyhow::Context;
 use clap::Args;
@@ -40,9 +40,9 @@ impl DeployCommand {
             self.file.clone()
         };
         let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        let backend = backend(cli).await?;
+        let client = client(cli).await?;
         let msg = format!("compiling {} ({} KB)", self.name, wasm.len() / 1024);
-        let deploy = backend.deploy(&self.env, &self.name, wasm, config, self.acting.as_deref());
+        let deploy = client.deploy(&self.env, &self.name, wasm, config, self.acting.as_deref());
         let info = with_spinner(msg, deploy).await?;
         eprintln!(
             "deployed {}/{} version {} (sha256 {})",

@@ -1,6 +1,6 @@
 //! `cloudfn env`: creates environments, each owned by an app, and lists them.
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use clap::Subcommand;
 
@@ -24,12 +24,12 @@ impl EnvCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         match self {
             EnvCommand::Create { env, owner } => {
-                let info = backend(cli).await?.create_env(env, owner).await?;
+                let info = client(cli).await?.create_env(env, owner).await?;
                 println!("created env {} owned by {}", info.name, info.owner_appid);
             }
             EnvCommand::Ls => {
                 let mut out = String::from("ENV\tOWNER\tFUNCTIONS\n");
-                for e in backend(cli).await?.envs().await? {
+                for e in client(cli).await?.envs().await? {
                     out.push_str(&format!("{}\t{}\t{}\n", e.name, e.owner_appid, e.functions));
                 }
                 print!("{out}");

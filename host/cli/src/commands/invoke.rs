@@ -2,9 +2,9 @@
 //! (stdout): a deployed one (on the data dir or a server), a component file or function folder
 //! run directly, or one on a temporary data dir a fixture file describes.
 
-use super::{ConfigArgs, TempDir, artifact_cache, backend, read_event, tempdir};
+use super::{ConfigArgs, TempDir, artifact_cache, client, read_event, tempdir};
 use crate::Cli;
-use crate::client::Backend;
+use crate::client::AdminClient;
 use anyhow::{Context, bail};
 use clap::Args;
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke};
@@ -83,7 +83,7 @@ impl InvokeCommand {
         if self.fixture.is_some() {
             return invoke_fixture(self).await;
         }
-        invoke(&backend(cli).await?, self).await
+        invoke(&client(cli).await?, self).await
     }
 
     fn identity(&self) -> Identity {
@@ -99,7 +99,7 @@ impl InvokeCommand {
     }
 }
 
-async fn invoke(backend: &Backend, args: &InvokeCommand) -> anyhow::Result<i32> {
+async fn invoke(client: &AdminClient, args: &InvokeCommand) -> anyhow::Result<i32> {
     let (Some(env), Some(name)) = (&args.env, &args.name) else {
         bail!("invoke needs --env and --name, or a .wasm file to run directly");
     };
@@ -123,7 +123,7 @@ async fn invoke(backend: &Backend, args: &InvokeCommand) -> anyhow::Result<i32> 
         source: Some(args.source.clone()),
         version: args.version,
     };
-    let inv = backend.invoke(env, name, call).await?;
+    let inv = client.invoke(env, name, call).await?;
     Ok(print_invocation(&inv, args.quiet))
 }
 
@@ -213,7 +213,7 @@ async fn invoke_fixture(args: &InvokeCommand) -> anyhow::Result<i32> {
     fixture
         .apply(&host, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
         .await?;
-    invoke(&Backend::Local(host), args).await
+    invoke(&AdminClient::local(host), args).await
 }
 
 /// Prints logs on stderr and the result (or the protocol error) on stdout; returns the exit code.

@@ -1,9 +1,9 @@
 //! `cloudfn logs`: activation records (one per call) with the functions' log lines, oldest
 //! first, and with `-f` new ones as they arrive.
 
-use super::{backend, format_time};
+use super::{client, format_time};
 use crate::Cli;
-use crate::client::Backend;
+use crate::client::AdminClient;
 use clap::Args;
 use cloudfn_store::ActivationQuery;
 use std::io::Write;
@@ -46,20 +46,20 @@ impl LogsCommand {
             limit: Some(*limit),
             ..Default::default()
         };
-        logs(&backend(cli).await?, query, acting.as_deref(), *follow).await?;
+        logs(&client(cli).await?, query, acting.as_deref(), *follow).await?;
         Ok(0)
     }
 }
 
 async fn logs(
-    backend: &Backend,
+    client: &AdminClient,
     mut query: ActivationQuery,
     acting: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
     let mut first = true;
     loop {
-        let records = backend.activations(&query, acting).await?;
+        let records = client.activations(&query, acting).await?;
         let mut out = std::io::stdout().lock();
         for a in &records {
             writeln!(

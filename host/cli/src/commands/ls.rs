@@ -1,6 +1,6 @@
 //! `cloudfn ls`: lists the functions of an environment (active version, versions, kind).
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use clap::Args;
 
@@ -21,11 +21,7 @@ impl LsCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         let LsCommand { env, acting } = self;
         let mut out = String::from("NAME\tACTIVE\tVERSIONS\tKIND\n");
-        for f in backend(cli)
-            .await?
-            .functions(env, acting.as_deref())
-            .await?
-        {
+        for f in client(cli).await?.functions(env, acting.as_deref()).await? {
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\n",
                 f.name, f.active_version, f.versions, f.kind

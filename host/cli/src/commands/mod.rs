@@ -43,7 +43,7 @@ pub use serve::ServeCommand;
 pub use share::ShareCommand;
 pub use versions::VersionsCommand;
 
-use crate::client::{AdminClient, Backend};
+use crate::client::AdminClient;
 use crate::{Cli, Command};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -144,14 +144,14 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-async fn backend(cli: &Cli) -> anyhow::Result<Backend> {
+async fn client(cli: &Cli) -> anyhow::Result<AdminClient> {
     match &cli.server {
         Some(url) => {
             let token = cli
                 .admin_token
                 .as_deref()
                 .context("--server needs --admin-token (or CLOUDFN_ADMIN_TOKEN)")?;
-            Ok(Backend::Remote(AdminClient::new(url, token)?))
+            AdminClient::remote(url, token)
         }
         None => {
             if cli.store.is_none()
@@ -165,7 +165,7 @@ async fn backend(cli: &Cli) -> anyhow::Result<Backend> {
                     cli.data_dir.display()
                 );
             }
-            Ok(Backend::Local(open(cli).await?))
+            Ok(AdminClient::local(open(cli).await?))
         }
     }
 }

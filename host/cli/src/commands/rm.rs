@@ -1,6 +1,6 @@
 //! `cloudfn rm`: removes a function and all its versions.
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use clap::Args;
 
@@ -31,7 +31,7 @@ impl RmCommand {
             acting,
             force,
         } = self;
-        backend(cli)
+        client(cli)
             .await?
             .remove(env, name, acting.as_deref(), *force)
             .await?;

@@ -1,6 +1,6 @@
 //! `cloudfn rollback`: makes an earlier version of a function active again.
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use clap::Args;
 
@@ -31,7 +31,7 @@ impl RollbackCommand {
             to,
             acting,
         } = self;
-        backend(cli)
+        client(cli)
             .await?
             .rollback(env, name, *to, acting.as_deref())
             .await?;

@@ -1,7 +1,7 @@
 //! `cloudfn rules`: validates and sets an environment's security rules for functions from a
 //! JSON file, and prints them.
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use anyhow::Context;
 use clap::Subcommand;
@@ -36,14 +36,14 @@ impl RulesCommand {
             RulesCommand::Set { env, file, acting } => {
                 let rules = std::fs::read_to_string(file)
                     .with_context(|| format!("reading {}", file.display()))?;
-                backend(cli)
+                client(cli)
                     .await?
                     .set_rules(env, rules, acting.as_deref())
                     .await?;
                 println!("rules of env {env} set");
             }
             RulesCommand::Get { env } => {
-                println!("{}", backend(cli).await?.rules(env).await?)
+                println!("{}", client(cli).await?.rules(env).await?)
             }
         }
         Ok(0)

@@ -1,7 +1,7 @@
 //! `cloudfn share`: shares an environment with another app of the same subject, lists shares,
 //! and ends the share of one env or every share between two apps.
 
-use super::backend;
+use super::client;
 use crate::Cli;
 use clap::Subcommand;
 use cloudfn_gateway::admin_api::NewShare;
@@ -76,7 +76,7 @@ impl ShareCommand {
                 functions,
                 acting,
             } => {
-                let share = (backend(cli).await?)
+                let share = (client(cli).await?)
                     .add_share(NewShare {
                         env: env.clone(),
                         to: to.clone(),
@@ -99,7 +99,7 @@ impl ShareCommand {
             }
             ShareCommand::Ls { env, app } => {
                 let mut out = String::from("ENV\tOWNER\tTO\tPERMS\tFUNCTIONS\n");
-                for s in backend(cli)
+                for s in client(cli)
                     .await?
                     .shares(env.as_deref(), app.as_deref())
                     .await?
@@ -117,14 +117,14 @@ impl ShareCommand {
                 print!("{out}");
             }
             ShareCommand::Rm { env, to, acting } => {
-                backend(cli)
+                client(cli)
                     .await?
                     .remove_share(env, to, acting.as_deref())
                     .await?;
                 println!("env {env} is no longer shared with {to}");
             }
             ShareCommand::Unbind { owner, to, acting } => {
-                let envs = backend(cli)
+                let envs = client(cli)
                     .await?
                     .unbind(owner, to, acting.as_deref())
                     .await?;

@@ -1,7 +1,7 @@
 //! `cloudfn versions`: lists the versions of a function, newest first, with their hashes,
 //! sizes and settings.
 
-use super::{backend, short};
+use super::{client, short};
 use crate::Cli;
 use clap::Args;
 
@@ -25,7 +25,7 @@ impl VersionsCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         let VersionsCommand { env, name, acting } = self;
         let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\tKIND\n");
-        for v in backend(cli)
+        for v in client(cli)
             .await?
             .versions(env, name, acting.as_deref())
             .await?
