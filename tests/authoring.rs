@@ -412,7 +412,7 @@ async fn a_fixture_reproduces_the_seed_scenario() {
         Ok(Path::new(guests::WASM_DIR).join(format!("{name}.wasm")))
     };
     for _ in 0..2 {
-        fixture.apply(host.host(), &built).await.unwrap();
+        fixture.apply(host.control(), &built).await.unwrap();
     }
     let versions = host.host().store().versions("prod", "echo").await.unwrap();
     assert_eq!(versions.len(), 1, "loading twice adds no version");

@@ -4,6 +4,7 @@
 //! env through `cloudbase_auth`), rate limits, the audit log, and the JavaScript `wx.cloud` SDK
 //! (clients/wx-cloud) running seed 001's mini-program code under Node.
 
+use crate::common::Manage;
 use crate::common::http::*;
 use crate::common::{Bin, World, guests as paths, let_time_pass, ok, poll_within};
 use cloudfn_gateway::client::ClientLimits;
@@ -328,6 +329,7 @@ async fn client_calls_run_as_the_sessions_user_under_the_envs_rules() {
 
     // The own env's rules hold for its mini-program's calls, not for its server's.
     s.host
+        .control()
         .set_rules(
             "bprod",
             r#"{"*": {"invoke": "auth != null"}, "echo": {"invoke": "auth.openid == 'ob2'"}}"#,
@@ -620,7 +622,7 @@ async fn the_wx_cloud_sdk_runs_seed_001_under_node() {
         Ok("WAITING"),
         "the mini-program reaches its pause"
     );
-    s.host.revoke_sessions("wxB").await.unwrap();
+    s.host.control().revoke_sessions("wxB").await.unwrap();
     std::fs::write(&flag, "").unwrap();
     let out = tokio::task::spawn_blocking(move || {
         let line = lines

@@ -6,6 +6,7 @@
 //! outbound HTTP only to named hosts, Taobao's system parameters, `sign` (computed here from
 //! §10), the envelope, and the response cache's four key kinds and expiry.
 
+use crate::common::Manage;
 use crate::common::http::*;
 use crate::common::{Bin, World, failed, guests as paths, ok, poll_within};
 use bytes::Bytes;
@@ -118,6 +119,7 @@ pub(crate) async fn world() -> TestServer {
     }
     // What wxA's Taobao mini-program signs with (its envs' functions check `sign` with it).
     s.host
+        .control()
         .set_taobao_secret("wxA", Some("taobao-secret"))
         .await
         .unwrap();

@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use crate::common::Manage;
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Call, Identity, Invocation, InvokeRequest};
 use cloudfn_store::FunctionConfig;
@@ -84,6 +85,7 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
     assert!(printed.contains(&"oB-7"), "{printed:?}");
     // The claim is what the rule reads: a rule wanting another value denies.
     s.host
+        .control()
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.x == 2"}}"#)
         .await
         .unwrap();
@@ -98,6 +100,7 @@ async fn a_cloudbase_node_function_runs_unchanged_same_app_cross_app_and_from_th
     .await;
     assert_eq!(errcode(&v), -501019, "{v}");
     s.host
+        .control()
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.x == 1"}}"#)
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use crate::common::Manage;
 use cloudfn_invoke::{Call, Host, Identity, InvokeRequest};
 use cloudfn_store::{FunctionConfig, StoreError};
 use common::guests as paths;
@@ -315,12 +316,14 @@ async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
     ];
     for (name, bytes, want) in cases {
         let e = svc
+            .control()
             .deploy("prod", name, &bytes, FunctionConfig::default())
             .await
             .expect_err(want);
         assert!(e.to_string().contains(want), "{name}: got {e}");
     }
     let e = svc
+        .control()
         .deploy(
             "nope",
             "echo",
@@ -331,6 +334,7 @@ async fn deploy_validation_says_what_is_wrong_and_stores_nothing() {
         .unwrap_err();
     assert!(matches!(e, StoreError::EnvNotFound(_)), "{e}");
     let e = svc
+        .control()
         .deploy(
             "prod",
             "echo",
@@ -434,27 +438,30 @@ async fn a_restart_reuses_precompiled_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     {
         let svc = Host::open(dir.path()).await.unwrap();
-        svc.create_env("prod", "wxA").await.unwrap();
-        svc.deploy(
-            "prod",
-            "echo",
-            &wasm(paths::ECHO),
-            FunctionConfig::default(),
-        )
-        .await
-        .unwrap();
+        svc.control().create_env("prod", "wxA").await.unwrap();
+        svc.control()
+            .deploy(
+                "prod",
+                "echo",
+                &wasm(paths::ECHO),
+                FunctionConfig::default(),
+            )
+            .await
+            .unwrap();
         ok_json(&call(&svc, "echo", "{}").await);
         assert_eq!(svc.runtime().stats.compiles.load(Ordering::Relaxed), 1);
         // The same bytes deployed again (another version, another env) compile no more: only
         // the world is checked, so the wrong kind is still refused.
-        svc.create_env("test", "wxA").await.unwrap();
+        svc.control().create_env("test", "wxA").await.unwrap();
         for (env, name) in [("prod", "echo"), ("test", "echo")] {
-            svc.deploy(env, name, &wasm(paths::ECHO), FunctionConfig::default())
+            svc.control()
+                .deploy(env, name, &wasm(paths::ECHO), FunctionConfig::default())
                 .await
                 .unwrap();
         }
         let http = FunctionConfig::with(|c| c.kind = cloudfn_store::FunctionKind::Http);
         let e = svc
+            .control()
             .deploy("test", "as_http", &wasm(paths::ECHO), http)
             .await
             .unwrap_err()
@@ -496,14 +503,17 @@ async fn a_restart_reuses_precompiled_artifacts() {
 async fn calls_run_inline_or_on_the_guest_threads() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Host::open(dir.path()).await.unwrap();
-    svc.create_env("prod", "wxA").await.unwrap();
+    svc.control().create_env("prod", "wxA").await.unwrap();
     let short = FunctionConfig::with(|c| c.timeout_ms = Some(200));
     for (name, path, config) in [
         ("echo", paths::ECHO, FunctionConfig::default()),
         ("users_add", paths::USERS_ADD, FunctionConfig::default()),
         ("fail_loop", paths::FAIL_LOOP, short),
     ] {
-        svc.deploy("prod", name, &wasm(path), config).await.unwrap();
+        svc.control()
+            .deploy("prod", name, &wasm(path), config)
+            .await
+            .unwrap();
     }
     let stats = &svc.runtime().stats;
     let counts = || {
@@ -656,6 +666,7 @@ async fn a_change_by_another_process_is_seen_on_the_next_call() {
     // A second service on the same data dir stands in for another process (e.g. the CLI).
     let other = Host::open(dir.path()).await.unwrap();
     other
+        .control()
         .deploy(
             "prod",
             "echo",
@@ -747,6 +758,7 @@ async fn a_version_number_reused_after_rm_runs_the_new_code() {
     let other = Host::open(dir.path()).await.unwrap();
     other.store().remove_function("prod", "echo").await.unwrap();
     let v = other
+        .control()
         .deploy(
             "prod",
             "echo",
@@ -849,13 +861,14 @@ async fn a_capability_of_its_own_is_linked_and_given_state_when_a_call_uses_one(
     let host = Host::open_shared(dir.path(), Default::default(), Arc::new(runtime))
         .await
         .unwrap();
-    host.create_env("prod", "wxA").await.unwrap();
+    host.control().create_env("prod", "wxA").await.unwrap();
     for (name, path) in [
         ("echo", paths::ECHO),
         ("openapi_probe", paths::OPENAPI_PROBE),
     ] {
         let wasm = std::fs::read(path).unwrap();
-        host.deploy("prod", name, &wasm, FunctionConfig::default())
+        host.control()
+            .deploy("prod", name, &wasm, FunctionConfig::default())
             .await
             .unwrap();
     }

@@ -5,6 +5,7 @@
 //! name that resolves to loopback), webhook URLs under the same policy, unknown admin JSON
 //! fields refused, unreadable cookies dropped, and webhook secrets sealed at rest.
 
+use crate::common::Manage;
 use crate::common::http::*;
 use crate::common::{Bin, World, guests as paths, within};
 use crate::containers::{bearer, send, session, world};
@@ -277,7 +278,8 @@ async fn a_sharee_sees_no_variable_values_and_cannot_widen_outbound_hosts() {
         });
         let (host, wasm, sharee) = (s.host.clone(), wasm.clone(), sharee.clone());
         async move {
-            host.deploy_as(&sharee, "prod", "probe", &wasm, config)
+            host.control()
+                .deploy_as(&sharee, "prod", "probe", &wasm, config)
                 .await
         }
     };
@@ -291,11 +293,13 @@ async fn a_sharee_sees_no_variable_values_and_cannot_widen_outbound_hosts() {
     // Nor by rolling back to an old version that reaches more than the active one.
     let e = s
         .host
+        .control()
         .rollback_as(&sharee, "prod", "probe", 1)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("api.example.com"), "{e}");
     s.host
+        .control()
         .rollback_as(&Actor::Operator, "prod", "probe", 1)
         .await
         .unwrap();
@@ -306,6 +310,7 @@ async fn a_sharee_sees_no_variable_values_and_cannot_widen_outbound_hosts() {
     });
     let e = s
         .host
+        .control()
         .deploy_as(&sharee, "prod", "fresh", &wasm, config)
         .await
         .unwrap_err();
@@ -811,12 +816,12 @@ async fn webhook_secrets_are_sealed_at_rest() {
         !kept.contains(&secret) && !kept.contains("hooks.example.com"),
         "{kept}"
     );
-    let hook = s.host.webhook("wxB").await.unwrap().unwrap();
+    let hook = s.host.control().webhook("wxB").await.unwrap().unwrap();
     assert_eq!(hook.secret, secret);
 
     let plain = r#"{"url":"https://old.example.com/h","secret":"oldsecret"}"#;
     store.set_setting("webhook/wxA", plain).await.unwrap();
-    let hook = s.host.webhook("wxA").await.unwrap().unwrap();
+    let hook = s.host.control().webhook("wxA").await.unwrap().unwrap();
     assert_eq!(
         (hook.url.as_str(), hook.secret.as_str()),
         ("https://old.example.com/h", "oldsecret")
@@ -824,7 +829,13 @@ async fn webhook_secrets_are_sealed_at_rest() {
     let kept = store.setting("webhook/wxA").await.unwrap().unwrap();
     assert!(!kept.contains("oldsecret"), "{kept}");
     assert_eq!(
-        s.host.webhook("wxA").await.unwrap().unwrap().secret,
+        s.host
+            .control()
+            .webhook("wxA")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
         "oldsecret"
     );
 }

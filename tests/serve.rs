@@ -8,6 +8,7 @@ use common::guests as paths;
 use common::http::*;
 use common::{Bin, Built, World, poll_within, records, wasm, within};
 
+use crate::common::Manage;
 use bytes::Bytes;
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::{Host, Limits, Options};
@@ -457,6 +458,7 @@ async fn the_real_node_sdk_calls_functions_through_admin() {
     assert_eq!(v["result"]["event"], json!({}));
     // qualifier selects a version.
     s.host
+        .control()
         .deploy(
             "prod",
             "echo",
@@ -718,7 +720,14 @@ async fn tokens_and_data_survive_a_restart() {
     let TestServer { world, .. } = s;
     let Built { dir, creds, .. } = world;
     let host = Host::open(dir.path()).await.unwrap();
-    let s = TestServer::serve(Built { dir, host, creds }, ServeConfig::default()).await;
+    let control = host.control();
+    let built = Built {
+        dir,
+        host,
+        control,
+        creds,
+    };
+    let s = TestServer::serve(built, ServeConfig::default()).await;
     assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
     // stable_token hands back the same token after the restart.
     let (_, v) = request(

@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use crate::common::Manage;
 use cloudfn_gateway::server::ServeConfig;
 use cloudfn_invoke::Options;
 use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
@@ -152,6 +153,7 @@ async fn the_share_and_the_rules_limit_functions() {
     assert!(reason.contains("auth.custom.role == 'partner'"), "{reason}");
     // Rules changes apply to the very next call.
     s.host
+        .control()
         .set_rules("prod", r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role in ['partner', 'viewer']"}}"#).await
         .unwrap();
     let v = call_as(
@@ -179,6 +181,7 @@ async fn the_share_and_the_rules_limit_functions() {
         assert_eq!(errcode(&v), 0, "{v}");
     }
     s.host
+        .control()
         .set_rules(
             "prod",
             r#"{"*": {"invoke": true}, "users_add": {"invoke": "auth.custom.role == 'viewer'"}}"#,
@@ -197,6 +200,7 @@ async fn the_share_and_the_rules_limit_functions() {
     assert_eq!(errcode(&v), -501019, "{v}");
     let bad = s
         .host
+        .control()
         .set_rules("prod", r#"{"*": {"invoke": "auth.custom.role =="}}"#)
         .await;
     assert!(
@@ -254,6 +258,7 @@ async fn a_function_to_function_call_keeps_from_fields_and_the_source_chain() {
     // The nested call is checked too: wxC's share has no fail_panic, and viewers may call
     // users_add after this rule change, whose nested echo is within the share.
     s.host
+        .control()
         .set_rules("prod", r#"{"*": {"invoke": true}}"#)
         .await
         .unwrap();
@@ -340,10 +345,16 @@ async fn ending_a_share_takes_effect_on_the_very_next_call() {
         // ...and ending the share (the sharee ends the relationship; the owner the env's
         // share) still stops the next call.
         if acting == "wxB" {
-            let envs = s.host.unbind("wxA", "wxB", Some(acting)).await.unwrap();
+            let envs = s
+                .host
+                .control()
+                .unbind("wxA", "wxB", Some(acting))
+                .await
+                .unwrap();
             assert_eq!(envs, ["prod"]);
         } else {
             s.host
+                .control()
                 .remove_share("prod", "wxB", Some(acting))
                 .await
                 .unwrap();
@@ -382,6 +393,7 @@ async fn decisions_are_cached_per_caller_and_dropped_on_redeploy() {
     assert_eq!(auth_runs(s).await, 2, "another user is another decision");
     // Redeploying cloudbase_auth drops cached decisions: now it denies wxB.
     s.host
+        .control()
         .deploy(
             "prod",
             "cloudbase_auth",
@@ -441,6 +453,7 @@ async fn malformed_cloudbase_auth_replies_are_denials() {
     ];
     for (reply, why) in cases {
         s.host
+            .control()
             .deploy(
                 "prod",
                 "cloudbase_auth",
@@ -471,6 +484,7 @@ async fn malformed_cloudbase_auth_replies_are_denials() {
         ),
     ] {
         s.host
+            .control()
             .deploy(
                 "prod",
                 "cloudbase_auth",
@@ -1246,6 +1260,7 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
         0
     );
     other
+        .control()
         .set_rules(
             "prod",
             r#"{"*": {"invoke": true}, "users_add": {"invoke": false}}"#,
@@ -1261,6 +1276,7 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
         0
     );
     other
+        .control()
         .deploy(
             "prod",
             "cloudbase_auth",
@@ -1273,7 +1289,11 @@ async fn changes_made_by_another_process_apply_to_the_next_call() {
         errcode(&call_as(s, &s.other, Some("o"), "prod", "echo", "{}").await),
         -403001
     );
-    other.unbind("wxA", "wxC", Some("wxC")).await.unwrap();
+    other
+        .control()
+        .unbind("wxA", "wxC", Some("wxC"))
+        .await
+        .unwrap();
     assert_eq!(
         errcode(&call_as(s, &t.c, Some("o"), "prod", "echo", "{}").await),
         -501019

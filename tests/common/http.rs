@@ -33,17 +33,10 @@ pub struct TestServer {
 
 impl World {
     /// The world with apps wxA and wxB (subject "Acme") first, built and served.
-    pub async fn serve(self, config: ServeConfig) -> TestServer {
-        let world = World {
-            apps: [
-                ("wxA".to_string(), "Acme".to_string()),
-                ("wxB".into(), "Acme".into()),
-            ]
-            .into_iter()
-            .chain(self.apps)
-            .collect(),
-            ..self
-        };
+    pub async fn serve(mut self, config: ServeConfig) -> TestServer {
+        let later = std::mem::take(&mut self.fixture.apps);
+        let mut world = self.app("wxA", "Acme").app("wxB", "Acme");
+        world.fixture.apps.extend(later);
         TestServer::serve(world.build().await, config).await
     }
 }

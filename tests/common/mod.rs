@@ -6,7 +6,8 @@
 
 pub mod http;
 
-use cloudfn_invoke::{Call, Host, Identity, Invocation, InvokeRequest, Options};
+use cloudfn_invoke::fixture::{self, Fixture};
+use cloudfn_invoke::{Call, Control, Host, Identity, Invocation, InvokeRequest, Options};
 use cloudfn_runtime::Runtime;
 use cloudfn_store::{Activation, ActivationQuery, AppCredentials, FunctionConfig, SharedFunctions};
 pub use cloudfn_test_guests as guests;
@@ -58,16 +59,26 @@ pub fn js_guest(folder: &str) -> String {
     path
 }
 
-/// What a test world is made of, declared before it is built.
+/// The control plane of a host a test opened itself (`host.control().deploy(...)`).
+pub trait Manage {
+    fn control(&self) -> Control;
+}
+
+impl Manage for Arc<Host> {
+    fn control(&self) -> Control {
+        Control::new(self.clone())
+    }
+}
+
+/// What a test world is made of, declared before it is built: a [`Fixture`] (the one
+/// declarative builder of apps, envs, functions, shares and rules, which `cloudfn_testing`
+/// and `cloudfn invoke --fixture` load too), applied through the host's control plane.
 #[derive(Default)]
 pub struct World {
     options: Options,
-    apps: Vec<(String, String)>,
-    envs: Vec<(String, String)>,
-    deploys: Vec<(String, String, String, FunctionConfig)>,
+    pub(crate) fixture: Fixture,
+    /// Apps whose sharing is turned on (apps `serve` adds come first, so resolved at build).
     sharing: Vec<String>,
-    shares: Vec<(String, String, SharedFunctions)>,
-    rules: Vec<(String, String)>,
     runtime: Option<Arc<Runtime>>,
 }
 
@@ -75,6 +86,8 @@ pub struct World {
 pub struct Built {
     pub dir: tempfile::TempDir,
     pub host: Arc<Host>,
+    /// The host's control plane (deploys, envs, shares, rules).
+    pub control: Control,
     pub creds: HashMap<String, AppCredentials>,
 }
 
@@ -97,13 +110,22 @@ impl World {
 
     /// An app with credentials, of company `subject`.
     pub fn app(mut self, appid: &str, subject: &str) -> World {
-        self.apps.push((appid.into(), subject.into()));
+        self.fixture.apps.push(fixture::App {
+            appid: appid.into(),
+            subject: Some(subject.into()),
+            sharing: false,
+        });
         self
     }
 
     /// An env owned by `owner`.
     pub fn env(mut self, env: &str, owner: &str) -> World {
-        self.envs.push((env.into(), owner.into()));
+        self.fixture.envs.push(fixture::Env {
+            name: env.into(),
+            owner: owner.into(),
+            rules: None,
+            rules_file: None,
+        });
         self
     }
 
@@ -120,8 +142,9 @@ impl World {
         path: &str,
         config: FunctionConfig,
     ) -> World {
-        self.deploys
-            .push((env.into(), name.into(), path.into(), config));
+        self.fixture
+            .functions
+            .push(fixture::Function::wasm(env, name, path, &config));
         self
     }
 
@@ -133,52 +156,53 @@ impl World {
 
     /// Shares `env` with `to` for `functions` (`*` or `a,b`).
     pub fn share(mut self, env: &str, to: &str, functions: &str) -> World {
-        let f = SharedFunctions::parse(functions).unwrap();
-        self.shares.push((env.into(), to.into(), f));
+        SharedFunctions::parse(functions).unwrap();
+        self.fixture.shares.push(fixture::Share {
+            env: env.into(),
+            to: to.into(),
+            functions: functions.into(),
+            perms: vec!["functions:invoke".into()],
+        });
         self
     }
 
-    /// Sets `env`'s rules.
+    /// Sets `env`'s rules (an env of this world).
     pub fn rules(mut self, env: &str, json: &str) -> World {
-        self.rules.push((env.into(), json.into()));
+        let e = self.fixture.envs.iter_mut().find(|e| e.name == env);
+        e.unwrap_or_else(|| panic!("rules for env {env}, which this world does not create"))
+            .rules = Some(json.into());
         self
     }
 
     /// Builds it on a fresh data dir.
-    pub async fn build(self) -> Built {
+    pub async fn build(mut self) -> Built {
         let dir = tempfile::tempdir().unwrap();
         let runtime = self.runtime.unwrap_or_else(runtime);
         let host = Host::open_shared(dir.path(), self.options, runtime)
             .await
             .unwrap();
-        let store = host.store();
-        let mut creds = HashMap::new();
-        for (appid, subject) in &self.apps {
-            let c = store.create_app(appid, Some(subject)).await.unwrap();
-            creds.insert(appid.clone(), c);
-        }
-        for (env, owner) in &self.envs {
-            host.create_env(env, owner).await.unwrap();
-        }
-        for (env, name, path, config) in self.deploys {
-            host.deploy(&env, &name, &wasm(&path), config)
-                .await
-                .unwrap_or_else(|e| panic!("deploying {env}/{name}: {e}"));
-        }
+        let control = Control::new(host.clone());
         for appid in &self.sharing {
-            store.set_sharing(appid, true).await.unwrap();
+            let app = self.fixture.apps.iter_mut().find(|a| a.appid == *appid);
+            app.unwrap_or_else(|| {
+                panic!("sharing for app {appid}, which this world does not create")
+            })
+            .sharing = true;
         }
-        let invoke = vec!["functions:invoke".to_string()];
-        for (env, to, functions) in self.shares {
-            store
-                .add_share(&env, &to, &invoke, functions, None)
-                .await
-                .unwrap();
+        let created = self
+            .fixture
+            .apply(&control, &|p| {
+                anyhow::bail!("no crate to build here: {}", p.display())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("building the test world: {e:#}"));
+        let creds = created.into_iter().map(|c| (c.appid.clone(), c)).collect();
+        Built {
+            dir,
+            host,
+            control,
+            creds,
         }
-        for (env, json) in &self.rules {
-            host.set_rules(env, json).await.unwrap();
-        }
-        Built { dir, host, creds }
     }
 }
 
@@ -190,7 +214,7 @@ impl Built {
 
     /// Deploys guest `path` as `prod/name` with `config`; returns the version.
     pub async fn deploy(&self, name: &str, path: &str, config: FunctionConfig) -> u32 {
-        self.host
+        self.control
             .deploy("prod", name, &wasm(path), config)
             .await
             .unwrap_or_else(|e| panic!("deploying {name}: {e}"))

@@ -7,7 +7,7 @@
 //! `cargo bench -p cloudfn-bench --bench calls` (scripts/bench.sh runs it).
 
 use cloudfn_bench::{ENV, EVENT, OWNER, sibling};
-use cloudfn_invoke::{Host, Identity, InvokeRequest};
+use cloudfn_invoke::{Control, Host, Identity, InvokeRequest};
 use cloudfn_runtime::{CallError, CallFunction, GuestCall, Runtime, WxContext};
 use cloudfn_store::FunctionConfig;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -34,10 +34,11 @@ fn owner() -> Identity {
 fn data_dir(rt: &tokio::runtime::Runtime) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     rt.block_on(async {
-        let host = Host::open(dir.path()).await.expect("open");
-        host.create_env(ENV, OWNER).await.expect("env");
+        let control = Control::new(Host::open(dir.path()).await.expect("open"));
+        control.create_env(ENV, OWNER).await.expect("env");
         let echo = std::fs::read(cloudfn_test_guests::ECHO).expect("echo.wasm");
-        host.deploy(ENV, "echo", &echo, FunctionConfig::default())
+        control
+            .deploy(ENV, "echo", &echo, FunctionConfig::default())
             .await
             .expect("deploy");
     });

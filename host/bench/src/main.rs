@@ -721,13 +721,15 @@ async fn scale(cloudfn: &std::path::Path, functions: usize, envs: usize) -> anyh
     {
         // Deploys in-process (each compiles once and leaves its precompiled artifact).
         let host = cloudfn_invoke::Host::open(world.dir.path()).await?;
+        let control = cloudfn_invoke::Control::new(host);
         for e in 0..envs {
-            host.create_env(&format!("scale-{e:03}"), OWNER).await?;
+            control.create_env(&format!("scale-{e:03}"), OWNER).await?;
         }
         for i in 0..functions {
             let env = format!("scale-{:03}", i % envs);
             let wasm = distinct(&echo, &format!("f{i}"));
-            host.deploy(&env, &format!("f{i:04}"), &wasm, Default::default())
+            control
+                .deploy(&env, &format!("f{i:04}"), &wasm, Default::default())
                 .await?;
             if (i + 1) % 100 == 0 {
                 eprintln!("deployed {} functions ({})", i + 1, since(t));

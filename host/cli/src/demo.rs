@@ -2,7 +2,7 @@
 //! `functions/` and compiled into this binary), so a newcomer sees cloudfn work in one command.
 
 use anyhow::Context;
-use cloudfn_invoke::{Host, Identity, InvokeRequest};
+use cloudfn_invoke::{Control, Host, Identity, InvokeRequest};
 use cloudfn_store::{AppCredentials, FunctionConfig, FunctionKind, SharedFunctions, StoreError};
 
 // The example functions, built from `functions/` by the build script and embedded.
@@ -25,7 +25,7 @@ pub async fn run(data_dir: &Path, store: cloudfn_store::StoreConfig) -> anyhow::
         ..Default::default()
     };
     let svc = Host::open_with(data_dir, options).await?;
-    populate(&svc).await?;
+    populate(&Control::new(svc.clone())).await?;
     eprintln!("demo data dir: {}", data_dir.display());
     for env in svc.store().envs().await? {
         let names: Vec<String> = svc
@@ -79,7 +79,7 @@ pub const SUBJECT: &str = "Demo Co";
 
 /// Gives the demo apps fresh credentials (only hashes are kept, so a restart cannot show the
 /// old ones) and returns them.
-pub async fn rotate_credentials(svc: &Host) -> anyhow::Result<Vec<AppCredentials>> {
+pub async fn rotate_credentials(svc: &Control) -> anyhow::Result<Vec<AppCredentials>> {
     let mut creds = Vec::new();
     for appid in [OWNER_APPID, PARTNER_APPID] {
         creds.push(svc.rotate_secret(appid).await?);
@@ -99,7 +99,7 @@ pub fn taobao_app() -> (String, cloudfn_gateway::taobao::TaobaoApp) {
     )
 }
 
-async fn deploy_tb_app(svc: &Host, env: &str, secret: &str) -> anyhow::Result<()> {
+async fn deploy_tb_app(svc: &Control, env: &str, secret: &str) -> anyhow::Result<()> {
     let config = FunctionConfig::with(|c| {
         c.kind = FunctionKind::Http;
         c.vars.insert("APP_SECRET".into(), secret.into());
@@ -127,9 +127,9 @@ pub fn print_credentials(creds: &[AppCredentials], addr: std::net::SocketAddr) {
 }
 
 /// Creates the demo apps and envs and deploys the example functions where they are missing.
-pub async fn populate(svc: &Host) -> anyhow::Result<()> {
+pub async fn populate(svc: &Control) -> anyhow::Result<()> {
     for appid in [OWNER_APPID, PARTNER_APPID] {
-        if svc.store().app(appid).await.is_err() {
+        if svc.host().store().app(appid).await.is_err() {
             svc.create_app(appid, Some(SUBJECT)).await?;
         }
     }
@@ -146,6 +146,7 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
         .chain(std::iter::once((DEV_ENV, "echo", demo_wasm("echo"))))
     {
         let exists = svc
+            .host()
             .store()
             .functions(env)
             .await?
@@ -175,13 +176,14 @@ pub async fn populate(svc: &Host) -> anyhow::Result<()> {
     // The Taobao example verifies `sign` with the owner's Taobao signing secret (what the
     // gateway signs with), never with a cloudfn credential. A demo data dir made before it had
     // one gets one, and its tb_app the same.
-    let store = svc.store();
-    let fresh = svc.taobao_secret(OWNER_APPID).await?.is_none();
+    let store = svc.host().store();
+    let fresh = svc.host().taobao_secret(OWNER_APPID).await?.is_none();
     if fresh {
         let secret = cloudfn_store::secrets::random_hex(16);
         svc.set_taobao_secret(OWNER_APPID, Some(&secret)).await?;
     }
     let secret = svc
+        .host()
         .taobao_secret(OWNER_APPID)
         .await?
         .context("the demo owner's Taobao signing secret")?;

@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{any, delete, get, post, put};
-use cloudfn_invoke::{Actor, Call, Host, Identity, Invocation, InvokeRequest};
+use cloudfn_invoke::{Actor, Call, Control, Host, Identity, Invocation, InvokeRequest};
 use cloudfn_store::secrets::{constant_time_eq, hash_secret};
 use cloudfn_store::{
     ActivationQuery, AuditQuery, FunctionConfig, LogLine, SharedFunctions, StoreError,
@@ -128,6 +128,9 @@ pub struct AdminApi {
 
 /// What the handlers share.
 struct Api {
+    /// Management: every change and the reads an actor is held to.
+    control: Control,
+    /// The data plane: calls, metrics, readiness, plain reads of the store.
     host: Arc<Host>,
     /// SHA-256 of the bearer token.
     token_sha256: String,
@@ -328,7 +331,11 @@ impl AdminApi {
     pub fn new(host: Arc<Host>, token_sha256: String, console: crate::console::Console) -> Self {
         AdminApi {
             console: Some(crate::console::router(console)),
-            router: routes(Arc::new(Api { host, token_sha256 })),
+            router: routes(Arc::new(Api {
+                control: Control::new(host.clone()),
+                host,
+                token_sha256,
+            })),
         }
     }
 
@@ -337,7 +344,11 @@ impl AdminApi {
     pub fn without_console(host: Arc<Host>, token_sha256: String) -> Self {
         AdminApi {
             console: None,
-            router: routes(Arc::new(Api { host, token_sha256 })),
+            router: routes(Arc::new(Api {
+                control: Control::new(host.clone()),
+                host,
+                token_sha256,
+            })),
         }
     }
 
@@ -483,17 +494,17 @@ async fn apps(State(api): ApiState) -> Reply {
 
 async fn create_app(State(api): ApiState, JsonBody(n): JsonBody<NewApp>) -> Reply {
     Ok(ok(&api
-        .host
+        .control
         .create_app(&n.appid, n.subject.as_deref())
         .await?))
 }
 
 async fn rotate_secret(State(api): ApiState, Params(appid): Params<String>) -> Reply {
-    Ok(ok(&api.host.rotate_secret(&appid).await?))
+    Ok(ok(&api.control.rotate_secret(&appid).await?))
 }
 
 async fn revoke_sessions(State(api): ApiState, Params(appid): Params<String>) -> Reply {
-    let generation = api.host.revoke_sessions(&appid).await?;
+    let generation = api.control.revoke_sessions(&appid).await?;
     Ok(ok(&json!({ "generation": generation })))
 }
 
@@ -502,7 +513,7 @@ async fn set_sharing(
     Params(appid): Params<String>,
     JsonBody(b): JsonBody<SharingSwitch>,
 ) -> Reply {
-    api.host.set_sharing(&appid, b.on).await?;
+    api.control.set_sharing(&appid, b.on).await?;
     Ok(ok(&json!({ "appid": appid, "sharing": b.on })))
 }
 
@@ -511,7 +522,7 @@ async fn set_webhook(
     Params(appid): Params<String>,
     JsonBody(w): JsonBody<WebhookUrl>,
 ) -> Reply {
-    let secret = api.host.set_webhook(&appid, w.url.as_deref()).await?;
+    let secret = api.control.set_webhook(&appid, w.url.as_deref()).await?;
     Ok(ok(
         &json!({ "appid": appid, "url": w.url, "secret": secret }),
     ))
@@ -522,7 +533,7 @@ async fn set_upstream_secret(
     Params(appid): Params<String>,
     JsonBody(u): JsonBody<UpstreamSecret>,
 ) -> Reply {
-    api.host
+    api.control
         .set_upstream_secret(&appid, u.secret.as_deref())
         .await?;
     Ok(ok(
@@ -535,7 +546,7 @@ async fn set_taobao_secret(
     Params(appid): Params<String>,
     JsonBody(u): JsonBody<UpstreamSecret>,
 ) -> Reply {
-    api.host
+    api.control
         .set_taobao_secret(&appid, u.secret.as_deref())
         .await?;
     Ok(ok(
@@ -548,7 +559,10 @@ async fn envs(State(api): ApiState) -> Reply {
 }
 
 async fn create_env(State(api): ApiState, JsonBody(n): JsonBody<NewEnv>) -> Reply {
-    Ok(ok(&api.host.create_env_for_app(&n.env, &n.owner).await?))
+    Ok(ok(&api
+        .control
+        .create_env_for_app(&n.env, &n.owner)
+        .await?))
 }
 
 async fn functions(
@@ -556,7 +570,7 @@ async fn functions(
     Acting(actor): Acting,
     Params(env): Params<String>,
 ) -> Reply {
-    Ok(ok(&api.host.functions_as(&actor, &env).await?))
+    Ok(ok(&api.control.functions_as(&actor, &env).await?))
 }
 
 async fn deploy(
@@ -583,7 +597,7 @@ async fn deploy(
         e => ApiError::Status(StatusCode::BAD_REQUEST, e.to_string()),
     })?;
     Ok(ok(&api
-        .host
+        .control
         .deploy_as(&actor, &env, &name, &wasm, config)
         .await?))
 }
@@ -595,7 +609,7 @@ async fn remove(
     QueryMap(query): QueryMap,
 ) -> Reply {
     let force = query.get("force").is_some_and(|v| v == "true");
-    api.host.remove_as(&actor, &env, &name, force).await?;
+    api.control.remove_as(&actor, &env, &name, force).await?;
     Ok(ok(&json!({ "removed": name })))
 }
 
@@ -604,7 +618,7 @@ async fn versions(
     Acting(actor): Acting,
     Params((env, name)): Params<(String, String)>,
 ) -> Reply {
-    Ok(ok(&api.host.versions_as(&actor, &env, &name).await?))
+    Ok(ok(&api.control.versions_as(&actor, &env, &name).await?))
 }
 
 async fn rollback(
@@ -613,7 +627,7 @@ async fn rollback(
     Params((env, name)): Params<(String, String)>,
     JsonBody(r): JsonBody<Rollback>,
 ) -> Reply {
-    api.host.rollback_as(&actor, &env, &name, r.to).await?;
+    api.control.rollback_as(&actor, &env, &name, r.to).await?;
     Ok(ok(&json!({ "active_version": r.to })))
 }
 
@@ -637,7 +651,7 @@ fn rules_reply(rules: &str) -> Response<Body> {
 }
 
 async fn rules(State(api): ApiState, Params(env): Params<String>) -> Reply {
-    Ok(rules_reply(&api.host.rules(&env).await?))
+    Ok(rules_reply(&api.control.rules(&env).await?))
 }
 
 async fn set_rules(
@@ -659,7 +673,7 @@ async fn set_rules(
         )
     })?;
     Ok(rules_reply(
-        &api.host.set_rules_as(&actor, &env, text).await?,
+        &api.control.set_rules_as(&actor, &env, text).await?,
     ))
 }
 
@@ -688,7 +702,7 @@ async fn activations(
         since_ms: query.get("since_ms").and_then(|s| s.parse().ok()),
         ..Default::default()
     };
-    Ok(ok(&api.host.activations_as(&actor, &records).await?))
+    Ok(ok(&api.control.activations_as(&actor, &records).await?))
 }
 
 async fn shares(State(api): ApiState, QueryMap(query): QueryMap) -> Reply {
@@ -707,7 +721,7 @@ async fn add_share(State(api): ApiState, JsonBody(n): JsonBody<NewShare>) -> Rep
     let functions = SharedFunctions::parse(n.functions.as_deref().unwrap_or("*"))
         .map_err(|e| ApiError::Store(e.into()))?;
     let share = api
-        .host
+        .control
         .add_share(&n.env, &n.to, &n.perms, functions, n.acting.as_deref())
         .await?;
     Ok(ok(&share))
@@ -715,7 +729,7 @@ async fn add_share(State(api): ApiState, JsonBody(n): JsonBody<NewShare>) -> Rep
 
 async fn unbind(State(api): ApiState, JsonBody(u): JsonBody<Unbind>) -> Reply {
     let envs = api
-        .host
+        .control
         .unbind(&u.owner, &u.to, u.acting.as_deref())
         .await?;
     Ok(ok(&json!({ "owner": u.owner, "to": u.to, "envs": envs })))
@@ -726,7 +740,7 @@ async fn remove_share(
     Params((env, to)): Params<(String, String)>,
     QueryMap(query): QueryMap,
 ) -> Reply {
-    api.host
+    api.control
         .remove_share(&env, &to, query.get("acting").map(String::as_str))
         .await?;
     Ok(ok(&json!({ "removed": { "env": env, "to": to } })))

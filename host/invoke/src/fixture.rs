@@ -33,7 +33,7 @@
 //! rules are set to what the file says, so a
 //! server restarted with the same fixture keeps its data and its apps' credentials.
 
-use crate::Host;
+use crate::Control;
 use anyhow::{Context, bail};
 use cloudfn_store::{AppCredentials, FunctionConfig, SharedFunctions, StoreError};
 use serde::Deserialize;
@@ -133,6 +133,22 @@ pub struct Function {
 }
 
 impl Function {
+    /// The component at `wasm` deployed as `env/name` with `config`.
+    pub fn wasm(env: &str, name: &str, wasm: impl Into<PathBuf>, config: &FunctionConfig) -> Self {
+        Function {
+            env: env.into(),
+            name: name.into(),
+            wasm: Some(wasm.into()),
+            krate: None,
+            timeout_ms: config.timeout_ms,
+            memory_mb: Some(config.memory_mb),
+            fs_write: config.fs_write,
+            vars: config.vars.clone(),
+            kind: config.kind,
+            allow_hosts: config.outbound_hosts.clone(),
+        }
+    }
+
     /// Its configuration.
     pub fn config(&self) -> FunctionConfig {
         FunctionConfig::with(|c| {
@@ -204,15 +220,15 @@ impl Fixture {
         }
     }
 
-    /// Applies the fixture to `host`; returns the credentials of the apps it created (an app
+    /// Applies the fixture through `control`; returns the credentials of the apps it created (an app
     /// that already existed keeps its credentials and is not listed). Function crates are built
     /// with `build`.
     pub async fn apply(
         &self,
-        host: &Host,
+        control: &Control,
         build: &dyn Fn(&Path) -> anyhow::Result<PathBuf>,
     ) -> anyhow::Result<Vec<AppCredentials>> {
-        let store = host.store();
+        let store = control.host().store();
         let mut created = Vec::new();
         for app in &self.apps {
             let exists = store
@@ -220,18 +236,18 @@ impl Fixture {
                 .await
                 .is_ok_and(|a| a.secret_id.is_some());
             if !exists {
-                let creds = host
+                let creds = control
                     .create_app(&app.appid, app.subject.as_deref())
                     .await
                     .with_context(|| format!("app {}", app.appid))?;
                 created.push(creds);
             }
             if app.sharing {
-                host.set_sharing(&app.appid, true).await?;
+                control.set_sharing(&app.appid, true).await?;
             }
         }
         for env in &self.envs {
-            match host.create_env(&env.name, &env.owner).await {
+            match control.create_env(&env.name, &env.owner).await {
                 Ok(_) | Err(StoreError::EnvExists(_)) => {}
                 Err(e) => return Err(e).with_context(|| format!("env {}", env.name)),
             }
@@ -246,14 +262,15 @@ impl Fixture {
             let wasm = std::fs::read(&path).with_context(|| {
                 format!("function {}/{}: reading {}", f.env, f.name, path.display())
             })?;
-            deploy_unless_current(host, &f.env, &f.name, &wasm, f.config())
+            deploy_unless_current(control, &f.env, &f.name, &wasm, f.config())
                 .await
                 .with_context(|| format!("deploying function {}/{}", f.env, f.name))?;
         }
         for s in &self.shares {
             let functions = SharedFunctions::parse(&s.functions)?;
             // Sharing again updates the share to what the fixture says.
-            host.add_share(&s.env, &s.to, &s.perms, functions, None)
+            control
+                .add_share(&s.env, &s.to, &s.perms, functions, None)
                 .await
                 .with_context(|| format!("sharing env {} with {}", s.env, s.to))?;
         }
@@ -267,7 +284,8 @@ impl Fixture {
                 }
                 _ => continue,
             };
-            host.set_rules(&env.name, &rules)
+            control
+                .set_rules(&env.name, &rules)
                 .await
                 .with_context(|| format!("rules of env {}", env.name))?;
         }
@@ -278,20 +296,20 @@ impl Fixture {
 /// Deploys unless the active version already has these bytes and this configuration, so
 /// loading a fixture again adds no versions.
 async fn deploy_unless_current(
-    host: &Host,
+    control: &Control,
     env: &str,
     name: &str,
     wasm: &[u8],
     config: FunctionConfig,
 ) -> anyhow::Result<()> {
     let sha = cloudfn_store::secrets::sha256_hex(wasm);
-    if let Ok(versions) = host.store().versions(env, name).await
+    if let Ok(versions) = control.host().store().versions(env, name).await
         && versions
             .iter()
             .any(|v| v.active && v.sha256 == sha && v.config == config)
     {
         return Ok(());
     }
-    host.deploy(env, name, wasm, config).await?;
+    control.deploy(env, name, wasm, config).await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
-//! [`Host`]: what a cloudfn process runs calls with. It owns the parts and nothing else: the
-//! store, the runtime, the in-memory state, the limits and slots, the decision cache and the
-//! observer. The call path is in the `pipeline` module, the changes an operator makes in
-//! `admin`.
+//! [`Host`]: the data plane, what a cloudfn process runs calls with. It owns the parts and
+//! nothing else: the store, the runtime, the in-memory state, the limits and slots, the
+//! decision cache and the observer. The call path is in the `pipeline` module; management is
+//! [`crate::Control`], built on a host that knows nothing of it.
 
 use crate::call::RequestIds;
 use crate::grant::Decisions;
@@ -63,7 +63,7 @@ impl Default for Options {
     }
 }
 
-/// The host: store, runtime, state, limits, decisions, observer.
+/// The host (the data plane): store, runtime, state, limits, decisions, observer.
 pub struct Host {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) runtime: Arc<Runtime>,
@@ -247,6 +247,20 @@ impl Host {
     /// A fresh request id (also for responses that fail before any call runs).
     pub fn new_request_id(&self) -> String {
         self.ids.next()
+    }
+
+    /// The secret `appid`'s Taobao mini-program signs with, if it has one (what the Taobao
+    /// gateway checks and signs with; `Control::set_taobao_secret` sets it).
+    pub async fn taobao_secret(
+        &self,
+        appid: &str,
+    ) -> Result<Option<String>, cloudfn_store::StoreError> {
+        self.store
+            .sealed_setting(
+                crate::control::TAOBAO_SECRET,
+                &crate::control::taobao_secret_key(appid),
+            )
+            .await
     }
 
     /// Whether the host can serve: its state is loaded (always, once it exists) and its store

@@ -12,8 +12,8 @@
 //! It speaks to state only through `cloudfn-store`'s traits and to wasm only through
 //! `cloudfn-runtime`; the HTTP dialects in `cloudfn-gateway` and the CLI sit on top of it.
 
-pub mod admin;
 pub mod call;
+pub mod control;
 pub mod error;
 pub mod fixture;
 pub mod grant;
@@ -30,13 +30,13 @@ pub mod state;
 pub mod upstream;
 pub mod webhook;
 
-pub use admin::Actor;
 pub use call::{
     AppCaller, CLIENT_SOURCE, Call, Caller, HttpCall, Identity, Invocation, InvokeRequest, Origin,
     Stamp,
 };
 pub use cloudfn_runtime::EngineConfig;
 pub use cloudfn_runtime::{HttpRequest, HttpResponse, WxContext};
+pub use control::{Actor, Control};
 pub use error::InvokeError;
 pub use host::{Host, Options};
 pub use limits::Limits;

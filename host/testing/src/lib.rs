@@ -38,7 +38,7 @@ pub mod examples {
 }
 
 use anyhow::Context;
-use cloudfn_invoke::{Call, Host, Identity, InvokeRequest, Options};
+use cloudfn_invoke::{Call, Control, Host, Identity, InvokeRequest, Options};
 use cloudfn_store::SharedFunctions;
 use cloudfn_store::{Activation, ActivationQuery, AppCredentials, FunctionConfig, LogLine};
 pub use fixture::Fixture;
@@ -56,6 +56,7 @@ pub use cloudfn_store::FunctionConfig as Config;
 /// cloudfn's host, in-process, on a temporary data dir removed on drop.
 pub struct TestHost {
     host: Arc<Host>,
+    control: Control,
     creds: Mutex<HashMap<String, AppCredentials>>,
     gateway: tokio::sync::OnceCell<Gateway>,
     // Dropped last: the host's files live here.
@@ -130,6 +131,7 @@ impl TestHost {
         let runtime = runtime(dir.path(), capabilities)?;
         let host = Host::open_shared(dir.path(), options, runtime).await?;
         Ok(TestHost {
+            control: Control::new(host.clone()),
             host,
             creds: Mutex::default(),
             gateway: tokio::sync::OnceCell::new(),
@@ -147,7 +149,9 @@ impl TestHost {
 
     /// Applies a fixture.
     pub async fn load(&self, fixture: &Fixture) -> anyhow::Result<()> {
-        let created = fixture.apply(&self.host, &|p| build_for_tests(p)).await?;
+        let created = fixture
+            .apply(&self.control, &|p| build_for_tests(p))
+            .await?;
         let mut creds = self.creds.lock().unwrap();
         for c in created {
             creds.insert(c.appid.clone(), c);
@@ -160,6 +164,11 @@ impl TestHost {
         &self.host
     }
 
+    /// The host's control plane (management), for what this API does not cover.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
     /// The data dir (envs' files live under it).
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
@@ -167,9 +176,8 @@ impl TestHost {
 
     /// Creates app `appid` of company `subject`, with sharing on; returns its credentials.
     pub async fn app(&self, appid: &str, subject: &str) -> anyhow::Result<AppCredentials> {
-        let store = self.host.store();
-        let creds = store.create_app(appid, Some(subject)).await?;
-        store.set_sharing(appid, true).await?;
+        let creds = self.control.create_app(appid, Some(subject)).await?;
+        self.control.set_sharing(appid, true).await?;
         self.creds
             .lock()
             .unwrap()
@@ -184,7 +192,7 @@ impl TestHost {
 
     /// Creates env `env` owned by `owner`.
     pub async fn env(&self, env: &str, owner: &str) -> anyhow::Result<()> {
-        self.host.create_env(env, owner).await?;
+        self.control.create_env(env, owner).await?;
         Ok(())
     }
 
@@ -222,7 +230,7 @@ impl TestHost {
         config: FunctionConfig,
     ) -> anyhow::Result<u32> {
         let info = self
-            .host
+            .control
             .deploy(env, name, wasm, config)
             .await
             .with_context(|| format!("deploying {env}/{name}"))?;
@@ -281,7 +289,7 @@ impl TestHost {
 
     /// Sets `env`'s security rules (JSON).
     pub async fn rules(&self, env: &str, rules: &str) -> anyhow::Result<()> {
-        self.host.set_rules(env, rules).await?;
+        self.control.set_rules(env, rules).await?;
         Ok(())
     }
 

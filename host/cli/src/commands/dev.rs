@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use cloudfn_builder as build;
 use cloudfn_gateway::server::{ServeConfig, Server};
-use cloudfn_invoke::Host;
 use cloudfn_invoke::fixture::Fixture;
+use cloudfn_invoke::{Control, Host};
 use cloudfn_store::{ActivationQuery, FunctionConfig, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,19 +44,21 @@ impl DevCommand {
         let host = Host::open(&cli.data_dir)
             .await
             .with_context(|| format!("opening data dir {}", cli.data_dir.display()))?;
+        let control = Control::new(host.clone());
         if let Some(path) = &self.fixture {
             let fixture = Fixture::read(path)?;
             let created = fixture
-                .apply(&host, &|p| Ok(build::build_function(p)?.wasm))
+                .apply(&control, &|p| Ok(build::build_function(p)?.wasm))
                 .await?;
             print_created(&created);
         }
         if host.store().app(&self.owner).await.is_err() {
-            // Through the host, not the store, so the app's creation is in the audit log.
-            let creds = host.create_app(&self.owner, None).await?;
+            // Through the control plane, not the store, so the app's creation is in the audit
+            // log.
+            let creds = control.create_app(&self.owner, None).await?;
             print_created(&[creds]);
         }
-        match host.create_env(&self.env, &self.owner).await {
+        match control.create_env(&self.env, &self.owner).await {
             Ok(_) | Err(StoreError::EnvExists(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -69,7 +71,7 @@ impl DevCommand {
             })
             .collect::<anyhow::Result<_>>()?;
         for c in &crates {
-            if let Err(e) = rebuild(&host, &self.env, c).await {
+            if let Err(e) = rebuild(&control, &self.env, c).await {
                 eprintln!("[cloudfn dev] {e:#}");
             }
         }
@@ -96,7 +98,7 @@ impl DevCommand {
         let _watcher = watch(&crates, tx)?;
         tokio::spawn(print_calls(host.clone(), self.env.clone(), printed_up_to));
         let redeploys = {
-            let (host, env) = (host.clone(), self.env.clone());
+            let (control, env) = (control.clone(), self.env.clone());
             tokio::spawn(async move {
                 while let Some(changed) = rx.recv().await {
                     // Editors write several files per save: let them settle, then build once.
@@ -108,7 +110,7 @@ impl DevCommand {
                     todo.sort();
                     todo.dedup();
                     for c in todo {
-                        if let Err(e) = rebuild(&host, &env, &c).await {
+                        if let Err(e) = rebuild(&control, &env, &c).await {
                             eprintln!("[cloudfn dev] {e:#} (the previous version keeps serving)");
                         }
                     }
@@ -133,19 +135,20 @@ fn print_created(created: &[cloudfn_store::AppCredentials]) {
 
 /// Builds the crate at `path` and deploys it into `env` under its crate name, unless the
 /// active version is already this component.
-async fn rebuild(host: &Arc<Host>, env: &str, path: &Path) -> anyhow::Result<()> {
+async fn rebuild(control: &Control, env: &str, path: &Path) -> anyhow::Result<()> {
     let p = path.to_path_buf();
     let built = tokio::task::spawn_blocking(move || build::build_function(&p)).await??;
     let name = built.package.replace('-', "_");
     let wasm = std::fs::read(&built.wasm)?;
-    let config = host
+    let config = control
+        .host()
         .store()
         .versions(env, &name)
         .await
         .ok()
         .and_then(|v| v.into_iter().find(|v| v.active).map(|v| v.config))
         .unwrap_or_else(FunctionConfig::default);
-    let info = host.deploy(env, &name, &wasm, config).await?;
+    let info = control.deploy(env, &name, &wasm, config).await?;
     println!(
         "[cloudfn dev] deployed {env}/{name} version {} ({:.1} KB)",
         info.version,

@@ -8,7 +8,7 @@ use crate::client::AdminClient;
 use anyhow::{Context, bail};
 use clap::Args;
 use cloudfn_gateway::admin_api::{AdminInvocation, AdminInvoke};
-use cloudfn_invoke::{EngineConfig, Host, Identity, InvokeRequest, Options};
+use cloudfn_invoke::{Control, EngineConfig, Host, Identity, InvokeRequest, Options};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -211,7 +211,9 @@ async fn invoke_fixture(args: &InvokeCommand) -> anyhow::Result<i32> {
     };
     let host = Host::open_with(&tmp, options).await?;
     fixture
-        .apply(&host, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
+        .apply(&Control::new(host.clone()), &|p| {
+            Ok(cloudfn_builder::build_function(p)?.wasm)
+        })
         .await?;
     invoke(&AdminClient::local(host), args).await
 }

@@ -7,7 +7,7 @@ use crate::Cli;
 use anyhow::bail;
 use clap::Args;
 use cloudfn_gateway::server::{ServeConfig, Server, new_admin_token};
-use cloudfn_invoke::{EngineConfig, Host, Limits, Options};
+use cloudfn_invoke::{Control, EngineConfig, Host, Limits, Options};
 use cloudfn_store::DEFAULT_RETENTION;
 use std::io::Write;
 use std::path::PathBuf;
@@ -161,9 +161,10 @@ impl ServeCommand {
         };
         let svc = Host::open_with(&cli.data_dir, options).await?;
         let _warmer = svc.spawn_warmer();
+        let control = Control::new(svc.clone());
         let demo_credentials = if self.demo {
-            crate::demo::populate(&svc).await?;
-            Some(crate::demo::rotate_credentials(&svc).await?)
+            crate::demo::populate(&control).await?;
+            Some(crate::demo::rotate_credentials(&control).await?)
         } else {
             None
         };
@@ -171,7 +172,7 @@ impl ServeCommand {
             Some(path) => {
                 let fixture = cloudfn_invoke::fixture::Fixture::read(path)?;
                 fixture
-                    .apply(&svc, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
+                    .apply(&control, &|p| Ok(cloudfn_builder::build_function(p)?.wasm))
                     .await?
             }
             None => Vec::new(),

@@ -16,7 +16,7 @@ pub mod session;
 
 use crate::http::{Body, BodyError, read_body_within};
 use bytes::Bytes;
-use cloudfn_invoke::Host;
+use cloudfn_invoke::{Control, Host};
 use cloudfn_store::secrets::{constant_time_eq, random_hex};
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
@@ -46,6 +46,8 @@ pub(crate) fn router(console: Console) -> axum::Router {
 /// The console.
 pub struct Console {
     host: Arc<Host>,
+    /// Every change a page makes goes through the control plane.
+    control: Control,
     token_sha256: String,
     /// The login forms' own body budget: sent before anyone is known, they take room from it,
     /// apart from the public listener's (whose anonymous callers must not lock the operator
@@ -132,6 +134,7 @@ impl Console {
                 .expect("the console's templates parse");
         }
         Console {
+            control: Control::new(host.clone()),
             host,
             token_sha256,
             bodies: crate::http::BodyBudget::new(LOGIN_BUDGET, LOGIN_BUDGET),
@@ -274,5 +277,9 @@ impl Console {
 
     pub(crate) fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
     }
 }

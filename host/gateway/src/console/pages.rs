@@ -95,7 +95,11 @@ pub(super) async fn rollback(
     let Some(to) = form.get("to").and_then(|t| t.parse::<u32>().ok()) else {
         return c.page_error(cur, StatusCode::BAD_REQUEST, "which version? (to=N)");
     };
-    match c.host().rollback_as(&Actor::Operator, env, name, to).await {
+    match c
+        .control()
+        .rollback_as(&Actor::Operator, env, name, to)
+        .await
+    {
         Ok(()) => redirect(
             htmx,
             &format!(
@@ -117,7 +121,7 @@ pub(super) async fn save_rules(
     htmx: bool,
 ) -> Response<Body> {
     let text = form.get("rules").unwrap_or("");
-    match c.host().set_rules_as(&Actor::Operator, env, text).await {
+    match c.control().set_rules_as(&Actor::Operator, env, text).await {
         Ok(_) => redirect(
             htmx,
             &format!("/console/envs/{}/rules?done=saved", enc(env)),
@@ -170,7 +174,7 @@ pub(super) async fn rules(
     env: &str,
     done: Option<String>,
 ) -> Result<Response<Body>, StoreError> {
-    let text = c.host().rules(env).await?;
+    let text = c.control().rules(env).await?;
     Ok(rules_page(c, cur, env, &text, RulesOutcome::Saved(done)))
 }
 
@@ -239,7 +243,7 @@ pub(super) async fn env_page(
 ) -> Result<Response<Body>, StoreError> {
     let info = c.host().store().env(env).await?;
     let functions: Vec<FunctionRow> = c
-        .host()
+        .control()
         .functions_as(&Actor::Operator, env)
         .await?
         .into_iter()
@@ -303,7 +307,7 @@ pub(super) async fn function_page(
     reveal: bool,
 ) -> Result<Response<Body>, StoreError> {
     let mut versions: Vec<VersionRow> = c
-        .host()
+        .control()
         .versions_as(&Actor::Operator, env, name)
         .await?
         .into_iter()
@@ -348,7 +352,7 @@ pub(super) async fn confirm_rollback(
     name: &str,
     to: Option<&String>,
 ) -> Result<Response<Body>, StoreError> {
-    let versions = c.host().versions_as(&Actor::Operator, env, name).await?;
+    let versions = c.control().versions_as(&Actor::Operator, env, name).await?;
     let to = to.and_then(|t| t.parse::<u32>().ok());
     let Some(target) = versions.iter().find(|v| Some(v.version) == to) else {
         return Err(StoreError::VersionNotFound {
@@ -431,7 +435,7 @@ pub(super) async fn deploy(
         (_, None) => Err("choose a .wasm component to upload".to_string()),
         (_, Some(w)) if w.is_empty() => Err("the uploaded file is empty".to_string()),
         (Ok(config), Some(w)) => c
-            .host()
+            .control()
             .deploy_as(&Actor::Operator, &env, &name, &w, config)
             .await
             .map_err(|e| e.to_string()),
@@ -681,7 +685,7 @@ pub(super) async fn activations(
     let mut older = None;
     if let Some(env) = &env {
         functions = c
-            .host()
+            .control()
             .functions_as(&Actor::Operator, env)
             .await?
             .into_iter()
@@ -694,7 +698,7 @@ pub(super) async fn activations(
     if let (Some(env), true) = (&env, unknown.is_empty()) {
         // The store filters, so a match older than the newest records is still found.
         let mut matching = c
-            .host()
+            .control()
             .activations_as(
                 &Actor::Operator,
                 &ActivationQuery {
@@ -790,7 +794,7 @@ pub(super) async fn activation(
     request_id: &str,
 ) -> Result<Response<Body>, StoreError> {
     let records = c
-        .host()
+        .control()
         .activations_as(
             &Actor::Operator,
             &ActivationQuery {
@@ -1170,22 +1174,23 @@ pub(super) async fn sharing_step(
     form: &Form,
     htmx: bool,
 ) -> Response<Body> {
-    let host = c.host();
+    let control = c.control();
     let app = form.get("app").unwrap_or("").to_string();
     let field = |k: &str| form.get(k).unwrap_or("").to_string();
     let result: Result<&str, StoreError> = match step {
         "switch" => {
             let on = form.get("on") == Some("on");
-            host.set_sharing(&app, on)
+            control
+                .set_sharing(&app, on)
                 .await
                 .map(|()| if on { "sharing-on" } else { "sharing-off" })
         }
         "share" => share(c, &app, form).await.map(|()| "shared"),
-        "remove" => host
+        "remove" => control
             .remove_share(&field("env"), &field("to"), Some(&app))
             .await
             .map(|()| "removed"),
-        "unbind" => host
+        "unbind" => control
             .unbind(&field("owner"), &field("to"), Some(&app))
             .await
             .map(|_| "unbound"),
@@ -1232,7 +1237,7 @@ async fn share(c: &Console, app: &str, form: &Form) -> Result<(), StoreError> {
     let perms = form.all("perm");
     let functions = SharedFunctions::parse(form.get("functions").unwrap_or("*").trim())?;
     for env in envs {
-        c.host()
+        c.control()
             .add_share(&env, to, &perms, functions.clone(), Some(app))
             .await?;
     }

@@ -1,6 +1,8 @@
-//! Management through the host: who may change or read what, the audit log, and the changes
-//! that need more than the store (a deploy validates and compiles the component before storing
-//! it, a new env gets its directory, rules are compiled before they are stored).
+//! The control plane: management over the same store the data plane reads, and the one place
+//! that decides who may manage what. [`Control`] holds the [`Host`] it manages (a deploy
+//! validates and compiles the component with the host's runtime, a new env gets its directory,
+//! rules are compiled before they are stored); the host knows nothing of it, so the call path
+//! runs without the management code.
 //!
 //! An [`Actor`] is the operator (the admin token, or the CLI on its data dir) or an app acting
 //! through it (`acting`, `--as`). An app manages its own envs; in an env shared with it, its
@@ -19,6 +21,7 @@ use cloudfn_store::{
     FunctionConfig, FunctionInfo, FunctionKind, PERM_DEPLOY, PERM_READ, ShareInfo, SharedFunctions,
     StoreError, VersionInfo, validate_function_name,
 };
+use std::sync::Arc;
 
 /// Who makes a management change or read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,10 +51,10 @@ impl Actor {
 }
 
 /// What Taobao signing secrets are sealed for.
-const TAOBAO_SECRET: &str = "taobao-secret";
+pub(crate) const TAOBAO_SECRET: &str = "taobao-secret";
 
 /// The setting an app's Taobao signing secret is kept under, sealed.
-fn taobao_secret_key(appid: &str) -> String {
+pub(crate) fn taobao_secret_key(appid: &str) -> String {
     format!("taobao-secret/{appid}")
 }
 
@@ -73,17 +76,34 @@ enum Access {
     Shared(ShareInfo),
 }
 
-impl Host {
+/// The control plane of a host: every management change and read, each checked against what
+/// its [`Actor`] may do and written to the audit log. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    host: Arc<Host>,
+}
+
+impl Control {
+    /// The control plane of `host`.
+    pub fn new(host: Arc<Host>) -> Control {
+        Control { host }
+    }
+
+    /// The host it manages (the data plane: calls, metrics, the store it reads).
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
     /// What `actor` may reach of `env` for an action needing `perm` of a share.
     async fn access(&self, actor: &Actor, env: &str, perm: &str) -> Result<Access, StoreError> {
-        let info = self.store.env(env).await?;
+        let info = self.host.store.env(env).await?;
         let Some(app) = actor.app() else {
             return Ok(Access::Full);
         };
         if info.owner_appid == app {
             return Ok(Access::Full);
         }
-        match self.store.share(env, app).await? {
+        match self.host.store.share(env, app).await? {
             Some(share) if share.has(perm) => Ok(Access::Shared(share)),
             Some(_) => Err(StoreError::Forbidden(format!(
                 "app {app}'s share of env {env} does not grant {perm}"
@@ -122,7 +142,7 @@ impl Host {
     }
 
     async fn owner_only(&self, actor: &Actor, env: &str, what: &str) -> Result<(), StoreError> {
-        let info = self.store.env(env).await?;
+        let info = self.host.store.env(env).await?;
         match actor.app() {
             Some(app) if app != info.owner_appid => Err(StoreError::Forbidden(format!(
                 "only env {env}'s owner {} may {what}; app {app} may not",
@@ -151,7 +171,7 @@ impl Host {
             target: target.map(str::to_string),
             detail,
         };
-        if let Err(e) = self.store.audit(entry).await {
+        if let Err(e) = self.host.store.audit(entry).await {
             tracing::error!("writing the audit log ({action}) failed: {e}");
         }
     }
@@ -161,10 +181,10 @@ impl Host {
         // The directory first: a name the store refuses leaves at most an empty directory, a
         // stored env never lacks its directory.
         cloudfn_store::validate_env_name(name)?;
-        let dir = self.state.env_dir(name);
+        let dir = self.host.state.env_dir(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
-        let info = self.store.create_env(name, owner).await?;
+        let info = self.host.store.create_env(name, owner).await?;
         self.log_change(
             &Actor::Operator,
             "env.create",
@@ -176,11 +196,11 @@ impl Host {
         Ok(info)
     }
 
-    /// [`Host::create_env`] as an operator asks for it (the CLI's `env create`, the admin
+    /// [`Control::create_env`] as an operator asks for it (the CLI's `env create`, the admin
     /// API): the owner must be a registered app, so a misspelt appid is refused instead of
     /// becoming an app without credentials. (Test and authoring hosts create owners as they go.)
     pub async fn create_env_for_app(&self, name: &str, owner: &str) -> Result<EnvInfo, StoreError> {
-        match self.store.app(owner).await {
+        match self.host.store.app(owner).await {
             Ok(_) => self.create_env(name, owner).await,
             Err(StoreError::AppNotFound(_)) => Err(StoreError::InvalidConfig(format!(
                 "app {owner} does not exist: register it first with `cloudfn app create {owner} \
@@ -202,7 +222,7 @@ impl Host {
             .await
     }
 
-    /// [`Host::deploy`] by `actor`.
+    /// [`Control::deploy`] by `actor`.
     pub async fn deploy_as(
         &self,
         actor: &Actor,
@@ -223,7 +243,7 @@ impl Host {
             self.check_sharee_hosts(&share.to_appid, env, name, &config)
                 .await?;
         }
-        let runtime = self.runtime.clone();
+        let runtime = self.host.runtime.clone();
         let bytes = wasm.to_vec();
         let kind = config.kind;
         // Compiling takes tens of milliseconds or more (seconds for JavaScript): off the async
@@ -235,15 +255,16 @@ impl Host {
         .await
         .map_err(|e| anyhow::anyhow!("compile task: {e}"))?
         .map_err(|e| StoreError::InvalidWasm(e.0))?;
-        let sha256 = self.store.put_blob(wasm).await?;
+        let sha256 = self.host.store.put_blob(wasm).await?;
         crash_point("deploy-after-blob");
-        self.runtime.remember(&sha256, &component)?;
+        self.host.runtime.remember(&sha256, &component)?;
         crash_point("deploy-after-artifact");
         let version = self
+            .host
             .store
             .add_version(env, name, &sha256, wasm.len() as u64, &config)
             .await?;
-        let info = self.store.resolve(env, name, Some(version)).await?;
+        let info = self.host.store.resolve(env, name, Some(version)).await?;
         self.log_change(
             actor,
             "deploy",
@@ -266,16 +287,16 @@ impl Host {
         let access = self.function_access(actor, env, name, PERM_DEPLOY).await?;
         if let Access::Shared(share) = &access {
             // An old version may reach hosts the owner has since taken away.
-            let target = self.store.resolve(env, name, Some(to)).await?;
+            let target = self.host.store.resolve(env, name, Some(to)).await?;
             self.check_sharee_hosts(&share.to_appid, env, name, &target.config)
                 .await?;
         }
-        if self.store.resolve(env, name, None).await?.version == to {
+        if self.host.store.resolve(env, name, None).await?.version == to {
             return Err(StoreError::Refused(format!(
                 "version {to} of {env}/{name} is already active; nothing changed"
             )));
         }
-        self.store.rollback(env, name, to).await?;
+        self.host.store.rollback(env, name, to).await?;
         self.log_change(
             actor,
             "rollback",
@@ -298,7 +319,7 @@ impl Host {
     ) -> Result<(), StoreError> {
         self.function_access(actor, env, name, PERM_DEPLOY).await?;
         if name == AUTH_FUNCTION && !force {
-            let shares = self.store.shares(Some(env), None).await?;
+            let shares = self.host.store.shares(Some(env), None).await?;
             if !shares.is_empty() {
                 let apps: Vec<&str> = shares.iter().map(|s| s.to_appid.as_str()).collect();
                 return Err(StoreError::Refused(format!(
@@ -310,7 +331,7 @@ impl Host {
                 )));
             }
         }
-        self.store.remove_function(env, name).await?;
+        self.host.store.remove_function(env, name).await?;
         self.log_change(actor, "remove", Some(env), Some(name), String::new())
             .await;
         Ok(())
@@ -323,7 +344,7 @@ impl Host {
         env: &str,
     ) -> Result<Vec<FunctionInfo>, StoreError> {
         let access = self.access(actor, env, PERM_READ).await?;
-        let mut functions = self.store.functions(env).await?;
+        let mut functions = self.host.store.functions(env).await?;
         if let Access::Shared(share) = access {
             functions.retain(|f| share.functions.covers(&f.name));
         }
@@ -338,7 +359,7 @@ impl Host {
         name: &str,
     ) -> Result<Vec<VersionInfo>, StoreError> {
         let access = self.function_access(actor, env, name, PERM_READ).await?;
-        let mut versions = self.store.versions(env, name).await?;
+        let mut versions = self.host.store.versions(env, name).await?;
         if let Access::Shared(_) = access {
             for v in &mut versions {
                 hide_values(&mut v.config);
@@ -360,7 +381,7 @@ impl Host {
         if config.outbound_hosts.is_empty() {
             return Ok(());
         }
-        let allowed = match self.store.resolve(env, name, None).await {
+        let allowed = match self.host.store.resolve(env, name, None).await {
             Ok(active) => active.config.outbound_hosts,
             Err(StoreError::FunctionNotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
@@ -394,13 +415,13 @@ impl Host {
         q: &ActivationQuery,
     ) -> Result<Vec<Activation>, StoreError> {
         let access = self.access(actor, &q.env, PERM_READ).await?;
-        self.flush_records().await;
+        self.host.flush_records().await;
         match access {
-            Access::Full => self.store.activations(q).await,
+            Access::Full => self.host.store.activations(q).await,
             Access::Shared(share) => {
                 let mut q = q.clone();
                 q.caller = Some(share.to_appid);
-                self.store.activations(&q).await
+                self.host.store.activations(&q).await
             }
         }
     }
@@ -410,7 +431,7 @@ impl Host {
         self.set_rules_as(&Actor::Operator, env, json).await
     }
 
-    /// [`Host::set_rules`] by `actor`: the env's owner's alone.
+    /// [`Control::set_rules`] by `actor`: the env's owner's alone.
     pub async fn set_rules_as(
         &self,
         actor: &Actor,
@@ -420,7 +441,7 @@ impl Host {
         self.owner_only(actor, env, "set its security rules")
             .await?;
         Rules::parse(json).map_err(StoreError::InvalidRules)?;
-        self.store.set_rules(env, json).await?;
+        self.host.store.set_rules(env, json).await?;
         self.log_change(
             actor,
             "rules.set",
@@ -435,6 +456,7 @@ impl Host {
     /// An env's security rules (the default ones when it has set none).
     pub async fn rules(&self, env: &str) -> Result<String, StoreError> {
         Ok(self
+            .host
             .store
             .rules(env)
             .await?
@@ -447,7 +469,7 @@ impl Host {
         appid: &str,
         subject: Option<&str>,
     ) -> Result<AppCredentials, StoreError> {
-        let creds = self.store.create_app(appid, subject).await?;
+        let creds = self.host.store.create_app(appid, subject).await?;
         let detail = subject.map(|s| format!("subject {s}")).unwrap_or_default();
         self.log_change(&Actor::Operator, "app.create", None, Some(appid), detail)
             .await;
@@ -456,7 +478,7 @@ impl Host {
 
     /// Issues an app new credentials; the old ones stop working.
     pub async fn rotate_secret(&self, appid: &str) -> Result<AppCredentials, StoreError> {
-        let creds = self.store.rotate_secret(appid).await?;
+        let creds = self.host.store.rotate_secret(appid).await?;
         self.log_change(
             &Actor::Operator,
             "app.rotate-secret",
@@ -471,7 +493,7 @@ impl Host {
     /// Ends every session of an app's mini-program users at once (they log in again); takes
     /// effect on every host sharing the store from its next call.
     pub async fn revoke_sessions(&self, appid: &str) -> Result<u64, StoreError> {
-        let generation = self.store.revoke_sessions(appid).await?;
+        let generation = self.host.store.revoke_sessions(appid).await?;
         self.log_change(
             &Actor::Operator,
             "app.revoke-sessions",
@@ -485,7 +507,7 @@ impl Host {
 
     /// Turns an app's sharing switch on or off (off is refused while it has shares).
     pub async fn set_sharing(&self, appid: &str, on: bool) -> Result<(), StoreError> {
-        self.store.set_sharing(appid, on).await?;
+        self.host.store.set_sharing(appid, on).await?;
         let action = if on { "sharing.on" } else { "sharing.off" };
         self.log_change(&Actor::Operator, action, None, Some(appid), String::new())
             .await;
@@ -503,6 +525,7 @@ impl Host {
         acting: Option<&str>,
     ) -> Result<ShareInfo, StoreError> {
         let share = self
+            .host
             .store
             .add_share(env, to, perms, functions, acting)
             .await?;
@@ -525,8 +548,8 @@ impl Host {
         to: &str,
         acting: Option<&str>,
     ) -> Result<(), StoreError> {
-        let owner = self.store.env(env).await?.owner_appid;
-        self.store.remove_share(env, to, acting).await?;
+        let owner = self.host.store.env(env).await?.owner_appid;
+        self.host.store.remove_share(env, to, acting).await?;
         let actor = Actor::acting(acting);
         self.log_change(&actor, "share.remove", Some(env), Some(to), String::new())
             .await;
@@ -542,7 +565,7 @@ impl Host {
         to: &str,
         acting: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let envs = self.store.unbind(owner, to, acting).await?;
+        let envs = self.host.store.unbind(owner, to, acting).await?;
         let actor = Actor::acting(acting);
         let detail = format!("owner {owner}, envs {}", envs.join(","));
         self.log_change(&actor, "share.unbind", None, Some(to), detail)
@@ -558,10 +581,10 @@ impl Host {
         appid: &str,
         url: Option<&str>,
     ) -> Result<Option<String>, StoreError> {
-        self.store.app(appid).await?;
+        self.host.store.app(appid).await?;
         let key = webhook::setting_key(appid);
         let Some(url) = url else {
-            self.store.set_setting(&key, "").await?;
+            self.host.store.set_setting(&key, "").await?;
             self.log_change(
                 &Actor::Operator,
                 "webhook.clear",
@@ -572,7 +595,8 @@ impl Host {
             .await;
             return Ok(None);
         };
-        self.webhooks
+        self.host
+            .webhooks
             .check_url(url)
             .await
             .map_err(StoreError::InvalidConfig)?;
@@ -580,7 +604,7 @@ impl Host {
             url: url.to_string(),
             secret: cloudfn_store::secrets::random_hex(24),
         };
-        webhook::save(self.store.as_ref(), appid, &hook).await?;
+        webhook::save(self.host.store.as_ref(), appid, &hook).await?;
         self.log_change(
             &Actor::Operator,
             "webhook.set",
@@ -604,8 +628,8 @@ impl Host {
                 "the upstream secret is empty".into(),
             ));
         }
-        self.store.set_upstream_secret(appid, secret).await?;
-        self.upstream.forget(appid);
+        self.host.store.set_upstream_secret(appid, secret).await?;
+        self.host.upstream.forget(appid);
         let action = if secret.is_some() {
             "upstream.set"
         } else {
@@ -626,13 +650,14 @@ impl Host {
         appid: &str,
         secret: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.store.app(appid).await?;
+        self.host.store.app(appid).await?;
         if secret.is_some_and(|s| s.trim().is_empty()) {
             return Err(StoreError::InvalidConfig(
                 "the Taobao signing secret is empty".into(),
             ));
         }
-        self.store
+        self.host
+            .store
             .set_sealed_setting(TAOBAO_SECRET, &taobao_secret_key(appid), secret)
             .await?;
         let action = if secret.is_some() {
@@ -645,16 +670,9 @@ impl Host {
         Ok(())
     }
 
-    /// The secret `appid`'s Taobao mini-program signs with, if it has one.
-    pub async fn taobao_secret(&self, appid: &str) -> Result<Option<String>, StoreError> {
-        self.store
-            .sealed_setting(TAOBAO_SECRET, &taobao_secret_key(appid))
-            .await
-    }
-
     /// The webhook of `appid`, if it has one.
     pub async fn webhook(&self, appid: &str) -> Result<Option<Webhook>, StoreError> {
-        webhook::load(self.store.as_ref(), appid).await
+        webhook::load(self.host.store.as_ref(), appid).await
     }
 
     /// Tells the side of a share that did not end it (both, when the operator did), in the
@@ -682,8 +700,8 @@ impl Host {
         };
         for app in notify {
             let (store, hooks, app, body) = (
-                self.store.clone(),
-                self.webhooks.clone(),
+                self.host.store.clone(),
+                self.host.webhooks.clone(),
                 app.to_string(),
                 body.clone(),
             );
