@@ -839,12 +839,12 @@ async fn a_capability_of_its_own_is_linked_and_given_state_when_a_call_uses_one(
         ) -> wasmtime::Result<()> {
             Ok(())
         }
-        fn instance(&self, call: &CallInfo<'_>) -> Box<dyn std::any::Any + Send> {
+        fn instance(&self, call: &CallInfo<'_>) -> Option<Box<dyn std::any::Any + Send>> {
             self.1.lock().unwrap().made.push(format!(
                 "{}/{} owner {} appid {:?} from {:?}",
                 call.env, call.function, call.owner, call.appid, call.from_appid
             ));
-            Box::new(ProbeState(self.1.clone()))
+            Some(Box::new(ProbeState(self.1.clone())))
         }
     }
 

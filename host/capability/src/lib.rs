@@ -35,8 +35,11 @@ pub trait Capability<T: HasInstances>: Send + Sync + 'static {
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()>;
 
     /// This capability's state for one call (its type is what the host functions'
-    /// [`instance`] asks for). A zero-sized state allocates nothing.
-    fn instance(&self, call: &CallInfo<'_>) -> Box<dyn Any + Send>;
+    /// [`instance`] asks for; a zero-sized state allocates nothing), or none for a capability
+    /// whose host functions reach what the runtime holds for the call through a view trait
+    /// of the store's data instead (`log`, `config`, `invoke`: the `wasmtime-wasi`
+    /// `WasiView` style).
+    fn instance(&self, call: &CallInfo<'_>) -> Option<Box<dyn Any + Send>>;
 }
 
 /// What a capability sees of the call it serves.

@@ -16,5 +16,10 @@ pub type List = Arc<[Dyn]>;
 
 /// The capabilities the host ships.
 pub fn standard() -> Vec<Dyn> {
-    vec![Arc::new(cloudfn_openapi::Openapi)]
+    vec![
+        Arc::new(cloudfn_calls::Invoke),
+        Arc::new(cloudfn_log::Log),
+        Arc::new(cloudfn_config::Config),
+        Arc::new(cloudfn_openapi::Openapi),
+    ]
 }

@@ -4,9 +4,6 @@
 //! the compiled-component cache (in memory by content hash, and precompiled artifacts on disk).
 
 use crate::bindings::{self, CloudFunctionPre};
-use crate::config::ConfigHost;
-use crate::invoke::InvokeHost;
-use crate::log::LogHost;
 use crate::state::CallState;
 use anyhow::Context;
 use cloudfn_model::FunctionKind;
@@ -538,15 +535,12 @@ fn guest_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the guest threads")
 }
 
-/// Each cloudfn interface reaches only its own narrow context in the call's state.
+/// The package's types, which every interface uses (a guest imports them as an instance of
+/// their own); the interfaces are the capabilities'.
 fn link_interfaces(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    use bindings::cloudfn::function::{config, invoke, log, types};
+    use bindings::cloudfn::function::types;
     use wasmtime::component::HasSelf;
-    types::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
-    invoke::add_to_linker::<_, HasSelf<InvokeHost>>(linker, |s: &mut CallState| &mut s.invoke)?;
-    log::add_to_linker::<_, HasSelf<LogHost>>(linker, |s: &mut CallState| &mut s.log)?;
-    config::add_to_linker::<_, HasSelf<ConfigHost>>(linker, |s: &mut CallState| &mut s.config)?;
-    Ok(())
+    types::add_to_linker::<_, HasSelf<CallState>>(linker, |s: &mut CallState| s)
 }
 
 /// The engine's configuration; `pool` is (instances, keep-resident bytes) for the pooling

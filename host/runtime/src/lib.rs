@@ -23,21 +23,20 @@
 
 mod bindings;
 pub mod capabilities;
-pub mod config;
 pub mod egress;
 pub mod engine;
 pub mod http;
-pub mod invoke;
 pub mod limiter;
-pub mod log;
 pub mod run;
 pub mod sched;
 pub mod state;
 
-pub use bindings::{CallError, WxContext};
+pub use bindings::WxContext;
+pub use cloudfn_calls::{CallError, CallFunction};
 pub use cloudfn_capability::{CallInfo, Capability, Services};
+/// The call's log (the `log` capability's crate).
+pub use cloudfn_log as log;
 pub use engine::{EPOCH_TICK, EngineConfig, InvalidComponent, Runtime};
 pub use http::{HttpRequest, HttpResponse};
-pub use invoke::CallFunction;
 pub use run::{GuestCall, GuestError, Outcome, Prepared};
 pub use wasmtime::component::Component;

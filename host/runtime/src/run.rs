@@ -5,10 +5,10 @@
 use crate::bindings::WxContext;
 use crate::engine::{Linked, Runtime};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::invoke::CallFunction;
 use crate::log::LogSink;
 use crate::state::{CallCapabilities, CallState, StoreParts, new_store};
 use anyhow::Context;
+use cloudfn_calls::CallFunction;
 use cloudfn_model::{FunctionConfig, LogLine};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;

@@ -1,15 +1,15 @@
 //! What one call's `Store` holds, and how a fresh one is made: the WASI context (stdio into the
 //! call's log sink, the env directory cloned from the version's template, nothing else), the
-//! memory limiter, one narrow context per interface the runtime implements, the call's
-//! instances of the capabilities (`capabilities.rs`), `wasi:http` with the outbound policy,
-//! and the epoch deadline.
+//! memory limiter, what the `invoke`, `log` and `config` capabilities reach through their view
+//! traits (the call's nested-call function, its log, the version's variables), the call's
+//! instances of the capabilities that make state (`capabilities.rs`), `wasi:http` with the
+//! outbound policy, and the epoch deadline.
 
-use crate::config::ConfigHost;
 use crate::http::Outbound;
-use crate::invoke::{CallFunction, InvokeHost};
 use crate::limiter::{MemLimiter, MemoryBudget};
-use crate::log::{LogHost, LogPipe, LogSink};
+use cloudfn_calls::CallFunction;
 use cloudfn_capability::{HasInstances, Instances};
+use cloudfn_log::{LogPipe, LogSink};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,12 +27,12 @@ pub struct CallState {
     pub table: ResourceTable,
     /// The memory limit.
     pub limiter: MemLimiter,
-    /// The `invoke` interface.
-    pub invoke: InvokeHost,
-    /// The `log` interface.
-    pub log: LogHost,
-    /// The `config` interface.
-    pub config: ConfigHost,
+    /// The nested-call function the pipeline made for the call (the `invoke` capability's).
+    pub calls: CallFunction,
+    /// The call's log (the `log` capability's, and the guest's stdout and stderr).
+    pub logs: Arc<Mutex<LogSink>>,
+    /// The version's variables (the `config` capability's).
+    pub vars: Arc<BTreeMap<String, String>>,
     /// The call's state of each capability, made when the guest first calls into one (a call
     /// that uses none makes none).
     pub instances: Instances,
@@ -105,12 +105,34 @@ impl HasInstances for CallState {
                 services: &caps.services,
             };
             for capability in caps.list.iter() {
-                self.instances.push(capability.instance(&info));
+                if let Some(instance) = capability.instance(&info) {
+                    self.instances.push(instance);
+                }
             }
         }
         &mut self.instances
     }
 }
+
+impl cloudfn_log::HasLog for CallState {
+    fn log_sink(&mut self) -> &Mutex<LogSink> {
+        &self.logs
+    }
+}
+
+impl cloudfn_config::HasVars for CallState {
+    fn vars(&mut self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+}
+
+impl cloudfn_calls::HasCalls for CallState {
+    fn calls(&mut self) -> &CallFunction {
+        &self.calls
+    }
+}
+
+impl crate::bindings::cloudfn::function::types::Host for CallState {}
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -173,9 +195,9 @@ pub fn new_store(engine: &Engine, parts: StoreParts<'_>) -> Store<CallState> {
             wasi,
             table: ResourceTable::new(),
             limiter: MemLimiter::new(parts.memory_bytes, parts.budget.0, parts.budget.1),
-            invoke: InvokeHost(parts.calls),
-            log: LogHost(parts.logs.clone()),
-            config: ConfigHost(parts.vars),
+            calls: parts.calls,
+            logs: parts.logs.clone(),
+            vars: parts.vars,
             instances: Instances::default(),
             capabilities: parts.capabilities,
             deadline: parts.deadline,

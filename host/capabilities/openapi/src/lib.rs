@@ -57,18 +57,18 @@ impl<T: HasInstances> Capability<T> for Openapi {
         })
     }
 
-    fn instance(&self, call: &CallInfo<'_>) -> Box<dyn Any + Send> {
+    fn instance(&self, call: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
         // A file run's env has no owner: the app it runs as stands in.
         let owner = Some(call.owner)
             .filter(|o| !o.is_empty())
             .or(call.appid)
             .map(str::to_string);
-        Box::new(CallState {
+        Some(Box::new(CallState {
             service: call.services.get::<Service>().cloned(),
             env: call.env.to_string(),
             owner,
             from: call.from_appid.map(str::to_string),
-        })
+        }))
     }
 }
 

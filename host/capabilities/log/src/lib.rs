@@ -1,16 +1,68 @@
-//! The `log` interface and the guest's stdout/stderr: one call's log lines, in the order the
-//! guest wrote them, capped in size so a chatty guest costs the host a bounded amount.
+//! cloudfn-log: the `log` capability (`wit/log.wit`) and the guest's stdout/stderr: one
+//! call's log lines, in the order the guest wrote them, capped in size so a chatty guest costs
+//! the host a bounded amount.
+//!
+//! The call's [`LogSink`] is the runtime's (it is the call's record of what happened: the
+//! host's own lines about the call, an outbound request refused, go there too); the runtime
+//! hands it to this capability through [`HasLog`], the way `wasmtime-wasi`'s `WasiView` hands
+//! over a context, so a call makes no state of its own for it.
 
-use crate::bindings::LogLevel;
-use crate::bindings::cloudfn::function::log;
 use bytes::Bytes;
+use cloudfn_capability::{CallInfo, Capability, HasInstances};
 use cloudfn_model::{LogLine, LogStream};
+use std::any::Any;
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../../wit",
+        interfaces: "import cloudfn:function/log@0.1.0;",
+    });
+}
+
+use bindings::cloudfn::function::log;
+use bindings::cloudfn::function::types::LogLevel;
+
+/// The interface's name in the `cloudfn:function` package.
+pub const INTERFACE: &str = "log";
+
+/// A store's data that holds the call's log.
+pub trait HasLog {
+    /// The call's log.
+    fn log_sink(&mut self) -> &Mutex<LogSink>;
+}
+
+/// The capability, as the runtime lists it.
+pub struct Log;
+
+impl<T: HasInstances + HasLog> Capability<T> for Log {
+    fn interface(&self) -> &'static str {
+        INTERFACE
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        log::add_to_linker::<T, LogData>(linker, |s: &mut T| CallLog(s.log_sink()))
+    }
+
+    fn instance(&self, _: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
+        None
+    }
+}
+
+struct LogData;
+
+impl HasData for LogData {
+    type Data<'a> = CallLog<'a>;
+}
+
+/// The host side of the `log` interface: the call's sink.
+struct CallLog<'a>(&'a Mutex<LogSink>);
 
 /// Most log text kept per call (stdout, stderr and log lines together); the rest is dropped
 /// and the record says so.
@@ -75,7 +127,7 @@ impl LogSink {
     }
 
     /// A structured line at `level`, from the guest's `log` or from the host about the call.
-    pub(crate) fn structured(&mut self, level: &'static str, message: String) {
+    pub fn structured(&mut self, level: &'static str, message: String) {
         if self.admit(message.len() + LINE_OVERHEAD) {
             self.push_line(LogStream::Log, Some(level), message.into_bytes());
         }
@@ -195,10 +247,7 @@ impl tokio::io::AsyncWrite for LogPipe {
     }
 }
 
-/// The host side of the `log` interface: the call's sink.
-pub struct LogHost(pub Arc<Mutex<LogSink>>);
-
-impl log::Host for LogHost {
+impl log::Host for CallLog<'_> {
     fn log(&mut self, level: LogLevel, message: String) {
         let level = match level {
             LogLevel::Trace => "trace",
@@ -213,6 +262,8 @@ impl log::Host for LogHost {
             .structured(level, message);
     }
 }
+
+impl bindings::cloudfn::function::types::Host for CallLog<'_> {}
 
 #[cfg(test)]
 mod tests {
