@@ -201,6 +201,60 @@ fn event_from_file_and_version_listing_and_rollback() {
     assert_eq!(ls.lines().count(), 1, "{ls}");
 }
 
+/// A deploy's settings reach the host whatever text its variables hold: the CLI sends them in
+/// a header (through the admin API, in-process here), which must not lose non-ASCII values.
+#[test]
+fn variables_beyond_ascii_are_deployed_as_written() {
+    let dir = setup();
+    let reply = r#"{"msg":"héllo 你好 🎉"}"#;
+    let var = format!("reply={reply}");
+    let v = ok(&cloudfn(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "prod",
+            "--name",
+            "say",
+            paths::AUTH_REPLY,
+            "--timeout",
+            "2",
+            "--var",
+            &var,
+        ],
+    ));
+    assert_eq!(v.trim(), "1");
+    let out = ok(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "prod", "--name", "say", "--appid", "wxA"],
+    ));
+    assert_eq!(out.trim(), reply);
+    let versions = ok(&cloudfn(
+        dir.path(),
+        &["versions", "--env", "prod", "--name", "say"],
+    ));
+    assert!(versions.contains("2s"), "{versions}");
+}
+
+/// An event as large as the host takes (here 5 MB, of its 6 MB) goes through the CLI on a
+/// data dir, though it crosses the admin API's routes in-process (as JSON text, escaped).
+#[test]
+fn a_large_event_goes_through_the_cli() {
+    let dir = setup();
+    let event_file = dir.path().join("big.json");
+    // 5 MB of JSON text: each `\"q\"` is the three characters `"q"`, and escaped again
+    // (`\\\"q\\\"`) as the event crosses the API inside a JSON string, 9 MB there.
+    let text = r#"\"q\""#.repeat(1024 * 1024);
+    std::fs::write(&event_file, format!(r#"{{"big":"{text}"}}"#)).unwrap();
+    let at = format!("@{}", event_file.display());
+    let out = ok(&cloudfn(
+        dir.path(),
+        &["invoke", "--env", "prod", "--name", "echo", "--event", &at],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["event"]["big"].as_str().unwrap().len(), 3 * 1024 * 1024);
+}
+
 #[test]
 fn deploy_errors_are_clear() {
     let dir = setup();

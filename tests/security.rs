@@ -794,6 +794,17 @@ async fn admin_bodies_refuse_unknown_fields() {
     );
     let versions = s.host.store().versions("prod", "echo").await.unwrap();
     assert_eq!(versions.len(), 1);
+
+    // Values beyond ASCII, as UTF-8 in the header, are read as written (not dropped for the
+    // defaults).
+    let config = r#"{"vars":{"greeting":"héllo 你好"}}"#;
+    let headers = [("authorization", auth.as_str()), ("cloudfn-config", config)];
+    let wasm = std::fs::read(paths::ECHO).unwrap();
+    let (status, v) = request("PUT", &url, &headers, wasm).await;
+    assert_eq!(status, 200, "{v}");
+    let versions = s.host.store().versions("prod", "echo").await.unwrap();
+    let active = versions.iter().find(|v| v.active).unwrap();
+    assert_eq!(active.config.vars["greeting"], "héllo 你好", "{versions:?}");
 }
 
 /// Finding 8: a webhook's signing secret is sealed at rest; a webhook kept in plain text by

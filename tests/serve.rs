@@ -841,6 +841,23 @@ fn serve_binary_remote_cli_and_graceful_drain() {
         .trim(),
         "2"
     );
+    // Settings beyond ASCII cross the network as they were written.
+    let reply = r#"{"msg":"héllo 你好 🎉"}"#;
+    let var = format!("reply={reply}");
+    ok(&[
+        "deploy",
+        "--env",
+        "rprod",
+        "--name",
+        "say",
+        paths::AUTH_REPLY,
+        "--var",
+        &var,
+    ]);
+    let said = ok(&[
+        "invoke", "--env", "rprod", "--name", "say", "--appid", "wxR",
+    ]);
+    assert_eq!(said.trim(), reply);
     ok(&["rollback", "--env", "rprod", "--name", "echo", "--to", "1"]);
     let versions = ok(&["versions", "--env", "rprod", "--name", "echo"]);
     assert!(

@@ -1,14 +1,20 @@
 //! cloudfn-capability: the seam a guest capability plugs into.
 //!
 //! A capability is a WIT interface of the `cloudfn:function` package that the host implements
-//! for guests (`openapi`, and what comes next: a database, storage, ...). Each lives in a crate
-//! of its own that owns its interface's file in `wit/`, its `bindgen!`, its host implementation
-//! and its per-call state, and implements [`Capability`]. The runtime assembles the list of
-//! capabilities in one place (`cloudfn_runtime::capabilities`), links each into the linker
-//! every function shares, and when a call's guest first calls into one, asks each for its
-//! [`Capability::instance`]: the call's state of that interface, kept in the store's
-//! [`Instances`] and reached by the interface's host functions through [`instance`]. A call
-//! that uses no capability makes no state.
+//! for guests: every interface a guest imports (`invoke`, `log`, `config`, `openapi`, and what
+//! comes next: a database, storage, ...). Each lives in a crate of its own that owns its
+//! interface's file in `wit/`, its `bindgen!`, its host implementation and its per-call state,
+//! and implements [`Capability`]. The runtime assembles the list of capabilities in one place
+//! (`cloudfn_runtime::capabilities`) and links each into the linker every function shares.
+//!
+//! A capability reaches its call in one of two ways. One whose host functions work on what the
+//! runtime holds for the call anyway (the nested-call function, the log, the variables) defines
+//! a view trait the store's data implements and makes no state (`instance` answers `None`), the
+//! way `wasmtime-wasi`'s `WasiView` works. One with state of its own (`openapi`: whom the call
+//! may act as) answers [`Capability::instance`]: when a call's guest first calls into such a
+//! capability, the runtime asks every capability for its instance, keeps them in the store's
+//! [`Instances`], and the host functions reach theirs through [`instance`]. A call that uses
+//! none makes no state.
 //!
 //! This crate knows nothing of the runtime's store type: a capability is generic over it
 //! (`T: HasInstances`), so capability crates do not depend on the runtime and the runtime can
@@ -128,9 +134,9 @@ pub trait HasInstances: Send + 'static {
 /// `bindgen!`-generated `add_to_linker`, e.g. `|s: &mut T| instance::<T, MyState>(s)`.
 ///
 /// # Panics
-/// When the call has no such instance: the runtime makes one for every capability it links,
-/// so this is a capability whose `instance` returned another type than its host functions
-/// ask for, a bug its first test shows.
+/// When the call has no such instance: the runtime makes the instance of every capability that
+/// has one, so this is a capability whose `instance` returned another type (or none) than its
+/// host functions ask for, a bug its first test shows.
 pub fn instance<T: HasInstances, I: Any>(state: &mut T) -> &mut I {
     state.instances().get::<I>().unwrap_or_else(|| {
         panic!(

@@ -50,8 +50,32 @@ pub struct Refused {
     remote: bool,
 }
 
+/// `segment` percent-encoded for a path (form encoding's `+` for a space means a space only in
+/// a query; every `+` it writes stands for a space, a `+` itself being `%2B`).
 fn enc(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+    form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// JSON text with every character beyond ASCII escaped (`\uXXXX`): what a header may carry
+/// through any proxy, and the same JSON.
+fn ascii_json(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    let text = serde_json::to_string(value)?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            // Outside a string JSON has no such character: each is in one, where an escape
+            // is the character.
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `path` with the query parameters that have a value (`acting=APP`, `limit=N`, ...).
@@ -120,7 +144,7 @@ impl AdminClient {
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json");
         if let Some(c) = config {
-            req = req.header("cloudfn-config", serde_json::to_string(c)?);
+            req = req.header("cloudfn-config", ascii_json(c)?);
         }
         let req = req.body(Full::new(body))?;
         let (status, bytes) = match &self.transport {

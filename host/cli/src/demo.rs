@@ -200,16 +200,15 @@ pub async fn populate(svc: &Control) -> anyhow::Result<()> {
     // The partner app uses prod through a share; its cloudbase_auth grants role "partner", and
     // only partners may add users.
     if store.share(PROD_ENV, PARTNER_APPID).await?.is_none() {
-        store.set_sharing(OWNER_APPID, true).await?;
-        store
-            .add_share(
-                PROD_ENV,
-                PARTNER_APPID,
-                &["functions:invoke".to_string()],
-                SharedFunctions::All,
-                None,
-            )
-            .await?;
+        svc.set_sharing(OWNER_APPID, true).await?;
+        svc.add_share(
+            PROD_ENV,
+            PARTNER_APPID,
+            &["functions:invoke".to_string()],
+            SharedFunctions::All,
+            None,
+        )
+        .await?;
         svc.set_rules(PROD_ENV, DEMO_RULES).await?;
     }
     Ok(())

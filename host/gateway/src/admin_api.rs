@@ -1,6 +1,7 @@
 //! The admin API, on its own listener and behind a bearer token: apps, envs, deploys
 //! (wasm upload), functions, versions, rollback, removal, invocation, activation records, and
-//! Prometheus `/metrics`. The CLI's `--server URL` mode speaks it. Its routes are declared once,
+//! Prometheus `/metrics`. The CLI speaks it, over the network (`--server URL`) or in-process on a
+//! data dir ([`AdminApi::without_console`]). Its routes are declared once,
 //! with axum ([`routes`]: `Router`, `State`, typed extractors, store errors turned into replies
 //! by `IntoResponse`). `/console` is the web console ([`crate::console`]), with its own login
 //! and its own router.
@@ -169,8 +170,10 @@ pub(crate) fn store_status(e: &StoreError) -> StatusCode {
     }
 }
 
+/// A store error in the API's shape; a storage failure with its whole chain of causes (the
+/// operator's to read, as the CLI printed it before it went through the API).
 fn store_error(e: StoreError) -> Response<Body> {
-    error(store_status(&e), e.to_string())
+    error(store_status(&e), format!("{e:#}"))
 }
 
 fn ok<T: Serialize>(value: &T) -> Response<Body> {
@@ -206,22 +209,30 @@ impl IntoResponse for ApiError {
 /// What a handler answers: its reply, or a refusal in the API's shape.
 type Reply = Result<Response<Body>, ApiError>;
 
-/// A JSON body of at most 1 MB. Every admin body refuses fields it does not know (serde's
-/// `deny_unknown_fields` names the field and the accepted ones): a misspelt key must not be
-/// dropped silently, since its absence can widen what the request does (a share of every
-/// function, a call with no caller).
-struct JsonBody<T>(T);
+/// A JSON body of at most `MAX_MB` MB (1 unless a route says otherwise). Every admin body
+/// refuses fields it does not know (serde's `deny_unknown_fields` names the field and the
+/// accepted ones): a misspelt key must not be dropped silently, since its absence can widen
+/// what the request does (a share of every function, a call with no caller).
+struct JsonBody<T, const MAX_MB: usize = 1>(T);
 
-impl<S: Send + Sync, T: for<'de> Deserialize<'de>> FromRequest<S> for JsonBody<T> {
+/// What `POST …/invoke` may carry: an event within the host's limit (6 MB by default), as a JSON
+/// string, whose escapes make it longer.
+const INVOKE_BODY_MB: usize = 32;
+
+impl<S: Send + Sync, T: for<'de> Deserialize<'de>, const MAX_MB: usize> FromRequest<S>
+    for JsonBody<T, MAX_MB>
+{
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(req.into_body(), 1024 * 1024).await.map_err(|_| {
-            ApiError::Status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the JSON body is over 1 MB".into(),
-            )
-        })?;
+        let bytes = read_body(req.into_body(), MAX_MB * 1024 * 1024)
+            .await
+            .map_err(|_| {
+                ApiError::Status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the JSON body is over {MAX_MB} MB"),
+                )
+            })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::Status(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
         })
@@ -331,24 +342,21 @@ impl AdminApi {
     pub fn new(host: Arc<Host>, token_sha256: String, console: crate::console::Console) -> Self {
         AdminApi {
             console: Some(crate::console::router(console)),
-            router: routes(Arc::new(Api {
-                control: Control::new(host.clone()),
-                host,
-                token_sha256,
-            })),
+            ..AdminApi::without_console(host, token_sha256)
         }
     }
 
     /// The API of `host` alone, without the console: what the CLI calls in-process on a data
     /// dir, so a command is the same request whether it goes to a server or not.
     pub fn without_console(host: Arc<Host>, token_sha256: String) -> Self {
+        let api = Api {
+            control: Control::new(host.clone()),
+            host,
+            token_sha256,
+        };
         AdminApi {
             console: None,
-            router: routes(Arc::new(Api {
-                control: Control::new(host.clone()),
-                host,
-                token_sha256,
-            })),
+            router: routes(Arc::new(api)),
         }
     }
 
@@ -580,13 +588,18 @@ async fn deploy(
     headers: hyper::HeaderMap,
     body: axum::body::Body,
 ) -> Reply {
-    let config = match header(&headers, "cloudfn-config") {
-        Some(c) => FunctionConfig::from_client_json(&c).map_err(|e| {
-            ApiError::Status(
-                StatusCode::BAD_REQUEST,
-                format!("invalid cloudfn-config header: {e}"),
-            )
-        })?,
+    // Read as UTF-8, not as visible ASCII alone: a variable's value may be any text, and a
+    // header that cannot be read must refuse the deploy, not deploy with the defaults.
+    let config = match headers.get("cloudfn-config") {
+        Some(c) => std::str::from_utf8(c.as_bytes())
+            .map_err(|_| "the header is not UTF-8".to_string())
+            .and_then(FunctionConfig::from_client_json)
+            .map_err(|e| {
+                ApiError::Status(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid cloudfn-config header: {e}"),
+                )
+            })?,
         None => FunctionConfig::default(),
     };
     let wasm = read_body(body, MAX_WASM_BYTES).await.map_err(|e| match e {
@@ -634,7 +647,7 @@ async fn rollback(
 async fn invoke(
     State(api): ApiState,
     Params((env, name)): Params<(String, String)>,
-    JsonBody(call): JsonBody<AdminInvoke>,
+    JsonBody(call): JsonBody<AdminInvoke, INVOKE_BODY_MB>,
 ) -> Reply {
     let call = call
         .into_call(&env, &name)

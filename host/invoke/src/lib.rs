@@ -1,8 +1,9 @@
 //! cloudfn-invoke: the invocation pipeline, from an authenticated caller to a guest's result.
 //!
 //! - [`call`]: the vocabulary ([`Call`], [`Caller`], [`Origin`], [`Invocation`]).
-//! - [`host`]: [`Host`], which owns the parts; [`pipeline`]: [`Host::call`], the one entry
-//!   every caller uses; [`admin`]: the operator's changes that need more than the store;
+//! - [`host`]: [`Host`], the data plane, which owns the parts; [`pipeline`]: [`Host::call`],
+//!   the one entry every caller uses; [`control`]: [`Control`], the control plane (management
+//!   over the same store, and who may manage what);
 //!   [`fixture`]: a whole setup (apps, envs, shares, functions) from one TOML file.
 //! - [`state`]: the in-memory snapshot of the store, refreshed from its change feed, and the
 //!   prepared versions; [`grant`] and [`rules`]: who may call what in a shared env;

@@ -8,13 +8,11 @@
 //!   over, and the outbound policy (only the hosts a version's config names).
 //! - [`run`]: [`Runtime::prepare`] a version once, [`Runtime::run`] a call, and the
 //!   classification of its outcome.
-//! - One module per interface the runtime implements itself: [`invoke`] (calls to other
-//!   functions, through a closure the pipeline provides), [`log`] (log lines, stdout, stderr),
-//!   [`config`] (variables), and
-//!   [`limiter`] (the call's memory limit and the host's memory budget).
-//! - [`capabilities`]: the assembly line of guest capabilities (crates implementing
-//!   `cloudfn_capability::Capability`, `cloudfn-openapi` first), linked once, with state per
-//!   call.
+//! - [`limiter`]: the call's memory limit and the host's memory budget.
+//! - [`capabilities`]: the assembly line of guest capabilities, every interface a guest imports
+//!   (crates implementing `cloudfn_capability::Capability`: `invoke`, `log`, `config`,
+//!   `openapi`), linked once; `CallState` holds what the view-style ones reach (the call's
+//!   nested-call function, log and variables) and the state the others make per call.
 //! - [`sched`]: the fair scheduler: guest code runs on the runtime's own threads, in slices,
 //!   with CPU shared between envs.
 //!

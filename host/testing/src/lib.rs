@@ -280,8 +280,7 @@ impl TestHost {
     /// `cloudbase_auth` deployed in `env`, and `to` must be of the same company.
     pub async fn share(&self, env: &str, to: &str, functions: &str) -> anyhow::Result<()> {
         let functions = SharedFunctions::parse(functions)?;
-        self.host
-            .store()
+        self.control
             .add_share(env, to, &["functions:invoke".to_string()], functions, None)
             .await?;
         Ok(())

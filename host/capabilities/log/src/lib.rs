@@ -263,8 +263,6 @@ impl log::Host for CallLog<'_> {
     }
 }
 
-impl bindings::cloudfn::function::types::Host for CallLog<'_> {}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! The console's pages: what each route (`routes.rs`) loads, which `Host` method a form calls,
-//! and the template it renders. Changes go through the same `Host` methods as the admin API (sharing
+//! The console's pages: what each route (`routes.rs`) loads, which `Control` method a form
+//! calls, and the template it renders. Changes go through the same control plane as the admin API (sharing
 //! steps act as the app the page is for, so the store's checks and errors are the CLI's).
 
 use super::charts::{Series, line_chart, sparkline};
