@@ -720,14 +720,7 @@ async fn tokens_and_data_survive_a_restart() {
     let TestServer { world, .. } = s;
     let Built { dir, creds, .. } = world;
     let host = Host::open(dir.path()).await.unwrap();
-    let control = host.control();
-    let built = Built {
-        dir,
-        host,
-        control,
-        creds,
-    };
-    let s = TestServer::serve(built, ServeConfig::default()).await;
+    let s = TestServer::serve(Built { dir, host, creds }, ServeConfig::default()).await;
     assert_eq!(errcode(&s.invoke(&t, "prod", "echo", "{}").await), 0);
     // stable_token hands back the same token after the restart.
     let (_, v) = request(

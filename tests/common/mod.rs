@@ -86,8 +86,6 @@ pub struct World {
 pub struct Built {
     pub dir: tempfile::TempDir,
     pub host: Arc<Host>,
-    /// The host's control plane (deploys, envs, shares, rules).
-    pub control: Control,
     pub creds: HashMap<String, AppCredentials>,
 }
 
@@ -197,12 +195,7 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("building the test world: {e:#}"));
         let creds = created.into_iter().map(|c| (c.appid.clone(), c)).collect();
-        Built {
-            dir,
-            host,
-            control,
-            creds,
-        }
+        Built { dir, host, creds }
     }
 }
 
@@ -214,7 +207,8 @@ impl Built {
 
     /// Deploys guest `path` as `prod/name` with `config`; returns the version.
     pub async fn deploy(&self, name: &str, path: &str, config: FunctionConfig) -> u32 {
-        self.control
+        self.host
+            .control()
             .deploy("prod", name, &wasm(path), config)
             .await
             .unwrap_or_else(|e| panic!("deploying {name}: {e}"))

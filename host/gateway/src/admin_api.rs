@@ -129,10 +129,9 @@ pub struct AdminApi {
 
 /// What the handlers share.
 struct Api {
-    /// Management: every change and the reads an actor is held to.
+    /// Management (every change and the reads an actor is held to), and through it the host
+    /// (calls, metrics, readiness, plain reads of the store).
     control: Control,
-    /// The data plane: calls, metrics, readiness, plain reads of the store.
-    host: Arc<Host>,
     /// SHA-256 of the bearer token.
     token_sha256: String,
 }
@@ -350,8 +349,7 @@ impl AdminApi {
     /// dir, so a command is the same request whether it goes to a server or not.
     pub fn without_console(host: Arc<Host>, token_sha256: String) -> Self {
         let api = Api {
-            control: Control::new(host.clone()),
-            host,
+            control: Control::new(host),
             token_sha256,
         };
         AdminApi {
@@ -474,7 +472,7 @@ async fn not_found(State(api): ApiState, uri: Uri, headers: hyper::HeaderMap) ->
 async fn metrics(State(api): ApiState) -> Response<Body> {
     text(
         StatusCode::OK,
-        api.host.metrics_text(),
+        api.control.host().metrics_text(),
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
     )
 }
@@ -486,7 +484,7 @@ async fn healthz() -> Response<Body> {
 /// Ready once the state is loaded (the host exists) and the store is reachable: a host that
 /// cannot hear about changes made elsewhere must not take calls.
 async fn readyz(State(api): ApiState) -> Response<Body> {
-    if api.host.ready() {
+    if api.control.host().ready() {
         json(StatusCode::OK, &json!({ "ready": true }))
     } else {
         json(
@@ -497,7 +495,7 @@ async fn readyz(State(api): ApiState) -> Response<Body> {
 }
 
 async fn apps(State(api): ApiState) -> Reply {
-    Ok(ok(&api.host.store().apps().await?))
+    Ok(ok(&api.control.host().store().apps().await?))
 }
 
 async fn create_app(State(api): ApiState, JsonBody(n): JsonBody<NewApp>) -> Reply {
@@ -563,7 +561,7 @@ async fn set_taobao_secret(
 }
 
 async fn envs(State(api): ApiState) -> Reply {
-    Ok(ok(&api.host.store().envs().await?))
+    Ok(ok(&api.control.host().store().envs().await?))
 }
 
 async fn create_env(State(api): ApiState, JsonBody(n): JsonBody<NewEnv>) -> Reply {
@@ -652,7 +650,9 @@ async fn invoke(
     let call = call
         .into_call(&env, &name)
         .map_err(|why| ApiError::Status(StatusCode::BAD_REQUEST, why))?;
-    Ok(ok(&AdminInvocation::from(api.host.call(call).await)))
+    Ok(ok(&AdminInvocation::from(
+        api.control.host().call(call).await,
+    )))
 }
 
 /// Rules are JSON text; the reply is the rules as JSON.
@@ -720,7 +720,8 @@ async fn activations(
 
 async fn shares(State(api): ApiState, QueryMap(query): QueryMap) -> Reply {
     let shares = api
-        .host
+        .control
+        .host()
         .store()
         .shares(
             query.get("env").map(String::as_str),
@@ -766,5 +767,5 @@ async fn audit(State(api): ApiState, QueryMap(query): QueryMap) -> Reply {
         after: query.get("after").and_then(|a| a.parse().ok()),
         limit: query.get("limit").and_then(|l| l.parse().ok()),
     };
-    Ok(ok(&api.host.store().audit_log(&q).await?))
+    Ok(ok(&api.control.host().store().audit_log(&q).await?))
 }

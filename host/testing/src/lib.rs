@@ -55,7 +55,7 @@ pub use cloudfn_store::FunctionConfig as Config;
 
 /// cloudfn's host, in-process, on a temporary data dir removed on drop.
 pub struct TestHost {
-    host: Arc<Host>,
+    /// The host's control plane, and through it the host.
     control: Control,
     creds: Mutex<HashMap<String, AppCredentials>>,
     gateway: tokio::sync::OnceCell<Gateway>,
@@ -131,8 +131,7 @@ impl TestHost {
         let runtime = runtime(dir.path(), capabilities)?;
         let host = Host::open_shared(dir.path(), options, runtime).await?;
         Ok(TestHost {
-            control: Control::new(host.clone()),
-            host,
+            control: Control::new(host),
             creds: Mutex::default(),
             gateway: tokio::sync::OnceCell::new(),
             dir,
@@ -161,7 +160,7 @@ impl TestHost {
 
     /// The host itself, for what this API does not cover.
     pub fn host(&self) -> &Arc<Host> {
-        &self.host
+        self.control.host()
     }
 
     /// The host's control plane (management), for what this API does not cover.
@@ -307,9 +306,10 @@ impl TestHost {
 
     /// The activation records of `env` (of function `name` only, when given), oldest first.
     pub async fn records(&self, env: &str, name: Option<&str>) -> anyhow::Result<Vec<Activation>> {
-        self.host.flush_records().await;
+        self.control.host().flush_records().await;
         Ok(self
-            .host
+            .control
+            .host()
             .store()
             .activations(&ActivationQuery {
                 env: env.into(),
@@ -332,7 +332,7 @@ impl TestHost {
                     admin_listen: "127.0.0.1:0".parse()?,
                     ..ServeConfig::default()
                 };
-                let server = Server::bind(self.host.clone(), config).await?;
+                let server = Server::bind(self.control.host().clone(), config).await?;
                 let base = format!("http://{}", server.public_addr());
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 tokio::spawn(server.run(async move {
@@ -441,7 +441,7 @@ impl<'a> CallBuilder<'a> {
         let request = InvokeRequest::new(&self.env, &self.name, self.event, &self.source);
         let inv = self
             .host
-            .host
+            .host()
             .call(Call::named(request, self.identity))
             .await;
         Outcome {

@@ -45,8 +45,8 @@ pub(crate) fn router(console: Console) -> axum::Router {
 
 /// The console.
 pub struct Console {
-    host: Arc<Host>,
-    /// Every change a page makes goes through the control plane.
+    /// Every change a page makes goes through the control plane; what it reads, through its
+    /// host.
     control: Control,
     token_sha256: String,
     /// The login forms' own body budget: sent before anyone is known, they take room from it,
@@ -134,8 +134,7 @@ impl Console {
                 .expect("the console's templates parse");
         }
         Console {
-            control: Control::new(host.clone()),
-            host,
+            control: Control::new(host),
             token_sha256,
             bodies: crate::http::BodyBudget::new(LOGIN_BUDGET, LOGIN_BUDGET),
             sessions: Sessions::new(session_ttl),
@@ -276,7 +275,7 @@ impl Console {
     }
 
     pub(crate) fn host(&self) -> &Arc<Host> {
-        &self.host
+        self.control.host()
     }
 
     pub(crate) fn control(&self) -> &Control {
