@@ -1,6 +1,6 @@
 //! `cloudfn ls`: lists the functions of an environment (active version, versions, kind).
 
-use super::client;
+use super::{ActAs, client};
 use crate::Cli;
 use clap::Args;
 
@@ -10,10 +10,8 @@ pub struct LsCommand {
     /// The environment.
     #[arg(long)]
     pub env: String,
-    /// Act as this app: its own envs in full, a shared env as far as its share's
-    /// permissions go (functions:read, functions:deploy).
-    #[arg(long = "as")]
-    pub acting: Option<String>,
+    #[command(flatten)]
+    pub acting: ActAs,
 }
 
 impl LsCommand {
@@ -21,7 +19,7 @@ impl LsCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         let LsCommand { env, acting } = self;
         let mut out = String::from("NAME\tACTIVE\tVERSIONS\tKIND\n");
-        for f in client(cli).await?.functions(env, acting.as_deref()).await? {
+        for f in client(cli).await?.functions(env, acting.app()).await? {
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\n",
                 f.name, f.active_version, f.versions, f.kind

@@ -54,6 +54,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `--as APP` on the commands that read or change a function: an app acting within what it
+/// may do, the way `?acting=` does on the admin API.
+#[derive(Debug, Args)]
+pub struct ActAs {
+    /// Act as this app: its own envs in full, a shared env as far as its share's
+    /// permissions go (functions:read, functions:deploy).
+    #[arg(long = "as")]
+    pub acting: Option<String>,
+}
+
+impl ActAs {
+    /// The app acting, if any.
+    pub fn app(&self) -> Option<&str> {
+        self.acting.as_deref()
+    }
+}
+
 /// Per-function settings, for `deploy` and for `invoke FILE.wasm`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {

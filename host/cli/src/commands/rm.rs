@@ -1,6 +1,6 @@
 //! `cloudfn rm`: removes a function and all its versions.
 
-use super::client;
+use super::{ActAs, client};
 use crate::Cli;
 use clap::Args;
 
@@ -13,10 +13,8 @@ pub struct RmCommand {
     /// The function.
     #[arg(long)]
     pub name: String,
-    /// Act as this app: its own envs in full, a shared env as far as its share's
-    /// permissions go (functions:read, functions:deploy).
-    #[arg(long = "as")]
-    pub acting: Option<String>,
+    #[command(flatten)]
+    pub acting: ActAs,
     /// Remove cloudbase_auth even though the env is shared (its sharees' calls then fail).
     #[arg(long)]
     pub force: bool,
@@ -33,7 +31,7 @@ impl RmCommand {
         } = self;
         client(cli)
             .await?
-            .remove(env, name, acting.as_deref(), *force)
+            .remove(env, name, acting.app(), *force)
             .await?;
         println!("removed {env}/{name}");
         Ok(0)

@@ -1,6 +1,6 @@
 //! `cloudfn rollback`: makes an earlier version of a function active again.
 
-use super::client;
+use super::{ActAs, client};
 use crate::Cli;
 use clap::Args;
 
@@ -16,10 +16,8 @@ pub struct RollbackCommand {
     /// The version to make active.
     #[arg(long)]
     pub to: u32,
-    /// Act as this app: its own envs in full, a shared env as far as its share's
-    /// permissions go (functions:read, functions:deploy).
-    #[arg(long = "as")]
-    pub acting: Option<String>,
+    #[command(flatten)]
+    pub acting: ActAs,
 }
 
 impl RollbackCommand {
@@ -33,7 +31,7 @@ impl RollbackCommand {
         } = self;
         client(cli)
             .await?
-            .rollback(env, name, *to, acting.as_deref())
+            .rollback(env, name, *to, acting.app())
             .await?;
         println!("{env}/{name} now runs version {to}");
         Ok(0)

@@ -1,7 +1,7 @@
 //! `cloudfn versions`: lists the versions of a function, newest first, with their hashes,
 //! sizes and settings.
 
-use super::{client, short};
+use super::{ActAs, client, short};
 use crate::Cli;
 use clap::Args;
 
@@ -14,10 +14,8 @@ pub struct VersionsCommand {
     /// The function.
     #[arg(long)]
     pub name: String,
-    /// Act as this app: its own envs in full, a shared env as far as its share's
-    /// permissions go (functions:read, functions:deploy).
-    #[arg(long = "as")]
-    pub acting: Option<String>,
+    #[command(flatten)]
+    pub acting: ActAs,
 }
 
 impl VersionsCommand {
@@ -25,11 +23,7 @@ impl VersionsCommand {
     pub async fn execute(&self, cli: &Cli) -> anyhow::Result<i32> {
         let VersionsCommand { env, name, acting } = self;
         let mut out = String::from("VERSION\tACTIVE\tSHA256\tSIZE\tTIMEOUT\tMEMORY\tKIND\n");
-        for v in client(cli)
-            .await?
-            .versions(env, name, acting.as_deref())
-            .await?
-        {
+        for v in client(cli).await?.versions(env, name, acting.app()).await? {
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}MB\t{}\n",
                 v.version,
