@@ -44,8 +44,11 @@ pub trait Capability<T: HasInstances>: Send + Sync + 'static {
     /// [`instance`] asks for; a zero-sized state allocates nothing), or none for a capability
     /// whose host functions reach what the runtime holds for the call through a view trait
     /// of the store's data instead (`log`, `config`, `invoke`: the `wasmtime-wasi`
-    /// `WasiView` style).
-    fn instance(&self, call: &CallInfo<'_>) -> Option<Box<dyn Any + Send>>;
+    /// `WasiView` style), which leave this method out.
+    fn instance(&self, call: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
+        let _ = call;
+        None
+    }
 }
 
 /// What a capability sees of the call it serves.

@@ -5,8 +5,7 @@
 //! The variables are the version's, which the runtime holds for the call; it hands them to this
 //! capability through [`HasVars`], so a call makes no state of its own for it.
 
-use cloudfn_capability::{CallInfo, Capability, HasInstances};
-use std::any::Any;
+use cloudfn_capability::{Capability, HasInstances};
 use std::collections::BTreeMap;
 use wasmtime::component::{HasData, Linker};
 
@@ -38,10 +37,6 @@ impl<T: HasInstances + HasVars> Capability<T> for Config {
 
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         config::add_to_linker::<T, VarsData>(linker, |s: &mut T| Vars(s.vars()))
-    }
-
-    fn instance(&self, _: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
-        None
     }
 }
 

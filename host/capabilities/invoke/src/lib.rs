@@ -6,8 +6,7 @@
 //! The runtime holds the call's `CallFunction` and hands it to this capability through
 //! [`HasCalls`], so a call makes no state of its own for it.
 
-use cloudfn_capability::{CallInfo, Capability, HasInstances};
-use std::any::Any;
+use cloudfn_capability::{Capability, HasInstances};
 use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
@@ -50,10 +49,6 @@ impl<T: HasInstances + HasCalls> Capability<T> for Invoke {
 
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         invoke::add_to_linker::<T, CallsData>(linker, |s: &mut T| Calls(s.calls()))
-    }
-
-    fn instance(&self, _: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
-        None
     }
 }
 

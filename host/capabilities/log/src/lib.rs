@@ -8,9 +8,8 @@
 //! over a context, so a call makes no state of its own for it.
 
 use bytes::Bytes;
-use cloudfn_capability::{CallInfo, Capability, HasInstances};
+use cloudfn_capability::{Capability, HasInstances};
 use cloudfn_model::{LogLine, LogStream};
-use std::any::Any;
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -48,10 +47,6 @@ impl<T: HasInstances + HasLog> Capability<T> for Log {
 
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         log::add_to_linker::<T, LogData>(linker, |s: &mut T| CallLog(s.log_sink()))
-    }
-
-    fn instance(&self, _: &CallInfo<'_>) -> Option<Box<dyn Any + Send>> {
-        None
     }
 }
 
