@@ -293,11 +293,18 @@ pub fn user_cache_dir() -> Option<PathBuf> {
     })
 }
 
-/// Builds what `path` is (a function crate, or a JavaScript function folder) with default
-/// options. What fixtures naming a `crate`, `cloudfn deploy DIR` and `cloudfn dev` use.
+/// Builds what `path` is (a function crate, or a JavaScript function folder) to deploy or run
+/// it: what fixtures naming a `crate`, `cloudfn deploy DIR`, `cloudfn invoke DIR` and
+/// `cloudfn dev` use. Each then deploys or runs the component, which checks it against the
+/// function worlds with the runtime that runs it (and compiles it once, into its artifact
+/// cache): a crate is not compiled a second time here for the check `cloudfn build` makes.
 pub fn build_function(path: &Path) -> anyhow::Result<Built> {
     if crate::js::is_js_function(path) {
         return Ok(crate::js::build_js(path, None)?.0);
     }
-    build_crate(path, &BuildOptions::default())
+    let options = BuildOptions {
+        skip_check: true,
+        ..BuildOptions::default()
+    };
+    build_crate(path, &options)
 }
